@@ -1,0 +1,1 @@
+"""iamsign service: FastAPI app, sandbox server and the ``iamsign`` command line."""

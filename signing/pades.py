@@ -1,0 +1,433 @@
+"""Deferred PAdES signing for a remote signer that only ever sees a hash.
+
+Phase 1, :func:`prepare_for_signing`, writes a prepared copy of the PDF (signature field, reserved
+/Contents) and returns a JSON-safe :class:`~signing.model.PreparedSignature`: the /ByteRange digest
+and, in hash mode, the DER signed attributes the remote signature must cover.
+
+Phase 2, in any process and up to 18 minutes later, embeds what iAM Smart returned:
+:func:`finish_with_cms` for a complete CMS (``pdfSignature``), :func:`finish_with_raw_signature` for a
+raw signature value plus certificate (``signature`` + ``cert``). Both check everything before embedding,
+then add what the level needs (signature timestamp, DSS, document timestamp) and publish the signed
+file atomically. The prepared file is never modified, so finishing can be retried.
+
+Memory stays bounded: every pyHanko write goes to a read-write file (``in_place``), never to a
+write-only stream or BytesIO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from asn1crypto import cms, x509
+from pyhanko.pdf_utils.misc import PdfError, PdfReadError
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields
+from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+from pyhanko.sign.signers.pdf_cms import ExternalSigner
+from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
+from pyhanko.sign.validation import async_add_validation_info
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from . import cms as cms_checks
+from .appearance import stamp_style
+from .errors import (
+    DamagedPdfError,
+    EncryptedPdfError,
+    FieldError,
+    NotAPdfError,
+    PreparedStateError,
+    RevocationInfoError,
+    SignatureTooLargeError,
+    SigningError,
+    TimestampError,
+)
+from .model import (
+    PadesLevel,
+    PreparedSignature,
+    RemoteMode,
+    SignatureProfile,
+    SignedResult,
+    SignOptions,
+)
+from .services import SigningServices
+
+__all__ = ["prepare_for_signing", "finish_with_cms", "finish_with_raw_signature", "open_pdf_writer"]
+
+_MD = "sha256"
+_SUBFILTER = {
+    SignatureProfile.PADES_BASELINE: SigSeedSubFilter.PADES,
+    SignatureProfile.PKCS7_DETACHED: SigSeedSubFilter.ADOBE_PKCS7_DETACHED,
+}
+# Space for the document timestamp's own token (TSA certificate, issuing CA, signature): hex digits.
+_DOC_TIMESTAMP_RESERVED = 16384
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """fsync ``tmp`` and rename it over ``final``, so that ``final`` is complete or absent."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    dir_fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _check_pdf_header(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as exc:
+        raise NotAPdfError(f"cannot read the document: {exc.strerror}") from exc
+    if b"%PDF-" not in head:
+        raise NotAPdfError("the file is not a PDF (no %PDF- header in its first 1024 bytes)")
+
+
+def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
+    """Open a PDF for an incremental update, turning pyHanko's read errors into typed ones."""
+    try:
+        writer = IncrementalPdfFileWriter(stream, strict=True)
+        writer.root  # noqa: B018 - make sure the catalog resolves
+    except (PdfReadError, PdfError) as exc:
+        text = str(exc)
+        if "EOF" in text or "startxref" in text:
+            raise DamagedPdfError(f"the PDF is truncated or its end is damaged: {text}") from exc
+        raise DamagedPdfError(f"the PDF is damaged and cannot be read: {text}") from exc
+    except Exception as exc:  # noqa: BLE001 - malformed files raise all sorts
+        raise DamagedPdfError(f"the PDF is damaged and cannot be read: {exc}") from exc
+    if writer.prev.encrypted:
+        raise EncryptedPdfError("the PDF is encrypted; signing encrypted PDFs is not supported")
+    return writer
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- phase 1
+
+
+def _choose_field(writer: IncrementalPdfFileWriter, options: SignOptions) -> tuple[str, bool]:
+    """The field to sign and whether it exists already."""
+    existing = {name: value for name, value, _ in fields.enumerate_sig_fields(writer.prev, filled_status=None)}
+    if options.field_name:
+        if options.field_name in existing:
+            if existing[options.field_name] is not None:
+                raise FieldError(f"the signature field {options.field_name!r} is already signed")
+            return options.field_name, True
+        return options.field_name, False
+    n = 1
+    while f"Signature{n}" in existing:
+        n += 1
+    return f"Signature{n}", False
+
+
+def _page_index(writer: IncrementalPdfFileWriter, page: int) -> int:
+    count = int(writer.root["/Pages"]["/Count"])
+    index = count - 1 if page == -1 else page - 1
+    if not 0 <= index < count:
+        raise FieldError(f"page {page} does not exist: the document has {count} page(s)")
+    return index
+
+
+def _phase1_signer(options: SignOptions) -> tuple[SignatureProfile, ExternalSigner]:
+    if options.mode is RemoteMode.PDF:
+        profile = options.pdf_mode_profile
+        cert = None
+    elif options.signer_certificate_der is not None:
+        profile = SignatureProfile.PADES_BASELINE
+        cert = cms_checks.load_certificate(options.signer_certificate_der)
+    else:
+        profile = SignatureProfile.PKCS7_DETACHED
+        cert = None
+    signer = ExternalSigner(
+        signing_cert=cert,
+        cert_registry=SimpleCertificateStore.from_certs([cert]) if cert else None,
+        signature_value=256,
+        signature_mechanism=cms_checks.RSA_SHA256,
+    )
+    return profile, signer
+
+
+async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOptions) -> PreparedSignature:
+    """Phase 1: write the prepared PDF to ``prepared_path`` and return the state for phase 2.
+
+    The source is not modified; ``prepared_path`` appears only when complete.
+    """
+    source, prepared_path = Path(source), Path(prepared_path)
+    _check_pdf_header(source)
+    if options.reserved_bytes < 4096:
+        raise SigningError("reserved_bytes must be at least 4096")
+    tmp = _temp_beside(prepared_path)
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "r+b") as f:
+            writer = open_pdf_writer(f)
+            field_name, exists = _choose_field(writer, options)
+            profile, ext_signer = _phase1_signer(options)
+            new_field_spec = None
+            if options.appearance is not None and not exists:
+                box = tuple(int(round(v)) for v in options.appearance.box)
+                new_field_spec = fields.SigFieldSpec(
+                    field_name, on_page=_page_index(writer, options.appearance.page), box=box
+                )
+            meta = PdfSignatureMetadata(
+                field_name=field_name,
+                md_algorithm=_MD,
+                subfilter=_SUBFILTER[profile],
+                reason=options.reason,
+                location=options.location,
+                contact_info=options.contact_info,
+            )
+            pdf_signer = PdfSigner(
+                meta,
+                signer=ext_signer,
+                stamp_style=stamp_style(options.appearance) if options.appearance else None,
+                new_field_spec=new_field_spec,
+            )
+            try:
+                prep, _tbs, _ = await pdf_signer.async_digest_doc_for_signing(
+                    writer, bytes_reserved=options.reserved_bytes * 2, in_place=True
+                )
+            except SigningError:
+                raise
+            except (PdfError, ValueError, KeyError, TypeError) as exc:
+                raise FieldError(f"the signature field could not be set up: {exc}") from exc
+            signed_attrs_der = to_be_signed = None
+            if options.mode is RemoteMode.HASH:
+                attrs = await ext_signer.signed_attrs(
+                    prep.document_digest, _MD, use_pades=profile is SignatureProfile.PADES_BASELINE
+                )
+                signed_attrs_der = attrs.dump()
+                to_be_signed = (
+                    signed_attrs_der
+                    if options.sig_algo.value == "SHA256withRSA"
+                    else hashlib.sha256(signed_attrs_der).digest()
+                )
+            f.flush()
+        size = tmp.stat().st_size
+        _publish(tmp, prepared_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return PreparedSignature(
+        mode=options.mode,
+        level=options.level,
+        profile=profile,
+        field_name=field_name,
+        md_algorithm=_MD,
+        document_digest=prep.document_digest,
+        reserved_region_start=prep.reserved_region_start,
+        reserved_region_end=prep.reserved_region_end,
+        prepared_size=size,
+        allow_level_fallback=options.allow_level_fallback,
+        signed_attrs_der=signed_attrs_der,
+        to_be_signed=to_be_signed,
+        sig_algo=options.sig_algo if options.mode is RemoteMode.HASH else None,
+        signer_certificate_der=options.signer_certificate_der if options.mode is RemoteMode.HASH else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- phase 2
+
+
+def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: RemoteMode) -> None:
+    if record.mode is not mode:
+        raise PreparedStateError(f"this signature was prepared for {record.mode.value} mode, not {mode.value}")
+    try:
+        size = prepared_path.stat().st_size
+    except FileNotFoundError as exc:
+        raise PreparedStateError(f"the prepared file {prepared_path} does not exist") from exc
+    if size != record.prepared_size:
+        raise PreparedStateError("the prepared file does not match the record (its size differs)")
+    with open(prepared_path, "rb") as f:
+        f.seek(record.reserved_region_start)
+        placeholder = f.read(min(64, record.reserved_region_end - record.reserved_region_start))
+    if not placeholder.startswith(b"<") or placeholder[1:].strip(b"0"):
+        raise PreparedStateError("the prepared file does not match the record (no empty /Contents there)")
+
+
+def _check_fits(record: PreparedSignature, cms_der: bytes) -> None:
+    capacity = (record.reserved_region_end - record.reserved_region_start - 2) // 2
+    if len(cms_der) > capacity:
+        raise SignatureTooLargeError(
+            f"the signature needs {len(cms_der)} bytes but only {capacity} were reserved; "
+            "prepare again with a larger reserved_bytes"
+        )
+
+
+async def _timestamp_or_fallback(record: PreparedSignature, make, services: SigningServices):
+    """Run ``make(timestamper)``; if the TSA fails and the caller allowed it, fall back to B-B."""
+    if not record.level.needs_timestamp:
+        return await make(None), record.level, ()
+    if services.timestamper is None:
+        raise TimestampError(f"{record.level.value} needs a time-stamping authority, and none is configured")
+    try:
+        return await make(services.timestamper), record.level, ()
+    except TimestampError as exc:
+        if not record.allow_level_fallback:
+            raise
+        note = f"the TSA failed ({exc.message}); signed at B-B as the caller allowed"
+        return await make(None), PadesLevel.B_B, (note,)
+
+
+async def finish_with_cms(
+    record: PreparedSignature,
+    prepared_path: Path,
+    output_path: Path,
+    cms_der: bytes,
+    services: SigningServices = SigningServices(),
+) -> SignedResult:
+    """Phase 2, PDF mode: check iAM Smart's ``pdfSignature`` and embed it as is (plus what the level adds)."""
+    prepared_path, output_path = Path(prepared_path), Path(output_path)
+    _check_prepared(record, prepared_path, RemoteMode.PDF)
+    checked = cms_checks.check_external_cms(cms_der, record.document_digest, record.md_algorithm, record.profile)
+    _check_fits(record, cms_der)
+
+    async def make(timestamper):
+        if timestamper is None or cms_checks.has_signature_timestamp(checked.signer_info):
+            return cms_der
+        return await cms_checks.add_signature_timestamp(cms_der, timestamper)
+
+    final_der, level, notes = await _timestamp_or_fallback(record, make, services)
+    return await _embed(record, prepared_path, output_path, final_der, checked.signer_cert, services, level, notes)
+
+
+async def finish_with_raw_signature(
+    record: PreparedSignature,
+    prepared_path: Path,
+    output_path: Path,
+    signature: bytes,
+    certificate_der: bytes,
+    services: SigningServices = SigningServices(),
+) -> SignedResult:
+    """Phase 2, hash mode: verify iAM Smart's ``signature`` with its ``cert``, wrap it in CMS, embed.
+
+    Intermediate certificates for the CMS come from ``services.other_certs``.
+    """
+    prepared_path, output_path = Path(prepared_path), Path(output_path)
+    _check_prepared(record, prepared_path, RemoteMode.HASH)
+    if record.signed_attrs_der is None:
+        raise PreparedStateError("the record has no signed attributes (it was not prepared for hash mode)")
+    cert = cms_checks.load_certificate(certificate_der)
+    cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
+    cms_checks.verify_raw_signature(signature, record.signed_attrs_der, cert)
+    attrs = cms.CMSAttributes.load(record.signed_attrs_der)
+    chain = [c for c in services.other_certs if c.dump() != cert.dump()]
+
+    async def make(timestamper):
+        return await cms_checks.build_signed_data(attrs, signature, cert, chain, timestamper)
+
+    cms_der, level, notes = await _timestamp_or_fallback(record, make, services)
+    _check_fits(record, cms_der)
+    return await _embed(record, prepared_path, output_path, cms_der, cert, services, level, notes)
+
+
+async def _embed(
+    record: PreparedSignature,
+    prepared_path: Path,
+    output_path: Path,
+    cms_der: bytes,
+    cert: x509.Certificate,
+    services: SigningServices,
+    level: PadesLevel,
+    notes: tuple[str, ...],
+) -> SignedResult:
+    """Fill /Contents in a copy of the prepared file, add DSS / document timestamp, publish atomically."""
+    _check_fits(record, cms_der)
+    notes = list(notes)
+    has_dss = has_doc_ts = False
+    tmp = _temp_beside(output_path)
+    try:
+        shutil.copyfile(prepared_path, tmp)
+        with open(tmp, "r+b") as f:
+            PreparedByteRangeDigest(
+                record.document_digest, record.reserved_region_start, record.reserved_region_end
+            ).fill_with_cms(f, cms_der)
+            f.flush()
+            if level.needs_dss:
+                await _add_dss(f, record.field_name, services)
+                has_dss = True
+            if level.needs_document_timestamp:
+                await _add_document_timestamp(f, services)
+                has_doc_ts = True
+        _publish(tmp, output_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
+    achieved = level if record.profile is SignatureProfile.PADES_BASELINE else None
+    if achieved is None:
+        notes.append(
+            "not PAdES baseline: /adbe.pkcs7.detached without signing-certificate-v2 in the signed attributes"
+            if record.mode is RemoteMode.HASH
+            else "not PAdES baseline: the remote signer built an adbe.pkcs7-style CMS"
+        )
+    return SignedResult(
+        output_path=str(output_path),
+        profile=record.profile,
+        requested_level=record.level,
+        achieved_level=achieved,
+        has_signature_timestamp=has_tst,
+        has_dss=has_dss,
+        has_document_timestamp=has_doc_ts,
+        signer_certificate_der=cert.dump(),
+        sha256=_sha256_of(output_path),
+        size=output_path.stat().st_size,
+        notes=tuple(notes),
+    )
+
+
+async def _add_dss(f, field_name: str, services: SigningServices) -> None:
+    reader = PdfFileReader(f, strict=True)
+    embedded = next((s for s in reader.embedded_signatures if s.field_name == field_name), None)
+    if embedded is None:  # pragma: no cover - we just wrote it
+        raise PreparedStateError(f"signature field {field_name!r} vanished")
+    vc = services.validation_context()
+    try:
+        await async_add_validation_info(embedded, vc, in_place=True)
+    except Exception as exc:  # noqa: BLE001 - path building, fetch and parse errors
+        raise RevocationInfoError(
+            f"could not gather revocation information for B-LT (chain or OCSP/CRL unavailable): {exc}"
+        ) from exc
+    finally:
+        await vc.aclose()
+    f.flush()
+
+
+async def _add_document_timestamp(f, services: SigningServices) -> None:
+    if services.timestamper is None:
+        raise TimestampError("B-LTA needs a time-stamping authority, and none is configured")
+    vc = services.validation_context()
+    try:
+        f.seek(0)
+        writer = IncrementalPdfFileWriter(f, strict=True)
+        await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
+            writer, _MD, validation_context=vc, bytes_reserved=_DOC_TIMESTAMP_RESERVED, in_place=True
+        )
+    except SigningError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise TimestampError(f"the document timestamp for B-LTA could not be added: {exc}") from exc
+    finally:
+        await vc.aclose()
+    f.flush()

@@ -1,0 +1,463 @@
+"""The sandbox's own PKI: root, issuing CA ("iAM Smart-Cert" stand-in), OCSP responder, CRLs and a TSA.
+
+Everything is generated with ``cryptography`` on first use and kept as PEM files in one folder (a data
+folder at run time, a temporary folder in tests; never the repository). Revocations are kept in
+``state.json`` with the moment they take effect, so that a movable clock can ask "was it revoked at T?".
+
+The responders are plain functions from request bytes to response bytes; the HTTP side lives in
+``api`` (the sandbox app) so that this module needs no web framework.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asn1crypto import keys as asn1_keys
+from asn1crypto import tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+
+__all__ = [
+    "SANDBOX_POLICY_OID",
+    "Revocation",
+    "SandboxPki",
+    "IssuedCertificate",
+    "utcnow",
+]
+
+#: Certificate policy of the simulated iAM Smart-Cert. It sits under the ITU-T example arc (2.999),
+#: never under Hongkong Post's real arc (1.3.6.1.4.1.16030).
+SANDBOX_POLICY_OID = "2.999.344.1.1"
+
+_FAR_PAST = dt.timedelta(days=1)
+_ROOT_LIFETIME = dt.timedelta(days=365 * 20)
+_CA_LIFETIME = dt.timedelta(days=365 * 10)
+_LEAF_LIFETIME = dt.timedelta(days=365 * 3)
+_CRL_LIFETIME = dt.timedelta(days=1)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware (UTC)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate with its private key, as the sandbox keeps it for a simulated user."""
+
+    certificate: x509.Certificate
+    """The issued certificate."""
+    private_key: rsa.RSAPrivateKey
+    """Its private key (held by the sandbox, which signs on the user's behalf)."""
+
+    @property
+    def cert_der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    def key_pem(self) -> bytes:
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revocation entry: from ``revoked_at`` on, the certificate counts as revoked."""
+
+    serial: int
+    revoked_at: dt.datetime
+    reason: str = "key_compromise"
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _name(common_name: str, org: str = "iamsign sandbox") -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "HK"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class SandboxPki:
+    """A small but complete PKI: root CA -> issuing CA -> signer certificates, plus OCSP, CRL and TSA.
+
+    URLs baked into certificates (OCSP, CRL distribution points, CA issuers) point at ``base_url``,
+    which must be where the sandbox's PKI routes are served (for example
+    ``http://127.0.0.1:8000/sandbox/pki``).
+    """
+
+    ROLES = ("root", "ca", "ocsp", "tsa")
+
+    def __init__(self, directory: Path, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.directory = Path(directory)
+        self.clock = clock
+        state = json.loads((self.directory / "state.json").read_text())
+        self.base_url: str = state["base_url"]
+        self._revocations = {
+            int(r["serial"]): Revocation(int(r["serial"]), dt.datetime.fromisoformat(r["revoked_at"]), r["reason"])
+            for r in state.get("revocations", [])
+        }
+        self.certs: dict[str, x509.Certificate] = {}
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        for role in self.ROLES:
+            self.certs[role] = x509.load_pem_x509_certificate((self.directory / f"{role}.cert.pem").read_bytes())
+            key = serialization.load_pem_private_key((self.directory / f"{role}.key.pem").read_bytes(), None)
+            assert isinstance(key, rsa.RSAPrivateKey)
+            self.keys[role] = key
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def exists(cls, directory: Path) -> bool:
+        return (Path(directory) / "state.json").is_file()
+
+    @classmethod
+    def open_or_create(
+        cls, directory: Path, base_url: str, clock: Callable[[], dt.datetime] = utcnow
+    ) -> SandboxPki:
+        """Load the PKI kept in ``directory``, creating it on first use."""
+        if not cls.exists(directory):
+            cls.create(directory, base_url, now=clock())
+        return cls(directory, clock)
+
+    @classmethod
+    def create(cls, directory: Path, base_url: str, now: dt.datetime | None = None) -> None:
+        """Generate a fresh PKI into ``directory`` (private keys mode 0600)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        now = now or utcnow()
+        base_url = base_url.rstrip("/")
+        root_key, ca_key, ocsp_key, tsa_key = (_new_key() for _ in range(4))
+        root_name = _name("iamsign Sandbox Root CA")
+        ca_name = _name("iamsign Sandbox iAM Smart-Cert CA")
+        not_before = now - _FAR_PAST
+
+        root = (
+            x509.CertificateBuilder()
+            .subject_name(root_name)
+            .issuer_name(root_name)
+            .public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(now + _ROOT_LIFETIME)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        ca = (
+            _issued_by(root, root_key, ca_name, ca_key.public_key(), not_before, now + _CA_LIFETIME)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(
+                x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([x509.UniformResourceIdentifier(f"{base_url}/root.crl")], None, None, None)]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityInformationAccess(
+                    [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                            x509.UniformResourceIdentifier(f"{base_url}/root.crt"))]
+                ),
+                critical=False,
+            )
+            .sign(root_key, hashes.SHA256())
+        )
+        ocsp_cert = (
+            _issued_by(ca, ca_key, _name("iamsign Sandbox OCSP Responder"), ocsp_key.public_key(),
+                       not_before, now + _CA_LIFETIME)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_leaf_key_usage(non_repudiation=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=True)
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        tsa_cert = (
+            _issued_by(ca, ca_key, _name("iamsign Sandbox Time Stamping Authority"), tsa_key.public_key(),
+                       not_before, now + _CA_LIFETIME)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_leaf_key_usage(non_repudiation=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .add_extension(*_revocation_pointers(base_url))
+            .add_extension(*_aia(base_url))
+            .sign(ca_key, hashes.SHA256())
+        )
+        for role, cert, key in (
+            ("root", root, root_key), ("ca", ca, ca_key), ("ocsp", ocsp_cert, ocsp_key), ("tsa", tsa_cert, tsa_key)
+        ):
+            _write_public(directory / f"{role}.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+            _write_private(
+                directory / f"{role}.key.pem",
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()),
+            )
+        _write_public(directory / "state.json", json.dumps({"base_url": base_url, "revocations": []}).encode())
+
+    # ------------------------------------------------------------------ certificates
+
+    @property
+    def root(self) -> x509.Certificate:
+        return self.certs["root"]
+
+    @property
+    def issuing_ca(self) -> x509.Certificate:
+        return self.certs["ca"]
+
+    @property
+    def tsa_cert(self) -> x509.Certificate:
+        return self.certs["tsa"]
+
+    def issue_signer(
+        self,
+        common_name: str,
+        *,
+        not_before: dt.datetime | None = None,
+        lifetime: dt.timedelta = _LEAF_LIFETIME,
+        key: rsa.RSAPrivateKey | None = None,
+        policy_oid: str = SANDBOX_POLICY_OID,
+        non_repudiation: bool = True,
+        issuer: str = "ca",
+    ) -> IssuedCertificate:
+        """Issue a signing certificate shaped like the simulated iAM Smart-Cert.
+
+        keyUsage digitalSignature + nonRepudiation, the sandbox policy OID, OCSP and CRL pointers.
+        """
+        key = key or _new_key()
+        now = self.clock()
+        start = not_before or (now - dt.timedelta(minutes=5))
+        issuer_cert, issuer_key = self.certs[issuer], self.keys[issuer]
+        cert = (
+            _issued_by(issuer_cert, issuer_key, _name(common_name, "iamsign sandbox iAM Smart+ user"),
+                       key.public_key(), start, start + lifetime)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_leaf_key_usage(non_repudiation=non_repudiation), critical=True)
+            .add_extension(
+                x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy_oid), None)]),
+                critical=False,
+            )
+            .add_extension(*_revocation_pointers(self.base_url))
+            .add_extension(*_aia(self.base_url))
+            .sign(issuer_key, hashes.SHA256())
+        )
+        return IssuedCertificate(cert, key)
+
+    def chain_for(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """The certificates above ``cert`` up to and including the root."""
+        return [self.issuing_ca, self.root]
+
+    # ------------------------------------------------------------------ revocation
+
+    def revoke(self, serial: int, at: dt.datetime | None = None, reason: str = "key_compromise") -> None:
+        """Record that ``serial`` is revoked from ``at`` (default: now) on; ``at`` may lie in the future."""
+        at = at or self.clock()
+        self._revocations[serial] = Revocation(serial, at, reason)
+        self._save_state()
+
+    def revocation_of(self, serial: int, at: dt.datetime | None = None) -> Revocation | None:
+        """The revocation in force for ``serial`` at ``at`` (default: now), if any."""
+        at = at or self.clock()
+        rev = self._revocations.get(serial)
+        return rev if rev is not None and rev.revoked_at <= at else None
+
+    def _save_state(self) -> None:
+        state = {
+            "base_url": self.base_url,
+            "revocations": [
+                {"serial": str(r.serial), "revoked_at": r.revoked_at.isoformat(), "reason": r.reason}
+                for r in self._revocations.values()
+            ],
+        }
+        _write_public(self.directory / "state.json", json.dumps(state, indent=1).encode())
+
+    # ------------------------------------------------------------------ responders
+
+    def crl(self, issuer: str = "ca") -> bytes:
+        """A DER CRL of ``issuer`` ("ca" or "root") as of now, listing what is revoked by now."""
+        now = self.clock()
+        issuer_cert, issuer_key = self.certs[issuer], self.keys[issuer]
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(issuer_cert.subject)
+            .last_update(now - dt.timedelta(minutes=1))
+            .next_update(now + _CRL_LIFETIME)
+            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+            )
+        )
+        for rev in self._revocations.values():
+            if rev.revoked_at <= now:
+                builder = builder.add_revoked_certificate(
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(rev.serial)
+                    .revocation_date(rev.revoked_at)
+                    .add_extension(x509.CRLReason(x509.ReasonFlags[rev.reason]), critical=False)
+                    .build()
+                )
+        return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def ocsp_response(self, request_der: bytes) -> bytes:
+        """Answer a DER OCSP request about a certificate of the issuing CA (delegated responder)."""
+        try:
+            req = ocsp.load_der_ocsp_request(request_der)
+        except ValueError:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
+                serialization.Encoding.DER
+            )
+        ca = self.issuing_ca
+        ca_key_hash = _key_hash(ca, req.hash_algorithm)
+        if req.issuer_key_hash != ca_key_hash:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(
+                serialization.Encoding.DER
+            )
+        now = self.clock()
+        rev = self.revocation_of(req.serial_number, now)
+        # The cert itself is not needed for the answer, only its serial; build a CertID from it.
+        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+            issuer_name_hash=req.issuer_name_hash,
+            issuer_key_hash=req.issuer_key_hash,
+            serial_number=req.serial_number,
+            algorithm=req.hash_algorithm,
+            cert_status=ocsp.OCSPCertStatus.REVOKED if rev else ocsp.OCSPCertStatus.GOOD,
+            this_update=now - dt.timedelta(seconds=5),
+            next_update=now + dt.timedelta(hours=1),
+            revocation_time=rev.revoked_at if rev else None,
+            revocation_reason=x509.ReasonFlags[rev.reason] if rev else None,
+        )
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.certs["ocsp"]).certificates(
+            [self.certs["ocsp"]]
+        )
+        for ext in req.extensions:
+            if isinstance(ext.value, x509.OCSPNonce):
+                builder = builder.add_extension(ext.value, critical=False)
+        return builder.sign(self.keys["ocsp"], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def timestamper(self) -> DummyTimeStamper:
+        """A pyHanko time stamper that acts as this PKI's TSA, at the PKI clock's time."""
+        return DummyTimeStamper(
+            tsa_cert=asn1_x509.Certificate.load(self.tsa_cert.public_bytes(serialization.Encoding.DER)),
+            tsa_key=asn1_keys.PrivateKeyInfo.load(
+                self.keys["tsa"].private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption())
+            ),
+            certs_to_embed=[asn1_x509.Certificate.load(self.issuing_ca.public_bytes(serialization.Encoding.DER))],
+            fixed_dt=self.clock(),
+        )
+
+    def timestamp_response(self, request_der: bytes) -> bytes:
+        """Answer an RFC 3161 TimeStampReq (DER) with a TimeStampResp (DER)."""
+        try:
+            req = tsp.TimeStampReq.load(request_der)
+            req.native  # force a full parse so that garbage is refused here
+        except Exception:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
+            return tsp.TimeStampResp(
+                {"status": tsp.PKIStatusInfo({"status": "rejection", "fail_info": tsp.PKIFailureInfo({"bad_request"})})}
+            ).dump()
+        return self.timestamper().request_tsa_response(req).dump()
+
+    def cert_der(self, role: str) -> bytes:
+        return self.certs[role].public_bytes(serialization.Encoding.DER)
+
+    def root_pem(self) -> bytes:
+        return self.root.public_bytes(serialization.Encoding.PEM)
+
+    def new_serial(self) -> int:
+        return secrets.randbits(63)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+    )
+
+
+def _leaf_key_usage(*, non_repudiation: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=non_repudiation, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def _issued_by(
+    issuer_cert: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    subject: x509.Name,
+    public_key: rsa.RSAPublicKey,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(min(not_after, issuer_cert.not_valid_after_utc))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+
+
+def _revocation_pointers(base_url: str) -> tuple[x509.CRLDistributionPoints, bool]:
+    dp = x509.DistributionPoint([x509.UniformResourceIdentifier(f"{base_url}/ca.crl")], None, None, None)
+    return x509.CRLDistributionPoints([dp]), False
+
+
+def _aia(base_url: str) -> tuple[x509.AuthorityInformationAccess, bool]:
+    return (
+        x509.AuthorityInformationAccess(
+            [
+                x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
+                                       x509.UniformResourceIdentifier(f"{base_url}/ocsp")),
+                x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                       x509.UniformResourceIdentifier(f"{base_url}/ca.crt")),
+            ]
+        ),
+        False,
+    )
+
+
+def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    spki = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)).public_key
+    h = hashes.Hash(type(algorithm)())
+    h.update(spki["public_key"].contents[1:])  # BIT STRING contents without the unused-bits byte
+    return h.finalize()

@@ -1,0 +1,64 @@
+"""Shared fixtures: a test PKI served over loopback HTTP (OCSP, CRL, TSA) and a simulated phone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+
+from api.routes.sandbox_pki import pki_router
+from fixtures.generate import simple_pdf
+from signing.sandbox.pki import IssuedCertificate, SandboxPki
+from signing.sandbox.remote_signer import SimulatedSigner
+from signing.services import SigningServices
+
+from .support import LoopbackServer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def asn1(cert) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+@dataclass
+class TestPki:
+    pki: SandboxPki
+    url: str
+    signer: IssuedCertificate
+    phone: SimulatedSigner
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.url}/tsa"
+
+    def services(self, **kw) -> SigningServices:
+        kw.setdefault("trust_roots", [asn1(self.pki.root)])
+        kw.setdefault("other_certs", [asn1(self.pki.issuing_ca)])
+        return SigningServices.with_tsa_url(self.tsa_url, **kw)
+
+    def new_signer(self, name: str) -> tuple[IssuedCertificate, SimulatedSigner]:
+        issued = self.pki.issue_signer(name)
+        return issued, SimulatedSigner(issued.certificate, issued.private_key, [self.pki.issuing_ca])
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory) -> TestPki:
+    server = LoopbackServer()
+    base = f"{server.url}/pki"
+    pki = SandboxPki.open_or_create(tmp_path_factory.mktemp("pki"), base)
+    app = FastAPI()
+    app.include_router(pki_router(lambda: pki), prefix="/pki")
+    server.start(app)
+    signer = pki.issue_signer("CHAN Tai Man 陳大文")
+    yield TestPki(pki, base, signer, SimulatedSigner(signer.certificate, signer.private_key, [pki.issuing_ca]))
+    server.stop()
+
+
+@pytest.fixture
+def letter(tmp_path) -> Path:
+    return simple_pdf(tmp_path / "letter.pdf", pages=2)
