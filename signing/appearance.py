@@ -15,7 +15,7 @@ from pyhanko.stamp import TextStampStyle
 
 from .model import Appearance
 
-__all__ = ["cjk_font_path", "stamp_style"]
+__all__ = ["cjk_font_path", "stamp_style", "default_stamp_style"]
 
 
 @functools.cache
@@ -31,6 +31,16 @@ def stamp_style(appearance: Appearance) -> TextStampStyle:
     text = "\n".join(line.replace("%", "%%") for line in appearance.lines) or " "
     return TextStampStyle(
         stamp_text=text,
+        text_box_style=TextBoxStyle(font=GlyphAccumulatorFactory(str(cjk_font_path())), font_size=10),
+        border_width=1,
+        background=None,
+    )
+
+
+def default_stamp_style() -> TextStampStyle:
+    """The stamp used when an existing visible field is signed without an explicit appearance."""
+    return TextStampStyle(
+        stamp_text="Digitally signed with iAM Smart+\n以「智方便+」數碼簽署\n%(ts)s",
         text_box_style=TextBoxStyle(font=GlyphAccumulatorFactory(str(cjk_font_path())), font_size=10),
         border_width=1,
         background=None,

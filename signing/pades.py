@@ -36,7 +36,7 @@ from pyhanko.sign.validation import async_add_validation_info
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from . import cms as cms_checks
-from .appearance import stamp_style
+from .appearance import default_stamp_style, stamp_style
 from .errors import (
     DamagedPdfError,
     EncryptedPdfError,
@@ -88,14 +88,19 @@ def _publish(tmp: Path, final: Path) -> None:
         os.close(dir_fd)
 
 
-def _check_pdf_header(path: Path) -> None:
+def _check_pdf_envelope(path: Path) -> None:
+    """Cheap checks before parsing: a %PDF- header near the start and %%EOF near the end."""
     try:
         with open(path, "rb") as f:
             head = f.read(1024)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 1024))
+            tail = f.read(1024)
     except OSError as exc:
         raise NotAPdfError(f"cannot read the document: {exc.strerror}") from exc
     if b"%PDF-" not in head:
         raise NotAPdfError("the file is not a PDF (no %PDF- header in its first 1024 bytes)")
+    if b"%%EOF" not in tail:
+        raise DamagedPdfError("the PDF is truncated: there is no %%EOF marker at its end")
 
 
 def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
@@ -174,7 +179,7 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
     The source is not modified; ``prepared_path`` appears only when complete.
     """
     source, prepared_path = Path(source), Path(prepared_path)
-    _check_pdf_header(source)
+    _check_pdf_envelope(source)
     if options.reserved_bytes < 4096:
         raise SigningError("reserved_bytes must be at least 4096")
     tmp = _temp_beside(prepared_path)
@@ -201,7 +206,7 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
             pdf_signer = PdfSigner(
                 meta,
                 signer=ext_signer,
-                stamp_style=stamp_style(options.appearance) if options.appearance else None,
+                stamp_style=stamp_style(options.appearance) if options.appearance else default_stamp_style(),
                 new_field_spec=new_field_spec,
             )
             try:
