@@ -240,8 +240,6 @@ class SignedResult:
     has_dss: bool
     has_document_timestamp: bool
     signer_certificate_der: bytes
-    sha256: str
-    """SHA-256 (hex) of the signed file."""
     size: int
     notes: tuple[str, ...] = field(default_factory=tuple)
     """Anything the caller should know: a fallback taken, why the label is not PAdES."""

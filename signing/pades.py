@@ -8,7 +8,8 @@ Phase 2, in any process and up to 18 minutes later, embeds what iAM Smart return
 :func:`finish_with_cms` for a complete CMS (``pdfSignature``), :func:`finish_with_raw_signature` for a
 raw signature value plus certificate (``signature`` + ``cert``). Both check everything before embedding,
 then add what the level needs (signature timestamp, DSS, document timestamp) and publish the signed
-file atomically. The prepared file is never modified, so finishing can be retried.
+file atomically by renaming the prepared file: nothing is copied twice. A finish that fails leaves the
+prepared file usable for another attempt; a finish that succeeds consumes it.
 
 Memory stays bounded: every pyHanko write goes to a read-write file (``in_place``), never to a
 write-only stream or BytesIO.
@@ -88,6 +89,23 @@ def _publish(tmp: Path, final: Path) -> None:
         os.close(dir_fd)
 
 
+def _copy(source: Path, target: Path) -> None:
+    """Copy a file inside the kernel (copy_file_range), falling back to shutil."""
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            remaining = os.fstat(src.fileno()).st_size
+            while remaining > 0:
+                copied = os.copy_file_range(src.fileno(), dst.fileno(), remaining)
+                if copied == 0:
+                    break
+                remaining -= copied
+        if remaining == 0:
+            return
+    except OSError:
+        pass
+    shutil.copyfile(source, target)
+
+
 def _check_pdf_envelope(path: Path) -> None:
     """Cheap checks before parsing: a %PDF- header near the start and %%EOF near the end."""
     try:
@@ -118,14 +136,6 @@ def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
     if writer.prev.encrypted:
         raise EncryptedPdfError("the PDF is encrypted; signing encrypted PDFs is not supported")
     return writer
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- phase 1
@@ -184,7 +194,7 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
         raise SigningError("reserved_bytes must be at least 4096")
     tmp = _temp_beside(prepared_path)
     try:
-        shutil.copyfile(source, tmp)
+        _copy(source, tmp)
         with open(tmp, "r+b") as f:
             writer = open_pdf_writer(f)
             field_name, exists = _choose_field(writer, options)
@@ -261,14 +271,19 @@ def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: Remote
     try:
         size = prepared_path.stat().st_size
     except FileNotFoundError as exc:
-        raise PreparedStateError(f"the prepared file {prepared_path} does not exist") from exc
-    if size != record.prepared_size:
-        raise PreparedStateError("the prepared file does not match the record (its size differs)")
+        raise PreparedStateError(
+            f"the prepared file {prepared_path} does not exist (already finished, or never prepared)"
+        ) from exc
+    # An earlier attempt that failed after embedding may have appended to the file; never less.
+    if size < record.prepared_size or record.reserved_region_end > record.prepared_size:
+        raise PreparedStateError("the prepared file does not match the record (it is shorter than prepared)")
     with open(prepared_path, "rb") as f:
         f.seek(record.reserved_region_start)
-        placeholder = f.read(min(64, record.reserved_region_end - record.reserved_region_start))
-    if not placeholder.startswith(b"<") or placeholder[1:].strip(b"0"):
-        raise PreparedStateError("the prepared file does not match the record (no empty /Contents there)")
+        opening = f.read(1)
+        f.seek(record.reserved_region_end - 1)
+        closing = f.read(1)
+    if (opening, closing) != (b"<", b">"):
+        raise PreparedStateError("the prepared file does not match the record (no /Contents placeholder there)")
 
 
 def _check_fits(record: PreparedSignature, cms_der: bytes) -> None:
@@ -357,28 +372,27 @@ async def _embed(
     level: PadesLevel,
     notes: tuple[str, ...],
 ) -> SignedResult:
-    """Fill /Contents in a copy of the prepared file, add DSS / document timestamp, publish atomically."""
+    """Fill /Contents in the prepared file, add DSS / document timestamp, then rename it to ``output_path``.
+
+    Retrying after a failure is safe: the file is cut back to its prepared size and the placeholder
+    zeroed first. ``output_path`` appears only complete (fsync, then rename).
+    """
     _check_fits(record, cms_der)
     notes = list(notes)
     has_dss = has_doc_ts = False
-    tmp = _temp_beside(output_path)
-    try:
-        shutil.copyfile(prepared_path, tmp)
-        with open(tmp, "r+b") as f:
-            PreparedByteRangeDigest(
-                record.document_digest, record.reserved_region_start, record.reserved_region_end
-            ).fill_with_cms(f, cms_der)
-            f.flush()
-            if level.needs_dss:
-                await _add_dss(f, record.field_name, services)
-                has_dss = True
-            if level.needs_document_timestamp:
-                await _add_document_timestamp(f, services)
-                has_doc_ts = True
-        _publish(tmp, output_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    digest = PreparedByteRangeDigest(record.document_digest, record.reserved_region_start, record.reserved_region_end)
+    with open(prepared_path, "r+b") as f:
+        f.truncate(record.prepared_size)
+        digest.fill_reserved_region(f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2))
+        digest.fill_with_cms(f, cms_der)
+        f.flush()
+        if level.needs_dss:
+            await _add_dss(f, record.field_name, services)
+            has_dss = True
+        if level.needs_document_timestamp:
+            await _add_document_timestamp(f, services)
+            has_doc_ts = True
+    _publish(prepared_path, output_path)
     has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
     achieved = level if record.profile is SignatureProfile.PADES_BASELINE else None
     if achieved is None:
@@ -396,7 +410,6 @@ async def _embed(
         has_dss=has_dss,
         has_document_timestamp=has_doc_ts,
         signer_certificate_der=cert.dump(),
-        sha256=_sha256_of(output_path),
         size=output_path.stat().st_size,
         notes=tuple(notes),
     )

@@ -338,9 +338,30 @@ async def test_prepared_state_mismatches(test_pki, prepared_pdf, tmp_path, lette
         with pytest.raises(errors.PreparedStateError):
             PreparedSignature.loads(text)
     assert not out.exists()
-    # and after all that the prepared file still finishes fine (it was never modified)
+    # and after all that the prepared file still finishes fine (nothing touched it)
     result = await pades.finish_with_cms(record, prepared, out, cms_der, test_pki.services())
     assert out.exists() and result.size == out.stat().st_size
-    # finishing is repeatable from the same prepared file
-    again = await pades.finish_with_cms(record, prepared, tmp_path / "again.pdf", cms_der, test_pki.services())
-    assert again.sha256 == result.sha256
+    # success consumes the prepared file: a second finish says so instead of signing twice
+    assert not prepared.exists()
+    with pytest.raises(errors.PreparedStateError, match="already finished"):
+        await pades.finish_with_cms(record, prepared, tmp_path / "again.pdf", cms_der, test_pki.services())
+
+
+async def test_a_finish_that_failed_after_embedding_can_be_retried(test_pki, letter, tmp_path):
+    """B-LT fails after /Contents is filled (no usable chain): the retry cuts back and succeeds."""
+    from signing.sandbox.pki import SandboxPki
+
+    from .pades_helpers import validate
+
+    stranger = SandboxPki.open_or_create(tmp_path / "other-pki", "http://127.0.0.1:9/pki")
+    prepared, out = tmp_path / "prepared.pdf", tmp_path / "signed.pdf"
+    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT))
+    cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
+    wrong = SigningServices(timestamper=test_pki.services().timestamper, trust_roots=[asn1(stranger.root)])
+    with pytest.raises(errors.RevocationInfoError):
+        await pades.finish_with_cms(record, prepared, out, cms_der, wrong)
+    assert not out.exists() and prepared.exists()
+    result = await pades.finish_with_cms(record, prepared, out, cms_der, test_pki.services())
+    assert result.has_dss
+    v = await validate(test_pki, out, offline=True)
+    assert v.statuses[0].bottom_line, v.statuses[0].summary()

@@ -207,7 +207,7 @@ if record.mode.value == "pdf":
 else:
     r = asyncio.run(pades.finish_with_raw_signature(record, Path(prepared), Path(out), value,
                                                     Path(cert_path).read_bytes(), services))
-print(json.dumps({"label": r.label, "sha256": r.sha256}))
+print(json.dumps({"label": r.label, "size": r.size}))
 """
 
 

@@ -1,0 +1,147 @@
+"""Signing speed and memory: the project's prepare+finish against pyHanko's one-shot sign_pdf and SHA-256.
+
+One run, same generated inputs (1 MB and 250 MB), same RSA-2048 key. The project's two phases run with a
+local key standing in for the phone (hash mode, known certificate, PAdES B-B, so no network is timed).
+Each measurement runs in a fresh child process so that its peak RSS is its own.
+
+    python benchmarks/sign_pades.py [--sizes 1,250] [--repeat-small 15] [--repeat-large 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _sha256_pass(path: Path) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+
+
+async def _pyhanko_one_shot(src: Path, out: Path, ctx: dict) -> None:
+    from pyhanko.sign import signers
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256",
+                                        subfilter=SigSeedSubFilter.PADES)
+    with open(src, "rb") as inf, open(out, "w+b") as outf:
+        await signers.async_sign_pdf(IncrementalPdfFileWriter(inf), meta, signer=ctx["simple_signer"], output=outf)
+
+
+async def _project(src: Path, out: Path, ctx: dict) -> None:
+    from signing import pades
+    from signing.model import PadesLevel, RemoteMode, SignOptions
+
+    prepared = out.with_suffix(".prepared.pdf")
+    opts = SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_B, signer_certificate_der=ctx["cert_der"])
+    record = await pades.prepare_for_signing(src, prepared, opts)
+    signature = ctx["phone"].sign_hash(record.to_be_signed)
+    await pades.finish_with_raw_signature(record, prepared, out, signature, ctx["cert_der"])
+
+
+def _context(key_dir: Path) -> dict:
+    from asn1crypto import keys, x509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.sign import signers
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from signing.sandbox.pki import SandboxPki
+    from signing.sandbox.remote_signer import SimulatedSigner
+
+    pki = SandboxPki(key_dir)
+    cert = pki.certs["tsa"]  # any RSA-2048 leaf of the PKI will do as the "user" key for timing
+    key = pki.keys["tsa"]
+    cert_der = cert.public_bytes(serialization.Encoding.DER)
+    asn1_cert = x509.Certificate.load(cert_der)
+    key_info = keys.PrivateKeyInfo.load(
+        key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    simple = signers.SimpleSigner(signing_cert=asn1_cert, signing_key=key_info,
+                                  cert_registry=SimpleCertificateStore.from_certs([asn1_cert]))
+    return {"cert_der": cert_der, "phone": SimulatedSigner(cert, key, []), "simple_signer": simple}
+
+
+def child(kind: str, src: Path, work: Path, repeat: int, key_dir: Path) -> None:
+    """Run one kind of measurement ``repeat`` times; print timings and peak RSS as JSON."""
+    ctx = _context(key_dir) if kind != "sha256" else {}
+    times = []
+    for i in range(repeat):
+        out = work / f"{kind}-{i}.pdf"
+        os.sync()  # start every run with no dirty pages of earlier runs waiting to be written back
+        t0 = time.perf_counter()
+        if kind == "sha256":
+            _sha256_pass(src)
+        elif kind == "pyhanko":
+            asyncio.run(_pyhanko_one_shot(src, out, ctx))
+        else:
+            asyncio.run(_project(src, out, ctx))
+        times.append(time.perf_counter() - t0)
+        out.unlink(missing_ok=True)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"times": times, "peak_rss_mb": rss_mb}))
+
+
+def _measure(kind: str, src: Path, work: Path, repeat: int, key_dir: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(src), str(work), str(repeat), str(key_dir)],
+        check=True, capture_output=True, text=True, cwd=REPO,
+    )
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    # drop the first run (imports, font caches) when there are several
+    runs = data["times"][1:] if len(data["times"]) > 2 else data["times"]
+    return {"median_s": statistics.median(runs), "peak_rss_mb": data["peak_rss_mb"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,250", help="input sizes in MB, comma-separated")
+    parser.add_argument("--repeat-small", type=int, default=15)
+    parser.add_argument("--repeat-large", type=int, default=3)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, src, work, repeat, key_dir = args.child
+        child(kind, Path(src), Path(work), int(repeat), Path(key_dir))
+        return
+
+    from fixtures.generate import large_pdf
+    from signing.sandbox.pki import SandboxPki
+
+    with tempfile.TemporaryDirectory(prefix="iamsign-bench-") as tmp:
+        tmp = Path(tmp)
+        key_dir = tmp / "pki"
+        SandboxPki.create(key_dir, "http://127.0.0.1:9/pki")
+        rows = []
+        for size in (int(s) for s in args.sizes.split(",")):
+            src = large_pdf(tmp / f"in-{size}mb.pdf", size_mb=size)
+            repeat = args.repeat_small if size <= 10 else args.repeat_large
+            r = {kind: _measure(kind, src, tmp, repeat, key_dir) for kind in ("sha256", "pyhanko", "project")}
+            rows.append((size, r))
+        print(f"{'input':>8} | {'SHA-256 pass':>12} | {'pyHanko one-shot':>16} | {'iamsign prepare+finish':>22} |"
+              f" {'vs pyHanko':>10} | {'vs SHA-256':>10} | {'peak RSS iamsign':>16} | {'peak RSS pyHanko':>16}")
+        print("-" * 140)
+        for size, r in rows:
+            p, h, s = r["project"], r["pyhanko"], r["sha256"]
+            print(f"{size:>5} MB | {s['median_s'] * 1000:>9.1f} ms | {h['median_s'] * 1000:>13.1f} ms |"
+                  f" {p['median_s'] * 1000:>19.1f} ms | {p['median_s'] / h['median_s']:>9.2f}x |"
+                  f" {p['median_s'] / s['median_s']:>9.2f}x | {p['peak_rss_mb']:>13.0f} MB | {h['peak_rss_mb']:>13.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
