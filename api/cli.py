@@ -35,6 +35,33 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="Organisation the key belongs to (created if new)."),
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+    key_name: str = typer.Option("default", help="A label for this key."),
+) -> None:
+    """Create an API key and print it once (only its SHA-256 is stored)."""
+    from sqlmodel import Session
+
+    from .db import make_engine, migrate
+    from .keys import create_api_key
+    from .settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    with Session(engine) as session:
+        secret, _ = create_api_key(session, name, key_name)
+    typer.echo(secret)
+    typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
+
+
 def main() -> None:
     app()
 

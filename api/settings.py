@@ -22,10 +22,22 @@ class Settings(BaseSettings):
         None, description="Base URL clients and iAM Smart reach this service at; default http://HOST:PORT."
     )
     sandbox_enabled: bool = Field(True, description="Mount the built-in iAM Smart sandbox at /sandbox.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite at DATA_DIR/iamsign.db (postgresql+psycopg://... for many)."
+    )
+    max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest accepted upload, in bytes.")
 
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'iamsign.db').resolve()}"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
 
     @property
     def sandbox_pki_dir(self) -> Path:

@@ -42,13 +42,13 @@ from .errors import (
     DamagedPdfError,
     EncryptedPdfError,
     FieldError,
-    NotAPdfError,
     PreparedStateError,
     RevocationInfoError,
     SignatureTooLargeError,
     SigningError,
     TimestampError,
 )
+from .inspect import check_pdf_envelope
 from .model import (
     PadesLevel,
     PreparedSignature,
@@ -104,21 +104,6 @@ def _copy(source: Path, target: Path) -> None:
     except OSError:
         pass
     shutil.copyfile(source, target)
-
-
-def _check_pdf_envelope(path: Path) -> None:
-    """Cheap checks before parsing: a %PDF- header near the start and %%EOF near the end."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1024)
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 1024))
-            tail = f.read(1024)
-    except OSError as exc:
-        raise NotAPdfError(f"cannot read the document: {exc.strerror}") from exc
-    if b"%PDF-" not in head:
-        raise NotAPdfError("the file is not a PDF (no %PDF- header in its first 1024 bytes)")
-    if b"%%EOF" not in tail:
-        raise DamagedPdfError("the PDF is truncated: there is no %%EOF marker at its end")
 
 
 def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
@@ -189,7 +174,7 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
     The source is not modified; ``prepared_path`` appears only when complete.
     """
     source, prepared_path = Path(source), Path(prepared_path)
-    _check_pdf_envelope(source)
+    check_pdf_envelope(source)
     if options.reserved_bytes < 4096:
         raise SigningError("reserved_bytes must be at least 4096")
     tmp = _temp_beside(prepared_path)

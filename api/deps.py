@@ -1,0 +1,53 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the session, the calling organisation, the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from .errors import ApiError
+from .keys import organisation_for_key
+from .models import Organisation
+from .settings import Settings
+from .storage import DocumentStore
+
+__all__ = ["SessionDep", "OrgDep", "StoreDep", "SettingsDep"]
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _store(request: Request) -> DocumentStore:
+    return request.app.state.store
+
+
+StoreDep = Annotated[DocumentStore, Depends(_store)]
+
+
+def _organisation(request: Request, session: SessionDep) -> Organisation:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <api key>' (create one: iamsign keys create)")
+    org = organisation_for_key(session, token.strip())
+    if org is None:
+        raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
+    return org
+
+
+OrgDep = Annotated[Organisation, Depends(_organisation)]

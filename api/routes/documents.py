@@ -1,0 +1,72 @@
+"""``/v1/documents``: upload a PDF (streamed, hashed, checked), read its metadata and content."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from signing.errors import InputPdfError
+from signing.inspect import inspect_pdf
+
+from ..deps import OrgDep, SessionDep, SettingsDep, StoreDep
+from ..errors import ApiError
+from ..models import Document
+from ..uploads import receive_pdf_upload
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+class DocumentPublic(BaseModel):
+    id: str
+    sha256: str
+    size: int
+    filename: str
+    pages: int
+    signature_count: int
+
+    @classmethod
+    def of(cls, doc: Document) -> DocumentPublic:
+        return cls(id=doc.id, sha256=doc.sha256, size=doc.size, filename=doc.filename, pages=doc.pages,
+                   signature_count=doc.signature_count)
+
+
+@router.post("", status_code=201, response_model=DocumentPublic,
+             responses={413: {"description": "too large"}, 415: {"description": "not a PDF"},
+                        422: {"description": "damaged or encrypted PDF"}})
+async def upload_document(request: Request, org: OrgDep, session: SessionDep, store: StoreDep,
+                          settings: SettingsDep) -> DocumentPublic:
+    """Upload a PDF as multipart field ``file``."""
+    staged = await receive_pdf_upload(request, store, settings.max_upload_bytes)
+    try:
+        info = await asyncio.to_thread(inspect_pdf, staged.file.path)
+    except InputPdfError:
+        store.discard(staged.file)
+        raise
+    stored = store.publish(staged.file)
+    doc = Document(organisation_id=org.id, sha256=stored.sha256, size=stored.size, filename=staged.filename,
+                   pages=info.pages, signature_count=info.signature_count)
+    session.add(doc)
+    session.commit()
+    return DocumentPublic.of(doc)
+
+
+def owned_document(session, org, document_id: str) -> Document:
+    """The organisation's document, or 404 (another organisation's ids do not exist for it)."""
+    doc = session.get(Document, document_id)
+    if doc is None or doc.organisation_id != org.id:
+        raise ApiError(404, "not_found", f"no document {document_id}")
+    return doc
+
+
+@router.get("/{document_id}", response_model=DocumentPublic)
+def get_document(document_id: str, org: OrgDep, session: SessionDep) -> DocumentPublic:
+    return DocumentPublic.of(owned_document(session, org, document_id))
+
+
+@router.get("/{document_id}/content", response_class=FileResponse)
+def get_document_content(document_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
+    doc = owned_document(session, org, document_id)
+    return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)

@@ -1,0 +1,90 @@
+"""Documents on disk: content-addressed, written atomically (temp file + fsync + rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DocumentStore", "StoredFile", "UploadTooLarge"]
+
+
+class UploadTooLarge(Exception):
+    """The stream exceeded the size limit; nothing was kept."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    size: int
+    path: Path
+
+
+class DocumentStore:
+    """Files named by their SHA-256 under ``root/ab/abcdef....pdf``; a name never changes content."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.pdf"
+
+    def temp_path(self, suffix: str = ".partial") -> Path:
+        return self.tmp_dir / f"{uuid.uuid4().hex}{suffix}"
+
+    async def save_stream(self, chunks: AsyncIterator[bytes], max_bytes: int) -> StoredFile:
+        """Write a stream to a temp file, hashing as it goes; refuse past ``max_bytes``; then publish."""
+        tmp = self.temp_path()
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLarge(f"the upload exceeds the limit of {max_bytes} bytes")
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return StoredFile(h.hexdigest(), size, tmp)
+
+    def publish(self, staged: StoredFile) -> StoredFile:
+        """Move a staged temp file to its content address (idempotent for identical content)."""
+        final = self.path_for(staged.sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            staged.path.unlink(missing_ok=True)
+        else:
+            os.replace(staged.path, final)
+            _fsync_dir(final.parent)
+        return StoredFile(staged.sha256, staged.size, final)
+
+    def adopt(self, path: Path) -> StoredFile:
+        """Publish a complete file made elsewhere in the store (e.g. a signed revision), by content."""
+        h = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        return self.publish(StoredFile(h.hexdigest(), size, Path(path)))
+
+    def discard(self, staged: StoredFile) -> None:
+        staged.path.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
