@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Organisation", "ApiKey", "Document", "new_id", "utcnow"]
+__all__ = ["Organisation", "ApiKey", "Document", "SigningRequest", "AuditEntry", "WebhookDelivery", "new_id", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -52,3 +53,75 @@ class Document(SQLModel, table=True):
     pages: int
     signature_count: int
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SigningRequest(SQLModel, table=True):
+    """One signer asked to sign one document through iAM Smart.
+
+    ``status`` is what clients see; ``phase`` is where the work stands, so that a restarted process
+    can resume from what is stored (prepared -> sent -> result_received -> signed).
+    """
+
+    __tablename__ = "signing_requests"
+    id: str = Field(default_factory=lambda: new_id("sr"), primary_key=True, max_length=40)
+    organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
+    document_id: str = Field(foreign_key="documents.id", max_length=40)
+    business_id: str = Field(unique=True, max_length=36)
+    status: str = Field(default="pending", index=True, max_length=16)
+    phase: str = Field(default="prepared", max_length=24)
+    flow: str = Field(max_length=16, description="anonymous (HKID) or account (logged-in openID)")
+    mode: str = Field(max_length=8)
+    level: str = Field(max_length=8)
+    signer_key: str = Field(index=True, max_length=64, description="HMAC of the HKID or openID, never the ID")
+    reason: str | None = Field(default=None, max_length=500)
+    location: str | None = Field(default=None, max_length=200)
+    appearance_json: str | None = None
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    record_json: str = Field(description="the PreparedSignature of the signing core")
+    prepared_name: str = Field(max_length=200)
+    sign_code: str | None = Field(default=None, max_length=8)
+    ticket_id: str | None = Field(default=None, max_length=200)
+    result_json: str | None = Field(default=None, description="what iAM Smart returned, until embedded")
+    signed_document_id: str | None = Field(default=None, max_length=40)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    iamsmart_code: str | None = Field(default=None, max_length=16)
+    expires_at: dt.datetime
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One append-only, hash-chained entry per transition of a signing request."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (UniqueConstraint("request_id", "seq", name="uq_audit_request_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="signing_requests.id", index=True, max_length=40)
+    seq: int
+    at: dt.datetime
+    actor: str = Field(max_length=64)
+    event: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    document_sha256_before: str | None = Field(default=None, max_length=64)
+    document_sha256_after: str | None = Field(default=None, max_length=64)
+    iamsmart_code: str | None = Field(default=None, max_length=16)
+    detail: str | None = Field(default=None, max_length=2000)
+    prev_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """A webhook to deliver (or delivered) for a terminal status; retried with backoff."""
+
+    __tablename__ = "webhook_deliveries"
+    id: str = Field(default_factory=lambda: new_id("wh"), primary_key=True, max_length=40)
+    request_id: str = Field(foreign_key="signing_requests.id", index=True, max_length=40)
+    url: str = Field(max_length=2000)
+    event: str = Field(max_length=64)
+    body: str
+    attempts: int = 0
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    delivered_at: dt.datetime | None = None
+    given_up_at: dt.datetime | None = None
+    last_error: str | None = Field(default=None, max_length=500)

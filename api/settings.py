@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -22,10 +23,35 @@ class Settings(BaseSettings):
         None, description="Base URL clients and iAM Smart reach this service at; default http://HOST:PORT."
     )
     sandbox_enabled: bool = Field(True, description="Mount the built-in iAM Smart sandbox at /sandbox.")
+    sandbox_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Simulator switches (signing.sandbox.options.SandboxOptions fields), e.g. as JSON in "
+        "IAMSIGN_SANDBOX_OPTIONS='{\"callback_retries\": 0}'.",
+    )
+    iamsmart_environment: str = Field("sandbox", description="iAM Smart environment: sandbox, ite or production.")
+    iamsmart_base_url: str | None = Field(None, description="Override the API base (default: per environment).")
+    iamsmart_client_id: str | None = Field(None, description="clientID from the e-service portal.")
+    iamsmart_client_secret: SecretStr | None = Field(None, description="clientSecret from the e-service portal.")
+    iamsmart_kek_key_file: Path | None = Field(None, description="PEM private key of the key-encryption key.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default SQLite at DATA_DIR/iamsign.db (postgresql+psycopg://... for many)."
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest accepted upload, in bytes.")
+    server_secret: str | None = Field(
+        None, description="Key for the keyed hashes of signer IDs and webhook signatures; default: generated "
+        "once into DATA_DIR/secrets (give the same value to every replica)."
+    )
+    iamsmart_cert_issuer_files: list[Path] = Field(
+        default_factory=list, description="PEM certificates of the CAs that issue iAM Smart-Cert (sandbox CA added)."
+    )
+    trust_root_files: list[Path] = Field(
+        default_factory=list, description="PEM roots for B-LT revocation gathering (sandbox root added)."
+    )
+    tsa_url: str | None = Field(None, description="RFC 3161 TSA; default the sandbox TSA in sandbox mode.")
+    service_name: str = Field("iamsign", description="Shown to the signer in the iAM Smart app.")
+    department: str | None = Field(None, description="Department shown in the iAM Smart app.")
+    request_ttl_s: int = Field(18 * 60, description="How long a signer has to approve (iAM Smart gives 18 min).")
+    sweep_interval_s: float = Field(5.0, description="How often expiry, resumption and webhooks are swept.")
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,85 @@
+"""The audit trail: append-only and hash-chained per signing request.
+
+Each entry's hash covers its fields and the previous entry's hash, so editing, removing or reordering any
+entry breaks every hash after it. ``(request_id, seq)`` is unique, so two processes cannot both append
+the same step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlmodel import Session, select
+
+from .models import AuditEntry, utcnow
+
+__all__ = ["append_audit", "audit_entries", "verify_chain", "GENESIS"]
+
+GENESIS = "0" * 64
+
+
+def _entry_hash(entry: AuditEntry) -> str:
+    fields = {
+        "request_id": entry.request_id,
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "event": entry.event,
+        "status": entry.status,
+        "document_sha256_before": entry.document_sha256_before,
+        "document_sha256_after": entry.document_sha256_after,
+        "iamsmart_code": entry.iamsmart_code,
+        "detail": entry.detail,
+        "prev_hash": entry.prev_hash,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def audit_entries(session: Session, request_id: str) -> list[AuditEntry]:
+    return list(session.exec(select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.seq)))
+
+
+def append_audit(
+    session: Session,
+    request_id: str,
+    *,
+    actor: str,
+    event: str,
+    status: str,
+    sha_before: str | None = None,
+    sha_after: str | None = None,
+    iamsmart_code: str | None = None,
+    detail: str | None = None,
+) -> AuditEntry:
+    """Add the next entry (the caller commits, in the same transaction as the transition it records)."""
+    last = session.exec(
+        select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    entry = AuditEntry(
+        request_id=request_id,
+        seq=(last.seq + 1) if last else 1,
+        at=utcnow().replace(microsecond=(utcnow().microsecond // 1000) * 1000),
+        actor=actor,
+        event=event,
+        status=status,
+        document_sha256_before=sha_before,
+        document_sha256_after=sha_after,
+        iamsmart_code=iamsmart_code,
+        detail=detail[:2000] if detail else None,
+        prev_hash=last.entry_hash if last else GENESIS,
+        entry_hash="",
+    )
+    entry.entry_hash = _entry_hash(entry)
+    session.add(entry)
+    return entry
+
+
+def verify_chain(entries: list[AuditEntry]) -> int | None:
+    """``None`` when the chain is intact, else the ``seq`` of the first entry that does not check out."""
+    prev = GENESIS
+    for expected_seq, entry in enumerate(entries, start=1):
+        if entry.seq != expected_seq or entry.prev_hash != prev or _entry_hash(entry) != entry.entry_hash:
+            return entry.seq
+        prev = entry.entry_hash
+    return None

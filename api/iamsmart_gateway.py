@@ -1,0 +1,92 @@
+"""This service's connection to iAM Smart: client configuration, the trust list of iAM Smart-Cert issuers,
+and the signing services (TSA, anchors) the core needs. In sandbox mode all three point at the built-in
+sandbox, and the service registers itself there on start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from signing.iamsmart.config import ClientConfig
+from signing.services import SigningServices
+
+from .iamsmart_setup import client_config
+from .settings import Settings
+
+__all__ = ["IamSmartSetup", "build_iamsmart_setup", "issued_by_trusted_issuer"]
+
+
+@dataclass(frozen=True)
+class IamSmartSetup:
+    client_config: ClientConfig
+    cert_issuers: tuple[x509.Certificate, ...]
+    """CAs that issue iAM Smart-Cert: a returned certificate must be signed by one of them."""
+    signing_services: SigningServices
+
+
+def _load_pems(paths: list[Path]) -> list[x509.Certificate]:
+    certs: list[x509.Certificate] = []
+    for p in paths:
+        certs.extend(x509.load_pem_x509_certificates(Path(p).read_bytes()))
+    return certs
+
+
+def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def build_iamsmart_setup(settings: Settings, sandbox_pki=None) -> IamSmartSetup:
+    """Client configuration (``iamsmart_setup.client_config``) plus the trust the service signs with.
+
+    With the sandbox mounted, its issuing CA is an iAM Smart-Cert issuer, its root an anchor and its TSA
+    the default time-stamping authority.
+    """
+    config = client_config(settings)
+    issuers = _load_pems(settings.iamsmart_cert_issuer_files)
+    roots = _load_pems(settings.trust_root_files)
+    tsa_url = settings.tsa_url
+    if sandbox_pki is not None:
+        issuers.append(sandbox_pki.issuing_ca)
+        roots.append(sandbox_pki.root)
+        tsa_url = tsa_url or f"{settings.base_url}/sandbox/pki/tsa"
+    if tsa_url:
+        services = SigningServices.with_tsa_url(
+            tsa_url, trust_roots=[_asn1(c) for c in roots], other_certs=[_asn1(c) for c in issuers]
+        )
+    else:
+        services = SigningServices(trust_roots=[_asn1(c) for c in roots], other_certs=[_asn1(c) for c in issuers])
+    return IamSmartSetup(client_config=config, cert_issuers=tuple(issuers), signing_services=services)
+
+
+def issued_by_trusted_issuer(cert_der: bytes, issuers: tuple[x509.Certificate, ...]) -> x509.Certificate | None:
+    """The issuer among ``issuers`` whose key signed ``cert_der``, or ``None``.
+
+    Anyone can encrypt a callback to our public KEK, so a signature that verifies proves nothing until its
+    certificate is shown to come from an iAM Smart-Cert issuer.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+    except ValueError:
+        return None
+    for issuer in issuers:
+        if cert.issuer != issuer.subject:
+            continue
+        key = issuer.public_key()
+        try:
+            if isinstance(key, rsa.RSAPublicKey):
+                key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                           cert.signature_hash_algorithm)
+            elif isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+            else:
+                continue
+        except InvalidSignature:
+            continue
+        return issuer
+    return None

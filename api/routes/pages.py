@@ -1,0 +1,50 @@
+"""Pages for people: the signer page ``/sign/{id}`` (English and Traditional Chinese)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from ..errors import ApiError
+from ..models import Document, SigningRequest
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
+
+STATUS_LABELS = {
+    "pending": "Waiting for your approval · 等待批准",
+    "completed": "Signed · 已簽署",
+    "rejected": "Rejected · 已拒絕",
+    "cancelled": "Cancelled · 已取消",
+    "expired": "Expired · 已逾時",
+    "failed": "Failed · 失敗",
+}
+
+
+def _request(request: Request, request_id: str) -> tuple[SigningRequest, str]:
+    with request.app.state.flow.session() as session:
+        req = session.get(SigningRequest, request_id)
+        if req is None:
+            raise ApiError(404, "not_found", "no such signing request")
+        return req, session.get(Document, req.document_id).filename
+
+
+@router.get("/sign/{request_id}", response_class=HTMLResponse)
+def signer_page(request_id: str, request: Request) -> HTMLResponse:
+    req, filename = _request(request, request_id)
+    return templates.TemplateResponse(request, "sign.html", {
+        "filename": filename, "sign_code": req.sign_code, "status": req.status,
+        "status_text": STATUS_LABELS.get(req.status, req.status), "labels": STATUS_LABELS,
+        "qr_url": request.app.state.flow.qr_url(req) if req.status == "pending" else None,
+        "expires_at": req.expires_at.isoformat(timespec="seconds"), "status_url": f"/sign/{req.id}/status",
+    })
+
+
+@router.get("/sign/{request_id}/status")
+def signer_status(request_id: str, request: Request) -> dict:
+    """What the signer page polls: status only, nothing about the document or the signer."""
+    req, _ = _request(request, request_id)
+    return {"status": req.status}

@@ -1,0 +1,456 @@
+"""Signing requests from creation to a signed revision: the state machine behind ``/v1/signing-requests``.
+
+Everything needed to resume lives in the database and storage. Each step claims its transition with a
+compare-and-set UPDATE (``WHERE phase = <expected>``), so a duplicate callback, a second replica or a
+restarted process can never embed twice:
+
+    prepared --initiate--> sent --result--> result_received --claim--> embedding --> signed (completed)
+                             \\--failure code / refusal / expiry / cancel--> done (rejected|cancelled|expired|failed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from signing import pades
+from signing.errors import SigningError
+from signing.iamsmart.client import IamSmartClient, SigningResult, Token
+from signing.iamsmart.codes import ReturnCode, message_for
+from signing.iamsmart.errors import IamSmartError
+from signing.inspect import inspect_pdf
+from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
+
+from .audit import append_audit
+from .errors import ApiError
+from .iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
+from .identity import hkid_signer, keyed_hash
+from .models import Document, Organisation, SigningRequest, utcnow
+from .settings import Settings
+from .storage import DocumentStore
+from .webhooks import enqueue_webhook
+
+__all__ = ["SigningFlow", "TERMINAL_STATUSES"]
+
+log = logging.getLogger("iamsign.flow")
+
+TERMINAL_STATUSES = frozenset({"completed", "rejected", "cancelled", "expired", "failed"})
+_STATUS_FOR_CODE = {
+    ReturnCode.SIGNING_CANCELLED.value: "cancelled",
+    ReturnCode.SIGNING_REJECTED.value: "rejected",
+    ReturnCode.SIGNING_TIMEOUT.value: "expired",
+}
+
+
+@dataclass(frozen=True)
+class SignerSpec:
+    """Who signs: an HKID (anonymous flow) or a logged-in iAM Smart account (account flow)."""
+
+    hkid: str | None = None
+    open_id: str | None = None
+    access_token: str | None = None
+
+
+def _code_text(code: Any) -> str:
+    return code.value if isinstance(code, ReturnCode) else str(code)
+
+
+class SigningFlow:
+    """Creates signing requests, takes iAM Smart's answers, embeds, and moves requests to their end."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine,
+        store: DocumentStore,
+        setup: IamSmartSetup,
+        client: IamSmartClient,
+        secret: bytes,
+        clock=utcnow,
+    ) -> None:
+        self.settings, self.engine, self.store, self.setup = settings, engine, store, setup
+        self.client, self.secret, self.clock = client, secret, clock
+        self.prepared_dir = store.root / "prepared"
+        self.prepared_dir.mkdir(parents=True, exist_ok=True)
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ helpers
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def _prepared_path(self, req: SigningRequest) -> Path:
+        return self.prepared_dir / req.prepared_name
+
+    def _signed_path(self, req: SigningRequest) -> Path:
+        return self.store.tmp_dir / f"{req.id}.signed.pdf"
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.settings.base_url}/v1/iamsmart/callback"
+
+    @property
+    def redirect_url(self) -> str:
+        return f"{self.settings.base_url}/v1/iamsmart/redirect"
+
+    def signer_url(self, req: SigningRequest) -> str:
+        return f"{self.settings.base_url}/sign/{req.id}"
+
+    def qr_url(self, req: SigningRequest) -> str | None:
+        if req.flow != "anonymous" or not req.ticket_id:
+            return None
+        return self.client.qr_url(self.redirect_url, ("eidapi_sign",), state=req.business_id, ticket_id=req.ticket_id)
+
+    def _claim(self, session: Session, req_id: str, expect_phase: str | tuple[str, ...], *,
+               expect_updated_at: dt.datetime | None = None, **values: Any) -> bool:
+        """Move a pending request out of ``expect_phase``; True only for the one caller that did it."""
+        phases = (expect_phase,) if isinstance(expect_phase, str) else expect_phase
+        values["updated_at"] = self.clock()
+        conditions = [SigningRequest.id == req_id, SigningRequest.status == "pending",
+                      SigningRequest.phase.in_(phases)]
+        if expect_updated_at is not None:
+            conditions.append(SigningRequest.updated_at == expect_updated_at)
+        result = session.exec(update(SigningRequest).where(*conditions).values(**values))
+        return result.rowcount == 1
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work started by this process (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ create
+
+    def _known_certificate(self, session: Session, signer_key: str) -> bytes | None:
+        """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline)."""
+        rows = session.exec(
+            select(SigningRequest)
+            .where(SigningRequest.signer_key == signer_key, SigningRequest.status == "completed",
+                   SigningRequest.mode == "hash")
+            .order_by(SigningRequest.updated_at.desc())
+            .limit(1)
+        ).all()
+        for row in rows:
+            cert = json.loads(row.result_json or "{}").get("cert")
+            if cert:
+                return base64.b64decode(cert)
+        return None
+
+    async def create(
+        self,
+        session: Session,
+        org: Organisation,
+        document: Document,
+        signer: SignerSpec,
+        *,
+        mode: str,
+        level: str,
+        reason: str | None,
+        location: str | None,
+        appearance: dict | None,
+        webhook_url: str | None,
+    ) -> SigningRequest:
+        """Prepare the document, ask iAM Smart for a signature, return the stored request."""
+        if signer.hkid:
+            hk = hkid_signer(self.secret, signer.hkid)
+            flow, signer_key, hkic = "anonymous", hk.signer_key, hk.hkic_hash
+            token = None
+        elif signer.open_id and signer.access_token:
+            flow, signer_key, hkic = "account", keyed_hash(self.secret, "openid", signer.open_id), None
+            token = Token(access_token=signer.access_token, open_id=signer.open_id, token_type="Bearer",
+                          issue_at=0, expires_in=0, last_modified_date=None, user_type="sign", scope="")
+        else:
+            raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"open_id", "access_token"}')
+        known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
+        options = SignOptions(
+            mode=RemoteMode(mode), level=PadesLevel(level), reason=reason, location=location,
+            appearance=Appearance.from_json(appearance) if appearance else None,
+            signer_certificate_der=known_cert,
+        )
+        req_id = f"sr_{uuid.uuid4().hex}"
+        prepared_name = f"{req_id}.pdf"
+        record: PreparedSignature = await asyncio.to_thread(
+            _run, pades.prepare_for_signing(self.store.path_for(document.sha256),
+                                            self.prepared_dir / prepared_name, options)
+        )
+        now = self.clock()
+        req = SigningRequest(
+            id=req_id, organisation_id=org.id, document_id=document.id, business_id=uuid.uuid4().hex,
+            status="pending", phase="prepared", flow=flow, mode=mode, level=level, signer_key=signer_key,
+            reason=reason, location=location, appearance_json=json.dumps(appearance) if appearance else None,
+            webhook_url=webhook_url, record_json=record.dumps(), prepared_name=prepared_name,
+            expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s), created_at=now, updated_at=now,
+        )
+        session.add(req)
+        append_audit(session, req.id, actor=f"org:{org.id}", event="created", status="pending",
+                     sha_before=document.sha256,
+                     detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}")
+        session.commit()
+        try:
+            initiated = await self._initiate(req, record, hkic, token, document.filename)
+        except IamSmartError as exc:
+            code = _code_text(getattr(exc, "code", "D20000"))
+            self._finish_unsuccessfully(session, req, "failed", code, f"iAM Smart refused the request: {exc}",
+                                        actor="iamsmart", ack=False)
+            return req
+        if self._claim(session, req.id, "prepared", phase="sent", sign_code=initiated.sign_code,
+                       ticket_id=initiated.ticket_id):
+            append_audit(session, req.id, actor="iamsmart", event="sent", status="pending",
+                         iamsmart_code=ReturnCode.SUCCESS.value, detail=f"businessID {req.business_id}")
+            session.commit()
+        session.refresh(req)
+        return req
+
+    async def _initiate(self, req: SigningRequest, record: PreparedSignature, hkic: str | None,
+                        token: Token | None, filename: str):
+        common = dict(business_id=req.business_id, service_name=self.settings.service_name,
+                      document_name=filename[:255], department=self.settings.department, state=req.business_id)
+        if req.flow == "anonymous":
+            if record.mode is RemoteMode.PDF:
+                return await self.client.anonymous_sign_pdf(doc_digest=record.document_digest, hkic_hash=hkic,
+                                                            redirect_uri=self.redirect_url, **common)
+            return await self.client.anonymous_sign_hash(hash_code=record.to_be_signed, hkic_hash=hkic,
+                                                         redirect_uri=self.redirect_url, sig_algo=record.sig_algo,
+                                                         **common)
+        if record.mode is RemoteMode.PDF:
+            return await self.client.account_sign_pdf(token=token, doc_digest=record.document_digest,
+                                                      redirect_uri=self.callback_url, **common)
+        return await self.client.account_sign_hash(token=token, hash_code=record.to_be_signed,
+                                                   redirect_uri=self.callback_url, sig_algo=record.sig_algo, **common)
+
+    # ------------------------------------------------------------------ answers from iAM Smart
+
+    def find_by_business_id(self, session: Session, business_id: str | None) -> SigningRequest | None:
+        if not business_id:
+            return None
+        return session.exec(select(SigningRequest).where(SigningRequest.business_id == business_id)).first()
+
+    async def take_result(self, business_id: str | None, code: Any, content: dict[str, Any], actor: str) -> str:
+        """Record what iAM Smart answered for ``business_id`` (once); start embedding. Returns an outcome word."""
+        code = _code_text(code)
+        with self.session() as session:
+            req = self.find_by_business_id(session, business_id)
+            if req is None:
+                log.warning("answer for an unknown businessID refused")
+                return "unknown"
+            if req.status != "pending":
+                return "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
+            if code != ReturnCode.SUCCESS.value:
+                status = _STATUS_FOR_CODE.get(code, "failed")
+                self._finish_unsuccessfully(session, req, status, code, message_for(code), actor=actor,
+                                            ack=req.flow == "account", ack_result=SigningResult.NOT_RECEIVED)
+                return status
+            result = _result_fields(req.mode, content)
+            if result is None:
+                self._finish_unsuccessfully(session, req, "failed", "incomplete_result",
+                                            "iAM Smart's answer has no signature", actor=actor,
+                                            ack=req.flow == "account", ack_result=SigningResult.NOT_RECEIVED)
+                return "failed"
+            if not self._claim(session, req.id, "sent", phase="result_received", result_json=json.dumps(result),
+                               iamsmart_code=code):
+                return "duplicate"
+            append_audit(session, req.id, actor=actor, event="result_received", status="pending",
+                         iamsmart_code=code)
+            session.commit()
+        self.spawn(self.embed(req.id))
+        return "accepted"
+
+    async def take_redirect(self, business_id: str | None, code: str | None, error_code: str | None) -> str:
+        """Anonymous flow: the signer's browser came back; exchange the code and fetch the result."""
+        with self.session() as session:
+            req = self.find_by_business_id(session, business_id)
+            if req is None:
+                return "unknown"
+            mode = req.mode
+        if error_code:
+            return await self.take_result(business_id, error_code, {}, actor="iamsmart:redirect")
+        if not code:
+            return "unknown"
+        try:
+            token = await self.client.get_token(code)
+            if mode == "pdf":
+                pdf = await self.client.anonymous_pdf_result(token, business_id)
+                content = {"pdfSignature": base64.b64encode(pdf.cms_der).decode(), "docDigest": pdf.doc_digest}
+            else:
+                sig = await self.client.anonymous_hash_result(token, business_id)
+                content = {"signature": base64.b64encode(sig.signature).decode(),
+                           "cert": base64.b64encode(sig.cert_der).decode(), "hashCode": sig.hash_code}
+        except IamSmartError as exc:
+            return await self.take_result(business_id, getattr(exc, "code", "D20000"), {},
+                                          actor="iamsmart:redirect")
+        return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor="iamsmart:redirect")
+
+    # ------------------------------------------------------------------ embedding
+
+    async def embed(self, req_id: str) -> None:
+        """Check and embed a received result; exactly one caller wins the claim."""
+        with self.session() as session:
+            if not self._claim(session, req_id, "result_received", phase="embedding"):
+                return
+            session.commit()
+        await self._embed_claimed(req_id)
+
+    async def _embed_claimed(self, req_id: str) -> None:
+        with self.session() as session:
+            req = session.get(SigningRequest, req_id)
+            source = session.get(Document, req.document_id)
+            record = PreparedSignature.loads(req.record_json)
+            result = json.loads(req.result_json)
+            signed_path = self._signed_path(req)
+            try:
+                if not signed_path.exists():  # a previous attempt may have finished before a crash
+                    cert_der = self._check_certificate(req, result)
+                    await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
+                info = await asyncio.to_thread(inspect_pdf, signed_path)
+                stored = await asyncio.to_thread(self.store.adopt, signed_path)
+            except (SigningError, _Refused) as exc:
+                code = getattr(exc, "code", "refused")
+                self._finish_unsuccessfully(session, req, "failed", code, getattr(exc, "message", str(exc)),
+                                            actor="service", ack=True, ack_result=SigningResult.REJECTED,
+                                            expect_phase="embedding")
+                return
+            signed = Document(organisation_id=req.organisation_id, sha256=stored.sha256, size=stored.size,
+                              filename=_signed_name(source.filename), pages=info.pages,
+                              signature_count=info.signature_count)
+            session.add(signed)
+            session.flush()
+            if not self._claim(session, req.id, "embedding", phase="done", status="completed",
+                               signed_document_id=signed.id):
+                session.rollback()
+                return
+            append_audit(session, req.id, actor="service", event="completed", status="completed",
+                         sha_before=source.sha256, sha_after=stored.sha256, iamsmart_code=req.iamsmart_code,
+                         detail=f"signed at {req.level}")
+            self._enqueue_terminal_webhook(session, req, "completed", signed_document_id=signed.id)
+            session.commit()
+        await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
+
+    def _check_certificate(self, req: SigningRequest, result: dict) -> bytes | None:
+        if req.mode == "hash":
+            cert_der = base64.b64decode(result["cert"])
+        else:
+            from signing.cms import check_external_cms
+
+            record = PreparedSignature.loads(req.record_json)
+            checked = check_external_cms(base64.b64decode(result["pdfSignature"]), record.document_digest,
+                                         record.md_algorithm, record.profile)
+            cert_der = checked.signer_cert.dump()
+        if issued_by_trusted_issuer(cert_der, self.setup.cert_issuers) is None:
+            raise _Refused("untrusted_certificate",
+                           "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list")
+        return cert_der
+
+    async def _finish(self, record, req, result, cert_der, out: Path):
+        prepared = self._prepared_path(req)
+        if req.mode == "pdf":
+            return await pades.finish_with_cms(record, prepared, out, base64.b64decode(result["pdfSignature"]),
+                                               self.setup.signing_services)
+        return await pades.finish_with_raw_signature(record, prepared, out, base64.b64decode(result["signature"]),
+                                                     cert_der, self.setup.signing_services)
+
+    # ------------------------------------------------------------------ endings
+
+    def _finish_unsuccessfully(self, session: Session, req: SigningRequest, status: str, code: str, message: str,
+                               *, actor: str, ack: bool, ack_result: SigningResult = SigningResult.NOT_RECEIVED,
+                               expect_phase: str | tuple[str, ...] = ("prepared", "sent")) -> bool:
+        if not self._claim(session, req.id, expect_phase, phase="done", status=status, error_code=code,
+                           error_message=message[:2000], iamsmart_code=code if code.startswith("D") else None):
+            session.rollback()
+            return False
+        append_audit(session, req.id, actor=actor, event=status, status=status,
+                     iamsmart_code=code if code.startswith("D") else None, detail=message)
+        self._enqueue_terminal_webhook(session, req, status, error={"code": code, "message": message})
+        session.commit()
+        self._prepared_path(req).unlink(missing_ok=True)
+        if ack:
+            self.spawn(self._ack(req.business_id, ack_result, req.flow))
+        return True
+
+    def _enqueue_terminal_webhook(self, session: Session, req: SigningRequest, status: str, **extra) -> None:
+        if req.webhook_url:
+            payload = {"event": f"signing_request.{status}", "signing_request_id": req.id, "status": status,
+                       "document_id": req.document_id, **extra}
+            enqueue_webhook(session, req.id, req.webhook_url, f"signing_request.{status}", payload)
+
+    async def _ack(self, business_id: str, result: SigningResult, flow: str) -> None:
+        if flow != "account":
+            return  # the anonymous flow has no confirmed ack (protocol doc §6.5)
+        try:
+            await self.client.ack_result(business_id, result)
+        except (IamSmartError, httpx.HTTPError) as exc:
+            log.warning("ackResult %s for %s failed: %s", result.value, business_id, exc)
+
+    async def cancel(self, session: Session, req: SigningRequest, actor: str) -> bool:
+        return self._finish_unsuccessfully(session, req, "cancelled", "cancelled", "cancelled by the online service",
+                                           actor=actor, ack=False)
+
+    # ------------------------------------------------------------------ the sweeper
+
+    async def sweep(self) -> None:
+        """Expire overdue requests and resume work a crashed process left behind."""
+        now = self.clock()
+        with self.session() as session:
+            overdue = session.exec(
+                select(SigningRequest).where(SigningRequest.status == "pending",
+                                             SigningRequest.phase.in_(("prepared", "sent")),
+                                             SigningRequest.expires_at < now).limit(500)
+            ).all()
+            for req in overdue:
+                self._finish_unsuccessfully(session, req, "expired", ReturnCode.SIGNING_TIMEOUT.value,
+                                            "no approval within the time iAM Smart allows", actor="sweeper",
+                                            ack=req.flow == "account")
+            stale = now - dt.timedelta(seconds=120)
+            stuck = session.exec(
+                select(SigningRequest).where(SigningRequest.status == "pending",
+                                             SigningRequest.phase.in_(("result_received", "embedding")),
+                                             SigningRequest.updated_at < stale).limit(100)
+            ).all()
+        for req in stuck:
+            if req.phase == "result_received":
+                await self.embed(req.id)
+            else:
+                with self.session() as session:  # re-claim a stale embedding (its process died)
+                    ok = self._claim(session, req.id, "embedding", expect_updated_at=req.updated_at,
+                                     phase="embedding")
+                    session.commit()
+                if ok:
+                    await self._embed_claimed(req.id)
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _result_fields(mode: str, content: dict[str, Any]) -> dict[str, Any] | None:
+    if mode == "pdf":
+        return {"pdfSignature": content["pdfSignature"]} if content.get("pdfSignature") else None
+    if content.get("signature") and content.get("cert"):
+        return {"signature": content["signature"], "cert": content["cert"], "timestamp": content.get("timestamp")}
+    return None
+
+
+def _signed_name(filename: str) -> str:
+    stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
+    return f"{stem}.signed.pdf"[:255]
+
+
+def _run(coro):
+    """Run a signing-core coroutine in this worker thread's own event loop (pyHanko work off the main loop)."""
+    return asyncio.run(coro)

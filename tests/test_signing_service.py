@@ -1,0 +1,159 @@
+"""The signing service end to end over HTTP: create_app with the sandbox, on a loopback port."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from fixtures.generate import simple_pdf
+
+from .service_fixtures import service  # noqa: F401 - fixture
+
+SIGNER = "A123456(3)"  # the sandbox's iAM Smart+ user CHAN Tai Man
+PLAIN_USER = "B234567(1)"  # an iAM Smart user who cannot sign
+SUSPENDED = "C345678(A)"
+DEREGISTERED = "D456789(8)"
+
+
+def _upload(c, tmp_path, name="letter.pdf") -> dict:
+    pdf = simple_pdf(tmp_path / name, pages=2)
+    r = c.post("/v1/documents", files={"file": (name, pdf.read_bytes(), "application/pdf")})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _wait_status(c, req_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = c.get(f"/v1/signing-requests/{req_id}").json()
+        if body["status"] != "pending":
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"still pending after {timeout}s: {body}")
+
+
+def _validate(service, pdf_bytes: bytes, tmp_path):
+    import asyncio
+
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_signature
+
+    root = asn1_x509.Certificate.load(service.app.state.sandbox_pki.root.public_bytes(serialization.Encoding.DER))
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(pdf_bytes)
+
+    async def run():
+        with open(path, "rb") as f:
+            reader = PdfFileReader(f)
+            dss = DocumentSecurityStore.read_dss(reader)
+            vc = dss.as_validation_context({"trust_roots": [root], "allow_fetching": False,
+                                            "revocation_mode": "require"})
+            sigs = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
+            status = await async_validate_pdf_signature(sigs[0], vc)
+            await vc.aclose()
+            n_doc_ts = sum(1 for s in reader.embedded_signatures if s.sig_object_type == "/DocTimeStamp")
+            return status, n_doc_ts
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("mode", ["pdf", "hash"])
+def test_whole_flow_upload_request_approve_completed_verifies(service, tmp_path, mode):
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
+                                                 "mode": mode, "level": "B-LTA", "reason": "Approval"})
+        assert r.status_code == 201, r.text
+        req = r.json()
+        assert req["status"] == "pending" and len(req["sign_code"]) == 4
+        assert req["signer_url"].endswith(f"/sign/{req['id']}")
+        page = c.get(f"/sign/{req['id']}")
+        assert page.status_code == 200 and req["sign_code"] in page.text and "智方便" in page.text
+
+        r = c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        assert r.status_code == 200, r.text
+        done = _wait_status(c, req["id"])
+        assert done["status"] == "completed", done
+        assert done["error"] is None and done["signed_document_id"]
+
+        signed = c.get(f"/v1/signing-requests/{req['id']}/signed-document")
+        assert signed.status_code == 200 and signed.headers["content-type"] == "application/pdf"
+        meta = c.get(f"/v1/documents/{done['signed_document_id']}").json()
+        assert meta["signature_count"] == 2  # the signature and the B-LTA document timestamp
+        status, n_doc_ts = _validate(service, signed.content, tmp_path)
+        assert status.bottom_line, status.summary()
+        assert n_doc_ts == 1
+
+        audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+        assert audit["chain_intact"] is True
+        events = [e["event"] for e in audit["entries"]]
+        assert events == ["created", "sent", "result_received", "completed"]
+        assert audit["entries"][-1]["document_sha256_before"] == doc["sha256"]
+        assert audit["entries"][-1]["document_sha256_after"] == meta["sha256"]
+        # no HKID anywhere in what the service returns
+        assert "A123456" not in r.text + str(audit) + str(done)
+
+
+def _start(c, tmp_path, hkid=SIGNER, **extra) -> dict:
+    doc = _upload(c, tmp_path)
+    r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": hkid}, "level": "B-T",
+                                             **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_reject_on_the_phone_ends_rejected(service, tmp_path):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        assert c.post("/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]}).status_code == 200
+        done = _wait_status(c, req["id"])
+        assert done["status"] == "rejected" and done["error"]["code"] == "D70001"
+        assert c.get(f"/v1/signing-requests/{req['id']}/signed-document").status_code == 409
+
+
+@pytest.mark.parametrize("hkid, code", [(PLAIN_USER, "D70004"), (SUSPENDED, "D70004"), (DEREGISTERED, None)])
+def test_users_who_cannot_sign_end_failed(service, tmp_path, hkid, code):
+    with service.client() as c:
+        req = _start(c, tmp_path, hkid=hkid)
+        if req["status"] == "pending":  # some refusals come by callback after the phone step
+            c.post("/sandbox/v1/phone/approve", json={"hkid": hkid, "sign_code": req["sign_code"]})
+            req = _wait_status(c, req["id"])
+        assert req["status"] == "failed", req
+        assert req["error"]["code"].startswith("D7")
+        if code:
+            assert req["error"]["code"] == code
+
+
+@pytest.mark.parametrize("hkid", ["A123456(4)", "A12345(6)", "not an id", "Z683365"])
+def test_bad_hkid_is_422(service, tmp_path, hkid):
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": hkid}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_hkid"
+        assert hkid not in r.text
+
+
+def test_other_organisation_sees_404(service, tmp_path):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+    with service.client(service.other_key) as other:
+        for path in ("", "/audit", "/signed-document"):
+            assert other.get(f"/v1/signing-requests/{req['id']}{path}").status_code == 404
+        assert other.post(f"/v1/signing-requests/{req['id']}/cancel").status_code == 404
+        r = other.post("/v1/signing-requests", json={"document_id": req["document_id"], "signer": {"hkid": SIGNER}})
+        assert r.status_code == 404
+
+
+def test_cancel_then_a_late_approval_changes_nothing(service, tmp_path):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        r = c.post(f"/v1/signing-requests/{req['id']}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert c.post(f"/v1/signing-requests/{req['id']}/cancel").status_code == 409
+        c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        time.sleep(1)
+        after = c.get(f"/v1/signing-requests/{req['id']}").json()
+        assert after["status"] == "cancelled" and after["signed_document_id"] is None
