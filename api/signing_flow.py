@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from signing import cms as cms_checks
 from signing import pades
 from signing.errors import SigningError
 from signing.iamsmart.client import IamSmartClient, SigningResult, Token
@@ -261,6 +262,12 @@ class SigningFlow:
                                             "iAM Smart's answer has no signature", actor=actor,
                                             ack=req.flow == "account", ack_result=SigningResult.NOT_RECEIVED)
                 return "failed"
+            try:
+                self._verify_result(req, result)
+            except (SigningError, _Refused, ValueError, KeyError) as exc:
+                # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
+                log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
+                return "refused"
             if not self._claim(session, req.id, "sent", phase="result_received", result_json=json.dumps(result),
                                iamsmart_code=code):
                 return "duplicate"
@@ -314,7 +321,7 @@ class SigningFlow:
             signed_path = self._signed_path(req)
             try:
                 if not signed_path.exists():  # a previous attempt may have finished before a crash
-                    cert_der = self._check_certificate(req, result)
+                    cert_der = self._verify_result(req, result)
                     await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
                 info = await asyncio.to_thread(inspect_pdf, signed_path)
                 stored = await asyncio.to_thread(self.store.adopt, signed_path)
@@ -340,15 +347,17 @@ class SigningFlow:
             session.commit()
         await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
 
-    def _check_certificate(self, req: SigningRequest, result: dict) -> bytes | None:
+    def _verify_result(self, req: SigningRequest, result: dict) -> bytes:
+        """Check a result against the stored digest and the iAM Smart-Cert issuers; return the cert DER."""
+        record = PreparedSignature.loads(req.record_json)
         if req.mode == "hash":
             cert_der = base64.b64decode(result["cert"])
+            cert = cms_checks.load_certificate(cert_der)
+            cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
+            cms_checks.verify_raw_signature(base64.b64decode(result["signature"]), record.signed_attrs_der, cert)
         else:
-            from signing.cms import check_external_cms
-
-            record = PreparedSignature.loads(req.record_json)
-            checked = check_external_cms(base64.b64decode(result["pdfSignature"]), record.document_digest,
-                                         record.md_algorithm, record.profile)
+            checked = cms_checks.check_external_cms(base64.b64decode(result["pdfSignature"]),
+                                                    record.document_digest, record.md_algorithm, record.profile)
             cert_der = checked.signer_cert.dump()
         if issued_by_trusted_issuer(cert_der, self.setup.cert_issuers) is None:
             raise _Refused("untrusted_certificate",

@@ -32,7 +32,8 @@ class Service:
 def service(tmp_path_factory) -> Service:
     data = tmp_path_factory.mktemp("service-data")
     server = LoopbackServer()
-    settings = Settings(data_dir=Path(data), host="127.0.0.1", port=server.port, max_upload_bytes=2 * 1024 * 1024)
+    settings = Settings(data_dir=Path(data), host="127.0.0.1", port=server.port, max_upload_bytes=2 * 1024 * 1024,
+                        sweep_interval_s=0.3)
     app = create_app(settings)
     with Session(app.state.engine) as s:
         key, _ = create_api_key(s, "School A")

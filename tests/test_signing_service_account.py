@@ -1,0 +1,255 @@
+"""Account signing (a signer logged in with iAM Smart): callbacks, forgeries, duplicates, expiry, webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI, Request
+
+from signing.iamsmart import protocol
+from signing.iamsmart.codes import ReturnCode
+from signing.model import PreparedSignature
+from signing.sandbox.pki import SandboxPki
+from signing.sandbox.remote_signer import SimulatedSigner
+
+from .service_fixtures import service  # noqa: F401 - fixture
+from .support import LoopbackServer
+from .test_signing_service import SIGNER, _upload, _wait_status
+
+
+def _login(c: httpx.Client, hkid: str = SIGNER) -> dict:
+    r = c.get("/v1/auth/iamsmart/login", follow_redirects=False)
+    assert r.status_code == 302
+    qr = c.get(r.headers["location"], headers={"accept": "application/json"})
+    assert qr.status_code == 200, qr.text
+    approve = c.post(qr.json()["approve"] if qr.json()["approve"].startswith("http") else
+                     "/sandbox" + qr.json()["approve"].removeprefix("/sandbox"), json={"hkid": hkid})
+    assert approve.status_code == 200, approve.text
+    back = c.get(approve.json()["redirect_url"])
+    assert back.status_code == 200, back.text
+    token = back.json()
+    assert token["open_id"] and token["access_token"] and token["can_sign"] is True
+    return token
+
+
+def _create(c, tmp_path, token, **extra) -> dict:
+    doc = _upload(c, tmp_path)
+    r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "level": "B-B",
+                                             "signer": {"open_id": token["open_id"],
+                                                        "access_token": token["access_token"]}, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _callback_body(service, business_id: str, content: dict, *, kek_public=None, code="D00000") -> bytes:
+    """A callback as iAM Smart would send it, encrypted to ``kek_public`` (default: our real KEK)."""
+    cek = protocol.new_cek()
+    if kek_public is None:
+        kek_public = service.app.state.iamsmart_setup.client_config.kek_private_keys[0].public_key()
+    env = protocol.callback_envelope(ReturnCode(code), protocol.encrypt_content(cek, {"businessID": business_id, **content}),
+                                     protocol.wrap_cek(kek_public, cek))
+    return json.dumps(env).encode()
+
+
+def _request_row(service, req_id):
+    from api.models import SigningRequest
+
+    with service.app.state.flow.session() as s:
+        return s.get(SigningRequest, req_id)
+
+
+def _valid_pdf_signature(service, req_id: str, signer: SimulatedSigner) -> str:
+    row = _request_row(service, req_id)
+    record = PreparedSignature.loads(row.record_json)
+    cms_der = asyncio.run(signer.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.timezone.utc)))
+    return base64.b64encode(cms_der).decode()
+
+
+def _sandbox_signer(service, hkid=SIGNER) -> SimulatedSigner:
+    users = service.app.state.sandbox.users
+    return users.signer(users.by_hkid(hkid))
+
+
+def test_account_flow_completes_by_callback(service, tmp_path):
+    with service.client() as c:
+        token = _login(c)
+        req = _create(c, tmp_path, token, mode="hash")
+        assert req["flow"] == "account" and req["status"] == "pending"
+        r = c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        assert r.status_code == 200, r.text
+        done = _wait_status(c, req["id"])
+        assert done["status"] == "completed", done
+        # a second hash-mode request from the same signer knows the certificate: PAdES baseline
+        again = _create(c, tmp_path, token, mode="hash")
+        record = PreparedSignature.loads(_request_row(service, again["id"]).record_json)
+        assert record.subfilter == "/ETSI.CAdES.detached"
+        c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": again["sign_code"]})
+        assert _wait_status(c, again["id"])["status"] == "completed"
+
+
+def test_forged_callbacks_are_refused_and_change_nothing(service, tmp_path):
+    with service.client() as c:
+        token = _login(c)
+        req = _create(c, tmp_path, token)
+        row = _request_row(service, req["id"])
+        before = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+
+        # 1. content not encrypted for us
+        stranger_kek = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+        r = c.post("/v1/iamsmart/callback", content=_callback_body(
+            service, row.business_id, {"pdfSignature": "AAAA"}, kek_public=stranger_kek))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "undecryptable"
+        # 2. garbage
+        assert c.post("/v1/iamsmart/callback", content=b"{not json").status_code == 400
+        # 3. unknown businessID
+        r = c.post("/v1/iamsmart/callback", content=_callback_body(service, "nope-" + row.business_id[:20], {}))
+        assert r.status_code == 404
+        # 4. a valid-looking CMS over the right digest, by a certificate from another CA
+        other = SandboxPki.open_or_create(tmp_path / "mallory-pki", "http://127.0.0.1:9/pki")
+        issued = other.issue_signer("CHAN Tai Man 陳大文")
+        mallory = SimulatedSigner(issued.certificate, issued.private_key, [other.issuing_ca])
+        r = c.post("/v1/iamsmart/callback", content=_callback_body(
+            service, row.business_id, {"pdfSignature": _valid_pdf_signature(service, req["id"], mallory)}))
+        assert r.status_code == 200 and r.json()["outcome"] == "refused"
+        # 5. the right signer's CMS over another document
+        bad = asyncio.run(_sandbox_signer(service).sign_pdf_digest(bytes(32), dt.datetime.now(dt.timezone.utc)))
+        r = c.post("/v1/iamsmart/callback", content=_callback_body(
+            service, row.business_id, {"pdfSignature": base64.b64encode(bad).decode()}))
+        assert r.json()["outcome"] == "refused"
+
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+        assert c.get(f"/v1/signing-requests/{req['id']}/audit").json() == before
+        # and the genuine approval still completes it
+        c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        assert _wait_status(c, req["id"])["status"] == "completed"
+
+
+def test_duplicate_and_concurrent_callbacks_make_one_revision(service, tmp_path):
+    with service.client() as c:
+        token = _login(c)
+        req = _create(c, tmp_path, token)
+        row = _request_row(service, req["id"])
+        body = _callback_body(service, row.business_id,
+                              {"pdfSignature": _valid_pdf_signature(service, req["id"], _sandbox_signer(service))})
+
+        def post(_):
+            with httpx.Client(base_url=service.url, timeout=30) as h:
+                return h.post("/v1/iamsmart/callback", content=body).json()["outcome"]
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(post, range(4)))
+        assert outcomes.count("accepted") == 1, outcomes
+        done = _wait_status(c, req["id"])
+        assert done["status"] == "completed"
+        assert post(0) == "duplicate"
+        audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+        assert [e["event"] for e in audit["entries"]].count("completed") == 1
+        from api.models import Document
+
+        with service.app.state.flow.session() as s:
+            from sqlmodel import select
+
+            signed = s.exec(select(Document).where(Document.id == done["signed_document_id"])).all()
+        assert len(signed) == 1
+
+
+def test_no_approval_expires_when_the_sandbox_clock_moves(service, tmp_path):
+    with service.client() as c:
+        token = _login(c)
+        req = _create(c, tmp_path, token)
+        r = c.post("/sandbox/v1/clock/advance", json={"ms": 19 * 60 * 1000})
+        assert r.status_code == 200, r.text
+        done = _wait_status(c, req["id"], timeout=30)
+        assert done["status"] == "expired" and done["error"]["code"] == "D70003"
+        # a late approval cannot complete it
+        c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        time.sleep(0.5)
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "expired"
+
+
+def test_the_sweeper_expires_requests_by_the_service_clock(service, tmp_path):
+    flow = service.app.state.flow
+    with service.client() as c:
+        req = _upload(c, tmp_path)
+        r = c.post("/v1/signing-requests", json={"document_id": req["id"], "signer": {"hkid": SIGNER}, "level": "B-B"})
+        created = r.json()
+        real_clock = flow.clock
+        flow.clock = lambda: real_clock() + dt.timedelta(minutes=19)
+        try:
+            done = _wait_status(c, created["id"], timeout=20)
+        finally:
+            flow.clock = real_clock
+        assert done["status"] == "expired"
+        audit = c.get(f"/v1/signing-requests/{created['id']}/audit").json()
+        assert audit["entries"][-1]["actor"] == "sweeper"
+
+
+def test_webhook_is_signed_and_retried(service, tmp_path):
+    from api.webhooks import SIGNATURE_HEADER, verify_payload
+
+    received: list[tuple[bytes, str]] = []
+    attempts = {"n": 0}
+    hook = FastAPI()
+
+    @hook.post("/hook")
+    async def receive(request: Request):
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"busy": True}, status_code=503)
+        received.append((await request.body(), request.headers[SIGNATURE_HEADER]))
+        return {"ok": True}
+
+    import api.webhooks as webhooks
+
+    saved = webhooks.BACKOFF_SECONDS
+    webhooks.BACKOFF_SECONDS = (0.2,) * 6
+    server = LoopbackServer().start(hook)
+    try:
+        with service.client() as c:
+            doc = _upload(c, tmp_path)
+            req = c.post("/v1/signing-requests", json={
+                "document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B",
+                "webhook_url": f"{server.url}/hook"}).json()
+            c.post("/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+            assert _wait_status(c, req["id"])["status"] == "rejected"
+            deadline = time.monotonic() + 20
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        webhooks.BACKOFF_SECONDS = saved
+        server.stop()
+    assert attempts["n"] >= 2
+    body, header = received[0]
+    assert verify_payload(service.app.state.server_secret, body, header)
+    assert not verify_payload(service.app.state.server_secret, body + b" ", header)
+    payload = json.loads(body)
+    assert payload["status"] == "rejected" and payload["signing_request_id"] == req["id"]
+
+
+def test_audit_tampering_is_detected(service, tmp_path):
+    from sqlalchemy import update
+
+    from api.models import AuditEntry
+
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        req = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
+                                                   "level": "B-B"}).json()
+        c.post(f"/v1/signing-requests/{req['id']}/cancel")
+        assert c.get(f"/v1/signing-requests/{req['id']}/audit").json()["chain_intact"] is True
+        with service.app.state.flow.session() as s:
+            s.exec(update(AuditEntry).where(AuditEntry.request_id == req["id"], AuditEntry.seq == 2)
+                   .values(actor="someone-else"))
+            s.commit()
+        audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+        assert audit["chain_intact"] is False and audit["first_broken_seq"] == 2
