@@ -18,6 +18,7 @@ from .errors import install_error_handlers
 from .iamsmart_gateway import build_iamsmart_setup
 from .routes import auth, documents, iamsmart_callbacks, pages, signing_requests
 from .routes.sandbox_pki import pki_router
+from .routes.verifications import router as verifications_router
 from .sandbox_app import build_sandbox, sandbox_asgi
 from .secrets_store import load_or_create_secret
 from .settings import Settings
@@ -92,9 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(documents.router)
     app.include_router(signing_requests.router)
+    app.include_router(signing_requests.webhook_router)
     app.include_router(iamsmart_callbacks.router)
     app.include_router(auth.router)
     app.include_router(pages.router)
+    app.include_router(verifications_router)
 
     pki = None
     if settings.sandbox_enabled:

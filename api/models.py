@@ -116,7 +116,8 @@ class WebhookDelivery(SQLModel, table=True):
 
     __tablename__ = "webhook_deliveries"
     id: str = Field(default_factory=lambda: new_id("wh"), primary_key=True, max_length=40)
-    request_id: str = Field(foreign_key="signing_requests.id", index=True, max_length=40)
+    organisation_id: str = Field(foreign_key="organisations.id", max_length=40)
+    request_id: str = Field(index=True, max_length=40, description="the signing request or batch it reports on")
     url: str = Field(max_length=2000)
     event: str = Field(max_length=64)
     body: str

@@ -394,7 +394,8 @@ class SigningFlow:
         if req.webhook_url:
             payload = {"event": f"signing_request.{status}", "signing_request_id": req.id, "status": status,
                        "document_id": req.document_id, **extra}
-            enqueue_webhook(session, req.id, req.webhook_url, f"signing_request.{status}", payload)
+            enqueue_webhook(session, req.organisation_id, req.id, req.webhook_url, f"signing_request.{status}",
+                            payload)
 
     async def _ack(self, business_id: str, result: SigningResult, flow: str) -> None:
         if flow != "account":

@@ -1,8 +1,8 @@
 """Webhooks: signed POSTs on each terminal status, retried with backoff.
 
 Receivers verify ``X-Iamsign-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``
-with the organisation's webhook secret (``iamsign keys create`` prints it), and should refuse a ``t``
-more than 5 minutes old.
+with their organisation's webhook secret (``iamsign keys create`` prints it; ``GET /v1/webhook-secret``
+returns it), and should refuse a ``t`` more than 5 minutes old.
 """
 
 from __future__ import annotations
@@ -14,15 +14,21 @@ import json
 import time
 
 import httpx
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from .models import WebhookDelivery, utcnow
 
-__all__ = ["sign_payload", "verify_payload", "enqueue_webhook", "deliver_due", "BACKOFF_SECONDS"]
+__all__ = ["webhook_secret_for", "sign_payload", "verify_payload", "enqueue_webhook", "deliver_due", "BACKOFF_SECONDS"]
 
 SIGNATURE_HEADER = "X-Iamsign-Signature"
 #: Delay before attempt n+1; after the last one the delivery is given up.
 BACKOFF_SECONDS = (5, 30, 120, 600, 1800, 3600)
+
+
+def webhook_secret_for(server_secret: bytes, organisation_id: str) -> bytes:
+    """Each organisation's own webhook key, derived from the server secret (which never leaves the server)."""
+    return hmac.new(server_secret, f"webhook:{organisation_id}".encode(), hashlib.sha256).hexdigest().encode()
 
 
 def sign_payload(secret: bytes, body: bytes, timestamp: int | None = None) -> str:
@@ -45,16 +51,21 @@ def verify_payload(secret: bytes, body: bytes, header: str, tolerance_s: int = 3
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def enqueue_webhook(session: Session, request_id: str, url: str, event: str, payload: dict) -> WebhookDelivery:
+def enqueue_webhook(session: Session, organisation_id: str, request_id: str, url: str, event: str,
+                    payload: dict) -> WebhookDelivery:
     """Record a delivery to make (the caller commits with the transition)."""
-    delivery = WebhookDelivery(request_id=request_id, url=url, event=event,
+    delivery = WebhookDelivery(organisation_id=organisation_id, request_id=request_id, url=url, event=event,
                                body=json.dumps(payload, sort_keys=True, separators=(",", ":")))
     session.add(delivery)
     return delivery
 
 
-async def deliver_due(session: Session, secret: bytes, client: httpx.AsyncClient, limit: int = 50) -> int:
-    """Try every delivery that is due; return how many were delivered."""
+async def deliver_due(session: Session, server_secret: bytes, client: httpx.AsyncClient, limit: int = 50) -> int:
+    """Try every delivery that is due; return how many were delivered.
+
+    Each delivery is first leased with a conditional UPDATE, so replicas sweeping together never send
+    the same attempt twice.
+    """
     now = utcnow()
     due = session.exec(
         select(WebhookDelivery)
@@ -65,7 +76,18 @@ async def deliver_due(session: Session, secret: bytes, client: httpx.AsyncClient
     ).all()
     delivered = 0
     for d in due:
+        lease = session.exec(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == d.id, WebhookDelivery.next_attempt_at == d.next_attempt_at,
+                   WebhookDelivery.delivered_at.is_(None))
+            .values(next_attempt_at=utcnow() + dt.timedelta(seconds=60))
+        )
+        session.commit()
+        if lease.rowcount != 1:
+            continue
+        session.refresh(d)
         body = d.body.encode()
+        secret = webhook_secret_for(server_secret, d.organisation_id)
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_payload(secret, body),
                    "X-Iamsign-Event": d.event, "X-Iamsign-Delivery": d.id}
         d.attempts += 1

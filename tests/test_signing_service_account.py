@@ -193,7 +193,7 @@ def test_the_sweeper_expires_requests_by_the_service_clock(service, tmp_path):
 
 
 def test_webhook_is_signed_and_retried(service, tmp_path):
-    from api.webhooks import SIGNATURE_HEADER, verify_payload
+    from api.webhooks import SIGNATURE_HEADER, verify_payload, webhook_secret_for
 
     received: list[tuple[bytes, str]] = []
     attempts = {"n": 0}
@@ -230,8 +230,13 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
         server.stop()
     assert attempts["n"] >= 2
     body, header = received[0]
-    assert verify_payload(service.app.state.server_secret, body, header)
-    assert not verify_payload(service.app.state.server_secret, body + b" ", header)
+    with service.client() as c:
+        secret = c.get("/v1/webhook-secret").json()["webhook_secret"].encode()
+    assert secret == webhook_secret_for(service.app.state.server_secret, _request_row(service, req["id"]).organisation_id)
+    assert verify_payload(secret, body, header)
+    assert not verify_payload(secret, body + b" ", header)
+    with service.client(service.other_key) as other:  # another organisation's secret does not verify it
+        assert not verify_payload(other.get("/v1/webhook-secret").json()["webhook_secret"].encode(), body, header)
     payload = json.loads(body)
     assert payload["status"] == "rejected" and payload["signing_request_id"] == req["id"]
 

@@ -143,3 +143,15 @@ def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
             for e in entries
         ],
     }
+
+
+webhook_router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+
+@webhook_router.get("/webhook-secret")
+def get_webhook_secret(request: Request, org: OrgDep) -> dict:
+    """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks."""
+    from ..webhooks import webhook_secret_for
+
+    return {"webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),
+            "header": "X-Iamsign-Signature", "scheme": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>'}
