@@ -157,3 +157,49 @@ def test_cancel_then_a_late_approval_changes_nothing(service, tmp_path):
         time.sleep(1)
         after = c.get(f"/v1/signing-requests/{req['id']}").json()
         assert after["status"] == "cancelled" and after["signed_document_id"] is None
+
+
+def test_bad_requests_get_json_errors_not_500s(service, tmp_path):
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        cases = [
+            (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "invalid_request"),
+            (dict(json={"signer": {"hkid": SIGNER}}), 422, "invalid_request"),
+            (dict(json={"document_id": "doc_missing", "signer": {"hkid": SIGNER}}), 404, "not_found"),
+            (dict(json={"document_id": doc["id"], "signer": {}}), 422, "invalid_signer"),
+            (dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-X"}), 422,
+             "invalid_request"),
+            (dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
+                        "appearance": {"page": 7, "lines": ["陳大文"]}}), 422, "field_error"),
+            (dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "webhook_url": "not a url"}), 422,
+             "invalid_request"),
+        ]
+        for kwargs, status, code in cases:
+            r = c.post("/v1/signing-requests", **kwargs)
+            assert r.status_code == status, (kwargs, r.text)
+            assert r.json()["error"]["code"] == code, (kwargs, r.text)
+            assert "Traceback" not in r.text
+        assert c.get("/v1/signing-requests/sr_nope").status_code == 404
+        assert c.get("/v1/nowhere").json()["error"]["code"] == "not_found"
+
+
+def test_visible_stamp_with_chinese_name_through_the_service(service, tmp_path):
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        r = c.post("/v1/signing-requests", json={
+            "document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-T",
+            "appearance": {"page": 1, "box": [300, 40, 560, 110], "lines": ["簽署人：陳大文", "CHAN Tai Man"]}})
+        req = r.json()
+        c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        assert _wait_status(c, req["id"])["status"] == "completed"
+        pdf = c.get(f"/v1/signing-requests/{req['id']}/signed-document").content
+    import io
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from .test_pades_signing import _fonts_in
+
+    emb = PdfFileReader(io.BytesIO(pdf)).embedded_signatures[0]
+    assert [float(v) for v in emb.sig_field["/Rect"]] == [300, 40, 560, 110]
+    fonts = _fonts_in(emb.sig_field["/AP"]["/N"])
+    assert any("NotoSansCJK" in str(f["/BaseFont"]) for f in fonts)
