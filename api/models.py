@@ -12,7 +12,7 @@ __all__ = ["Organisation", "ApiKey", "Document", "SigningRequest", "AuditEntry",
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_id(prefix: str) -> str:

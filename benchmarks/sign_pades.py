@@ -34,9 +34,9 @@ def _sha256_pass(path: Path) -> None:
 
 
 async def _pyhanko_one_shot(src: Path, out: Path, ctx: dict) -> None:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import signers
     from pyhanko.sign.fields import SigSeedSubFilter
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
     meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256",
                                         subfilter=SigSeedSubFilter.PADES)

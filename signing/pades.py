@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 
 from asn1crypto import cms, x509
-from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError, PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.fields import SigSeedSubFilter
@@ -300,10 +300,11 @@ async def finish_with_cms(
     prepared_path: Path,
     output_path: Path,
     cms_der: bytes,
-    services: SigningServices = SigningServices(),
+    services: SigningServices | None = None,
 ) -> SignedResult:
     """Phase 2, PDF mode: check iAM Smart's ``pdfSignature`` and embed it as is (plus what the level adds)."""
     prepared_path, output_path = Path(prepared_path), Path(output_path)
+    services = services or SigningServices()
     _check_prepared(record, prepared_path, RemoteMode.PDF)
     checked = cms_checks.check_external_cms(cms_der, record.document_digest, record.md_algorithm, record.profile)
     _check_fits(record, cms_der)
@@ -323,13 +324,14 @@ async def finish_with_raw_signature(
     output_path: Path,
     signature: bytes,
     certificate_der: bytes,
-    services: SigningServices = SigningServices(),
+    services: SigningServices | None = None,
 ) -> SignedResult:
     """Phase 2, hash mode: verify iAM Smart's ``signature`` with its ``cert``, wrap it in CMS, embed.
 
     Intermediate certificates for the CMS come from ``services.other_certs``.
     """
     prepared_path, output_path = Path(prepared_path), Path(output_path)
+    services = services or SigningServices()
     _check_prepared(record, prepared_path, RemoteMode.HASH)
     if record.signed_attrs_der is None:
         raise PreparedStateError("the record has no signed attributes (it was not prepared for hash mode)")

@@ -16,6 +16,7 @@ from signing.sandbox.pki import IssuedCertificate, SandboxPki
 from signing.sandbox.remote_signer import SimulatedSigner
 from signing.services import SigningServices
 
+from .service_fixtures import service  # noqa: F401 - the running service, for every test module
 from .support import LoopbackServer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -36,7 +36,7 @@ async def sign_with_phone(
     record = await pades.prepare_for_signing(source, prepared, options)
     record = PreparedSignature.loads(record.dumps())  # the record must survive JSON
     if options.mode is RemoteMode.PDF:
-        cms_der = await phone.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.timezone.utc))
+        cms_der = await phone.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.UTC))
         return await pades.finish_with_cms(record, prepared, output, cms_der, pki.services())
     signature = phone.sign_hash(record.to_be_signed, record.sig_algo.value)
     return await pades.finish_with_raw_signature(record, prepared, output, signature, cert_der, pki.services())

@@ -8,8 +8,6 @@ import pytest
 
 from fixtures.generate import simple_pdf
 
-from .service_fixtures import service  # noqa: F401 - fixture
-
 
 def _leftovers(service) -> list:
     return [p for p in (service.settings.documents_dir / "tmp").iterdir()]

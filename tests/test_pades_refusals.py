@@ -16,7 +16,7 @@ from signing.services import SigningServices
 from .conftest import asn1
 from .pades_helpers import sign_with_phone
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def _files(folder: Path) -> set[str]:

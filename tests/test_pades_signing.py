@@ -228,7 +228,7 @@ async def test_prepare_and_finish_in_separate_processes(test_pki, letter, tmp_pa
 
     rec = PreparedSignature.from_json(record)
     if mode == "pdf":
-        value = await test_pki.phone.sign_pdf_digest(rec.document_digest, dt.datetime.now(dt.timezone.utc))
+        value = await test_pki.phone.sign_pdf_digest(rec.document_digest, dt.datetime.now(dt.UTC))
     else:
         value = test_pki.phone.sign_hash(rec.to_be_signed)
     (tmp_path / "value.bin").write_bytes(value)

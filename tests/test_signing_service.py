@@ -9,8 +9,6 @@ from cryptography.hazmat.primitives import serialization
 
 from fixtures.generate import simple_pdf
 
-from .service_fixtures import service  # noqa: F401 - fixture
-
 SIGNER = "A123456(3)"  # the sandbox's iAM Smart+ user CHAN Tai Man
 PLAIN_USER = "B234567(1)"  # an iAM Smart user who cannot sign
 SUSPENDED = "C345678(A)"

@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 
@@ -20,7 +19,6 @@ from signing.model import PreparedSignature
 from signing.sandbox.pki import SandboxPki
 from signing.sandbox.remote_signer import SimulatedSigner
 
-from .service_fixtures import service  # noqa: F401 - fixture
 from .support import LoopbackServer
 from .test_signing_service import SIGNER, _upload, _wait_status
 
@@ -69,7 +67,7 @@ def _request_row(service, req_id):
 def _valid_pdf_signature(service, req_id: str, signer: SimulatedSigner) -> str:
     row = _request_row(service, req_id)
     record = PreparedSignature.loads(row.record_json)
-    cms_der = asyncio.run(signer.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.timezone.utc)))
+    cms_der = asyncio.run(signer.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.UTC)))
     return base64.b64encode(cms_der).decode()
 
 
@@ -120,7 +118,7 @@ def test_forged_callbacks_are_refused_and_change_nothing(service, tmp_path):
             service, row.business_id, {"pdfSignature": _valid_pdf_signature(service, req["id"], mallory)}))
         assert r.status_code == 200 and r.json()["outcome"] == "refused"
         # 5. the right signer's CMS over another document
-        bad = asyncio.run(_sandbox_signer(service).sign_pdf_digest(bytes(32), dt.datetime.now(dt.timezone.utc)))
+        bad = asyncio.run(_sandbox_signer(service).sign_pdf_digest(bytes(32), dt.datetime.now(dt.UTC)))
         r = c.post("/v1/iamsmart/callback", content=_callback_body(
             service, row.business_id, {"pdfSignature": base64.b64encode(bad).decode()}))
         assert r.json()["outcome"] == "refused"
