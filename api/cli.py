@@ -31,7 +31,10 @@ def serve(
     typer.echo(f"iamsign listening on {settings.base_url}  (data in {data_dir.resolve()})")
     typer.echo(f"  API docs:        {settings.base_url}/docs")
     if settings.sandbox_enabled:
-        typer.echo(f"  sandbox PKI:     {settings.base_url}/sandbox/pki/root.pem")
+        typer.echo(f"  sandbox:         {settings.base_url}/sandbox/  (simulated phones, users, root CA)")
+        typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
+    typer.echo("Try it: create a key with `iamsign keys create \"My School\" --data-dir DATA`, then follow the")
+    typer.echo("        README's 'Try it by hand' (upload, signing request, approve on the sandbox phone).")
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
@@ -57,9 +60,132 @@ def keys_create(
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     with Session(engine) as session:
-        secret, _ = create_api_key(session, name, key_name)
+        secret, row = create_api_key(session, name, key_name)
+    from .secrets_store import load_or_create_secret
+    from .webhooks import webhook_secret_for
+
+    server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
     typer.echo(secret)
     typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
+    typer.echo(f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, row.organisation_id).decode()})",
+               err=True)
+
+
+sandbox_app = typer.Typer(invoke_without_command=True, help="Run the iAM Smart sandbox alone, or manage it.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.callback()
+def sandbox(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    data_dir: Path = typer.Option(Path("./data"), help="Folder for the sandbox's PKI, services and users."),
+) -> None:
+    """Serve the iAM Smart sandbox alone, on the same paths as when mounted (/sandbox/api/v1/...)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from .sandbox_app import create_sandbox_server
+    from .settings import Settings
+
+    settings = Settings(host=host, port=port, data_dir=data_dir)
+    application = create_sandbox_server(settings)
+    typer.echo(f"iAM Smart sandbox on {settings.base_url}/sandbox  (data in {data_dir.resolve()})")
+    typer.echo(f"  API base:        {settings.base_url}/sandbox/api/v1")
+    typer.echo(f"  users / phones:  {settings.base_url}/sandbox/")
+    typer.echo(f"  root CA:         {settings.base_url}/sandbox/v1/pki/root.pem")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@sandbox_app.command("add-service")
+def sandbox_add_service(
+    client_id: str = typer.Option(..., help="The online service's clientID."),
+    kek_public_key: Path = typer.Option(..., help="PEM file of the service's key-encryption public key."),
+    redirect_uri: list[str] = typer.Option(..., help="A registered redirect URI (repeatable; '*' suffix = prefix)."),
+    scope: list[str] = typer.Option([], help="A granted scope (repeatable; default: all)."),
+    data_dir: Path = typer.Option(Path("./data"), help="The sandbox's data folder."),
+) -> None:
+    """Register an online service with the sandbox and print its client secret once."""
+    from signing.sandbox.registry import RegistryError
+
+    from .sandbox_app import service_registry
+
+    try:
+        service = service_registry(data_dir).register(
+            client_id, kek_public_pem=kek_public_key.read_text(), redirect_uris=redirect_uri, scopes=scope
+        )
+    except (RegistryError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(service.client_secret)
+    typer.echo(f"(client secret of {client_id!r}; shown once, store it now)", err=True)
+
+
+@app.command()
+def verify(
+    file: Path = typer.Argument(..., help="The signed PDF to verify."),
+    trust: list[Path] = typer.Option([], "--trust", help="Add this root (PEM/DER) as a recognized CA, no policy constraint."),
+    trust_list: Path | None = typer.Option(None, "--trust-list", help="Trust-list TOML (default: certs/trust-list.toml)."),
+    offline: bool = typer.Option(False, "--offline", help="Use only the validation data in the file; fetch nothing."),
+    at: str | None = typer.Option(None, "--at", help="Validate as of this past moment (ISO 8601)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report."),
+    lang: str = typer.Option("en", "--lang", help="Language of the text report: en or zh-Hant."),
+    data_dir: Path = typer.Option(Path("./data"), "--data-dir", envvar="IAMSIGN_DATA_DIR",
+                                  help="Data folder (for the sandbox root named by the trust list)."),
+) -> None:
+    """Verify every signature of FILE; exit 0 if all TOTAL-PASSED, 1 if not (or none), 2 if unreadable."""
+    import datetime as dt
+    import json
+    import logging
+    import sys
+
+    from signing.errors import VerificationError
+    from signing.trust import DEFAULT_TRUST_LIST, TrustList, load_certificates
+    from signing.verify import VerifyOptions, render_text, verify_pdf_sync
+
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    def fail(code: str, message: str) -> None:
+        typer.echo(f"iamsign verify: {message}", err=True)
+        if as_json:
+            typer.echo(json.dumps({"error": {"code": code, "message": message}}))
+        raise typer.Exit(2)
+
+    if lang not in ("en", "zh-Hant"):
+        fail("invalid_option", f"--lang must be en or zh-Hant, not {lang!r}")
+    moment = None
+    if at is not None:
+        try:
+            moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            fail("invalid_option", f"--at {at!r} is not an ISO 8601 date or time")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+    try:
+        trusted = TrustList.load(trust_list or DEFAULT_TRUST_LIST, data_dir=data_dir)
+        extra = [c for pem_file in trust for c in _load_trust_file(load_certificates, pem_file)]
+        if extra:
+            trusted = trusted.with_roots(extra)
+        report = verify_pdf_sync(file, VerifyOptions(trust=trusted, offline=offline, at=moment))
+    except VerificationError as exc:
+        fail(exc.code, exc.message)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(render_text(report, lang))
+    raise typer.Exit(0 if report.valid else 1)
+
+
+def _load_trust_file(loader, path: Path):
+    from signing.errors import TrustListError
+
+    try:
+        return loader(path)
+    except FileNotFoundError as exc:
+        raise TrustListError(f"the --trust file {path} does not exist") from exc
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ReturnCode", "CEK_ERRORS", "message_for"]
+__all__ = ["CEK_ERRORS", "ReturnCode", "message_for"]
 
 
 class ReturnCode(StrEnum):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from .codes import ReturnCode, message_for
 
 __all__ = [
-    "IamSmartError",
-    "IamSmartApiError",
-    "FieldRuleError",
     "EnvelopeError",
+    "FieldRuleError",
+    "IamSmartApiError",
+    "IamSmartError",
     "IamSmartTransportError",
 ]
 

@@ -31,37 +31,37 @@ from .codes import ReturnCode
 from .errors import EnvelopeError, FieldRuleError
 
 __all__ = [
-    "SIGNATURE_METHOD",
     "HEADER_NAMES",
-    "SCOPES",
-    "SOURCES",
     "LANGS",
+    "SCOPES",
+    "SIGNATURE_METHOD",
+    "SOURCES",
+    "CallbackEnvelope",
+    "FieldRule",
+    "ResponseEnvelope",
+    "b64decode_strict",
+    "callback_envelope",
+    "check_fields",
     "compute_signature",
-    "signed_headers",
-    "verify_signature",
-    "new_nonce",
-    "new_tx_id",
-    "new_cek",
-    "wrap_cek",
-    "unwrap_cek",
-    "public_key_b64",
-    "encrypt_content",
     "decrypt_content",
     "decrypt_json",
+    "encrypt_content",
     "encrypted_body",
-    "ResponseEnvelope",
-    "CallbackEnvelope",
-    "response_envelope",
-    "callback_envelope",
     "flatten_content",
-    "sign_code_account",
-    "sign_code_anonymous",
     "hkic_hash",
     "hkid_check_digit",
+    "new_cek",
+    "new_nonce",
+    "new_tx_id",
     "normalise_hkid",
-    "FieldRule",
-    "check_fields",
-    "b64decode_strict",
+    "public_key_b64",
+    "response_envelope",
+    "sign_code_account",
+    "sign_code_anonymous",
+    "signed_headers",
+    "unwrap_cek",
+    "verify_signature",
+    "wrap_cek",
 ]
 
 SIGNATURE_METHOD = "HmacSHA256"
@@ -357,7 +357,7 @@ def hkic_hash(hkid: str) -> str:
 def b64decode_strict(text: str) -> bytes:
     """Standard Base64 with padding; ValueError otherwise."""
     if not isinstance(text, str):
-        raise ValueError("not a string")
+        raise ValueError("not a string")  # noqa: TRY004 - callers map ValueError to D20003
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:

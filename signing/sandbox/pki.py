@@ -49,7 +49,7 @@ _CRL_LIFETIME = dt.timedelta(days=1)
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware (UTC)."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -253,18 +253,22 @@ class SandboxPki:
         policy_oid: str = SANDBOX_POLICY_OID,
         non_repudiation: bool = True,
         issuer: str = "ca",
+        subject_serial: str | None = None,
     ) -> IssuedCertificate:
         """Issue a signing certificate shaped like the simulated iAM Smart-Cert.
 
         keyUsage digitalSignature + nonRepudiation, the sandbox policy OID, OCSP and CRL pointers.
+        ``subject_serial`` adds a subject serialNumber (an opaque holder identifier, never an HKID).
         """
         key = key or _new_key()
         now = self.clock()
         start = not_before or (now - dt.timedelta(minutes=5))
         issuer_cert, issuer_key = self.certs[issuer], self.keys[issuer]
+        subject = _name(common_name, "iamsign sandbox iAM Smart+ user")
+        if subject_serial is not None:
+            subject = x509.Name([*subject, x509.NameAttribute(NameOID.SERIAL_NUMBER, subject_serial)])
         cert = (
-            _issued_by(issuer_cert, issuer_key, _name(common_name, "iamsign sandbox iAM Smart+ user"),
-                       key.public_key(), start, start + lifetime)
+            _issued_by(issuer_cert, issuer_key, subject, key.public_key(), start, start + lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_leaf_key_usage(non_repudiation=non_repudiation), critical=True)
             .add_extension(
@@ -384,7 +388,7 @@ class SandboxPki:
         """Answer an RFC 3161 TimeStampReq (DER) with a TimeStampResp (DER)."""
         try:
             req = tsp.TimeStampReq.load(request_der)
-            req.native  # force a full parse so that garbage is refused here
+            req.native  # noqa: B018 - force a full parse so that garbage is refused here
         except Exception:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
             return tsp.TimeStampResp(
                 {"status": tsp.PKIStatusInfo({"status": "rejection", "fail_info": tsp.PKIFailureInfo({"bad_request"})})}

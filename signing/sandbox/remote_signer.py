@@ -74,7 +74,7 @@ class SimulatedSigner:
         simple = signers.SimpleSigner(
             signing_cert=cert,
             signing_key=key_info,
-            cert_registry=SimpleCertificateStore.from_certs([cert, *(_asn1_cert(c) for c in self.chain[:1])]),
+            cert_registry=SimpleCertificateStore.from_certs([_asn1_cert(c) for c in self.chain[:1]]),
         )
         ci = await simple.async_sign(
             doc_digest,

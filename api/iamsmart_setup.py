@@ -1,0 +1,51 @@
+"""Turn settings into an iAM Smart client configuration: the sandbox by default, ITE or production by choice."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from signing.iamsmart.config import (
+    ClientConfig,
+    Environment,
+    LocalCredentials,
+    load_or_create_local_credentials,
+)
+
+from .settings import Settings
+
+__all__ = ["ConfigurationError", "client_config", "local_credentials"]
+
+
+class ConfigurationError(ValueError):
+    """The iAM Smart settings are incomplete for the chosen environment."""
+
+
+def local_credentials(settings: Settings) -> LocalCredentials:
+    """The service's own sandbox credentials (generated at first start in ``DATA/iamsmart``)."""
+    return load_or_create_local_credentials(settings.data_dir / "iamsmart")
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    """The client configuration for ``settings``.
+
+    Sandbox: ``BASE_URL/sandbox/api/v1`` and the generated local credentials unless others are given.
+    ITE / production: the host of the protocol doc §1 (or ``iamsmart_base_url``) and the configured
+    clientID, clientSecret and KEK key file, all required.
+    """
+    try:
+        env = Environment(settings.iamsmart_environment)
+    except ValueError as exc:
+        raise ConfigurationError(f"unknown iAM Smart environment {settings.iamsmart_environment!r}") from exc
+    base = settings.iamsmart_base_url or env.default_base_url or f"{settings.base_url}/sandbox/api/v1"
+    if env is Environment.SANDBOX and not settings.iamsmart_client_id:
+        creds = local_credentials(settings)
+        return ClientConfig(base, creds.client_id, creds.client_secret, (creds.kek_private_key,))
+    if not (settings.iamsmart_client_id and settings.iamsmart_client_secret and settings.iamsmart_kek_key_file):
+        raise ConfigurationError(
+            f"{env.value} needs IAMSIGN_IAMSMART_CLIENT_ID, IAMSIGN_IAMSMART_CLIENT_SECRET and IAMSIGN_IAMSMART_KEK_KEY_FILE"
+        )
+    key = serialization.load_pem_private_key(settings.iamsmart_kek_key_file.read_bytes(), None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigurationError("the KEK key file must hold an RSA private key")
+    return ClientConfig(base, settings.iamsmart_client_id, settings.iamsmart_client_secret.get_secret_value(), (key,))

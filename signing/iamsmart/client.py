@@ -1,0 +1,455 @@
+"""Async iAM Smart client (httpx): keys, login, single-document signing, results, acks and callbacks.
+
+Every POST is signed (§2); encrypted APIs use the cached CEK, which is refreshed before expiry and, after
+a D30001-D30004 answer, fetched again with the request retried once (§4, §13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+from urllib.parse import urlencode
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import fields as F
+from .codes import CEK_ERRORS, ReturnCode
+from .config import ClientConfig
+from .errors import EnvelopeError, IamSmartApiError, IamSmartTransportError
+from .protocol import (
+    CallbackEnvelope,
+    FieldRule,
+    ResponseEnvelope,
+    b64decode_strict,
+    check_fields,
+    decrypt_json,
+    encrypted_body,
+    flatten_content,
+    public_key_b64,
+    signed_headers,
+    unwrap_cek,
+)
+
+__all__ = [
+    "Callback",
+    "Cek",
+    "HashSignature",
+    "IamSmartClient",
+    "Initiated",
+    "PdfSignature",
+    "SigningResult",
+    "Token",
+]
+
+
+class SigningResult(StrEnum):
+    """``signingResult`` of ackResult."""
+
+    ACCEPTED = "SR001"
+    REJECTED = "SR002"
+    NOT_RECEIVED = "SR003"
+
+
+@dataclass(frozen=True)
+class Cek:
+    """A content-encryption key from getKey."""
+
+    key: bytes = field(repr=False)
+    issue_at: int
+    expires_in: int
+    pub_key: str
+
+    @property
+    def expires_at(self) -> int:
+        return self.issue_at + self.expires_in
+
+
+@dataclass(frozen=True)
+class Token:
+    """getToken's answer. ``user_type`` ``sign`` is iAM Smart+ (can sign), ``default`` plain iAM Smart."""
+
+    access_token: str = field(repr=False)
+    open_id: str
+    token_type: str
+    issue_at: int
+    expires_in: int
+    last_modified_date: int | None
+    user_type: str
+    scope: str
+
+    @property
+    def can_sign(self) -> bool:
+        return self.user_type == "sign"
+
+
+@dataclass(frozen=True)
+class Initiated:
+    """initiateRequest's answer: show ``sign_code``; ``ticket_id`` opens the app on the same device."""
+
+    business_id: str
+    sign_code: str
+    auth_by_qr: bool | None
+    ticket_id: str | None
+
+
+@dataclass(frozen=True)
+class HashSignature:
+    """A hash-signing result: raw PKCS#1 v1.5 ``signature`` and the signer's DER certificate."""
+
+    hash_code: str
+    signature: bytes
+    cert_der: bytes
+    timestamp: int | None
+
+
+@dataclass(frozen=True)
+class PdfSignature:
+    """A PDF-signing result: ``pdfSignature``, a DER detached CMS to write into /Contents unchanged."""
+
+    doc_digest: str
+    cms_der: bytes
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A decrypted callback: the outcome ``code`` and the flat content."""
+
+    tx_id: str | None
+    code: ReturnCode | str
+    message: str
+    content: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == ReturnCode.SUCCESS
+
+    @property
+    def business_id(self) -> str | None:
+        return self.content.get("businessID")
+
+    def hash_signature(self) -> HashSignature:
+        """The hash result of a successful hash-signing callback."""
+        return _hash_signature(self.content)
+
+    def pdf_signature(self) -> PdfSignature:
+        """The result of a successful PDF-signing callback."""
+        return _pdf_signature(self.content)
+
+
+def _hash_signature(content: Mapping[str, Any]) -> HashSignature:
+    try:
+        return HashSignature(
+            hash_code=str(content.get("hashCode", "")),
+            signature=b64decode_strict(content["signature"]),
+            cert_der=b64decode_strict(content["cert"]),
+            timestamp=int(content["timestamp"]) if content.get("timestamp") is not None else None,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise EnvelopeError(ReturnCode.PARAMETER_INVALID, f"hash result incomplete: {exc}") from exc
+
+
+def _pdf_signature(content: Mapping[str, Any]) -> PdfSignature:
+    try:
+        return PdfSignature(str(content.get("docDigest", "")), b64decode_strict(content["pdfSignature"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise EnvelopeError(ReturnCode.PARAMETER_INVALID, f"PDF result incomplete: {exc}") from exc
+
+
+def _code(code: str) -> ReturnCode | str:
+    try:
+        return ReturnCode(code)
+    except ValueError:
+        return code
+
+
+class IamSmartClient:
+    """One online service's client. Use as ``async with IamSmartClient(config) as c: ...``."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        http: httpx.AsyncClient | None = None,
+        *,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        nonce_factory: Callable[[], str] | None = None,
+    ) -> None:
+        self.config = config
+        self._http = http or httpx.AsyncClient(timeout=config.timeout_s)
+        self._own_http = http is None
+        self._clock_ms = clock_ms
+        self._nonce_factory = nonce_factory
+        self._cek: Cek | None = None
+        self._cek_lock = asyncio.Lock()
+        self._last_ts = 0
+        self.get_key_calls = 0
+        """How many times getKey was called (for tests and metrics)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    # ------------------------------------------------------------------ transport
+
+    def _url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path
+
+    def _timestamp(self) -> int:
+        ts = max(self._clock_ms(), self._last_ts)  # never go backwards (§2)
+        self._last_ts = ts
+        return ts
+
+    async def _post_signed(self, path: str, body: bytes) -> ResponseEnvelope:
+        nonce = self._nonce_factory() if self._nonce_factory else None
+        headers = signed_headers(self.config.client_id, self.config.client_secret, body, self._timestamp(), nonce)
+        try:
+            resp = await self._http.post(self._url(path), content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise IamSmartTransportError(f"POST {path} failed: {exc.__class__.__name__}") from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            raise IamSmartTransportError(f"POST {path}: HTTP {resp.status_code}, not JSON", resp.status_code) from None
+        if resp.status_code >= 400 and not (isinstance(data, dict) and isinstance(data.get("code"), str)):
+            raise IamSmartTransportError(f"POST {path}: HTTP {resp.status_code}", resp.status_code)
+        return ResponseEnvelope.parse(data)
+
+    @staticmethod
+    def _raise_for(env: ResponseEnvelope) -> None:
+        if env.code != ReturnCode.SUCCESS:
+            raise IamSmartApiError(env.code, env.message, env.tx_id, env.content)
+
+    # ------------------------------------------------------------------ keys
+
+    def _kek_for(self, pub_key: str | None) -> rsa.RSAPrivateKey:
+        keys = self.config.kek_private_keys
+        if not keys:
+            raise EnvelopeError(ReturnCode.KEK_INVALID, "no KEK private key configured")
+        for key in keys:
+            if pub_key and public_key_b64(key.public_key()) == pub_key:
+                return key
+        return keys[0]
+
+    async def get_key(self) -> Cek:
+        """POST /security/getKey (body ``{}``) and cache the unwrapped CEK."""
+        self.get_key_calls += 1
+        env = await self._post_signed("/security/getKey", b"{}")
+        self._raise_for(env)
+        content = env.content
+        if not isinstance(content, dict):
+            raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "getKey content is not an object")
+        try:
+            pub = content.get("pubKey")
+            key = unwrap_cek(self._kek_for(pub), content["secretKey"])
+            cek = Cek(key, int(content["issueAt"]), int(content["expiresIn"]), str(pub or ""))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(ReturnCode.PARAMETER_INVALID, f"getKey content incomplete: {exc}") from exc
+        self._cek = cek
+        return cek
+
+    async def revoke_key(self) -> None:
+        """POST /security/revokeKey and forget the cached CEK."""
+        env = await self._post_signed("/security/revokeKey", b"{}")
+        self._cek = None
+        self._raise_for(env)
+
+    async def current_cek(self) -> Cek:
+        """The cached CEK, fetched again when missing or about to expire."""
+        async with self._cek_lock:
+            cek = self._cek
+            if cek is None or cek.expires_at - self.config.cek_refresh_margin_ms <= self._clock_ms():
+                cek = await self.get_key()
+            return cek
+
+    def forget_cek(self) -> None:
+        self._cek = None
+
+    async def _call(self, path: str, payload: Mapping[str, Any], rules: Iterable[FieldRule] = ()) -> dict[str, Any]:
+        """An encrypted API call; returns the decrypted content (``{}`` if none)."""
+        payload = {k: v for k, v in payload.items() if v is not None}
+        if self.config.check_fields:
+            check_fields(rules, payload)
+        for attempt in (1, 2):
+            cek = await self.current_cek()
+            env = await self._post_signed(path, encrypted_body(cek.key, payload))
+            if env.code in CEK_ERRORS and attempt == 1:
+                async with self._cek_lock:
+                    if self._cek is cek:
+                        self._cek = None
+                continue
+            self._raise_for(env)
+            if not env.content:
+                return {}
+            if not isinstance(env.content, str):
+                raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "response content is not encrypted text")
+            return flatten_content(decrypt_json(cek.key, env.content))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ login
+
+    def qr_url(
+        self,
+        redirect_uri: str,
+        scopes: Iterable[str] = ("eidapi_auth", "eidapi_sign"),
+        *,
+        source: str = "PC_Browser",
+        lang: str = "zh-HK",
+        state: str | None = None,
+        ticket_id: str | None = None,
+        broker_page: bool | None = None,
+    ) -> str:
+        """The browser URL of ``GET /auth/getQR`` (not signed)."""
+        params: dict[str, str] = {
+            "clientID": self.config.client_id,
+            "responseType": "code",
+            "source": source,
+            "redirectURI": redirect_uri,
+            "scope": " ".join(scopes),
+            "lang": lang,
+        }
+        if state is not None:
+            params["state"] = state
+        if broker_page is not None:
+            params["brokerPage"] = "true" if broker_page else "false"
+        if ticket_id is not None:
+            params["ticketID"] = ticket_id
+        return self._url("/auth/getQR") + "?" + urlencode(params, safe="")
+
+    async def get_token(self, code: str, *, direct_login_v2: bool = False) -> Token:
+        """POST /auth/getToken for an authorisation code."""
+        payload: dict[str, Any] = {"code": code, "grantType": "authorization_code"}
+        if direct_login_v2:
+            payload["isDirectLoginV2"] = "true"
+        c = await self._call("/auth/getToken", payload, F.GET_TOKEN)
+        try:
+            return Token(
+                access_token=str(c["accessToken"]), open_id=str(c["openID"]),
+                token_type=str(c.get("tokenType", "Bearer")), issue_at=int(c.get("issueAt", 0)),
+                expires_in=int(c.get("expiresIn", 0)),
+                last_modified_date=int(c["lastModifiedDate"]) if c.get("lastModifiedDate") is not None else None,
+                user_type=str(c.get("userType", "default")), scope=str(c.get("scope", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(ReturnCode.PARAMETER_INVALID, f"getToken content incomplete: {exc}") from exc
+
+    # ------------------------------------------------------------------ signing
+
+    @staticmethod
+    def _initiated(business_id: str, c: Mapping[str, Any]) -> Initiated:
+        auth_by_qr = c.get("authByQR")
+        if isinstance(auth_by_qr, str):
+            auth_by_qr = auth_by_qr.lower() == "true"
+        return Initiated(business_id, str(c.get("signCode", "")), auth_by_qr, c.get("ticketID") or None)
+
+    async def account_sign_hash(
+        self, *, business_id: str, token: Token, hash_code: bytes, redirect_uri: str, service_name: str,
+        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
+        hkic_hash: str | None = None, sig_algo: str | None = None, **extra: Any,
+    ) -> Initiated:
+        """POST /account/signing/initiateRequest (hash signing after login)."""
+        payload = {
+            "businessID": business_id, "accessToken": token.access_token, "openID": token.open_id,
+            "source": source, "state": state, "hashCode": base64.b64encode(hash_code).decode(),
+            "redirectURI": redirect_uri, "department": department, "serviceName": service_name,
+            "documentName": document_name, "HKICHash": hkic_hash, "sigAlgo": sig_algo, **extra,
+        }
+        return self._initiated(business_id, await self._call("/account/signing/initiateRequest", payload,
+                                                            F.ACCOUNT_HASH))
+
+    async def account_sign_pdf(
+        self, *, business_id: str, token: Token, doc_digest: bytes, redirect_uri: str, service_name: str,
+        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
+        hkic_hash: str | None = None, **extra: Any,
+    ) -> Initiated:
+        """POST /account/pdfsigning/initiateRequest (PDF signing after login)."""
+        payload = {
+            "businessID": business_id, "accessToken": token.access_token, "openID": token.open_id,
+            "source": source, "state": state, "docDigest": base64.b64encode(doc_digest).decode(),
+            "redirectURI": redirect_uri, "department": department, "serviceName": service_name,
+            "documentName": document_name, "HKICHash": hkic_hash, **extra,
+        }
+        return self._initiated(business_id, await self._call("/account/pdfsigning/initiateRequest", payload,
+                                                            F.ACCOUNT_PDF))
+
+    async def anonymous_sign_hash(
+        self, *, business_id: str, hash_code: bytes, hkic_hash: str, redirect_uri: str, service_name: str,
+        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
+        sig_algo: str | None = None, **extra: Any,
+    ) -> Initiated:
+        """POST /anonymous/signing/initiateRequest (HKICHash mandatory; ticket valid 12 min)."""
+        payload = {
+            "businessID": business_id, "source": source, "state": state,
+            "hashCode": base64.b64encode(hash_code).decode(), "redirectURI": redirect_uri,
+            "department": department, "documentName": document_name, "serviceName": service_name,
+            "HKICHash": hkic_hash, "sigAlgo": sig_algo, **extra,
+        }
+        return self._initiated(business_id, await self._call("/anonymous/signing/initiateRequest", payload,
+                                                            F.ANONYMOUS_HASH))
+
+    async def anonymous_sign_pdf(
+        self, *, business_id: str, doc_digest: bytes, hkic_hash: str, redirect_uri: str, service_name: str,
+        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
+        **extra: Any,
+    ) -> Initiated:
+        """POST /anonymous/pdfsigning/initiateRequest."""
+        payload = {
+            "businessID": business_id, "source": source, "redirectURI": redirect_uri, "state": state,
+            "docDigest": base64.b64encode(doc_digest).decode(), "HKICHash": hkic_hash, "department": department,
+            "documentName": document_name, "serviceName": service_name, **extra,
+        }
+        return self._initiated(business_id, await self._call("/anonymous/pdfsigning/initiateRequest", payload,
+                                                            F.ANONYMOUS_PDF))
+
+    async def anonymous_hash_result(self, token: Token, business_id: str | None = None) -> HashSignature:
+        """POST /anonymous/signing/getResult with the token from the redirect's code."""
+        c = await self._call("/anonymous/signing/getResult",
+                             {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+                             F.GET_RESULT)
+        return _hash_signature(c)
+
+    async def anonymous_pdf_result(self, token: Token, business_id: str | None = None) -> PdfSignature:
+        """POST /anonymous/pdfsigning/getResult."""
+        c = await self._call("/anonymous/pdfsigning/getResult",
+                             {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+                             F.GET_RESULT)
+        return _pdf_signature(c)
+
+    async def ack_result(self, business_id: str, result: SigningResult | str) -> None:
+        """POST /account/signing/ackResult (for every outcome: SR001, SR002 or SR003)."""
+        await self._call("/account/signing/ackResult",
+                         {"businessID": business_id, "signingResult": SigningResult(result).value}, F.ACK_RESULT)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def decrypt_callback(self, body: bytes | str | Mapping[str, Any]) -> Callback:
+        """Read a callback POST body: unwrap its own ``secretKey``, decrypt, flatten a nested ``content``."""
+        env = CallbackEnvelope.parse(dict(body) if isinstance(body, Mapping) else body)
+        content: dict[str, Any] = {}
+        if env.content is not None:
+            if env.secret_key is None:
+                raise EnvelopeError(ReturnCode.DECRYPTION_EXCEPTION, "callback content without secretKey")
+            cek = unwrap_cek(self._kek_for(None) if len(self.config.kek_private_keys) == 1 else
+                             self._kek_trying(env.secret_key), env.secret_key)
+            content = flatten_content(decrypt_json(cek, env.content))
+        return Callback(env.tx_id, _code(env.code), env.message, content)
+
+    def _kek_trying(self, secret_key: str) -> rsa.RSAPrivateKey:
+        for key in self.config.kek_private_keys:
+            try:
+                unwrap_cek(key, secret_key)
+            except EnvelopeError:
+                continue
+            return key
+        return self._kek_for(None)
+

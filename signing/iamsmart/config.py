@@ -1,0 +1,93 @@
+"""Where the client talks to and with which credentials: sandbox, ITE or production (protocol doc §1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+__all__ = ["ClientConfig", "Environment", "LocalCredentials", "load_or_create_local_credentials"]
+
+
+class Environment(StrEnum):
+    """An iAM Smart environment; the sandbox's base URL depends on where it is served."""
+
+    SANDBOX = "sandbox"
+    ITE = "ite"
+    PRODUCTION = "production"
+
+    @property
+    def default_base_url(self) -> str | None:
+        """The API base of the real environments (§1); ``None`` for the sandbox."""
+        return _HOSTS.get(self)
+
+
+_HOSTS = {
+    Environment.ITE: "https://apigw-isit.staging-eid.gov.hk/api/v1",
+    Environment.PRODUCTION: "https://apigw.iamsmart.gov.hk/api/v1",
+}
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything :class:`~signing.iamsmart.client.IamSmartClient` needs."""
+
+    base_url: str
+    """API base, e.g. ``https://apigw.iamsmart.gov.hk/api/v1`` or ``http://127.0.0.1:8000/sandbox/api/v1``."""
+    client_id: str
+    client_secret: str = field(repr=False)
+    kek_private_keys: tuple[rsa.RSAPrivateKey, ...] = field(default=(), repr=False)
+    """Key-encryption private keys; several during a KEK rollover (chosen by getKey's ``pubKey``)."""
+    timeout_s: float = 15.0
+    cek_refresh_margin_ms: int = 30_000
+    """Fetch a new CEK this long before the current one expires."""
+    check_fields: bool = True
+    """Check request fields locally (same rules as the server) before sending."""
+
+
+@dataclass(frozen=True)
+class LocalCredentials:
+    """The online service's own sandbox registration, kept in the data folder (never in the repository)."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    kek_private_key: rsa.RSAPrivateKey = field(repr=False)
+
+    def kek_public_pem(self) -> bytes:
+        return self.kek_private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_or_create_local_credentials(directory: Path, client_id: str = "iamsign-local") -> LocalCredentials:
+    """Load (or generate at first start) a client secret and an RSA-2048 KEK in ``directory`` (mode 0600)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cred_file, key_file = directory / "client.json", directory / "kek.key.pem"
+    if not cred_file.is_file() or not key_file.is_file():
+        key: rsa.RSAPrivateKey = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _write_private(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+        _write_private(cred_file, json.dumps({"client_id": client_id,
+                                              "client_secret": secrets.token_urlsafe(32)}).encode())
+    data = json.loads(cred_file.read_text())
+    loaded = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise ValueError(f"{key_file} does not hold an RSA private key")  # noqa: TRY004 - a bad file
+    return LocalCredentials(data["client_id"], data["client_secret"], loaded)
