@@ -23,6 +23,9 @@ __all__ = [
     "SignatureTooLargeError",
     "TimestampError",
     "RevocationInfoError",
+    "VerificationError",
+    "UnreadablePdfError",
+    "TrustListError",
 ]
 
 
@@ -108,3 +111,35 @@ class RevocationInfoError(SigningError):
     """Revocation information for B-LT/B-LTA could not be gathered."""
 
     code = "revocation_info_unavailable"
+
+
+# ---------------------------------------------------------------------------------------------- verification
+
+
+class VerificationError(Exception):
+    """Base class for errors of verification: no report could be made at all.
+
+    A damaged *signature* never raises: it is reported as failed. These errors are for a file that is
+    not a readable PDF, and for unusable verifier configuration.
+    """
+
+    code = "verification_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class UnreadablePdfError(VerificationError):
+    """The file cannot be read as a PDF. ``code`` is ``not_a_pdf``, ``damaged_pdf``, ``encrypted_pdf``
+    or ``file_too_large``."""
+
+    code = "damaged_pdf"
+
+
+class TrustListError(VerificationError):
+    """The trust list (or a certificate it names) cannot be loaded."""
+
+    code = "trust_list_invalid"

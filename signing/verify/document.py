@@ -1,0 +1,229 @@
+"""Verify every signature of a PDF file and assemble the report.
+
+The file is read lazily from disk (never loaded whole into memory) with pyHanko's decode limits on.
+A file that is not a readable PDF raises :class:`~signing.errors.UnreadablePdfError`; anything wrong
+with a signature inside a readable PDF is reported as that signature failing, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+from pathlib import Path
+
+from asn1crypto import x509
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.validation import async_validate_pdf_timestamp
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+from ..errors import UnreadablePdfError
+from .ades import dss_validation_context
+from .options import VerifyOptions
+from .report import DocumentTimestampReport, SignatureReport, VerificationReport
+from .signature import SignatureContext, broken_signature, unchecked_signature, verify_signature
+
+__all__ = ["verify_pdf", "verify_pdf_sync"]
+
+logger = logging.getLogger(__name__)
+
+
+def _verifier() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for dist in ("iamsign", "pyHanko", "pyhanko-certvalidator"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist} (unknown version)")
+    return "; ".join(parts)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _check_file(path: Path, options: VerifyOptions) -> tuple[str, int]:
+    """Header, size and SHA-256 of the file, streamed."""
+    try:
+        size = path.stat().st_size
+        if size > options.max_file_size:
+            raise UnreadablePdfError(
+                f"the file is {size} bytes, more than the {options.max_file_size} allowed", code="file_too_large"
+            )
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            head = f.read(1024)
+            h.update(head)
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except IsADirectoryError as exc:
+        raise UnreadablePdfError(f"{path} is a directory, not a PDF file", code="not_a_pdf") from exc
+    except FileNotFoundError as exc:
+        raise UnreadablePdfError(f"{path} does not exist", code="not_a_pdf") from exc
+    except OSError as exc:
+        raise UnreadablePdfError(f"cannot read {path}: {exc.strerror}", code="not_a_pdf") from exc
+    if b"%PDF-" not in head:
+        raise UnreadablePdfError("the file is not a PDF (no %PDF- header in its first 1024 bytes)", code="not_a_pdf")
+    return h.hexdigest(), size
+
+
+def _open_reader(stream) -> PdfFileReader:
+    try:
+        reader = PdfFileReader(stream, strict=False)
+        reader.root  # noqa: B018 - make sure the catalog resolves
+    except Exception as exc:
+        text = str(exc) or type(exc).__name__
+        if "EOF" in text or "startxref" in text or "xref" in text.lower():
+            raise UnreadablePdfError(f"the PDF is truncated or its cross-reference data is damaged: {text}") from exc
+        raise UnreadablePdfError(f"the PDF is damaged and cannot be read: {text}") from exc
+    if reader.encrypted:
+        raise UnreadablePdfError(
+            "the PDF is encrypted; its signatures cannot be verified without decrypting it", code="encrypted_pdf"
+        )
+    return reader
+
+
+def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[SignatureReport], list[str]]:
+    """The readable signatures (in revision order), reports for the unreadable ones, and notes."""
+    good: list[EmbeddedPdfSignature] = []
+    broken: list[SignatureReport] = []
+    notes: list[str] = []
+    try:
+        fields = list(enumerate_sig_fields(reader, filled_status=True))
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"the signature fields cannot be enumerated: {exc}")
+        return good, broken, notes
+    for name, _sig_obj, sig_field in fields:
+        try:
+            emb = EmbeddedPdfSignature(reader, sig_field, name)
+            emb.signer_info["signature"].native  # noqa: B018 - garbage CMS fails here, or later (caught)
+            emb.sig_object_type  # noqa: B018
+            good.append(emb)
+        except Exception as exc:  # noqa: BLE001 - hostile signature dictionaries and CMS
+            broken.append(broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}"))
+    good.sort(key=lambda e: e.signed_revision)
+    return good, broken, notes
+
+
+def _dss(reader: PdfFileReader) -> tuple[list[x509.Certificate], dict[str, int], DocumentSecurityStore | None]:
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except Exception:  # noqa: BLE001 - NoDSSFoundError, or a damaged DSS: treat as absent
+        return [], {}, None
+    try:
+        certs = list(dss.load_certs())
+    except Exception:  # noqa: BLE001
+        certs = []
+    counts = {"dss_certificates": len(certs), "dss_ocsps": len(dss.ocsps), "dss_crls": len(dss.crls)}
+    return certs, counts, dss
+
+
+async def _verify_doc_timestamp(emb: EmbeddedPdfSignature, dss: DocumentSecurityStore | None,
+                                options: VerifyOptions) -> DocumentTimestampReport:
+    vc = dss_validation_context(dss, options)
+    try:
+        status = await asyncio.wait_for(async_validate_pdf_timestamp(emb, validation_context=vc),
+                                        timeout=options.signature_timeout)
+        level = getattr(status.diff_result, "modification_level", None)
+        coverage = getattr(status.coverage, "name", None)
+        unmodified = (level is not None and level.value <= 1) or coverage == "ENTIRE_FILE"
+        return DocumentTimestampReport(
+            field=str(emb.field_name), time=status.timestamp, intact=bool(status.intact), valid=bool(status.valid),
+            trusted=bool(status.trusted),
+            tsa=status.signing_cert.subject.human_friendly if status.signing_cert else None,
+            revision=emb.signed_revision, unmodified=bool(unmodified),
+        )
+    except Exception as exc:  # noqa: BLE001
+        return DocumentTimestampReport(
+            field=str(emb.field_name), time=None, intact=False, valid=False, trusted=False,
+            revision=emb.signed_revision,
+            reasons=(f"the document timestamp cannot be validated: {type(exc).__name__}: {exc}",),
+        )
+    finally:
+        try:
+            await vc.aclose()
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("closing the validation context failed: %s", exc)
+
+
+async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> VerificationReport:
+    """Verify every signature in the PDF at ``path``.
+
+    Raises :class:`~signing.errors.UnreadablePdfError` only when the file is not a readable PDF.
+    """
+    options = options or VerifyOptions()
+    path = Path(path)
+    started = _utcnow()
+    sha256, size = _check_file(path, options)
+    with open(path, "rb") as f:  # noqa: ASYNC230 - pyHanko reads synchronously anyway
+        reader = _open_reader(f)
+        embedded, broken, notes = _embedded(reader)
+        try:
+            revisions = reader.xrefs.total_revisions
+        except Exception:  # noqa: BLE001
+            revisions = 0
+        dss_certs, dss_counts, dss = _dss(reader)
+        doc_ts_embs = [e for e in embedded if _is_doc_timestamp(e)]
+        sig_embs = [e for e in embedded if not _is_doc_timestamp(e)]
+        doc_timestamps = [await _verify_doc_timestamp(e, dss, options) for e in doc_ts_embs]
+        ctx = SignatureContext(
+            options=options,
+            validation_time=options.validation_time(started),
+            dss_certs=dss_certs,
+            dss_has_revinfo=bool(dss_counts.get("dss_ocsps") or dss_counts.get("dss_crls")),
+            dss_counts=dss_counts,
+            valid_doc_timestamp_revisions=[t.revision for t in doc_timestamps
+                                           if t.intact and t.valid and t.revision is not None],
+            doc_timestamp_revisions=[e.signed_revision for e in doc_ts_embs],
+            dss=dss,
+            file_sha256=sha256,
+            file_size=size,
+        )
+        reports: list[SignatureReport] = []
+        deadline = asyncio.get_running_loop().time() + options.document_timeout
+        for index, emb in enumerate(sig_embs):
+            if index >= options.max_signatures or asyncio.get_running_loop().time() > deadline:
+                reports.append(unchecked_signature(
+                    str(emb.field_name), "not verified: the file exceeds this verifier's limits "
+                    f"({options.max_signatures} signatures, {options.document_timeout:g} s)"))
+                continue
+            try:
+                reports.append(await verify_signature(emb, ctx))
+            except Exception as exc:
+                logger.exception("signature %s could not be verified", emb.field_name)
+                reports.append(broken_signature(str(emb.field_name),
+                                                f"the signature could not be verified: {type(exc).__name__}: {exc}"))
+    if not reports and not broken:
+        notes.append("the document has no signature")
+    return VerificationReport(
+        signatures=tuple(reports + broken),
+        document_timestamps=tuple(doc_timestamps),
+        file_sha256=sha256,
+        file_size=size,
+        revisions=revisions,
+        verified_at=started,
+        validation_time=options.validation_time(started),
+        offline=options.offline,
+        trust_list_version=options.trust.version,
+        trust_profiles=tuple(p.describe() for p in options.trust.profiles),
+        trust_list_skipped=options.trust.skipped,
+        notes=tuple(notes),
+        verifier=_verifier(),
+    )
+
+
+def _is_doc_timestamp(emb: EmbeddedPdfSignature) -> bool:
+    try:
+        return emb.sig_object_type == "/DocTimeStamp"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def verify_pdf_sync(path: Path | str, options: VerifyOptions | None = None) -> VerificationReport:
+    """:func:`verify_pdf` for code without an event loop (the command line)."""
+    return asyncio.run(verify_pdf(path, options))
