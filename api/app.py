@@ -7,76 +7,51 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import httpx
 from fastapi import FastAPI
 
-from signing.iamsmart.client import IamSmartClient
-from signing.sandbox.pki import SandboxPki
-
-from .db import make_engine, migrate
+from .context import ServiceContext
 from .errors import install_error_handlers
-from .iamsmart_gateway import build_iamsmart_setup
 from .routes import auth, documents, iamsmart_callbacks, pages, signing_requests
 from .routes.sandbox_pki import pki_router
 from .routes.verifications import router as verifications_router
 from .sandbox_app import build_sandbox, sandbox_asgi
-from .secrets_store import load_or_create_secret
 from .settings import Settings
-from .signing_flow import SigningFlow
-from .storage import DocumentStore
-from .webhooks import deliver_due
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("iamsign")
 
 
-async def _sweeper(app: FastAPI) -> None:
-    """Expire overdue requests, resume interrupted work and deliver webhooks, forever."""
-    flow: SigningFlow = app.state.flow
-    while True:
-        try:
-            await flow.sweep()
-            with flow.session() as session:
-                await deliver_due(session, app.state.server_secret, app.state.http)
-        except Exception:  # noqa: BLE001 - keep sweeping; the error is logged
-            log.exception("sweep failed")
-        await asyncio.sleep(app.state.settings.sweep_interval_s)
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.http = httpx.AsyncClient(timeout=15)
-    client = IamSmartClient(app.state.iamsmart_setup.client_config)
-    app.state.flow = SigningFlow(app.state.settings, app.state.engine, app.state.store, app.state.iamsmart_setup,
-                                 client, app.state.server_secret)
+    ctx: ServiceContext = app.state.context
+    app.state.flow = ctx.new_flow()
     sandbox = getattr(app.state, "sandbox", None)
     if sandbox is not None:
         sandbox.ensure_ticker()
-    sweeper = asyncio.create_task(_sweeper(app))
+    if ctx.settings.embedded_worker:
+        await asyncio.to_thread(ctx.queue.start_consumer, ctx.settings.workers)
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        if ctx.settings.embedded_worker:
+            await asyncio.to_thread(ctx.queue.stop_consumer)
         await app.state.flow.drain()
         if sandbox is not None:
             await sandbox.aclose()
-        await client.aclose()
-        await app.state.http.aclose()
+        await app.state.flow.client.aclose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (environment defaults when omitted)."""
-    settings = settings or Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ctx = ServiceContext(settings or Settings())
+    settings = ctx.settings
     app = FastAPI(title="iamsign", version="0.1.0", description="PAdES signing with iAM Smart+", lifespan=_lifespan)
+    app.state.context = ctx
     app.state.settings = settings
-    app.state.engine = make_engine(settings.effective_database_url)
-    migrate(app.state.engine)
-    app.state.store = DocumentStore(settings.documents_dir)
-    app.state.server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
+    app.state.engine = ctx.engine
+    app.state.store = ctx.store
+    app.state.server_secret = ctx.secret
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["service"])
@@ -87,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def readyz() -> dict[str, str]:
         from sqlalchemy import text
 
-        with app.state.engine.connect() as conn:
+        with ctx.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ready"}
 
@@ -99,13 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(verifications_router)
 
-    pki = None
-    if settings.sandbox_enabled:
-        pki = SandboxPki.open_or_create(settings.sandbox_pki_dir, f"{settings.base_url}/sandbox/pki")
+    if ctx.sandbox_pki is not None:
+        pki = ctx.sandbox_pki
         app.state.sandbox_pki = pki
         app.include_router(pki_router(lambda: pki), prefix="/sandbox/pki")
         # The simulated iAM Smart (API at /sandbox/api/v1, pages and test hooks at /sandbox/v1).
         app.state.sandbox = build_sandbox(settings, pki)
         app.mount("/sandbox", sandbox_asgi(app.state.sandbox))
-    app.state.iamsmart_setup = build_iamsmart_setup(settings, sandbox_pki=pki)
+    app.state.iamsmart_setup = ctx.iamsmart
     return app

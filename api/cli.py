@@ -38,6 +38,30 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
+@app.command()
+def worker(
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder (same as the replicas')."),
+    workers: int = typer.Option(2, min=1, max=64, help="Worker threads."),
+) -> None:
+    """Run background workers only (embedding, expiry sweep, webhooks); give it the replicas' IAMSIGN_* environment."""
+    import signal
+    import threading
+
+    from .context import ServiceContext
+    from .settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    ctx = ServiceContext(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    ctx.queue.start_consumer(workers)
+    where = settings.queue_url or f"SQLite queue in {(data_dir / 'queue.db').resolve()}"
+    typer.echo(f"iamsign worker: {workers} thread(s) on {where}; Ctrl+C to stop")
+    stop.wait()
+    ctx.queue.stop_consumer()
+
+
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
 

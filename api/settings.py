@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     department: str | None = Field(None, description="Department shown in the iAM Smart app.")
     request_ttl_s: int = Field(18 * 60, description="How long a signer has to approve (iAM Smart gives 18 min).")
     sweep_interval_s: float = Field(5.0, description="How often expiry, resumption and webhooks are swept.")
+    queue_url: str | None = Field(
+        None, description="redis://... for a shared task queue; default a SQLite queue file in the data folder."
+    )
+    queue_name: str = Field("default", description="Queue name (several services may share one Redis).")
+    embedded_worker: bool = Field(True, description="Run queue workers inside `iamsign serve`.")
+    workers: int = Field(2, ge=1, le=64, description="Worker threads of each consumer.")
 
     @property
     def base_url(self) -> str:

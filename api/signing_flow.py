@@ -79,9 +79,12 @@ class SigningFlow:
         client: IamSmartClient,
         secret: bytes,
         clock=utcnow,
+        queue=None,
     ) -> None:
         self.settings, self.engine, self.store, self.setup = settings, engine, store, setup
         self.client, self.secret, self.clock = client, secret, clock
+        self.queue = queue
+        """The task queue that runs embedding; without one, embedding runs in this event loop."""
         self.prepared_dir = store.root / "prepared"
         self.prepared_dir.mkdir(parents=True, exist_ok=True)
         self._tasks: set[asyncio.Task] = set()
@@ -274,8 +277,14 @@ class SigningFlow:
             append_audit(session, req.id, actor=actor, event="result_received", status="pending",
                          iamsmart_code=code)
             session.commit()
-        self.spawn(self.embed(req.id))
+        self.schedule_embed(req.id)
         return "accepted"
+
+    def schedule_embed(self, req_id: str) -> None:
+        if self.queue is not None:
+            self.queue.enqueue_embed(req_id)
+        else:
+            self.spawn(self.embed(req_id))
 
     async def take_redirect(self, business_id: str | None, code: str | None, error_code: str | None) -> str:
         """Anonymous flow: the signer's browser came back; exchange the code and fetch the result."""
@@ -431,15 +440,14 @@ class SigningFlow:
                                              SigningRequest.updated_at < stale).limit(100)
             ).all()
         for req in stuck:
-            if req.phase == "result_received":
-                await self.embed(req.id)
-            else:
-                with self.session() as session:  # re-claim a stale embedding (its process died)
+            if req.phase == "embedding":
+                with self.session() as session:  # a stale embedding: its process died; hand it on
                     ok = self._claim(session, req.id, "embedding", expect_updated_at=req.updated_at,
-                                     phase="embedding")
+                                     phase="result_received")
                     session.commit()
-                if ok:
-                    await self._embed_claimed(req.id)
+                if not ok:
+                    continue
+            self.schedule_embed(req.id)
 
 
 class _Refused(Exception):

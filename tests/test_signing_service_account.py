@@ -174,17 +174,17 @@ def test_no_approval_expires_when_the_sandbox_clock_moves(service, tmp_path):
 
 
 def test_the_sweeper_expires_requests_by_the_service_clock(service, tmp_path):
-    flow = service.app.state.flow
+    ctx = service.app.state.context
     with service.client() as c:
         req = _upload(c, tmp_path)
         r = c.post("/v1/signing-requests", json={"document_id": req["id"], "signer": {"hkid": SIGNER}, "level": "B-B"})
         created = r.json()
-        real_clock = flow.clock
-        flow.clock = lambda: real_clock() + dt.timedelta(minutes=19)
+        real_clock = ctx.clock
+        ctx.clock = lambda: real_clock() + dt.timedelta(minutes=19)
         try:
             done = _wait_status(c, created["id"], timeout=20)
         finally:
-            flow.clock = real_clock
+            ctx.clock = real_clock
         assert done["status"] == "expired"
         audit = c.get(f"/v1/signing-requests/{created['id']}/audit").json()
         assert audit["entries"][-1]["actor"] == "sweeper"

@@ -1,0 +1,59 @@
+"""Everything the service needs in one process, built once from settings: the web app and every worker
+use the same construction, so a job runs the same code whichever process picks it up."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+
+from signing.iamsmart.client import IamSmartClient
+from signing.sandbox.pki import SandboxPki
+
+from .db import make_engine, migrate
+from .iamsmart_gateway import IamSmartSetup, build_iamsmart_setup
+from .models import utcnow
+from .secrets_store import load_or_create_secret
+from .settings import Settings
+from .storage import DocumentStore
+
+__all__ = ["ServiceContext"]
+
+
+class ServiceContext:
+    """Database engine, document store, server secret, iAM Smart setup and task queue for ``settings``."""
+
+    def __init__(self, settings: Settings, *, run_migrations: bool = True) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = make_engine(settings.effective_database_url)
+        if run_migrations:
+            migrate(self.engine)
+        self.store = DocumentStore(settings.documents_dir)
+        self.secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
+        self.clock = utcnow
+        """The service's notion of now (tests move it); every flow of this process reads it."""
+
+    @cached_property
+    def sandbox_pki(self) -> SandboxPki | None:
+        if not self.settings.sandbox_enabled:
+            return None
+        return SandboxPki.open_or_create(self.settings.sandbox_pki_dir, f"{self.settings.base_url}/sandbox/pki")
+
+    @cached_property
+    def iamsmart(self) -> IamSmartSetup:
+        return build_iamsmart_setup(self.settings, sandbox_pki=self.sandbox_pki)
+
+    @cached_property
+    def queue(self):
+        from .tasks import TaskQueue
+
+        return TaskQueue(self.settings, lambda: self)
+
+    def new_flow(self):
+        """A signing flow with its own iAM Smart client (one per event loop; the caller closes it)."""
+        from .signing_flow import SigningFlow
+
+        return SigningFlow(self.settings, self.engine, self.store, self.iamsmart,
+                           IamSmartClient(self.iamsmart.client_config), self.secret,
+                           clock=lambda: self.clock(), queue=self.queue)

@@ -1,0 +1,136 @@
+"""Background work through huey: a SQLite file queue on one machine, Redis for many.
+
+Queued jobs: embedding a received signature (with its augmentation to the requested level), and the
+sweep (expiry, resuming work a dead process left behind, webhook delivery with retries). Every job claims
+its database transition with a compare-and-set, so a job that two workers both pick up, or that is
+retried after a crash, completes at most once.
+
+``iamsign serve`` runs a consumer in-process by default (``IAMSIGN_EMBEDDED_WORKER=true``);
+``iamsign worker`` runs consumers on their own, for as many machines as needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from huey import RedisHuey, SqliteHuey
+from huey.consumer import Consumer
+from huey.exceptions import TaskException
+
+from .settings import Settings
+
+__all__ = ["TaskQueue", "EmbeddedConsumer"]
+
+log = logging.getLogger("iamsign.tasks")
+
+
+class EmbeddedConsumer(Consumer):
+    """A huey consumer that runs inside another program (the web server): no signal handlers of its own."""
+
+    def _set_signal_handlers(self) -> None:  # the host process owns its signals
+        pass
+
+
+class TaskQueue:
+    """The service's queue and its jobs. ``context_factory`` builds what a job needs in this process."""
+
+    def __init__(self, settings: Settings, context_factory: Callable[[], Any]) -> None:
+        self.settings = settings
+        name = f"iamsign-{settings.queue_name}"
+        if settings.queue_url:
+            self.huey = RedisHuey(name, url=settings.queue_url, blocking=True, read_timeout=1)
+        else:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.huey = SqliteHuey(name, filename=str(settings.data_dir / "queue.db"), timeout=30)
+        self._context_factory = context_factory
+        self._context = None
+        self._context_lock = threading.Lock()
+        self._embed = self.huey.task(retries=3, retry_delay=5, name="embed")(self._run_embed)
+        self._sweep = self.huey.task(name="sweep")(self._run_sweep)
+        self._ticker: threading.Thread | None = None
+        self._consumer: EmbeddedConsumer | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ enqueueing
+
+    def enqueue_embed(self, request_id: str) -> None:
+        """Embed the result received for ``request_id`` (and augment it) in the background."""
+        self._embed(request_id)
+
+    def enqueue_sweep(self) -> None:
+        self._sweep()
+
+    # ------------------------------------------------------------------ jobs
+
+    def context(self):
+        with self._context_lock:
+            if self._context is None:
+                self._context = self._context_factory()
+            return self._context
+
+    def _run(self, job: Callable[[Any], Awaitable[None]]) -> None:
+        """Run an async job in this worker thread's own event loop, with its own HTTP clients."""
+        asyncio.run(self._with_flow(job))
+
+    async def _with_flow(self, job) -> None:
+        ctx = self.context()
+        flow = ctx.new_flow()
+        try:
+            await job(flow)
+            await flow.drain()
+        finally:
+            await flow.client.aclose()
+
+    def _run_embed(self, request_id: str) -> None:
+        self._run(lambda flow: flow.embed(request_id))
+
+    def _run_sweep(self) -> bool:
+        async def job(flow) -> None:
+            from .webhooks import deliver_due
+
+            await flow.sweep()
+            async with httpx.AsyncClient(timeout=15) as http:
+                with flow.session() as session:
+                    await deliver_due(session, flow.secret, http)
+
+        self._run(job)
+        return True  # a stored result tells the ticker this sweep is done
+
+    # ------------------------------------------------------------------ consuming
+
+    def start_consumer(self, workers: int) -> None:
+        """Consume in this process (threads), and tick the sweep every ``sweep_interval_s``."""
+        self._consumer = EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", initial_delay=0.05,
+                                          backoff=1.2, max_delay=0.5, periodic=False, check_worker_health=False)
+        self._consumer.start()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, name="iamsign-sweep-ticker", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        """Enqueue a sweep at each interval; replicas ticking together are harmless (claims, leases)."""
+        pending, waited = None, 0
+        while not self._stop.wait(self.settings.sweep_interval_s):
+            try:
+                done = pending is None or pending.get(preserve=True) is not None
+            except TaskException:  # the last sweep failed (logged by huey): sweep again
+                done = True
+            waited = 0 if done else waited + 1
+            if done or waited > 20:  # a sweep lost with a dead worker is replaced after 20 ticks
+                try:
+                    pending, waited = self._sweep(), 0
+                except Exception:  # noqa: BLE001 - the queue may be briefly unreachable; try next tick
+                    log.exception("could not enqueue the sweep")
+
+    def stop_consumer(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+        if self._consumer is not None:
+            self._consumer.stop(graceful=True)
+            self._consumer = None
