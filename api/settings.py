@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     department: str | None = Field(None, description="Department shown in the iAM Smart app.")
     request_ttl_s: int = Field(18 * 60, description="How long a signer has to approve (iAM Smart gives 18 min).")
     sweep_interval_s: float = Field(5.0, description="How often expiry, resumption and webhooks are swept.")
+    stale_after_s: float = Field(
+        120.0, description="Work not advanced for this long is taken to be from a dead process and resumed."
+    )
     queue_url: str | None = Field(
         None, description="redis://... for a shared task queue; default a SQLite queue file in the data folder."
     )

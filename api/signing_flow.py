@@ -34,6 +34,7 @@ from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
 
 from .audit import append_audit
+from .faults import crashpoint
 from .errors import ApiError
 from .iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from .identity import hkid_signer, keyed_hash
@@ -205,6 +206,7 @@ class SigningFlow:
                      sha_before=document.sha256,
                      detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}")
         session.commit()
+        crashpoint("prepared")
         try:
             initiated = await self._initiate(req, record, hkic, token, document.filename)
         except IamSmartError as exc:
@@ -277,6 +279,7 @@ class SigningFlow:
             append_audit(session, req.id, actor=actor, event="result_received", status="pending",
                          iamsmart_code=code)
             session.commit()
+        crashpoint("result_received")
         self.schedule_embed(req.id)
         return "accepted"
 
@@ -331,6 +334,7 @@ class SigningFlow:
             try:
                 if not signed_path.exists():  # a previous attempt may have finished before a crash
                     cert_der = self._verify_result(req, result)
+                    crashpoint("embedding")
                     await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
                 info = await asyncio.to_thread(inspect_pdf, signed_path)
                 stored = await asyncio.to_thread(self.store.adopt, signed_path)
@@ -347,13 +351,16 @@ class SigningFlow:
             session.flush()
             if not self._claim(session, req.id, "embedding", phase="done", status="completed",
                                signed_document_id=signed.id):
-                session.rollback()
+                session.rollback()  # someone else finished (or ended) it; our copy is not needed
+                signed_path.unlink(missing_ok=True)
                 return
             append_audit(session, req.id, actor="service", event="completed", status="completed",
                          sha_before=source.sha256, sha_after=stored.sha256, iamsmart_code=req.iamsmart_code,
                          detail=f"signed at {req.level}")
             self._enqueue_terminal_webhook(session, req, "completed", signed_document_id=signed.id)
+            crashpoint("before_completion_commit")
             session.commit()
+        signed_path.unlink(missing_ok=True)
         await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
 
     def _verify_result(self, req: SigningRequest, result: dict) -> bytes:
@@ -375,11 +382,14 @@ class SigningFlow:
 
     async def _finish(self, record, req, result, cert_der, out: Path):
         prepared = self._prepared_path(req)
+        def stage(name: str) -> None:
+            crashpoint(f"finish:{name}")
+
         if req.mode == "pdf":
             return await pades.finish_with_cms(record, prepared, out, base64.b64decode(result["pdfSignature"]),
-                                               self.setup.signing_services)
+                                               self.setup.signing_services, on_stage=stage)
         return await pades.finish_with_raw_signature(record, prepared, out, base64.b64decode(result["signature"]),
-                                                     cert_der, self.setup.signing_services)
+                                                     cert_der, self.setup.signing_services, on_stage=stage)
 
     # ------------------------------------------------------------------ endings
 
@@ -433,7 +443,16 @@ class SigningFlow:
                 self._finish_unsuccessfully(session, req, "expired", ReturnCode.SIGNING_TIMEOUT.value,
                                             "no approval within the time iAM Smart allows", actor="sweeper",
                                             ack=req.flow == "account")
-            stale = now - dt.timedelta(seconds=120)
+            stale = now - dt.timedelta(seconds=self.settings.stale_after_s)
+            orphans = session.exec(
+                select(SigningRequest).where(SigningRequest.status == "pending", SigningRequest.phase == "prepared",
+                                             SigningRequest.updated_at < stale).limit(100)
+            ).all()
+            for req in orphans:  # prepared, but the process died before iAM Smart was asked
+                self._finish_unsuccessfully(session, req, "failed", "interrupted",
+                                            "the service stopped before the request reached iAM Smart; "
+                                            "create a new signing request", actor="sweeper", ack=False,
+                                            expect_phase="prepared")
             stuck = session.exec(
                 select(SigningRequest).where(SigningRequest.status == "pending",
                                              SigningRequest.phase.in_(("result_received", "embedding")),

@@ -69,14 +69,33 @@ class DocumentStore:
         return StoredFile(staged.sha256, staged.size, final)
 
     def adopt(self, path: Path) -> StoredFile:
-        """Publish a complete file made elsewhere in the store (e.g. a signed revision), by content."""
+        """Publish a complete file made elsewhere in the store (a signed revision), by content.
+
+        The file is hard-linked into place and left where it is, so a crash before the caller records the
+        result loses nothing; the caller removes ``path`` once the database says where the document is.
+        """
         h = hashlib.sha256()
         size = 0
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
                 size += len(chunk)
-        return self.publish(StoredFile(h.hexdigest(), size, Path(path)))
+        digest = h.hexdigest()
+        final = self.path_for(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if not final.exists():
+            tmp = self.temp_path(".adopt")
+            try:
+                os.link(path, tmp)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(path, tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        return StoredFile(digest, size, final)
 
     def discard(self, staged: StoredFile) -> None:
         staged.path.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from asn1crypto import cms, x509
@@ -301,6 +302,7 @@ async def finish_with_cms(
     output_path: Path,
     cms_der: bytes,
     services: SigningServices | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> SignedResult:
     """Phase 2, PDF mode: check iAM Smart's ``pdfSignature`` and embed it as is (plus what the level adds)."""
     prepared_path, output_path = Path(prepared_path), Path(output_path)
@@ -315,7 +317,8 @@ async def finish_with_cms(
         return await cms_checks.add_signature_timestamp(cms_der, timestamper)
 
     final_der, level, notes = await _timestamp_or_fallback(record, make, services)
-    return await _embed(record, prepared_path, output_path, final_der, checked.signer_cert, services, level, notes)
+    return await _embed(record, prepared_path, output_path, final_der, checked.signer_cert, services, level, notes,
+                        on_stage)
 
 
 async def finish_with_raw_signature(
@@ -325,6 +328,7 @@ async def finish_with_raw_signature(
     signature: bytes,
     certificate_der: bytes,
     services: SigningServices | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> SignedResult:
     """Phase 2, hash mode: verify iAM Smart's ``signature`` with its ``cert``, wrap it in CMS, embed.
 
@@ -346,7 +350,7 @@ async def finish_with_raw_signature(
 
     cms_der, level, notes = await _timestamp_or_fallback(record, make, services)
     _check_fits(record, cms_der)
-    return await _embed(record, prepared_path, output_path, cms_der, cert, services, level, notes)
+    return await _embed(record, prepared_path, output_path, cms_der, cert, services, level, notes, on_stage)
 
 
 async def _embed(
@@ -358,28 +362,35 @@ async def _embed(
     services: SigningServices,
     level: PadesLevel,
     notes: tuple[str, ...],
+    on_stage: Callable[[str], None] | None = None,
 ) -> SignedResult:
     """Fill /Contents in the prepared file, add DSS / document timestamp, then rename it to ``output_path``.
 
     Retrying after a failure is safe: the file is cut back to its prepared size and the placeholder
-    zeroed first. ``output_path`` appears only complete (fsync, then rename).
+    zeroed first. ``output_path`` appears only complete (fsync, then rename). ``on_stage`` hears each
+    step as it is done: ``embedded``, ``dss``, ``document_timestamp``, ``published``.
     """
     _check_fits(record, cms_der)
     notes = list(notes)
     has_dss = has_doc_ts = False
+    stage = on_stage or (lambda _name: None)
     digest = PreparedByteRangeDigest(record.document_digest, record.reserved_region_start, record.reserved_region_end)
     with open(prepared_path, "r+b") as f:
         f.truncate(record.prepared_size)
         digest.fill_reserved_region(f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2))
         digest.fill_with_cms(f, cms_der)
         f.flush()
+        stage("embedded")
         if level.needs_dss:
             await _add_dss(f, record.field_name, services)
             has_dss = True
+            stage("dss")
         if level.needs_document_timestamp:
             await _add_document_timestamp(f, services)
             has_doc_ts = True
+            stage("document_timestamp")
     _publish(prepared_path, output_path)
+    stage("published")
     has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
     achieved = level if record.profile is SignatureProfile.PADES_BASELINE else None
     if achieved is None:
