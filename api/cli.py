@@ -85,13 +85,14 @@ def keys_create(
     migrate(engine)
     with Session(engine) as session:
         secret, row = create_api_key(session, name, key_name)
+        organisation_id = row.organisation_id
     from .secrets_store import load_or_create_secret
     from .webhooks import webhook_secret_for
 
     server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
     typer.echo(secret)
     typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
-    typer.echo(f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, row.organisation_id).decode()})",
+    typer.echo(f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, organisation_id).decode()})",
                err=True)
 
 

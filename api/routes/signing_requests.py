@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
+from sqlmodel import select
 
 from signing.model import PadesLevel
 
@@ -98,6 +99,23 @@ async def create_signing_request(body: SigningRequestCreate, request: Request, o
     )
     session.refresh(req)
     return public(request, req)
+
+
+class SigningRequestList(BaseModel):
+    items: list[SigningRequestPublic]
+
+
+@router.get("", response_model=SigningRequestList)
+def list_signing_requests(request: Request, org: OrgDep, session: SessionDep, document_id: str | None = None,
+                          status: str | None = None, limit: int = Query(50, ge=1, le=500)) -> SigningRequestList:
+    """Your organisation's signing requests, newest first (filter by document or status)."""
+    q = select(SigningRequest).where(SigningRequest.organisation_id == org.id)
+    if document_id:
+        q = q.where(SigningRequest.document_id == document_id)
+    if status:
+        q = q.where(SigningRequest.status == status)
+    rows = session.exec(q.order_by(SigningRequest.created_at.desc()).limit(limit)).all()
+    return SigningRequestList(items=[public(request, r) for r in rows])
 
 
 @router.get("/{request_id}", response_model=SigningRequestPublic)
