@@ -14,6 +14,7 @@ from .errors import install_error_handlers
 from .routes import auth, documents, iamsmart_callbacks, pages, signing_requests
 from .routes.sandbox_pki import pki_router
 from .routes.verifications import router as verifications_router
+from .routes.verify_page import router as verify_page_router
 from .sandbox_app import build_sandbox, sandbox_asgi
 from .settings import Settings
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(pages.router)
     app.include_router(verifications_router)
+    app.include_router(verify_page_router)
 
     if ctx.sandbox_pki is not None:
         pki = ctx.sandbox_pki
