@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.sandbox_app import create_sandbox_server, service_registry
 from api.settings import Settings
+from signing.iamsmart.bulk import split_multipart
 from signing.iamsmart.client import IamSmartClient, Token
 from signing.iamsmart.config import ClientConfig
 from signing.sandbox.clock import MovableClock
@@ -44,6 +45,8 @@ class Receiver:
 
     server: LoopbackServer
     posts: dict[str, list[bytes]] = field(default_factory=dict)
+    post_types: dict[str, list[str]] = field(default_factory=dict)
+    """The Content-Type of each POST (bulk result callbacks are multipart)."""
     gets: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     fail_next: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -67,6 +70,17 @@ class Receiver:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no callback #{count} at /cb/{name} within {timeout}s")
 
+    async def wait_multipart(self, name: str, count: int = 1, timeout: float = 10.0) -> dict[str, bytes]:
+        """The parts of the ``count``-th POST at /cb/{name} (a bulk result callback)."""
+        body = await self.wait_post(name, count, timeout)
+        with self.lock:
+            content_type = self.post_types[name][count - 1]
+        return split_multipart(body, content_type)
+
+    def count_posts(self, name: str) -> int:
+        with self.lock:
+            return len(self.posts.get(name, ()))
+
     async def wait_get(self, name: str, timeout: float = 10.0) -> dict[str, str]:
         for _ in range(int(timeout / 0.02)):
             with self.lock:
@@ -85,6 +99,7 @@ def _receiver_app(rec: Receiver) -> FastAPI:
         body = await request.body()
         with rec.lock:
             rec.posts.setdefault(name, []).append(body)
+            rec.post_types.setdefault(name, []).append(request.headers.get("content-type", ""))
             failing = rec.fail_next.get(name, 0)
             if failing:
                 rec.fail_next[name] = failing - 1

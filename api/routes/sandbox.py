@@ -33,6 +33,8 @@ class PhoneAction(BaseModel):
 
 class HookBody(BaseModel):
     hkid: str | None = Field(None, max_length=20)
+    ids: list[str] | None = Field(None, max_length=1000)
+    """``decline`` (bulk requests): the documents the user will refuse."""
 
 
 class UserChange(BaseModel):
@@ -222,7 +224,8 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
     @router.post("/requests/{business_id}/{action}")
     async def request_hook(business_id: str, action: str, body: HookBody | None = None,
                            client_id: str | None = None) -> dict[str, Any]:
-        req = await engine.hook(business_id, action, client_id, body.hkid if body else None)
+        req = await engine.hook(business_id, action, client_id, body.hkid if body else None,
+                                body.ids if body else None)
         return req.public()
 
     @router.get("/clock")

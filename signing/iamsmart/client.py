@@ -1,4 +1,4 @@
-"""Async iAM Smart client (httpx): keys, login, single-document signing, results, acks and callbacks.
+"""Async iAM Smart client (httpx): keys, login, single-document and bulk signing, results, acks, callbacks.
 
 Every POST is signed (§2); encrypted APIs use the cached CEK, which is refreshed before expiry and, after
 a D30001-D30004 answer, fetched again with the request retried once (§4, §13).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Self
@@ -19,6 +19,15 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import fields as F
+from .bulk import (
+    BulkCallback,
+    BulkDocument,
+    BulkInitiated,
+    BulkStatus,
+    documents_wire,
+    read_bulk_callback,
+    sign_code_for,
+)
 from .codes import CEK_ERRORS, ReturnCode
 from .config import ClientConfig
 from .errors import EnvelopeError, IamSmartApiError, IamSmartTransportError
@@ -37,6 +46,10 @@ from .protocol import (
 )
 
 __all__ = [
+    "BulkCallback",
+    "BulkDocument",
+    "BulkInitiated",
+    "BulkStatus",
     "Callback",
     "Cek",
     "HashSignature",
@@ -132,6 +145,11 @@ class Callback:
     @property
     def business_id(self) -> str | None:
         return self.content.get("businessID")
+
+    @property
+    def bsqc_token(self) -> str | None:
+        """The ``BSQCToken`` of a bulk request's token callback."""
+        return self.content.get("BSQCToken")
 
     def hash_signature(self) -> HashSignature:
         """The hash result of a successful hash-signing callback."""
@@ -430,18 +448,97 @@ class IamSmartClient:
         await self._call("/account/signing/ackResult",
                          {"businessID": business_id, "signingResult": SigningResult(result).value}, F.ACK_RESULT)
 
+    # ------------------------------------------------------------------ bulk signing (§8, §12.4)
+
+    async def bulk_initiate(
+        self, *, business_id: str, documents: Sequence[BulkDocument], callback_result_uri: str, service_name: str,
+        request_name: str, token: Token | None = None, redirect_uri: str | None = None, hkic_hash: str | None = None,
+        source: str | None = "PC_Browser", state: str | None = None, department: str | None = None,
+        max_callback_sigs: int | None = None, **extra: Any,
+    ) -> BulkInitiated:
+        """POST /bdss/initiateRequest (with ``token``: logged in, ``redirect_uri`` gets the BSQC token) or
+        /bdss/anonymous/initiateRequest (without). The sign code is computed locally (§12.4 choice)."""
+        anonymous = token is None
+        payload: dict[str, Any] = {
+            "businessID": business_id, "redirectURI": redirect_uri, "callbackResultURI": callback_result_uri,
+            "source": source, "state": state, "HKICHash": hkic_hash, "department": department,
+            "serviceName": service_name, "requestName": request_name, "maxCallbackSigs": max_callback_sigs,
+            "documents": documents_wire(documents), **extra,
+        }
+        if token is not None:
+            payload.update(accessToken=token.access_token, openID=token.open_id)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        if self.config.check_fields:
+            F.check_bulk_request(payload, anonymous=anonymous)
+        path = "/bdss/anonymous/initiateRequest" if anonymous else "/bdss/initiateRequest"
+        c = await self._call(path, payload)
+        sign_code = (sign_code_for(documents, hkic_hash=hkic_hash, client_id=self.config.client_id) if anonymous
+                     else sign_code_for(documents, open_id=token.open_id if token else None))
+        init = self._initiated(business_id, c)
+        return BulkInitiated(business_id, sign_code, init.auth_by_qr, init.ticket_id, len(documents))
+
+    async def bulk_bsqc_token(self, token: Token, business_id: str | None = None) -> str:
+        """POST /bdss/getBSQCToken: the BSQC token of this user's (latest, or given) bulk request."""
+        c = await self._call("/bdss/getBSQCToken",
+                             {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+                             F.GET_BSQC_TOKEN)
+        value = c.get("BSQCToken")
+        if not isinstance(value, str) or not value:
+            raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "getBSQCToken content has no BSQCToken")
+        return value
+
+    async def bulk_status(self, business_id: str, bsqc_token: str, open_id: str | None = None) -> BulkStatus:
+        """POST /bdss/enquireStatus: SS001 pending ... SS006 no record."""
+        c = await self._call("/bdss/enquireStatus",
+                             {"BSQCToken": bsqc_token, "businessID": business_id, "openID": open_id}, F.BULK_ENQUIRY)
+        try:
+            return BulkStatus(str(c.get("status")))
+        except ValueError:
+            raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "enquireStatus gave no known status") from None
+
+    async def bulk_cancel(self, business_id: str, bsqc_token: str, open_id: str | None = None) -> None:
+        """POST /bdss/cancelRequest (only while SS001, otherwise D71007)."""
+        await self._call("/bdss/cancelRequest",
+                         {"BSQCToken": bsqc_token, "businessID": business_id, "openID": open_id}, F.BULK_ENQUIRY)
+
+    async def bulk_ack(self, business_id: str, result: SigningResult | str | None = None,
+                       per_document: Mapping[str, SigningResult | str] | None = None) -> None:
+        """POST /bdss/ackResult for the whole request (``result``) or per document (``per_document``)."""
+        if (result is None) == (per_document is None):
+            raise ValueError("give either result or per_document")
+        payload: dict[str, Any] = {"businessID": business_id}
+        if result is not None:
+            payload["signingResult"] = SigningResult(result).value
+        else:
+            assert per_document is not None
+            payload["signingResult"] = ""
+            payload["signatures"] = [{"id": i, "signingResult": SigningResult(r).value}
+                                     for i, r in per_document.items()]
+        if self.config.check_fields:
+            F.parse_bulk_ack(payload)
+        await self._call("/bdss/ackResult", payload)
+
+    def decrypt_bulk_callback(self, parts: Mapping[str, bytes | str]) -> BulkCallback:
+        """Read a result callback's parts ``{"sigMetada": ..., "sigFile": ...}`` (encrypted or clear; a
+        ``sigFile`` without outer braces is accepted). :class:`EnvelopeError` when they cannot be read."""
+        return read_bulk_callback(parts, self._unwrap)
+
     # ------------------------------------------------------------------ callbacks
 
+    def _unwrap(self, secret_key: str) -> bytes:
+        key = self._kek_for(None) if len(self.config.kek_private_keys) == 1 else self._kek_trying(secret_key)
+        return unwrap_cek(key, secret_key)
+
     def decrypt_callback(self, body: bytes | str | Mapping[str, Any]) -> Callback:
-        """Read a callback POST body: unwrap its own ``secretKey``, decrypt, flatten a nested ``content``."""
+        """Read a callback POST body: unwrap its own ``secretKey``, decrypt, flatten a nested ``content``.
+
+        Also reads the bulk BSQC-token callback ``{businessID, state, BSQCToken}``."""
         env = CallbackEnvelope.parse(dict(body) if isinstance(body, Mapping) else body)
         content: dict[str, Any] = {}
         if env.content is not None:
             if env.secret_key is None:
                 raise EnvelopeError(ReturnCode.DECRYPTION_EXCEPTION, "callback content without secretKey")
-            cek = unwrap_cek(self._kek_for(None) if len(self.config.kek_private_keys) == 1 else
-                             self._kek_trying(env.secret_key), env.secret_key)
-            content = flatten_content(decrypt_json(cek, env.content))
+            content = flatten_content(decrypt_json(self._unwrap(env.secret_key), env.content))
         return Callback(env.tx_id, _code(env.code), env.message, content)
 
     def _kek_trying(self, secret_key: str) -> rsa.RSAPrivateKey:
@@ -452,4 +549,3 @@ class IamSmartClient:
                 continue
             return key
         return self._kek_for(None)
-

@@ -38,6 +38,7 @@ class FieldRuleError(IamSmartError):
     def __init__(self, code: ReturnCode, field: str, reason: str) -> None:
         super().__init__(code, f"{field}: {reason}")
         self.field = field
+        self.reason = reason
 
 
 class EnvelopeError(IamSmartError):

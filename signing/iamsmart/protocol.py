@@ -40,6 +40,8 @@ __all__ = [
     "FieldRule",
     "ResponseEnvelope",
     "b64decode_strict",
+    "bulk_digest",
+    "bulk_sign_code",
     "callback_envelope",
     "check_fields",
     "compute_signature",
@@ -317,6 +319,30 @@ def sign_code_account(hash_code_b64: str, open_id: str) -> str:
 def sign_code_anonymous(digest: bytes, hkic_hash_b64: str, client_id: str) -> str:
     """Anonymous ``signCode``: over digest bytes || Base64-decoded HKICHash || clientID (§6.6)."""
     return _sign_code(digest + base64.b64decode(hkic_hash_b64) + client_id.encode())
+
+
+def bulk_digest(digests: Iterable[bytes]) -> bytes:
+    """One SHA-256 over the decoded ``hashCode``/``docDigest`` bytes of a bulk request, in request order."""
+    h = hashlib.sha256()
+    for digest in digests:
+        h.update(digest)
+    return h.digest()
+
+
+def bulk_sign_code(digests: Iterable[bytes], *, open_id: str | None = None, hkic_hash: str | None = None,
+                   client_id: str | None = None) -> str:
+    """The code shown to the signer of a bulk request (simulator choice: iAM Smart sends none for bulk).
+
+    The §6.6 algorithm over :func:`bulk_digest`: the logged-in rule with ``open_id`` (its ``hashCode`` text
+    is the Base64 of the bulk digest), otherwise the anonymous rule with ``hkic_hash`` (empty when the
+    request has none) and ``client_id``.
+    """
+    total = bulk_digest(digests)
+    if open_id is not None:
+        return sign_code_account(base64.b64encode(total).decode(), open_id)
+    if client_id is None:
+        raise ValueError("an anonymous bulk sign code needs the clientID")
+    return sign_code_anonymous(total, hkic_hash or "", client_id)
 
 
 _HKID_RE = re.compile(r"^([A-Z]{1,2})([0-9]{6})(?:\(?([0-9A])\)?)?$")

@@ -34,15 +34,20 @@ class Courier:
             self._http = None
 
     async def deliver(self, method: str, url: str, body: dict[str, Any] | None = None,
-                      on_attempt: Callable[[], None] | None = None) -> bool:
-        """Send until accepted (POST: 2xx; GET: 2xx or 3xx) or the attempts run out; True if accepted."""
+                      on_attempt: Callable[[], None] | None = None, *,
+                      raw: tuple[bytes, str] | None = None) -> bool:
+        """Send until accepted (POST: 2xx; GET: 2xx or 3xx) or the attempts run out; True if accepted.
+
+        ``body`` goes as JSON; ``raw`` is ``(bytes, content type)`` (the bulk multipart callbacks)."""
+        kw: dict[str, Any] = ({"content": raw[0], "headers": {"Content-Type": raw[1]}} if raw is not None
+                              else {"json": body})
         attempts = 1 + max(0, self.options.callback_retries)
         upper = 300 if method == "POST" else 400
         for attempt in range(attempts):
             if on_attempt is not None:
                 on_attempt()
             try:
-                resp = await self._client().request(method, url, json=body, timeout=self.options.callback_timeout_s)
+                resp = await self._client().request(method, url, timeout=self.options.callback_timeout_s, **kw)
                 if 200 <= resp.status_code < upper:
                     return True
             except httpx.HTTPError:

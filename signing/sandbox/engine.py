@@ -5,6 +5,9 @@ returns the response envelope. Outbound traffic (result callbacks, the redirect 
 anonymous flow when no browser is involved) goes through httpx. Lifetimes run on a
 :class:`~signing.sandbox.clock.MovableClock`; header timestamps and nonces on the wall clock.
 
+Bulk signing lives in :mod:`signing.sandbox.bulk` (``self.bulk``), which reuses this engine's gate,
+courier, users and token checks; the phone and the test hooks here reach both kinds of request.
+
 State (CEKs, nonces, codes, tokens, signing requests, QR sessions) is kept in memory: a restart of the
 sandbox forgets pending requests, like a fresh test environment. Registered services, users, keys and
 the PKI persist in the data folder.
@@ -46,10 +49,11 @@ from signing.iamsmart.protocol import (
     wrap_cek,
 )
 
+from .bulk import BulkDesk, BulkRequest
 from .clock import MovableClock
 from .delivery import Courier
 from .errors import HookError, SandboxError
-from .gate import RequestGate
+from .gate import RequestGate, Sealer
 from .options import SandboxOptions, SecretKeyPlaintext
 from .pki import SandboxPki
 from .registry import RegisteredService, ServiceRegistry
@@ -212,6 +216,8 @@ class SandboxEngine:
             "/anonymous/signing/getResult": (False, lambda s, p: self._get_result(s, p, "hash")),
             "/anonymous/pdfsigning/getResult": (False, lambda s, p: self._get_result(s, p, "pdf")),
         }
+        self.bulk = BulkDesk(self)
+        self._routes.update(self.bulk.routes())
 
     @property
     def api_paths(self) -> tuple[str, ...]:
@@ -219,7 +225,7 @@ class SandboxEngine:
 
     # ================================================================== background work
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -253,6 +259,7 @@ class SandboxEngine:
         for req in list(self._requests.values()):
             if req.status is RequestStatus.PENDING and now >= req.expires_ms:
                 await self._fail(req, ReturnCode.SIGNING_TIMEOUT)
+        await self.bulk.sweep(now)
         self._codes = {k: v for k, v in self._codes.items() if v.expires_ms > now}
         self._tokens = {k: v for k, v in self._tokens.items() if v.expires_ms > now}
         self._qr = {k: v for k, v in self._qr.items() if v.expires_ms > now}
@@ -424,7 +431,7 @@ class SandboxEngine:
             "scope": " ".join(code.scopes),
         }
 
-    def _token_user(self, service: RegisteredService, payload: Mapping[str, Any]) -> tuple[_Token, SandboxUser]:
+    def token_user(self, service: RegisteredService, payload: Mapping[str, Any]) -> tuple[_Token, SandboxUser]:
         token = self._tokens.get(payload["accessToken"])
         if token is None or token.client_id != service.client_id or token.expires_ms <= self.clock.now_ms():
             raise SandboxError(ReturnCode.ACCESS_TOKEN_INVALID)
@@ -456,19 +463,19 @@ class SandboxEngine:
                 raise SandboxError(ReturnCode.PARAMETER_INVALID, "NONEwithRSA needs a 32-byte digest")
         elif len(data) != 32:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "docDigest must be a SHA-256 digest")
-        self._check_stepup(payload)
+        self.check_stepup(payload)
         user: SandboxUser | None
         by_qr = True
         if anonymous:
             user = self.users.by_hkic_hash(payload["HKICHash"])
             open_id = None
         else:
-            token, user = self._token_user(service, payload)
+            token, user = self.token_user(service, payload)
             if "eidapi_sign" not in token.scopes:
                 raise SandboxError(ReturnCode.INSUFFICIENT_SCOPE)
             open_id, by_qr = token.open_id, token.by_qr
         key = (service.client_id, payload["businessID"])
-        if key in self._requests:
+        if self.business_id_taken(*key):
             raise SandboxError(ReturnCode.DUPLICATE_BUSINESS_ID, content={"businessID": payload["businessID"]})
         if not anonymous and user is not None and not user.can_sign:
             raise SandboxError(ReturnCode.USER_NOT_ALLOWED, content={"businessID": payload["businessID"]})
@@ -493,7 +500,7 @@ class SandboxEngine:
         log.info("sandbox request %s/%s %s%s pending", req.client_id, req.business_id,
                  "anonymous " if anonymous else "", kind)
         if not anonymous and user is not None and req.hkic_hash and req.hkic_hash != user.hkic_hash:
-            self._spawn(self._fail(req, ReturnCode.HKIC_MISMATCH))
+            self.spawn(self._fail(req, ReturnCode.HKIC_MISMATCH))
         elif user is not None:
             self._schedule_auto(req, user)
         content: dict[str, Any] = {"signCode": sign_code}
@@ -502,8 +509,12 @@ class SandboxEngine:
         content["ticketID"] = req.ticket_id
         return content
 
+    def business_id_taken(self, client_id: str, business_id: str) -> bool:
+        """businessIDs are unique per client across single and bulk requests (D20011)."""
+        return (client_id, business_id) in self._requests or self.bulk.has(client_id, business_id)
+
     @staticmethod
-    def _check_stepup(payload: Mapping[str, Any]) -> None:
+    def check_stepup(payload: Mapping[str, Any]) -> None:
         period = payload.get("stepupAuthPeriod")
         if period and int(period) > 720:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthPeriod above 720 hours")
@@ -532,7 +543,7 @@ class SandboxEngine:
             else:
                 await self._fail(req, ReturnCode.SIGNING_REJECTED)
 
-        self._spawn(act())
+        self.spawn(act())
 
     async def _sign(self, req: SigningRequest, user: SandboxUser) -> dict[str, Any]:
         signer = self.users.signer(user)
@@ -566,13 +577,13 @@ class SandboxEngine:
         req.user_id = user.user_id
         log.info("sandbox request %s/%s signed", req.client_id, req.business_id)
         if not req.anonymous:
-            self._spawn(self._deliver_callback(req))
+            self.spawn(self._deliver_callback(req))
             return None
         code = self._new_code(req.client_id, user, ("eidapi_sign",), True, req.business_id)
         url = _with_query(req.redirect_uri, {"code": code, "state": req.state, "businessID": req.business_id})
         if via_browser:
             return url
-        self._spawn(self._drive_redirect(req, url))
+        self.spawn(self._drive_redirect(req, url))
         return None
 
     async def _fail(self, req: SigningRequest, code: ReturnCode, *, via_browser: bool = False) -> str | None:
@@ -583,7 +594,7 @@ class SandboxEngine:
         log.info("sandbox request %s/%s -> %s", req.client_id, req.business_id, code.value)
         if not req.anonymous:
             req.status = RequestStatus.SIGNED  # outcome decided, callback on its way
-            self._spawn(self._deliver_callback(req))
+            self.spawn(self._deliver_callback(req))
             return None
         req.status, req.closed_ms = RequestStatus.CLOSED, self.clock.now_ms()
         url = _with_query(req.redirect_uri, {"error_code": code.value, "state": req.state,
@@ -591,25 +602,29 @@ class SandboxEngine:
         if via_browser:
             return url
         if self.options.anonymous_error_redirect:
-            self._spawn(self._drive_redirect(req, url))
+            self.spawn(self._drive_redirect(req, url))
         return None
 
     # ================================================================== outbound
 
-    def callback_body(self, req: SigningRequest) -> dict[str, Any]:
-        """The callback envelope for ``req``'s outcome, encrypted with the client's current CEK."""
-        service = self.registry.get(req.client_id)
+    def sealer(self, client_id: str) -> Sealer:
+        """Encryption for an outbound callback: the client's current CEK (renewed if expired), wrapped."""
+        service = self.registry.get(client_id)
         kek = service.kek_public_key() if service else None
         if kek is None:
             raise SandboxError(ReturnCode.KEK_INVALID)
+        cek = self.gate.current_cek(client_id)
+        as_text = self.options.secretkey_plaintext is SecretKeyPlaintext.BASE64
+        return Sealer(cek.key, wrap_cek(kek, cek.key, as_base64_text=as_text))
+
+    def callback_body(self, req: SigningRequest) -> dict[str, Any]:
+        """The callback envelope for ``req``'s outcome, encrypted with the client's current CEK."""
+        sealer = self.sealer(req.client_id)
         content: dict[str, Any] = dict(req.result) if req.outcome is ReturnCode.SUCCESS and req.result else req.echo()
         if self.options.nest_callback_content:
             content = {"content": content}
-        cek = self.gate.current_cek(req.client_id)
-        as_text = self.options.secretkey_plaintext is SecretKeyPlaintext.BASE64
         assert req.outcome is not None
-        return callback_envelope(req.outcome, encrypt_content(cek.key, content),
-                                 wrap_cek(kek, cek.key, as_base64_text=as_text))
+        return callback_envelope(req.outcome, sealer.encrypt(content), sealer.secret_key)
 
     async def _deliver_callback(self, req: SigningRequest) -> None:
         try:
@@ -640,7 +655,7 @@ class SandboxEngine:
 
     async def _get_result(self, service: RegisteredService, payload: dict[str, Any], kind: str) -> dict[str, Any]:
         check_fields(F.GET_RESULT, payload)
-        token, _user = self._token_user(service, payload)
+        token, _user = self.token_user(service, payload)
         bid = token.business_id
         if bid is None or (payload.get("businessID") and payload["businessID"] != bid):
             raise SandboxError(ReturnCode.NOT_FOUND, "no anonymous signing result for this token")
@@ -678,46 +693,58 @@ class SandboxEngine:
         except UnknownUserError:
             raise HookError(404, "unknown_user", "no sandbox user has this HKID") from None
 
-    def pending_for(self, hkid: str) -> list[SigningRequest]:
-        """What waits on this user's phone (their account requests, anonymous ones for their HKICHash)."""
+    def pending_for(self, hkid: str) -> list[SigningRequest | BulkRequest]:
+        """What waits on this user's phone (their account requests, anonymous ones for their HKICHash),
+        single and bulk."""
         user = self.user_by_hkid(hkid)
         now = self.clock.now_ms()
-        return [
+        single: list[SigningRequest | BulkRequest] = [
             r for r in self._requests.values()
             if r.status is RequestStatus.PENDING and r.expires_ms > now
             and (r.user_id == user.user_id if not r.anonymous else r.hkic_hash == user.hkic_hash)
         ]
+        return single + list(self.bulk.pending_for(user, now))
 
-    def _pending_by_code(self, hkid: str, sign_code: str) -> tuple[SigningRequest, SandboxUser]:
+    def _pending_by_code(self, hkid: str, sign_code: str) -> tuple[SigningRequest | BulkRequest, SandboxUser]:
         user = self.user_by_hkid(hkid)
         for req in sorted(self.pending_for(hkid), key=lambda r: r.created_ms):
             if req.sign_code == sign_code:
                 return req, user
         raise HookError(404, "no_pending_request", "nothing with this sign code waits for this user")
 
-    async def phone_approve(self, hkid: str, sign_code: str) -> SigningRequest:
+    async def phone_approve(self, hkid: str, sign_code: str) -> SigningRequest | BulkRequest:
         req, user = self._pending_by_code(hkid, sign_code)
-        await self._approve(req, user)
+        if isinstance(req, BulkRequest):
+            await self.bulk.approve(req, user)
+        else:
+            await self._approve(req, user)
         return req
 
-    async def phone_reject(self, hkid: str, sign_code: str) -> SigningRequest:
+    async def phone_reject(self, hkid: str, sign_code: str) -> SigningRequest | BulkRequest:
         req, _ = self._pending_by_code(hkid, sign_code)
-        await self._fail(req, ReturnCode.SIGNING_REJECTED)
+        if isinstance(req, BulkRequest):
+            await self.bulk.fail(req, ReturnCode.BULK_REJECTED)
+        else:
+            await self._fail(req, ReturnCode.SIGNING_REJECTED)
         return req
 
-    def find_request(self, business_id: str, client_id: str | None = None) -> SigningRequest:
-        matches = [r for (cid, bid), r in self._requests.items()
-                   if bid == business_id and (client_id is None or cid == client_id)]
+    def find_request(self, business_id: str, client_id: str | None = None) -> SigningRequest | BulkRequest:
+        matches: list[SigningRequest | BulkRequest] = [
+            r for (cid, bid), r in self._requests.items() if bid == business_id and (client_id is None or cid == client_id)]
+        matches += self.bulk.find(business_id, client_id)
         if not matches:
             raise HookError(404, "unknown_request", "no such businessID")
         if len(matches) > 1:
             raise HookError(409, "ambiguous_request", "several services use this businessID; give client_id")
         return matches[0]
 
-    async def hook(self, business_id: str, action: str, client_id: str | None = None, hkid: str | None = None
-                   ) -> SigningRequest:
-        """Test hooks: ``approve`` (as the request's user or ``hkid``), ``reject``, ``cancel``, ``timeout``."""
+    async def hook(self, business_id: str, action: str, client_id: str | None = None, hkid: str | None = None,
+                   ids: list[str] | None = None) -> SigningRequest | BulkRequest:
+        """Test hooks: ``approve`` (as the request's user or ``hkid``), ``reject``, ``cancel``, ``timeout``,
+        ``fail``; for bulk requests also ``decline`` (``ids``: documents the user will refuse)."""
         req = self.find_request(business_id, client_id)
+        if isinstance(req, BulkRequest):
+            return await self.bulk.hook(req, action, hkid, ids)
         if req.status is not RequestStatus.PENDING:
             raise HookError(409, "not_pending", f"the request is {req.status.value}")
         if action == "approve":

@@ -14,14 +14,21 @@ from typing import Any
 
 from signing.iamsmart.codes import ReturnCode
 from signing.iamsmart.errors import EnvelopeError
-from signing.iamsmart.protocol import HEADER_NAMES, SIGNATURE_METHOD, decrypt_json, new_cek, verify_signature
+from signing.iamsmart.protocol import (
+    HEADER_NAMES,
+    SIGNATURE_METHOD,
+    decrypt_json,
+    encrypt_content,
+    new_cek,
+    verify_signature,
+)
 
 from .clock import MovableClock
 from .errors import SandboxError
 from .options import SandboxOptions
 from .registry import RegisteredService, ServiceRegistry
 
-__all__ = ["RequestGate", "ServerCek"]
+__all__ = ["RequestGate", "Sealer", "ServerCek"]
 
 
 @dataclass
@@ -31,6 +38,17 @@ class ServerCek:
     key: bytes = field(repr=False)
     issue_ms: int
     expires_ms: int
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """Encrypts callback content under one CEK; ``secret_key`` is that CEK wrapped with the client's KEK."""
+
+    cek: bytes = field(repr=False)
+    secret_key: str
+
+    def encrypt(self, content: bytes | Mapping[str, Any]) -> str:
+        return encrypt_content(self.cek, content)
 
 
 class RequestGate:

@@ -55,5 +55,16 @@ class SandboxOptions:
     none_with_rsa_digestinfo: bool = True
     pdf_tst: bool = False
     """Put an RFC 3161 signature timestamp from the sandbox TSA into ``pdfSignature``."""
+    # bulk signing (§8, §12.4)
+    bulk_ticket_lifetime_ms: int = 18 * _MIN
+    bulk_plain_parts: bool = False
+    """Send ``sigFile`` and ``sigMetada`` in clear (``sigFile`` without outer braces), like the CorpID samples."""
+    bulk_decline_unsignable: bool = True
+    """A document the sandbox cannot sign (docDigest or NONEwithRSA hashCode not 32 bytes, SM2 ``sigAlgo``) is
+    declined at signing (left out, counted in ``failSignNum``); false refuses the request with D20003."""
+    bulk_cancel_callback: bool = True
+    """After cancelRequest, also send the D71000 ``sigMetada`` callback to ``callbackResultURI``."""
+    bulk_sign_chunk: int = 64
+    """Documents signed per worker-thread step (keeps the event loop free during large batches)."""
     # size limit of a request body (bytes); larger bodies get D20003 (the real system answers HTTP 413)
     max_body_bytes: int = 10 * 1024 * 1024

@@ -8,11 +8,14 @@ Simulator choices (see docs/iamsmart-sandbox.md and the protocol doc §12.1):
   instead, like Java's NONEwithRSA.
 * ``pdfSignature``: a detached CMS over ``docDigest`` with contentType, messageDigest, signingTime and
   signing-certificate-v2, carrying the leaf and the issuing CA; an RFC 3161 token only if a TSA is given.
+* Bulk signing (:class:`PdfBatchSigner`): the same CMS, byte for byte, built from a template made once
+  per batch by pyHanko (PKCS#1 v1.5 is deterministic), so 1000 documents cost 1000 RSA operations.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Sequence
 
 from asn1crypto import keys as asn1_keys
@@ -22,11 +25,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pyhanko.sign import signers
-from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, SimpleSigner
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-__all__ = ["SimulatedSigner", "UnsupportedHashError"]
+__all__ = ["PdfBatchSigner", "SimulatedSigner", "UnsupportedHashError"]
 
 
 class UnsupportedHashError(ValueError):
@@ -84,6 +87,77 @@ class SimulatedSigner:
             signed_attr_settings=PdfCMSSignedAttributes(signing_time=signing_time),
         )
         return ci.dump()
+
+    async def pdf_batch_signer(self, signing_time: dt.datetime) -> PdfBatchSigner:
+        """A signer for many docDigests at one signing time (bulk signing); see :class:`PdfBatchSigner`."""
+        return await PdfBatchSigner.create(self, signing_time)
+
+
+class _TemplateSigner(SimpleSigner):
+    """A pyHanko signer that records the signed-attribute bytes and returns a placeholder signature."""
+
+    def __init__(self, placeholder: bytes, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.placeholder = placeholder
+        self.signed_bytes: bytes | None = None
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+        self.signed_bytes = data
+        return self.placeholder
+
+
+class PdfBatchSigner:
+    """``pdfSignature`` values for many docDigests, identical to :meth:`SimulatedSigner.sign_pdf_digest`.
+
+    pyHanko builds one CMS with a random placeholder digest and signature; each document then costs a
+    byte substitution and one RSA signature over its signed attributes. Synchronous and thread-safe, so
+    bulk signing can run it in a worker thread. No timestamp token (the caller falls back to
+    ``sign_pdf_digest`` when ``pdf_tst`` is set).
+    """
+
+    def __init__(self, key: rsa.RSAPrivateKey, template: bytes, attrs: bytes, digest_marker: bytes,
+                 sig_marker: bytes) -> None:
+        self._key = key
+        self._cms_head, self._cms_mid, self._cms_tail = _split3(template, digest_marker, sig_marker)
+        self._attrs_head, self._attrs_tail = _split2(attrs, digest_marker)
+
+    @classmethod
+    async def create(cls, signer: SimulatedSigner, signing_time: dt.datetime) -> PdfBatchSigner:
+        digest_marker = secrets.token_bytes(32)
+        sig_marker = secrets.token_bytes((signer.private_key.key_size + 7) // 8)
+        template_signer = _TemplateSigner(
+            sig_marker,
+            signing_cert=_asn1_cert(signer.certificate),
+            signing_key=None,
+            cert_registry=SimpleCertificateStore.from_certs([_asn1_cert(c) for c in signer.chain[:1]]),
+        )
+        ci = await template_signer.async_sign(
+            digest_marker, "sha256", use_pades=False,
+            signed_attr_settings=PdfCMSSignedAttributes(signing_time=signing_time),
+        )
+        assert template_signer.signed_bytes is not None
+        return cls(signer.private_key, ci.dump(), template_signer.signed_bytes, digest_marker, sig_marker)
+
+    def sign(self, doc_digest: bytes) -> bytes:
+        """The DER detached CMS over one 32-byte docDigest."""
+        if len(doc_digest) != 32:
+            raise UnsupportedHashError("docDigest must be a 32-byte SHA-256 digest")
+        signature = self._key.sign(self._attrs_head + doc_digest + self._attrs_tail, padding.PKCS1v15(),
+                                   hashes.SHA256())
+        return self._cms_head + doc_digest + self._cms_mid + signature + self._cms_tail
+
+
+def _split2(blob: bytes, marker: bytes) -> tuple[bytes, bytes]:
+    if blob.count(marker) != 1:
+        raise RuntimeError("the CMS template does not hold its marker exactly once")
+    head, _, tail = blob.partition(marker)
+    return head, tail
+
+
+def _split3(blob: bytes, first: bytes, second: bytes) -> tuple[bytes, bytes, bytes]:
+    head, rest = _split2(blob, first)
+    mid, tail = _split2(rest, second)
+    return head, mid, tail
 
 
 def _raw_pkcs1_sign(key: rsa.RSAPrivateKey, data: bytes) -> bytes:
