@@ -7,6 +7,7 @@ python-multipart's push parser, stops as soon as the size limit is passed, and k
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ from .errors import ApiError
 from .storage import DocumentStore, StoredFile
 
 __all__ = ["StagedUpload", "receive_pdf_upload"]
+
+# Malformed bodies are answered with a clear 400; the parser's own complaints would only flood the log.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
