@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from .context import ServiceContext
 from .errors import install_error_handlers
-from .routes import auth, documents, iamsmart_callbacks, pages, signing_requests
+from .routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
 from .routes.sandbox_pki import pki_router
 from .routes.verifications import router as verifications_router
 from .routes.verify_page import router as verify_page_router
@@ -27,6 +27,7 @@ log = logging.getLogger("iamsign")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx: ServiceContext = app.state.context
     app.state.flow = ctx.new_flow()
+    app.state.batch_flow = ctx.new_batch_flow(app.state.flow.client)
     sandbox = getattr(app.state, "sandbox", None)
     if sandbox is not None:
         sandbox.ensure_ticker()
@@ -41,6 +42,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if sandbox is not None:
             await sandbox.aclose()
         await app.state.flow.client.aclose()
+        if "cpu" in vars(ctx):
+            await asyncio.to_thread(ctx.cpu.shutdown)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(signing_requests.router)
     app.include_router(signing_requests.webhook_router)
+    app.include_router(batches.router)
     app.include_router(iamsmart_callbacks.router)
     app.include_router(auth.router)
     app.include_router(pages.router)

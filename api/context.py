@@ -50,6 +50,17 @@ class ServiceContext:
 
         return TaskQueue(self.settings, lambda: self)
 
+    @cached_property
+    def cpu(self):
+        from .cpu import CpuPool
+
+        return CpuPool(self.settings.cpu_workers)
+
+    def new_batch_flow(self, client: IamSmartClient):
+        from .batch_flow import BatchFlow
+
+        return BatchFlow(self, client)
+
     def new_flow(self):
         """A signing flow with its own iAM Smart client (one per event loop; the caller closes it)."""
         from .signing_flow import SigningFlow

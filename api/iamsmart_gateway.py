@@ -28,6 +28,15 @@ class IamSmartSetup:
     cert_issuers: tuple[x509.Certificate, ...]
     """CAs that issue iAM Smart-Cert: a returned certificate must be signed by one of them."""
     signing_services: SigningServices
+    tsa_url: str | None = None
+
+    def services_spec(self) -> dict:
+        """The signing services as plain data, for a worker process to rebuild them."""
+        return {
+            "tsa_url": self.tsa_url,
+            "roots": [c.dump() for c in self.signing_services.trust_roots],
+            "others": [c.dump() for c in self.signing_services.other_certs],
+        }
 
 
 def _load_pems(paths: list[Path]) -> list[x509.Certificate]:
@@ -61,7 +70,8 @@ def build_iamsmart_setup(settings: Settings, sandbox_pki=None) -> IamSmartSetup:
         )
     else:
         services = SigningServices(trust_roots=[_asn1(c) for c in roots], other_certs=[_asn1(c) for c in issuers])
-    return IamSmartSetup(client_config=config, cert_issuers=tuple(issuers), signing_services=services)
+    return IamSmartSetup(client_config=config, cert_issuers=tuple(issuers), signing_services=services,
+                         tsa_url=tsa_url)
 
 
 def issued_by_trusted_issuer(cert_der: bytes, issuers: tuple[x509.Certificate, ...]) -> x509.Certificate | None:

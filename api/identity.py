@@ -10,11 +10,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from signing.iamsmart.client import Token
 from signing.iamsmart.protocol import hkic_hash, normalise_hkid
 
 from .errors import ApiError
 
-__all__ = ["HkidSigner", "hkid_signer", "keyed_hash"]
+__all__ = ["HkidSigner", "hkid_signer", "keyed_hash", "SignerSpec", "ResolvedSigner", "resolve_signer"]
 
 
 def keyed_hash(secret: bytes, kind: str, value: str) -> str:
@@ -42,3 +43,37 @@ def hkid_signer(secret: bytes, hkid: str) -> HkidSigner:
     except ValueError as exc:
         raise ApiError(422, "invalid_hkid", f"the HKID is not valid: {exc}") from None
     return HkidSigner(hkic_hash=hkic_hash(body), signer_key=keyed_hash(secret, "hkid", body))
+
+
+@dataclass(frozen=True)
+class SignerSpec:
+    """Who signs, as the online service names them: an HKID, or a logged-in iAM Smart account."""
+
+    hkid: str | None = None
+    open_id: str | None = None
+    access_token: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedSigner:
+    """What a flow needs: anonymous (HKICHash, transient) or account (token); and the stored keyed hash."""
+
+    flow: str
+    signer_key: str
+    hkic_hash: str | None
+    token: Token | None
+
+    def __repr__(self) -> str:
+        return f"ResolvedSigner(flow={self.flow}, signer_key={self.signer_key[:12]}...)"
+
+
+def resolve_signer(secret: bytes, spec: SignerSpec) -> ResolvedSigner:
+    """Check and resolve a signer, or answer 422 saying how to name one."""
+    if spec.hkid:
+        hk = hkid_signer(secret, spec.hkid)
+        return ResolvedSigner("anonymous", hk.signer_key, hk.hkic_hash, None)
+    if spec.open_id and spec.access_token:
+        token = Token(access_token=spec.access_token, open_id=spec.open_id, token_type="Bearer", issue_at=0,
+                      expires_in=0, last_modified_date=None, user_type="sign", scope="")
+        return ResolvedSigner("account", keyed_hash(secret, "openid", spec.open_id), None, token)
+    raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"open_id", "access_token"}')

@@ -8,7 +8,8 @@ import uuid
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Organisation", "ApiKey", "Document", "SigningRequest", "AuditEntry", "WebhookDelivery", "new_id", "utcnow"]
+__all__ = ["Organisation", "ApiKey", "Document", "SigningRequest", "AuditEntry", "WebhookDelivery", "Batch",
+           "BatchItem", "new_id", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -126,3 +127,48 @@ class WebhookDelivery(SQLModel, table=True):
     delivered_at: dt.datetime | None = None
     given_up_at: dt.datetime | None = None
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class Batch(SQLModel, table=True):
+    """Many documents, one signer, one approval (iAM Smart bulk signing)."""
+
+    __tablename__ = "batches"
+    id: str = Field(default_factory=lambda: new_id("bt"), primary_key=True, max_length=40)
+    organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
+    business_id: str = Field(unique=True, max_length=36)
+    status: str = Field(default="pending", index=True, max_length=24)
+    phase: str = Field(default="prepared", max_length=24, description="prepared -> sent -> receiving -> done")
+    flow: str = Field(max_length=16)
+    level: str = Field(max_length=8)
+    signer_key: str = Field(index=True, max_length=64, description="HMAC of the HKID or openID, never the ID")
+    reason: str | None = Field(default=None, max_length=500)
+    location: str | None = Field(default=None, max_length=200)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    sign_code: str | None = Field(default=None, max_length=8)
+    bsqc_token: str | None = Field(default=None, max_length=64)
+    callbacks_expected: int | None = None
+    callbacks_seen: str = Field(default="", description="comma-separated callbackSeq values received")
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    expires_at: dt.datetime
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class BatchItem(SQLModel, table=True):
+    """One document of a batch; its own state so that each is embedded exactly once."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "position", name="uq_batch_item_position"),)
+    id: str = Field(default_factory=lambda: new_id("bi")[:36], primary_key=True, max_length=36)
+    batch_id: str = Field(foreign_key="batches.id", index=True, max_length=40)
+    document_id: str = Field(foreign_key="documents.id", max_length=40)
+    position: int
+    status: str = Field(default="pending", index=True, max_length=16)
+    record_json: str | None = None
+    prepared_name: str | None = Field(default=None, max_length=200)
+    result_json: str | None = None
+    signed_document_id: str | None = Field(default=None, max_length=40)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    updated_at: dt.datetime = Field(default_factory=utcnow)

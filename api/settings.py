@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(
         120.0, description="Work not advanced for this long is taken to be from a dead process and resumed."
     )
+    bulk_callback_page: int = Field(100, ge=1, le=1000, description="maxCallbackSigs: signatures per bulk callback.")
+    cpu_workers: int | None = Field(None, ge=1, le=64, description="Processes for batch signing; default one per core.")
     queue_url: str | None = Field(
         None, description="redis://... for a shared task queue; default a SQLite queue file in the data folder."
     )

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import logging
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,8 @@ from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode,
 
 from .audit import append_audit
 from .faults import crashpoint
-from .errors import ApiError
 from .iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
-from .identity import hkid_signer, keyed_hash
+from .identity import SignerSpec, resolve_signer
 from .models import Document, Organisation, SigningRequest, utcnow
 from .settings import Settings
 from .storage import DocumentStore
@@ -53,15 +51,6 @@ _STATUS_FOR_CODE = {
     ReturnCode.SIGNING_REJECTED.value: "rejected",
     ReturnCode.SIGNING_TIMEOUT.value: "expired",
 }
-
-
-@dataclass(frozen=True)
-class SignerSpec:
-    """Who signs: an HKID (anonymous flow) or a logged-in iAM Smart account (account flow)."""
-
-    hkid: str | None = None
-    open_id: str | None = None
-    access_token: str | None = None
 
 
 def _code_text(code: Any) -> str:
@@ -171,16 +160,8 @@ class SigningFlow:
         webhook_url: str | None,
     ) -> SigningRequest:
         """Prepare the document, ask iAM Smart for a signature, return the stored request."""
-        if signer.hkid:
-            hk = hkid_signer(self.secret, signer.hkid)
-            flow, signer_key, hkic = "anonymous", hk.signer_key, hk.hkic_hash
-            token = None
-        elif signer.open_id and signer.access_token:
-            flow, signer_key, hkic = "account", keyed_hash(self.secret, "openid", signer.open_id), None
-            token = Token(access_token=signer.access_token, open_id=signer.open_id, token_type="Bearer",
-                          issue_at=0, expires_in=0, last_modified_date=None, user_type="sign", scope="")
-        else:
-            raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"open_id", "access_token"}')
+        who = resolve_signer(self.secret, signer)
+        flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
         options = SignOptions(
             mode=RemoteMode(mode), level=PadesLevel(level), reason=reason, location=location,

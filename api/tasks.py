@@ -52,6 +52,7 @@ class TaskQueue:
         self._context_lock = threading.Lock()
         self._embed = self.huey.task(retries=3, retry_delay=5, name="embed")(self._run_embed)
         self._sweep = self.huey.task(name="sweep")(self._run_sweep)
+        self._embed_batch = self.huey.task(retries=3, retry_delay=5, name="embed_batch")(self._run_embed_batch)
         self._ticker: threading.Thread | None = None
         self._consumer: EmbeddedConsumer | None = None
         self._stop = threading.Event()
@@ -61,6 +62,10 @@ class TaskQueue:
     def enqueue_embed(self, request_id: str) -> None:
         """Embed the result received for ``request_id`` (and augment it) in the background."""
         self._embed(request_id)
+
+    def enqueue_embed_batch(self, batch_id: str) -> None:
+        """Embed the signatures received for a batch in the background (worker processes)."""
+        self._embed_batch(batch_id)
 
     def enqueue_sweep(self) -> None:
         self._sweep()
@@ -89,11 +94,15 @@ class TaskQueue:
     def _run_embed(self, request_id: str) -> None:
         self._run(lambda flow: flow.embed(request_id))
 
+    def _run_embed_batch(self, batch_id: str) -> None:
+        self._run(lambda flow: self.context().new_batch_flow(flow.client).embed(batch_id))
+
     def _run_sweep(self) -> bool:
         async def job(flow) -> None:
             from .webhooks import deliver_due
 
             await flow.sweep()
+            await self.context().new_batch_flow(flow.client).sweep()
             async with httpx.AsyncClient(timeout=15) as http:
                 with flow.session() as session:
                     await deliver_due(session, flow.secret, http)
@@ -134,3 +143,5 @@ class TaskQueue:
         if self._consumer is not None:
             self._consumer.stop(graceful=True)
             self._consumer = None
+        if self._context is not None and "cpu" in vars(self._context):
+            self._context.cpu.shutdown()

@@ -13,6 +13,7 @@ router = APIRouter(prefix="/v1/iamsmart", tags=["iAM Smart callbacks"])
 log = logging.getLogger("iamsign.callbacks")
 
 _MAX_CALLBACK = 1024 * 1024
+_MAX_BULK_CALLBACK = 64 * 1024 * 1024  # 1000 CMS of a few KB each, Base64 and encrypted
 
 
 @router.post("/callback", include_in_schema=True)
@@ -49,3 +50,40 @@ async def signing_redirect(request: Request) -> HTMLResponse:
         f'<meta http-equiv="refresh" content="0; url=/sign/{req.id}">'
         f'<p>Thank you. 多謝。 <a href="/sign/{req.id}">Continue / 繼續</a> ({outcome})</p>'
     )
+
+
+@router.post("/bulk/token")
+async def bulk_token_callback(request: Request) -> JSONResponse:
+    """iAM Smart sends a bulk request's BSQC token here (needed to enquire or cancel)."""
+    body = await request.body()
+    if len(body) > _MAX_CALLBACK:
+        return JSONResponse({"error": {"code": "too_large", "message": "callback too large"}}, status_code=413)
+    flows = request.app.state
+    try:
+        cb = flows.flow.client.decrypt_callback(body)
+    except (IamSmartError, ValueError, TypeError, KeyError):
+        return JSONResponse({"error": {"code": "undecryptable", "message": "the callback cannot be decrypted"}},
+                            status_code=400)
+    outcome = flows.batch_flow.take_token(cb.business_id, getattr(cb, "bsqc_token", None) or cb.content.get("BSQCToken"))
+    status = 404 if outcome == "unknown" else 200
+    return JSONResponse({"received": status == 200, "outcome": outcome}, status_code=status)
+
+
+@router.post("/bulk/callback")
+async def bulk_result_callback(request: Request) -> JSONResponse:
+    """iAM Smart POSTs bulk results here: multipart ``sigMetada`` (+ ``sigFile``), possibly in pages."""
+    from signing.iamsmart.bulk import split_multipart
+
+    body = await request.body()
+    if len(body) > _MAX_BULK_CALLBACK:
+        return JSONResponse({"error": {"code": "too_large", "message": "callback too large"}}, status_code=413)
+    try:
+        parts = split_multipart(body, request.headers.get("content-type", ""))
+        outcome = await request.app.state.batch_flow.take_callback(parts)
+    except (IamSmartError, ValueError, TypeError, KeyError) as exc:
+        log.warning("bulk callback refused: %s", type(exc).__name__)
+        return JSONResponse({"error": {"code": "undecryptable", "message": "the callback cannot be read"}},
+                            status_code=400)
+    if outcome == "unknown":
+        return JSONResponse({"error": {"code": "unknown_business_id", "message": "no such batch"}}, status_code=404)
+    return JSONResponse({"received": True, "outcome": outcome})

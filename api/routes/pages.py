@@ -7,15 +7,18 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from sqlmodel import select
 
 from ..errors import ApiError
-from ..models import Document, SigningRequest
+from ..models import Batch, BatchItem, Document, SigningRequest
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
 
 STATUS_LABELS = {
     "pending": "Waiting for your approval · 等待批准",
+    "signing": "Approved, signing · 已批准，正在簽署",
+    "partially_completed": "Signed, some documents failed · 已簽署，部分文件失敗",
     "completed": "Signed · 已簽署",
     "rejected": "Rejected · 已拒絕",
     "cancelled": "Cancelled · 已取消",
@@ -24,8 +27,15 @@ STATUS_LABELS = {
 }
 
 
-def _request(request: Request, request_id: str) -> tuple[SigningRequest, str]:
+def _request(request: Request, request_id: str) -> tuple[SigningRequest | Batch, str]:
+    """A signing request or a batch (both have a signer page), and what to call its document(s)."""
     with request.app.state.flow.session() as session:
+        if request_id.startswith("bt_"):
+            batch = session.get(Batch, request_id)
+            if batch is None:
+                raise ApiError(404, "not_found", "no such batch")
+            n = len(session.exec(select(BatchItem.id).where(BatchItem.batch_id == batch.id)).all())
+            return batch, f"{n} documents · {n} 份文件"
         req = session.get(SigningRequest, request_id)
         if req is None:
             raise ApiError(404, "not_found", "no such signing request")
@@ -38,7 +48,8 @@ def signer_page(request_id: str, request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "sign.html", {
         "filename": filename, "sign_code": req.sign_code, "status": req.status,
         "status_text": STATUS_LABELS.get(req.status, req.status), "labels": STATUS_LABELS,
-        "qr_url": request.app.state.flow.qr_url(req) if req.status == "pending" else None,
+        "qr_url": request.app.state.flow.qr_url(req)
+        if isinstance(req, SigningRequest) and req.status == "pending" else None,
         "expires_at": req.expires_at.isoformat(timespec="seconds"), "status_url": f"/sign/{req.id}/status",
     })
 

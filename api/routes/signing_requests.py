@@ -16,7 +16,7 @@ from ..audit import audit_entries, verify_chain
 from ..deps import OrgDep, SessionDep, StoreDep
 from ..errors import ApiError
 from ..models import Document, SigningRequest
-from ..signing_flow import SignerSpec
+from ..identity import SignerSpec
 from .documents import owned_document
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])

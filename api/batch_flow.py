@@ -1,0 +1,351 @@
+"""Batches: many documents, one signer, one approval (iAM Smart bulk signing, ``eidapi_bulksign``).
+
+Creating a batch prepares every document (in worker processes) while the HKICHash is still in memory,
+then sends one bulk request; nothing about the signer but a keyed hash is stored. iAM Smart's result
+callbacks (multipart, paged) are checked signature by signature and stored per document; embedding runs
+as a queued job. Every document has its own compare-and-set state, so each is embedded exactly once
+whichever process, retry or duplicate callback gets there:
+
+    item: pending --callback--> received --claim--> embedding --> completed | failed
+          pending --(all callbacks seen, not in them)--> declined
+    batch: pending --> signing --> completed | partially_completed ; or rejected | cancelled | expired | failed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import shutil
+import uuid
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from signing.cms import check_external_cms
+from signing.errors import SigningError
+from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
+from signing.iamsmart.client import IamSmartClient, SigningResult
+from signing.iamsmart.codes import ReturnCode, message_for
+from signing.iamsmart.errors import IamSmartError
+from signing.inspect import inspect_pdf
+from signing.model import PreparedSignature
+
+from .cpu import finish_pdf, prepare_pdf
+from .faults import crashpoint
+from .iamsmart_gateway import issued_by_trusted_issuer
+from .identity import SignerSpec, resolve_signer
+from .models import Batch, BatchItem, Document, Organisation, utcnow
+from .webhooks import enqueue_webhook
+
+__all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
+
+log = logging.getLogger("iamsign.batches")
+
+MAX_BATCH_DOCUMENTS = 1000
+BATCH_TERMINAL = frozenset({"completed", "partially_completed", "rejected", "cancelled", "expired", "failed"})
+_ITEM_OPEN = ("pending", "received", "embedding")
+_STATUS_FOR_CODE = {
+    ReturnCode.BULK_CANCELLED.value: "cancelled",
+    ReturnCode.BULK_REJECTED.value: "rejected",
+    ReturnCode.BULK_TIMEOUT.value: "expired",
+}
+
+
+class BatchFlow:
+    """Batch creation, iAM Smart's bulk answers, embedding and endings."""
+
+    def __init__(self, ctx, client: IamSmartClient) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.settings = ctx.settings
+        self.store = ctx.store
+
+    def session(self) -> Session:
+        return Session(self.ctx.engine, expire_on_commit=False)
+
+    def _folder(self, batch_id: str):
+        return self.store.root / "prepared" / batch_id
+
+    def signer_url(self, batch: Batch) -> str:
+        return f"{self.settings.base_url}/sign/{batch.id}"
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, session: Session, org: Organisation, documents: list[Document], signer: SignerSpec, *,
+                     level: str, reason: str | None, location: str | None, webhook_url: str | None) -> Batch:
+        who = resolve_signer(self.ctx.secret, signer)
+        now = self.ctx.clock()
+        batch = Batch(organisation_id=org.id, business_id=uuid.uuid4().hex, flow=who.flow, level=level,
+                      signer_key=who.signer_key, reason=reason, location=location, webhook_url=webhook_url,
+                      expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s), created_at=now,
+                      updated_at=now)
+        folder = self._folder(batch.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        items = [BatchItem(batch_id=batch.id, document_id=d.id, position=i) for i, d in enumerate(documents)]
+        options = {"level": level, "reason": reason, "location": location}
+        try:
+            results = await asyncio.gather(*(
+                self.ctx.cpu.run(prepare_pdf, str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"),
+                                 options)
+                for d, it in zip(documents, items, strict=True)
+            ))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        for it, res in zip(items, results, strict=True):
+            if res.startswith("error:"):
+                _, code, message = res.split(":", 2)
+                it.status, it.error_code, it.error_message = "failed", code, message
+            else:
+                it.record_json, it.prepared_name = res, f"{it.id}.pdf"
+        session.add(batch)
+        session.add_all(items)
+        session.commit()
+        crashpoint("batch_prepared")
+        wanted = [(d, it) for d, it in zip(documents, items, strict=True) if it.status == "pending"]
+        if not wanted:
+            self._end(session, batch, "failed", "nothing_to_sign", "no document of the batch could be prepared")
+            return batch
+        bulk_docs = [BulkDocument.pdf(it.id, d.filename[:255], PreparedSignature.loads(it.record_json).document_digest)
+                     for d, it in wanted]
+        try:
+            initiated = await self.client.bulk_initiate(
+                business_id=batch.business_id, documents=bulk_docs, token=who.token, hkic_hash=who.hkic_hash,
+                callback_result_uri=f"{self.settings.base_url}/v1/iamsmart/bulk/callback",
+                redirect_uri=f"{self.settings.base_url}/v1/iamsmart/bulk/token",
+                service_name=self.settings.service_name, department=self.settings.department,
+                request_name=f"{len(bulk_docs)} document(s) from {self.settings.service_name}"[:255],
+                state=batch.business_id, max_callback_sigs=self.settings.bulk_callback_page,
+            )
+        except IamSmartError as exc:
+            code = getattr(exc, "code", "D20000")
+            code = code.value if isinstance(code, ReturnCode) else str(code)
+            self._end(session, batch, "failed", code, f"iAM Smart refused the bulk request: {exc}")
+            return batch
+        self._claim_batch(session, batch.id, ("prepared",), phase="sent", sign_code=initiated.sign_code)
+        session.commit()
+        session.refresh(batch)
+        return batch
+
+    # ------------------------------------------------------------------ transitions
+
+    def _claim_batch(self, session: Session, batch_id: str, phases: tuple[str, ...], **values: Any) -> bool:
+        values["updated_at"] = self.ctx.clock()
+        r = session.exec(update(Batch).where(Batch.id == batch_id, Batch.phase.in_(phases),
+                                             Batch.status.in_(("pending", "signing"))).values(**values))
+        return r.rowcount == 1
+
+    def _claim_item(self, session: Session, item_id: str, from_status: str, **values: Any) -> bool:
+        values["updated_at"] = self.ctx.clock()
+        r = session.exec(update(BatchItem).where(BatchItem.id == item_id, BatchItem.status == from_status)
+                         .values(**values))
+        return r.rowcount == 1
+
+    def _end(self, session: Session, batch: Batch, status: str, code: str | None, message: str | None,
+             phases: tuple[str, ...] = ("prepared", "sent", "receiving")) -> bool:
+        """A whole-batch ending: open documents end the same way; prepared files go."""
+        if not self._claim_batch(session, batch.id, phases, phase="done", status=status, error_code=code,
+                                 error_message=(message or "")[:2000] or None):
+            session.rollback()
+            return False
+        item_status = status if status in ("cancelled", "expired", "rejected") else "failed"
+        session.exec(update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+                     .values(status=item_status, error_code=code, error_message=message, updated_at=utcnow()))
+        self._webhook(session, batch, status)
+        session.commit()
+        shutil.rmtree(self._folder(batch.id), ignore_errors=True)
+        return True
+
+    def _webhook(self, session: Session, batch: Batch, status: str) -> None:
+        if batch.webhook_url:
+            enqueue_webhook(session, batch.organisation_id, batch.id, batch.webhook_url, f"batch.{status}",
+                            {"event": f"batch.{status}", "batch_id": batch.id, "status": status})
+
+    # ------------------------------------------------------------------ iAM Smart's answers
+
+    def find(self, session: Session, business_id: str | None) -> Batch | None:
+        if not business_id:
+            return None
+        return session.exec(select(Batch).where(Batch.business_id == business_id)).first()
+
+    def take_token(self, business_id: str | None, token: str | None) -> str:
+        with self.session() as session:
+            batch = self.find(session, business_id)
+            if batch is None or not token:
+                return "unknown"
+            session.exec(update(Batch).where(Batch.id == batch.id).values(bsqc_token=token[:64]))
+            session.commit()
+        return "accepted"
+
+    async def take_callback(self, parts: dict[str, bytes]) -> str:
+        """One (page of the) result callback. Signatures that do not verify are left out, changing nothing."""
+        cb = self.client.decrypt_bulk_callback(parts)
+        code = cb.code.value if isinstance(cb.code, ReturnCode) else str(cb.code)
+        with self.session() as session:
+            batch = self.find(session, cb.business_id)
+            if batch is None:
+                return "unknown"
+            if batch.status in BATCH_TERMINAL:
+                return "late"
+            if code != ReturnCode.SUCCESS.value:
+                status = _STATUS_FOR_CODE.get(code, "failed")
+                return status if self._end(session, batch, status, code, message_for(code)) else "late"
+            items = {it.id: it for it in session.exec(select(BatchItem).where(BatchItem.batch_id == batch.id))}
+            accepted = 0
+            for sig in cb.signatures:
+                item = items.get(sig.id)
+                if item is None or item.status != "pending" or not isinstance(sig, BulkPdfSignature):
+                    continue
+                if not self._verifies(item, sig.cms_der):
+                    log.warning("bulk signature for %s refused", item.id)
+                    continue
+                result = json.dumps({"pdfSignature": base64.b64encode(sig.cms_der).decode()})
+                if self._claim_item(session, item.id, "pending", status="received", result_json=result):
+                    accepted += 1
+            seen = sorted({*filter(None, batch.callbacks_seen.split(",")), str(cb.callback_seq)}, key=int)
+            session.exec(update(Batch).where(Batch.id == batch.id).values(
+                callbacks_seen=",".join(seen), callbacks_expected=cb.total_callbacks, updated_at=self.ctx.clock()))
+            self._claim_batch(session, batch.id, ("sent",), phase="receiving", status="signing")
+            if len(seen) >= cb.total_callbacks:  # all pages in: whatever is still pending was declined
+                session.exec(update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+                             .values(status="declined", error_code="declined",
+                                     error_message="iAM Smart did not return a signature for this document",
+                                     updated_at=utcnow()))
+            session.commit()
+        crashpoint("batch_callback_received")
+        self.ctx.queue.enqueue_embed_batch(batch.id)
+        return f"accepted {accepted}"
+
+    def _verifies(self, item: BatchItem, cms_der: bytes) -> bool:
+        record = PreparedSignature.loads(item.record_json)
+        try:
+            checked = check_external_cms(cms_der, record.document_digest, record.md_algorithm, record.profile)
+        except SigningError:
+            return False
+        return issued_by_trusted_issuer(checked.signer_cert.dump(), self.ctx.iamsmart.cert_issuers) is not None
+
+    # ------------------------------------------------------------------ embedding
+
+    async def embed(self, batch_id: str) -> None:
+        """Embed every received signature of the batch (in worker processes), then close the batch if done."""
+        spec = self.ctx.iamsmart.services_spec()
+        with self.session() as session:
+            batch = session.get(Batch, batch_id)
+            received = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id,
+                                                            BatchItem.status == "received")).all()
+            mine = [it for it in received if self._claim_item(session, it.id, "received", status="embedding")]
+            session.commit()
+        folder = self._folder(batch_id)
+        sem = asyncio.Semaphore(self.ctx.cpu.workers * 2)
+
+        async def one(item: BatchItem) -> None:
+            async with sem:
+                await self._embed_item(batch, item, folder, spec)
+
+        await asyncio.gather(*(one(it) for it in mine))
+        await self._close_if_done(batch_id)
+
+    async def _embed_item(self, batch: Batch, item: BatchItem, folder, spec: dict) -> None:
+        signed_path = self.store.tmp_dir / f"{item.id}.signed.pdf"
+        error = None
+        if not signed_path.exists():  # a previous attempt may have finished before a crash
+            cms_der = base64.b64decode(json.loads(item.result_json)["pdfSignature"])
+            error = await self.ctx.cpu.run(finish_pdf, item.record_json, str(folder / item.prepared_name),
+                                           str(signed_path), cms_der, spec)
+        with self.session() as session:
+            if error is not None:
+                code, _, message = error.partition(":")
+                self._claim_item(session, item.id, "embedding", status="failed", error_code=code,
+                                 error_message=message[:2000])
+                session.commit()
+                return
+            info = await asyncio.to_thread(inspect_pdf, signed_path)
+            stored = await asyncio.to_thread(self.store.adopt, signed_path)
+            source = session.get(Document, item.document_id)
+            doc = Document(organisation_id=batch.organisation_id, sha256=stored.sha256, size=stored.size,
+                           filename=_signed_name(source.filename), pages=info.pages,
+                           signature_count=info.signature_count)
+            session.add(doc)
+            session.flush()
+            if self._claim_item(session, item.id, "embedding", status="completed", signed_document_id=doc.id):
+                session.commit()
+            else:
+                session.rollback()
+        signed_path.unlink(missing_ok=True)
+
+    async def _close_if_done(self, batch_id: str) -> None:
+        with self.session() as session:
+            batch = session.get(Batch, batch_id)
+            if batch.status in BATCH_TERMINAL or batch.phase != "receiving":
+                return
+            seen = len([s for s in batch.callbacks_seen.split(",") if s])
+            if batch.callbacks_expected is None or seen < batch.callbacks_expected:
+                return
+            items = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id)).all()
+            if any(it.status in _ITEM_OPEN for it in items):
+                return
+            status = "completed" if all(it.status == "completed" for it in items) else "partially_completed"
+            if not self._claim_batch(session, batch_id, ("receiving",), phase="done", status=status):
+                return
+            self._webhook(session, batch, status)
+            session.commit()
+        shutil.rmtree(self._folder(batch_id), ignore_errors=True)
+        per_doc = {it.id: (SigningResult.ACCEPTED if it.status == "completed" else SigningResult.REJECTED)
+                   for it in items if it.status in ("completed", "failed")}
+        if per_doc:
+            try:
+                await self.client.bulk_ack(batch.business_id, per_document=per_doc)
+            except IamSmartError as exc:
+                log.warning("bulk ack for %s failed: %s", batch_id, exc)
+
+    # ------------------------------------------------------------------ cancel, sweep
+
+    async def cancel(self, session: Session, batch: Batch) -> bool:
+        if batch.status != "pending":
+            return False
+        if batch.bsqc_token:
+            try:
+                await self.client.bulk_cancel(batch.business_id, batch.bsqc_token)
+            except IamSmartError as exc:
+                if str(getattr(exc, "code", "")) == ReturnCode.BULK_NOT_PENDING.value:
+                    return False
+                log.warning("bulk cancel at iAM Smart failed for %s: %s", batch.id, exc)
+        return self._end(session, batch, "cancelled", "cancelled", "cancelled by the online service",
+                         phases=("prepared", "sent"))
+
+    async def sweep(self) -> None:
+        now = self.ctx.clock()
+        stale = now - dt.timedelta(seconds=self.settings.stale_after_s)
+        with self.session() as session:
+            for batch in session.exec(select(Batch).where(Batch.status == "pending", Batch.expires_at < now,
+                                                          Batch.phase.in_(("prepared", "sent")))).all():
+                self._end(session, batch, "expired", ReturnCode.BULK_TIMEOUT.value,
+                          "no approval within the time iAM Smart allows")
+            for batch in session.exec(select(Batch).where(Batch.status == "pending", Batch.phase == "prepared",
+                                                          Batch.updated_at < stale)).all():
+                self._end(session, batch, "failed", "interrupted",
+                          "the service stopped before the batch reached iAM Smart; create a new batch")
+            stuck = session.exec(select(BatchItem).where(BatchItem.status == "embedding",
+                                                         BatchItem.updated_at < stale)).all()
+            batches = set()
+            for it in stuck:  # its process died: hand it on
+                if self._claim_item(session, it.id, "embedding", status="received"):
+                    batches.add(it.batch_id)
+            waiting = session.exec(select(BatchItem.batch_id).where(BatchItem.status == "received",
+                                                                    BatchItem.updated_at < stale)).all()
+            batches.update(waiting)
+            open_batches = session.exec(select(Batch.id).where(Batch.phase == "receiving",
+                                                               Batch.updated_at < stale)).all()
+            batches.update(open_batches)
+            session.commit()
+        for batch_id in batches:
+            self.ctx.queue.enqueue_embed_batch(batch_id)
+
+
+def _signed_name(filename: str) -> str:
+    stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
+    return f"{stem}.signed.pdf"[:255]
