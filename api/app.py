@@ -33,9 +33,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox.ensure_ticker()
     if ctx.settings.embedded_worker:
         await asyncio.to_thread(ctx.queue.start_consumer, ctx.settings.workers)
+    warm = asyncio.create_task(ctx.cpu.warm())  # start the signing processes before the first batch needs them
     try:
         yield
     finally:
+        with contextlib.suppress(Exception):
+            await warm
         if ctx.settings.embedded_worker:
             await asyncio.to_thread(ctx.queue.stop_consumer)
         await app.state.flow.drain()

@@ -22,23 +22,20 @@ import shutil
 import uuid
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from signing.cms import check_external_cms
-from signing.errors import SigningError
 from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
 from signing.iamsmart.client import IamSmartClient, SigningResult
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
-from signing.inspect import inspect_pdf
 from signing.model import PreparedSignature
 
-from .cpu import finish_pdf, prepare_pdf
+from .cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
 from .faults import crashpoint
-from .iamsmart_gateway import issued_by_trusted_issuer
 from .identity import SignerSpec, resolve_signer
-from .models import Batch, BatchItem, Document, Organisation, utcnow
+from .models import Batch, BatchItem, Document, Organisation, new_id, utcnow
 from .webhooks import enqueue_webhook
 
 __all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
@@ -87,15 +84,15 @@ class BatchFlow:
         folder.mkdir(parents=True, exist_ok=True)
         items = [BatchItem(batch_id=batch.id, document_id=d.id, position=i) for i, d in enumerate(documents)]
         options = {"level": level, "reason": reason, "location": location}
+        jobs = [(str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"))
+                for d, it in zip(documents, items, strict=True)]
         try:
-            results = await asyncio.gather(*(
-                self.ctx.cpu.run(prepare_pdf, str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"),
-                                 options)
-                for d, it in zip(documents, items, strict=True)
-            ))
+            parts = await asyncio.gather(*(self.ctx.cpu.run(prepare_pdfs, part, options)
+                                           for part in chunks(jobs, self.ctx.cpu.workers * 4)))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        results = [r for part in parts for r in part]
         for it, res in zip(items, results, strict=True):
             if res.startswith("error:"):
                 _, code, message = res.split(":", 2)
@@ -195,16 +192,19 @@ class BatchFlow:
                 status = _STATUS_FOR_CODE.get(code, "failed")
                 return status if self._end(session, batch, status, code, message_for(code)) else "late"
             items = {it.id: it for it in session.exec(select(BatchItem).where(BatchItem.batch_id == batch.id))}
+            offered = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)
+                       and sig.id in items and items[sig.id].status == "pending"}
+            jobs = [(i, items[i].record_json, der) for i, der in offered.items()]
+            issuers = [c.public_bytes(Encoding.DER) for c in self.ctx.iamsmart.cert_issuers]
+            parts = await asyncio.gather(*(self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
+                                           for part in chunks(jobs, self.ctx.cpu.workers)))
+            good = {i for part in parts for i in part}
+            if len(good) < len(offered):
+                log.warning("%d bulk signature(s) for batch %s refused", len(offered) - len(good), batch.id)
             accepted = 0
-            for sig in cb.signatures:
-                item = items.get(sig.id)
-                if item is None or item.status != "pending" or not isinstance(sig, BulkPdfSignature):
-                    continue
-                if not self._verifies(item, sig.cms_der):
-                    log.warning("bulk signature for %s refused", item.id)
-                    continue
-                result = json.dumps({"pdfSignature": base64.b64encode(sig.cms_der).decode()})
-                if self._claim_item(session, item.id, "pending", status="received", result_json=result):
+            for item_id in good:
+                result = json.dumps({"pdfSignature": base64.b64encode(offered[item_id]).decode()})
+                if self._claim_item(session, item_id, "pending", status="received", result_json=result):
                     accepted += 1
             seen = sorted({*filter(None, batch.callbacks_seen.split(",")), str(cb.callback_seq)}, key=int)
             session.exec(update(Batch).where(Batch.id == batch.id).values(
@@ -220,14 +220,6 @@ class BatchFlow:
         self.ctx.queue.enqueue_embed_batch(batch.id)
         return f"accepted {accepted}"
 
-    def _verifies(self, item: BatchItem, cms_der: bytes) -> bool:
-        record = PreparedSignature.loads(item.record_json)
-        try:
-            checked = check_external_cms(cms_der, record.document_digest, record.md_algorithm, record.profile)
-        except SigningError:
-            return False
-        return issued_by_trusted_issuer(checked.signer_cert.dump(), self.ctx.iamsmart.cert_issuers) is not None
-
     # ------------------------------------------------------------------ embedding
 
     async def embed(self, batch_id: str) -> None:
@@ -240,42 +232,38 @@ class BatchFlow:
             mine = [it for it in received if self._claim_item(session, it.id, "received", status="embedding")]
             session.commit()
         folder = self._folder(batch_id)
-        sem = asyncio.Semaphore(self.ctx.cpu.workers * 2)
-
-        async def one(item: BatchItem) -> None:
-            async with sem:
-                await self._embed_item(batch, item, folder, spec)
-
-        await asyncio.gather(*(one(it) for it in mine))
-        await self._close_if_done(batch_id)
-
-    async def _embed_item(self, batch: Batch, item: BatchItem, folder, spec: dict) -> None:
-        signed_path = self.store.tmp_dir / f"{item.id}.signed.pdf"
-        error = None
-        if not signed_path.exists():  # a previous attempt may have finished before a crash
-            cms_der = base64.b64decode(json.loads(item.result_json)["pdfSignature"])
-            error = await self.ctx.cpu.run(finish_pdf, item.record_json, str(folder / item.prepared_name),
-                                           str(signed_path), cms_der, spec)
+        jobs = [(it.record_json, str(folder / it.prepared_name), str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
+                 base64.b64decode(json.loads(it.result_json)["pdfSignature"])) for it in mine]
+        parts = await asyncio.gather(*(self.ctx.cpu.run(finish_pdfs, part, spec)
+                                       for part in chunks(jobs, self.ctx.cpu.workers * 4, at_most=25)))
+        results = [r for part in parts for r in part]
+        crashpoint("batch_embedded")
+        ok = [(it, res, self.store.tmp_dir / f"{it.id}.signed.pdf") for it, res in zip(mine, results, strict=True)
+              if "error" not in res]
+        # files first (no database lock held while the disk works), then one short transaction
+        stored = await asyncio.to_thread(self.store.adopt_many,
+                                         [(path, res["sha256"], res["size"]) for _, res, path in ok])
         with self.session() as session:
-            if error is not None:
-                code, _, message = error.partition(":")
-                self._claim_item(session, item.id, "embedding", status="failed", error_code=code,
-                                 error_message=message[:2000])
-                session.commit()
-                return
-            info = await asyncio.to_thread(inspect_pdf, signed_path)
-            stored = await asyncio.to_thread(self.store.adopt, signed_path)
-            source = session.get(Document, item.document_id)
-            doc = Document(organisation_id=batch.organisation_id, sha256=stored.sha256, size=stored.size,
-                           filename=_signed_name(source.filename), pages=info.pages,
-                           signature_count=info.signature_count)
-            session.add(doc)
-            session.flush()
-            if self._claim_item(session, item.id, "embedding", status="completed", signed_document_id=doc.id):
-                session.commit()
-            else:
-                session.rollback()
-        signed_path.unlink(missing_ok=True)
+            sources = {d.id: d for d in session.exec(select(Document).where(
+                Document.id.in_([it.document_id for it in mine])))} if mine else {}
+            for item, res in zip(mine, results, strict=True):
+                if "error" in res:
+                    code, _, message = res["error"].partition(":")
+                    self._claim_item(session, item.id, "embedding", status="failed", error_code=code,
+                                     error_message=message[:2000])
+            done_paths = []
+            for (item, res, path), file in zip(ok, stored, strict=True):
+                doc_id = new_id("doc")
+                if self._claim_item(session, item.id, "embedding", status="completed", signed_document_id=doc_id):
+                    src = sources[item.document_id]
+                    session.add(Document(id=doc_id, organisation_id=batch.organisation_id, sha256=file.sha256,
+                                         size=file.size, filename=_signed_name(src.filename), pages=src.pages,
+                                         signature_count=src.signature_count + res["added_signatures"]))
+                    done_paths.append(path)
+            session.commit()
+        for path in done_paths:
+            path.unlink(missing_ok=True)
+        await self._close_if_done(batch_id)
 
     async def _close_if_done(self, batch_id: str) -> None:
         with self.session() as session:

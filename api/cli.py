@@ -204,6 +204,72 @@ def verify(
     raise typer.Exit(0 if report.valid else 1)
 
 
+batch_app = typer.Typer(no_args_is_help=True, help="Sign a folder of PDFs as one batch (one approval), resumably.")
+app.add_typer(batch_app, name="batch")
+
+
+@batch_app.command("sign")
+def batch_sign(
+    folder: Path = typer.Argument(..., help="Folder of PDFs (every *.pdf below it, recursively)."),
+    signer_hkid: str = typer.Option(..., "--signer-hkid", help="The signer's HKID, e.g. A123456(3) (never stored)."),
+    server: str = typer.Option("http://127.0.0.1:8000", "--server", envvar="IAMSIGN_SERVER", help="The service."),
+    api_key: str = typer.Option(..., "--api-key", envvar="IAMSIGN_API_KEY", help="API key (or IAMSIGN_API_KEY)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: FOLDER-signed next to FOLDER); "
+                                    "it also keeps the manifests and the state that makes runs resumable."),
+    level: str = typer.Option("B-LTA", "--level", help="PAdES level: B-B, B-T, B-LT or B-LTA."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Uploads/downloads at a time."),
+    reason: str | None = typer.Option(None, "--reason", help="Reason recorded in each signature."),
+    give_up_after: float = typer.Option(120.0, "--give-up-after", min=0,
+                                        help="Seconds to keep retrying an unreachable server before exiting 3."),
+    timeout: float = typer.Option(3600.0, "--timeout", min=1, help="Seconds to wait for a batch to finish."),
+) -> None:
+    """Upload every PDF, start one batch, print the sign code, download the signed files and the manifests.
+
+    Run it again to resume: finished files are skipped, an unfinished batch is followed, and a new batch
+    is started only for files not yet signed. Exit 0 when every file was signed, 1 when some were not,
+    2 on a usage error, 3 when the server stayed unreachable (the state is kept: run it again).
+    """
+    from .batch_cli import SignConfig, UsageError, default_out, run_sign
+
+    try:
+        code = run_sign(SignConfig(source=folder, out=out or default_out(folder), server=server, api_key=api_key,
+                                   hkid=signer_hkid, level=level, concurrency=concurrency, reason=reason,
+                                   give_up_after=give_up_after, timeout=timeout))
+    except UsageError as exc:
+        typer.echo(f"iamsign batch sign: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@batch_app.command("status")
+def batch_status(
+    out: Path = typer.Argument(Path("."), help="The output folder of `iamsign batch sign` (default: here)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="IAMSIGN_API_KEY",
+                                       help="With a key, also ask the server about each batch."),
+    server: str | None = typer.Option(None, "--server", help="Ask this server (default: the one in the state)."),
+) -> None:
+    """What the folder's state file says, and what the server says of its batches."""
+    from .batch_cli import run_status
+
+    raise typer.Exit(run_status(out, api_key, server))
+
+
+@batch_app.command("verify")
+def batch_verify(
+    out: Path = typer.Argument(..., help="The output folder of `iamsign batch sign`."),
+    trust: list[Path] = typer.Option([], "--trust", help="Add this root (PEM/DER) as a recognized CA, no policy constraint."),
+    trust_list: Path | None = typer.Option(None, "--trust-list", help="Trust-list TOML (default: certs/trust-list.toml)."),
+    offline: bool = typer.Option(False, "--offline", help="Use only the validation data in the files; fetch nothing."),
+    data_dir: Path = typer.Option(Path("./data"), "--data-dir", envvar="IAMSIGN_DATA_DIR",
+                                  help="Data folder (for the sandbox root named by the trust list)."),
+    jobs: int = typer.Option(0, "--jobs", min=0, help="Worker processes (default: one per CPU)."),
+) -> None:
+    """Verify every signed file of OUTDIR and count the indications; exit 0 only if all are TOTAL-PASSED."""
+    from .batch_verify import TrustConfig, run_verify
+
+    raise typer.Exit(run_verify(out, TrustConfig(trust_list, tuple(trust), data_dir, offline), jobs))
+
+
 def _load_trust_file(loader, path: Path):
     from signing.errors import TrustListError
 

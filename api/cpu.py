@@ -9,10 +9,11 @@ import asyncio
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuPool", "prepare_pdf", "finish_pdf"]
+__all__ = ["CpuPool", "prepare_pdfs", "verify_pdf_signatures", "finish_pdf", "finish_pdfs", "chunks"]
 
 
 def _services(spec: dict):
@@ -27,32 +28,95 @@ def _services(spec: dict):
     return SigningServices(trust_roots=roots, other_certs=others)
 
 
-def prepare_pdf(source: str, prepared: str, options: dict[str, Any]) -> str:
-    """Phase 1 for one document in PDF mode; the record as JSON (errors as ``error:code:message``)."""
+def prepare_pdfs(jobs: list[tuple[str, str]], options: dict[str, Any]) -> list[str]:
+    """Phase 1 in PDF mode for ``(source, prepared)`` pairs; each record as JSON, or ``error:code:message``."""
     from signing import pades
     from signing.errors import SigningError
     from signing.model import PadesLevel, RemoteMode, SignOptions
 
     opts = SignOptions(mode=RemoteMode.PDF, level=PadesLevel(options["level"]), reason=options.get("reason"),
                        location=options.get("location"))
-    try:
-        return asyncio.run(pades.prepare_for_signing(Path(source), Path(prepared), opts)).dumps()
-    except SigningError as exc:
-        return f"error:{exc.code}:{exc.message}"
+
+    async def run() -> list[str]:
+        out = []
+        for source, prepared in jobs:
+            try:
+                out.append((await pades.prepare_for_signing(Path(source), Path(prepared), opts)).dumps())
+            except SigningError as exc:
+                out.append(f"error:{exc.code}:{exc.message}")
+        return out
+
+    return asyncio.run(run())
 
 
-def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spec: dict) -> str | None:
-    """Phase 2 for one document in PDF mode; ``None`` on success, else ``code:message``."""
+def verify_pdf_signatures(jobs: list[tuple[str, str, bytes]], issuers_der: list[bytes]) -> list[str]:
+    """The ids among ``(id, record_json, cms_der)`` whose CMS fits its record and comes from an issuer."""
+    from cryptography import x509
+
+    from signing.cms import check_external_cms
+    from signing.errors import SigningError
+    from signing.model import PreparedSignature
+
+    from .iamsmart_gateway import issued_by_trusted_issuer
+
+    issuers = tuple(x509.load_der_x509_certificate(d) for d in issuers_der)
+    good = []
+    for item_id, record_json, cms_der in jobs:
+        record = PreparedSignature.loads(record_json)
+        try:
+            checked = check_external_cms(cms_der, record.document_digest, record.md_algorithm, record.profile)
+        except SigningError:
+            continue
+        if issued_by_trusted_issuer(checked.signer_cert.dump(), issuers) is not None:
+            good.append(item_id)
+    return good
+
+
+def finish_pdfs(jobs: list[tuple[str, str, str, bytes]], spec: dict) -> list[dict[str, Any]]:
+    """:func:`finish_pdf` for ``(record_json, prepared, output, cms_der)`` jobs, in one event loop."""
+    return [finish_pdf(*job, spec) for job in jobs]
+
+
+def chunks(seq: list, parts: int, at_most: int = 50) -> list[list]:
+    """``seq`` cut into about ``parts`` pieces of at most ``at_most`` (fewer round trips to the workers)."""
+    if not seq:
+        return []
+    size = max(1, min(at_most, -(-len(seq) // parts)))
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spec: dict) -> dict[str, Any]:
+    """Phase 2 for one document in PDF mode, plus what storage needs of the result.
+
+    ``{"sha256", "size", "added_signatures"}`` on success (the signature, plus the document timestamp at
+    B-LTA), ``{"error": "code:message"}`` otherwise. An output left complete by an earlier attempt is
+    described, not signed again.
+    """
+    import hashlib
+
     from signing import pades
     from signing.errors import SigningError
     from signing.model import PreparedSignature
 
+    out = Path(output)
+    record = PreparedSignature.loads(record_json)
     try:
-        record = PreparedSignature.loads(record_json)
-        asyncio.run(pades.finish_with_cms(record, Path(prepared), Path(output), cms_der, _services(spec)))
-        return None
+        if not out.exists():
+            asyncio.run(pades.finish_with_cms(record, Path(prepared), out, cms_der, _services(spec)))
     except SigningError as exc:
-        return f"{exc.code}:{exc.message}"
+        return {"error": f"{exc.code}:{exc.message}"}
+    h = hashlib.sha256()
+    with open(out, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return {"sha256": h.hexdigest(), "size": out.stat().st_size,
+            "added_signatures": 2 if record.level.needs_document_timestamp else 1}
+
+
+def _ready() -> bool:
+    import signing.pades  # noqa: F401 - the import is the warm-up
+
+    return True
 
 
 class CpuPool:
@@ -68,8 +132,17 @@ class CpuPool:
         return self._pool
 
     async def run(self, fn, *args):
-        """Run ``fn(*args)`` in a worker process."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+        """Run ``fn(*args)`` in a worker process; a pool broken by a dead worker is replaced once."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool:
+            self._pool = None
+            return await loop.run_in_executor(self._executor(), fn, *args)
+
+    async def warm(self) -> None:
+        """Start every worker process now (each imports the signing stack once)."""
+        await asyncio.gather(*(self.run(_ready) for _ in range(self.workers)))
 
     def shutdown(self) -> None:
         if self._pool is not None:

@@ -4,6 +4,7 @@ sandbox, and the service registers itself there on start."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def build_iamsmart_setup(settings: Settings, sandbox_pki=None) -> IamSmartSetup:
                          tsa_url=tsa_url)
 
 
+@functools.lru_cache(maxsize=4096)
 def issued_by_trusted_issuer(cert_der: bytes, issuers: tuple[x509.Certificate, ...]) -> x509.Certificate | None:
     """The issuer among ``issuers`` whose key signed ``cert_der``, or ``None``.
 

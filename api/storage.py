@@ -68,6 +68,22 @@ class DocumentStore:
             _fsync_dir(final.parent)
         return StoredFile(staged.sha256, staged.size, final)
 
+    def adopt_many(self, files: list[tuple[Path, str, int]]) -> list[StoredFile]:
+        """:meth:`adopt` for ``(path, sha256, size)`` whose digests are known; one directory fsync each."""
+        stored, dirs = [], set()
+        for path, sha256, size in files:
+            final = self.path_for(sha256)
+            if not final.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.temp_path(".adopt")
+                os.link(path, tmp)
+                os.replace(tmp, final)
+                dirs.add(final.parent)
+            stored.append(StoredFile(sha256, size, final))
+        for d in dirs:
+            _fsync_dir(d)
+        return stored
+
     def adopt(self, path: Path) -> StoredFile:
         """Publish a complete file made elsewhere in the store (a signed revision), by content.
 

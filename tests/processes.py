@@ -15,6 +15,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGKILL this child when the test process dies, so no server outlives a killed test run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,7 +46,7 @@ class ServiceProcess:
         env = {**self.env, **(extra_env or {})}
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept for the child's lifetime
         self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", *self.args], cwd=REPO, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         log.close()
         if wait and self.port:
             self.wait_healthy()
