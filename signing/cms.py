@@ -18,6 +18,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator, SignatureValidationContext
 
 from .errors import (
+    SigningError,
     CertificateMismatchError,
     CertificateMissingError,
     DigestMismatchError,
@@ -91,20 +92,25 @@ def check_external_cms(
 
     It must be a detached SignedData with one signer, signed attributes whose messageDigest equals the
     /ByteRange digest, the signer certificate inside it, a signature that verifies with that
-    certificate, and content that fits the reserved /SubFilter.
+    certificate, and content that fits the reserved /SubFilter. asn1crypto parses lazily, so whatever
+    part of a malformed CMS is touched first raises: every such error becomes :class:`MalformedCmsError`.
     """
     try:
-        ci = cms.ContentInfo.load(cms_der, strict=True)
-        if ci["content_type"].native != "signed_data":
-            raise MalformedCmsError(f"expected CMS SignedData, got {ci['content_type'].native}")
-        sd: cms.SignedData = ci["content"]
-        signer_infos = sd["signer_infos"]
-        sd.native  # noqa: B018 - force a full parse so that garbage fails here, not later
-    except MalformedCmsError:
+        return _check_external_cms(cms_der, document_digest, md_algorithm, profile)
+    except SigningError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
         raise MalformedCmsError(f"the signature is not a readable CMS SignedData: {exc}") from exc
 
+
+def _check_external_cms(
+    cms_der: bytes, document_digest: bytes, md_algorithm: str, profile: SignatureProfile
+) -> CheckedCms:
+    ci = cms.ContentInfo.load(cms_der, strict=True)
+    if ci["content_type"].native != "signed_data":
+        raise MalformedCmsError(f"expected CMS SignedData, got {ci['content_type'].native}")
+    sd: cms.SignedData = ci["content"]
+    signer_infos = sd["signer_infos"]
     if len(signer_infos) != 1:
         raise MalformedCmsError(f"expected exactly one SignerInfo, found {len(signer_infos)}")
     if sd["encap_content_info"]["content"].native is not None:
