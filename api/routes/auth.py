@@ -19,7 +19,8 @@ from ..errors import ApiError
 router = APIRouter(prefix="/v1/auth/iamsmart", tags=["iAM Smart login"])
 
 
-@router.get("/login", status_code=302)
+@router.get("/login", status_code=302, response_class=RedirectResponse,
+            responses={302: {"description": "Redirect to iAM Smart's getQR page"}})
 def login(request: Request, lang: str = "zh-HK") -> RedirectResponse:
     """Redirect to iAM Smart's QR / app login asking for the signing scope."""
     flow = request.app.state.flow

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asn1crypto import keys as asn1_keys
-from asn1crypto import tsp
+from asn1crypto import core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -390,9 +390,10 @@ class SandboxPki:
             req = tsp.TimeStampReq.load(request_der)
             req.native  # noqa: B018 - force a full parse so that garbage is refused here
         except Exception:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
-            return tsp.TimeStampResp(
-                {"status": tsp.PKIStatusInfo({"status": "rejection", "fail_info": tsp.PKIFailureInfo({"bad_request"})})}
-            ).dump()
+            # TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken OPTIONAL }; asn1crypto's class
+            # insists on the token, so the rejection is wrapped by hand.
+            status = tsp.PKIStatusInfo({"status": "rejection", "fail_info": tsp.PKIFailureInfo({"bad_request"})})
+            return core.Sequence(contents=status.dump()).dump()
         return self.timestamper().request_tsa_response(req).dump()
 
     def cert_der(self, role: str) -> bytes:

@@ -1,0 +1,44 @@
+"""schemathesis against the service's own OpenAPI schema: no server errors, no response that breaks it."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from .service_fixtures import running_service
+
+EXAMPLES = 50  # per operation
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with running_service(tmp_path_factory.mktemp("schemathesis")) as svc:
+        from api.routes.verifications import RateLimiter
+
+        svc.app.state.verification_limiter = RateLimiter(limit=10**9)
+        yield svc
+
+
+def test_every_operation_against_the_schema(api):
+    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 15, [op.label for op in operations]
+    headers = {"Authorization": f"Bearer {api.key}"}
+    failures = []
+    for op in operations:
+
+        @given(case=op.as_strategy())
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def check(case):
+            case.call_and_validate(base_url=api.url, headers=headers, timeout=30,
+                                   checks=[not_a_server_error, response_schema_conformance])
+
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report
+            failures.append(f"{op.label}: {str(exc)[:1500]}")
+    assert not failures, "\n\n".join(failures)
