@@ -75,6 +75,7 @@ class BatchFlow:
     async def create(self, session: Session, org: Organisation, documents: list[Document], signer: SignerSpec, *,
                      level: str, reason: str | None, location: str | None, webhook_url: str | None) -> Batch:
         who = resolve_signer(self.ctx.secret, signer)
+        session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
         batch = Batch(organisation_id=org.id, business_id=uuid.uuid4().hex, flow=who.flow, level=level,
                       signer_key=who.signer_key, reason=reason, location=location, webhook_url=webhook_url,

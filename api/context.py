@@ -26,7 +26,8 @@ class ServiceContext:
     def __init__(self, settings: Settings, *, run_migrations: bool = True) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = make_engine(settings.effective_database_url)
+        self.engine: Engine = make_engine(settings.effective_database_url, settings.db_pool_size,
+                                          settings.db_max_overflow)
         if run_migrations:
             migrate(self.engine)
         self.store = DocumentStore(settings.documents_dir)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default SQLite at DATA_DIR/iamsign.db (postgresql+psycopg://... for many)."
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest accepted upload, in bytes.")
+    db_pool_size: int = Field(10, ge=1, le=200, description="Database connections kept open per process.")
+    db_max_overflow: int = Field(30, ge=0, le=500, description="Extra connections allowed under load.")
     server_secret: str | None = Field(
         None, description="Key for the keyed hashes of signer IDs and webhook signatures; default: generated "
         "once into DATA_DIR/secrets (give the same value to every replica)."

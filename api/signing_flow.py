@@ -168,6 +168,7 @@ class SigningFlow:
             appearance=Appearance.from_json(appearance) if appearance else None,
             signer_certificate_der=known_cert,
         )
+        session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
         req_id = f"sr_{uuid.uuid4().hex}"
         prepared_name = f"{req_id}.pdf"
         record: PreparedSignature = await asyncio.to_thread(

@@ -229,6 +229,15 @@ class IamSmartClient:
         return ts
 
     async def _post_signed(self, path: str, body: bytes) -> ResponseEnvelope:
+        env = await self._post_signed_once(path, body)
+        if env.code == ReturnCode.PARAMETER_INVALID:
+            # Requests of one clientID must carry non-decreasing timestamps (§2). Concurrent requests of a
+            # busy service (several workers, several replicas) can reach iAM Smart out of order; the one
+            # that loses the race is refused before it has any effect, so it is sent again, once, afresh.
+            env = await self._post_signed_once(path, body)
+        return env
+
+    async def _post_signed_once(self, path: str, body: bytes) -> ResponseEnvelope:
         nonce = self._nonce_factory() if self._nonce_factory else None
         headers = signed_headers(self.config.client_id, self.config.client_secret, body, self._timestamp(), nonce)
         try:

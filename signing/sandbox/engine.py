@@ -290,10 +290,10 @@ class SandboxEngine:
             enc = encrypt_content(cek.key, content) if content is not None else None
             return response_envelope(ReturnCode.SUCCESS, enc)
         except SandboxError as exc:
-            log.info("sandbox %s -> %s", path, exc.code.value)
+            log.warning("sandbox %s -> %s %s", path, exc.code.value, getattr(exc, "detail", "") or "")
             return response_envelope(exc.code, exc.content)
         except FieldRuleError as exc:
-            log.info("sandbox %s -> %s (%s)", path, exc.code, exc.field)
+            log.warning("sandbox %s -> %s (%s)", path, exc.code, exc.field)
             return response_envelope(ReturnCode(exc.code))
         except Exception as exc:  # noqa: BLE001 - the protocol answers D20000, never a 500
             log.error("sandbox %s failed: %s", path, exc.__class__.__name__)

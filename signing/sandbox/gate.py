@@ -93,7 +93,7 @@ class RequestGate:
         last = self._last_ts.get(service.client_id, 0)
         if abs(ts - wall * 1000) > self.options.timestamp_window_ms:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "timestamp outside the accepted window")
-        if self.options.require_monotonic_timestamp and ts < last:
+        if self.options.require_monotonic_timestamp and ts < last - self.options.timestamp_reorder_tolerance_ms:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "timestamp earlier than the previous request")
         seen = self._nonces.setdefault(service.client_id, {})
         horizon = wall - self.options.nonce_memory_ms / 1000

@@ -38,6 +38,9 @@ class SandboxOptions:
     # request checks (ms, on the wall clock: client clocks do not move with the sandbox's)
     timestamp_window_ms: int = 5 * _MIN
     require_monotonic_timestamp: bool = True
+    timestamp_reorder_tolerance_ms: int = 10_000
+    """How far below the last accepted timestamp a request may be and still pass the monotonic rule.
+    A busy online service sends concurrent requests that arrive out of order; 0 makes the rule strict."""
     nonce_memory_ms: int = 15 * _MIN
     accept_raw_base64_signature: bool = False
     """Also accept a ``signature`` header that is raw (not URL-encoded) Base64."""

@@ -1,0 +1,166 @@
+"""Load: concurrent end-to-end signing flows against a running service on loopback, and memory while
+10,000 requests wait for approval.
+
+Topology (as in production): the sandbox (iAM Smart) as its own process, one ``iamsign serve`` replica with
+its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``).
+
+Each flow: upload -> signing request (HKID, PDF mode, B-B) -> approve on the sandbox phone -> completed ->
+download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency per step.
+Then 10,000 pending requests are created and the service's RSS is read at 0, 1,000 and 10,000.
+
+    python -m benchmarks.load.run [--backends sqlite,postgresql] [--flows 160] [--pending 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from fixtures.generate import simple_pdf  # noqa: E402
+from tests.databases import database_url  # noqa: E402
+from tests.topology import start_topology  # noqa: E402
+
+SIGNER = "A123456(3)"
+STEPS = ("upload", "request", "approve", "completed", "download")
+
+
+def _report_errors(tmp: Path) -> None:
+    """Print what the service and the sandbox logged as errors (the logs vanish with the folder)."""
+    for name in ("replica-a.log", "sandbox.log"):
+        path = tmp / name
+        if path.exists():
+            text = path.read_text(errors="replace")
+            start = text.find("Traceback")
+            if start >= 0:
+                print(f"--- {name} ---\n{text[start:start + 6000]}")
+            for line in text.splitlines():
+                if "sandbox /" in line and "->" in line:
+                    print(line)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def one_flow(c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, times: dict[str, list[float]]):
+    t = time.perf_counter()
+    doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
+    t, times["upload"] = time.perf_counter(), times["upload"] + [time.perf_counter() - t]
+    req = (await c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
+                                                      "level": "B-B"})).json()
+    t, times["request"] = time.perf_counter(), times["request"] + [time.perf_counter() - t]
+    r = await phone.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req.get("sign_code")})
+    if r.status_code != 200:
+        raise RuntimeError(f"approve failed: {r.status_code} {r.text[:300]} for {req}")
+    t, times["approve"] = time.perf_counter(), times["approve"] + [time.perf_counter() - t]
+    deadline = time.monotonic() + 120
+    while True:
+        body = (await c.get(f"/v1/signing-requests/{req['id']}")).json()
+        if body["status"] != "pending" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    if body["status"] != "completed":
+        raise RuntimeError(f"flow ended {body['status']}: {body.get('error')}")
+    t, times["completed"] = time.perf_counter(), times["completed"] + [time.perf_counter() - t]
+    signed = await c.get(f"/v1/signing-requests/{req['id']}/signed-document")
+    signed.raise_for_status()
+    times["download"].append(time.perf_counter() - t)
+
+
+async def flows(top, pdf: bytes, clients: int, total: int) -> tuple[float, dict[str, list[float]]]:
+    times: dict[str, list[float]] = {s: [] for s in STEPS}
+    sem = asyncio.Semaphore(clients)
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=top.replicas[0].url, headers={"Authorization": f"Bearer {top.key}"},
+                                 timeout=120, limits=limits) as c, \
+            httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone:
+
+        async def run():
+            async with sem:
+                await one_flow(c, phone, pdf, times)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(run() for _ in range(total)))
+        return time.perf_counter() - t0, times
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+
+
+async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[tuple[int, float]]:
+    pid = top.replicas[0].proc.pid
+    samples = [(0, rss_mb(pid))]
+    marks = {1000, total}
+    sem = asyncio.Semaphore(clients)
+    async with httpx.AsyncClient(base_url=top.replicas[0].url, headers={"Authorization": f"Bearer {top.key}"},
+                                 timeout=120) as c:
+        doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
+        done = 0
+
+        async def one():
+            nonlocal done
+            async with sem:
+                r = await c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
+                                                               "level": "B-B"})
+                r.raise_for_status()
+                done += 1
+                if done in marks:
+                    samples.append((done, rss_mb(pid)))
+
+        await asyncio.gather(*(one() for _ in range(total)))
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--flows", type=int, default=160, help="flows per concurrency level (at least 4x clients)")
+    parser.add_argument("--pending", type=int, default=10_000)
+    args = parser.parse_args()
+
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-") as tmp, ExitStack() as stack:
+            tmp = Path(tmp)
+            url = stack.enter_context(database_url(backend, tmp)) if backend != "sqlite" else \
+                f"sqlite:///{tmp / 'iamsign.db'}"
+            top = start_topology(tmp, url, replicas=1,
+                                 extra_env={"IAMSIGN_SWEEP_INTERVAL_S": "1", "IAMSIGN_STALE_AFTER_S": "120",
+                                            "IAMSIGN_WORKERS": "4"})
+            stack.callback(top.stop)
+            stack.callback(lambda: _report_errors(tmp))
+            top.proxy_state["default"] = top.replicas[0].url
+            pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
+            print(f"\n### {backend}: end-to-end flows (B-B, PDF mode, HKID signer)\n")
+            print("| clients | flows | flows/s | " + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS) + " |")
+            print("|---|---|---|" + "---|" * len(STEPS))
+            for clients in (1, 8, 32):
+                total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
+                wall, times = asyncio.run(flows(top, pdf, clients, total))
+                cells = " | ".join(f"{pct(times[s], 50):.0f} / {pct(times[s], 99):.0f}" for s in STEPS)
+                print(f"| {clients} | {total} | {total / wall:.1f} | {cells} |", flush=True)
+            samples = asyncio.run(pending_hold(top, pdf, args.pending))
+            print(f"\n### {backend}: service RSS while requests wait for approval\n")
+            print("| pending requests | RSS of the service (MB) |")
+            print("|---|---|")
+            for n, mb in samples:
+                print(f"| {n:,} | {mb:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
