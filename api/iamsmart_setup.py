@@ -45,7 +45,15 @@ def client_config(settings: Settings) -> ClientConfig:
         raise ConfigurationError(
             f"{env.value} needs IAMSIGN_IAMSMART_CLIENT_ID, IAMSIGN_IAMSMART_CLIENT_SECRET and IAMSIGN_IAMSMART_KEK_KEY_FILE"
         )
-    key = serialization.load_pem_private_key(settings.iamsmart_kek_key_file.read_bytes(), None)
+    keys = tuple(_kek(p) for p in (settings.iamsmart_kek_key_file, *settings.iamsmart_previous_kek_key_files))
+    return ClientConfig(base, settings.iamsmart_client_id, settings.iamsmart_client_secret.get_secret_value(), keys)
+
+
+def _kek(path) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the KEK private key {path}: {exc}") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigurationError("the KEK key file must hold an RSA private key")
-    return ClientConfig(base, settings.iamsmart_client_id, settings.iamsmart_client_secret.get_secret_value(), (key,))
+        raise ConfigurationError(f"the KEK key file {path} must hold an RSA private key")
+    return key

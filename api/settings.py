@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     iamsmart_client_id: str | None = Field(None, description="clientID from the e-service portal.")
     iamsmart_client_secret: SecretStr | None = Field(None, description="clientSecret from the e-service portal.")
     iamsmart_kek_key_file: Path | None = Field(None, description="PEM private key of the key-encryption key.")
+    iamsmart_previous_kek_key_files: list[Path] = Field(
+        default_factory=list,
+        description="Older KEK private keys kept during a rollover, so that CEKs and callbacks wrapped under "
+        "them still open (JSON list of paths).",
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default SQLite at DATA_DIR/iamsign.db (postgresql+psycopg://... for many)."
     )

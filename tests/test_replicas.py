@@ -117,3 +117,34 @@ def test_callback_on_another_replica_and_on_both_at_once(topology, webhook_recei
         time.sleep(0.1)
     time.sleep(2)  # let any duplicate show itself
     assert webhook_receiver.hits == Counter({first["id"]: 1, second["id"]: 1})
+
+
+def test_separate_worker_processes_share_the_work(tmp_path, webhook_receiver):
+    """Replicas without in-process workers; two ``iamsign worker`` processes on the Redis queue do the jobs."""
+    from .processes import ServiceProcess
+
+    with database_url("postgresql", tmp_path) as url:
+        top = start_topology(tmp_path, url, replicas=1, queue_url="redis://127.0.0.1:6379/0",
+                             extra_env={"IAMSIGN_EMBEDDED_WORKER": "false"})
+        workers = [ServiceProcess(f"worker-{i}", ["worker", "--data-dir", str(top.data), "--workers", "2"],
+                                  top.env, tmp_path).start(wait=False) for i in range(2)]
+        try:
+            token = login(top)
+            hook = f"{webhook_receiver.url}/hook"
+            with top.client(top.replicas[0].url) as c:
+                reqs = [_request(top, c, tmp_path, token, hook, f"w{i}") for i in range(6)]
+                for req in reqs:
+                    _approve(top, req)
+                for req in reqs:
+                    done = wait_done(c, req["id"])
+                    assert done["status"] == "completed", done
+                    events = [e["event"] for e in c.get(f"/v1/signing-requests/{req['id']}/audit").json()["entries"]]
+                    assert events.count("completed") == 1
+            time.sleep(2)
+            assert webhook_receiver.hits == Counter({r["id"]: 1 for r in reqs})
+            logs = [w.log() for w in workers]
+            assert all("iamsign worker" in log for log in logs), logs
+        finally:
+            for w in workers:
+                w.stop()
+            top.stop()
