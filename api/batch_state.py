@@ -20,8 +20,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatchRecord", "FileEntry", "RunState", "STATE_NAME", "atomic_write", "sha256_file",
-           "FAILED_STATUSES", "MANIFEST_FIELDS"]
+__all__ = [
+    "FAILED_STATUSES",
+    "MANIFEST_FIELDS",
+    "STATE_NAME",
+    "BatchRecord",
+    "FileEntry",
+    "RunState",
+    "atomic_write",
+    "sha256_file",
+]
 
 STATE_NAME = ".iamsign-batch.json"
 STATE_VERSION = 1

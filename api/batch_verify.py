@@ -14,12 +14,17 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .batch_state import RunState
 
 __all__ = ["FileVerdict", "TrustConfig", "run_verify", "verify_folder"]
 
-_trust = None
+_trust: tuple[TrustConfig, Any] | None = None
+"""(config, trust list) of this worker process."""
+
+Job = tuple[str, str, str | None, int | None]
+"""(relative name, path, SHA-256 of the original, size of the original)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,12 @@ def _prefix_sha256(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _verify_one(job: tuple[str, str, str | None, int | None]) -> FileVerdict:
+def _verify_one(job: Job) -> FileVerdict:
     from signing.errors import VerificationError
     from signing.verify import VerifyOptions, verify_pdf_sync
 
     rel, path, sha_before, size = job
+    assert _trust is not None, "_init runs first"
     cfg, trust = _trust
     if not os.path.isfile(path):
         return FileVerdict(rel, "MISSING", "the signed file is not in the folder")
@@ -92,12 +98,13 @@ def _verify_one(job: tuple[str, str, str | None, int | None]) -> FileVerdict:
     return FileVerdict(rel, bad.indication.value, why)
 
 
-def _jobs_of(out: Path) -> tuple[list[tuple[str, str, str | None, int | None]], Counter]:
+def _jobs_of(out: Path) -> tuple[list[Job], Counter[str]]:
     state = RunState.load(out)
     if state is None:
         pdfs = sorted(p for p in out.rglob("*.pdf") if p.is_file() and not p.name.startswith("."))
         return [(p.relative_to(out).as_posix(), str(p), None, None) for p in pdfs], Counter()
-    jobs, unsigned = [], Counter()
+    jobs: list[Job] = []
+    unsigned: Counter[str] = Counter()
     for rel in sorted(state.files):
         e = state.files[rel]
         if e.status == "signed":
@@ -107,7 +114,7 @@ def _jobs_of(out: Path) -> tuple[list[tuple[str, str, str | None, int | None]], 
     return jobs, unsigned
 
 
-def verify_folder(out: Path, cfg: TrustConfig, jobs: int = 0) -> tuple[list[FileVerdict], Counter]:
+def verify_folder(out: Path, cfg: TrustConfig, jobs: int = 0) -> tuple[list[FileVerdict], Counter[str]]:
     """Verdicts of every signed file of ``out``, and the statuses of the files not signed."""
     work, unsigned = _jobs_of(out)
     if not work:

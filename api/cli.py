@@ -62,6 +62,37 @@ def worker(
     ctx.queue.stop_consumer()
 
 
+iamsmart_app = typer.Typer(no_args_is_help=True, help="Talk to iAM Smart with this service's credentials.")
+app.add_typer(iamsmart_app, name="iamsmart")
+
+
+@iamsmart_app.command("renew-key")
+def iamsmart_renew_key(
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+) -> None:
+    """revokeKey + getKey: make iAM Smart issue a CEK under the current KEK now (after a KEK rollover)."""
+    import asyncio
+
+    from signing.iamsmart.client import IamSmartClient
+    from signing.iamsmart.errors import IamSmartError
+
+    from .iamsmart_setup import client_config
+    from .settings import Settings
+
+    async def renew() -> str:
+        async with IamSmartClient(client_config(Settings(data_dir=data_dir))) as client:
+            await client.revoke_key()
+            cek = await client.get_key()
+            return cek.pub_key
+
+    try:
+        pub = asyncio.run(renew())
+    except IamSmartError as exc:
+        typer.echo(f"iamsign iamsmart renew-key: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"new CEK issued under the KEK whose public key starts {pub[:24]}...")
+
+
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
 
@@ -208,7 +239,17 @@ batch_app = typer.Typer(no_args_is_help=True, help="Sign a folder of PDFs as one
 app.add_typer(batch_app, name="batch")
 
 
-@batch_app.command("sign")
+_BATCH_SIGN_HELP = (
+    "Upload every PDF of FOLDER, start one batch, print the sign code, download the signed files (same relative "
+    "paths) and write manifest.json and manifest.csv into OUTDIR (default: FOLDER-signed next to FOLDER).\n\n"
+    "Run it again to resume: finished files are skipped, an unfinished batch is followed, and a new batch is "
+    "started only for the files not yet signed.\n\n"
+    "Exit 0 when every file was signed, 1 when some were not, 2 on a usage error, 3 when the server stayed "
+    "unreachable (the state is kept in OUTDIR: run the command again)."
+)
+
+
+@batch_app.command("sign", help=_BATCH_SIGN_HELP, short_help="Sign a folder of PDFs as one batch, resumably.")
 def batch_sign(
     folder: Path = typer.Argument(..., help="Folder of PDFs (every *.pdf below it, recursively)."),
     signer_hkid: str = typer.Option(..., "--signer-hkid", help="The signer's HKID, e.g. A123456(3) (never stored)."),
@@ -223,12 +264,7 @@ def batch_sign(
                                         help="Seconds to keep retrying an unreachable server before exiting 3."),
     timeout: float = typer.Option(3600.0, "--timeout", min=1, help="Seconds to wait for a batch to finish."),
 ) -> None:
-    """Upload every PDF, start one batch, print the sign code, download the signed files and the manifests.
-
-    Run it again to resume: finished files are skipped, an unfinished batch is followed, and a new batch
-    is started only for files not yet signed. Exit 0 when every file was signed, 1 when some were not,
-    2 on a usage error, 3 when the server stayed unreachable (the state is kept: run it again).
-    """
+    """Sign a folder of PDFs as one batch, resumably (help: _BATCH_SIGN_HELP)."""
     from .batch_cli import SignConfig, UsageError, default_out, run_sign
 
     try:
