@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -235,9 +236,15 @@ class BatchFlow:
         folder = self._folder(batch_id)
         jobs = [(it.record_json, str(folder / it.prepared_name), str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
                  base64.b64decode(json.loads(it.result_json)["pdfSignature"])) for it in mine]
-        parts = await asyncio.gather(*(self.ctx.cpu.run(finish_pdfs, part, spec)
-                                       for part in chunks(jobs, self.ctx.cpu.workers * 4, at_most=25)))
+        async with self._heartbeat([it.id for it in mine]):
+            parts = await asyncio.gather(*(self.ctx.cpu.run(finish_pdfs, part, spec)
+                                           for part in chunks(jobs, self.ctx.cpu.workers * 4, at_most=25)))
         results = [r for part in parts for r in part]
+        # another worker is finishing some of them right now (its claim was taken over): leave those to it
+        busy = {it.id for it, res in zip(mine, results, strict=True)
+                if res.get("error", "").startswith("finish_in_progress")}
+        mine, results = [it for it in mine if it.id not in busy], [r for it, r in zip(mine, results, strict=True)
+                                                                   if it.id not in busy]
         crashpoint("batch_embedded")
         ok = [(it, res, self.store.tmp_dir / f"{it.id}.signed.pdf") for it, res in zip(mine, results, strict=True)
               if "error" not in res]
@@ -265,6 +272,27 @@ class BatchFlow:
         for path in done_paths:
             path.unlink(missing_ok=True)
         await self._close_if_done(batch_id)
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, item_ids: list[str]):
+        """Keep claimed items fresh while they are worked on, so the sweep never hands them on meanwhile."""
+        interval = max(0.5, self.settings.stale_after_s / 4)
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                with self.session() as session:
+                    session.exec(update(BatchItem).where(BatchItem.id.in_(item_ids), BatchItem.status == "embedding")
+                                 .values(updated_at=self.ctx.clock()))
+                    session.commit()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _close_if_done(self, batch_id: str) -> None:
         with self.session() as session:

@@ -95,7 +95,7 @@ def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spe
     import hashlib
 
     from signing import pades
-    from signing.errors import SigningError
+    from signing.errors import FinishInProgressError, PreparedStateError, SigningError
     from signing.model import PreparedSignature
 
     out = Path(output)
@@ -103,12 +103,20 @@ def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spe
     try:
         if not out.exists():
             asyncio.run(pades.finish_with_cms(record, Path(prepared), out, cms_der, _services(spec)))
+    except PreparedStateError as exc:
+        if not out.exists():  # finished by another worker at the same moment: that one records it
+            code = "finish_in_progress" if isinstance(exc, FinishInProgressError) or not Path(prepared).exists() \
+                else exc.code
+            return {"error": f"{code}:{exc.message}"}
     except SigningError as exc:
         return {"error": f"{exc.code}:{exc.message}"}
     h = hashlib.sha256()
-    with open(out, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+    try:
+        with open(out, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:  # the other worker recorded it and cleaned up meanwhile
+        return {"error": "finish_in_progress:finished by another worker"}
     return {"sha256": h.hexdigest(), "size": out.stat().st_size,
             "added_signatures": 2 if record.level.needs_document_timestamp else 1}
 

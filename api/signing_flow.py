@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -25,7 +26,7 @@ from sqlmodel import Session, select
 
 from signing import cms as cms_checks
 from signing import pades
-from signing.errors import SigningError
+from signing.errors import FinishInProgressError, PreparedStateError, SigningError
 from signing.iamsmart.client import IamSmartClient, SigningResult, Token
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
@@ -317,9 +318,16 @@ class SigningFlow:
                 if not signed_path.exists():  # a previous attempt may have finished before a crash
                     cert_der = self._verify_result(req, result)
                     crashpoint("embedding")
-                    await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
+                    async with self._heartbeat(req.id):
+                        await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
                 info = await asyncio.to_thread(inspect_pdf, signed_path)
                 stored = await asyncio.to_thread(self.store.adopt, signed_path)
+            except FinishInProgressError:
+                return  # another worker holds the prepared file: it will record the result
+            except PreparedStateError:
+                if not signed_path.exists():
+                    raise
+                return  # finished by another worker a moment ago
             except (SigningError, _Refused) as exc:
                 code = getattr(exc, "code", "refused")
                 self._finish_unsuccessfully(session, req, "failed", code, getattr(exc, "message", str(exc)),
@@ -344,6 +352,28 @@ class SigningFlow:
             session.commit()
         signed_path.unlink(missing_ok=True)
         await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, req_id: str):
+        """Keep a claimed request fresh while it is embedded, so the sweep never hands it on meanwhile."""
+        interval = max(0.5, self.settings.stale_after_s / 4)
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                with self.session() as session:
+                    session.exec(update(SigningRequest).where(SigningRequest.id == req_id,
+                                                              SigningRequest.phase == "embedding")
+                                 .values(updated_at=self.clock()))
+                    session.commit()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _verify_result(self, req: SigningRequest, result: dict) -> bytes:
         """Check a result against the stored digest and the iAM Smart-Cert issuers; return the cert DER."""

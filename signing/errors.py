@@ -14,6 +14,7 @@ __all__ = [
     "EncryptedPdfError",
     "FieldError",
     "PreparedStateError",
+    "FinishInProgressError",
     "RemoteSignatureError",
     "MalformedCmsError",
     "DigestMismatchError",
@@ -67,6 +68,12 @@ class PreparedStateError(SigningError):
     """The prepared record or prepared file does not match what finishing needs."""
 
     code = "prepared_state_error"
+
+
+class FinishInProgressError(PreparedStateError):
+    """Another process is finishing this prepared signature right now; nothing was touched."""
+
+    code = "finish_in_progress"
 
 
 class RemoteSignatureError(SigningError):

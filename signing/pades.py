@@ -17,6 +17,7 @@ write-only stream or BytesIO.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -43,6 +44,7 @@ from .errors import (
     DamagedPdfError,
     EncryptedPdfError,
     FieldError,
+    FinishInProgressError,
     PreparedStateError,
     RevocationInfoError,
     SignatureTooLargeError,
@@ -376,6 +378,12 @@ async def _embed(
     stage = on_stage or (lambda _name: None)
     digest = PreparedByteRangeDigest(record.document_digest, record.reserved_region_start, record.reserved_region_end)
     with open(prepared_path, "r+b") as f:
+        try:  # one finisher at a time per prepared file, even across processes
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FinishInProgressError("another process is finishing this signature right now") from exc
+        if not prepared_path.exists():  # it finished while we waited to open: nothing to do here
+            raise PreparedStateError(f"the prepared file {prepared_path} was already finished")
         f.truncate(record.prepared_size)
         digest.fill_reserved_region(f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2))
         digest.fill_with_cms(f, cms_der)

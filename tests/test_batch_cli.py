@@ -200,7 +200,7 @@ def test_service_killed_mid_batch_then_restarted_and_resumed_signs_each_file_onc
 
         # work left by the dead process is taken over once stale (default 120 s; shorter here, but longer
         # than re-embedding these files takes, or two embedders could race for one document)
-        svc.proc.start(extra_env={"IAMSIGN_STALE_AFTER_S": "15"})
+        svc.proc.start(extra_env={"IAMSIGN_STALE_AFTER_S": "3"})
         resumed = run_sign(svc, folder, out)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr + svc.proc.log()
         assert f"all {N_KILLED} files signed" in resumed.stdout

@@ -365,3 +365,35 @@ async def test_a_finish_that_failed_after_embedding_can_be_retried(test_pki, let
     assert result.has_dss
     v = await validate(test_pki, out, offline=True)
     assert v.statuses[0].bottom_line, v.statuses[0].summary()
+
+
+async def test_two_finishers_at_once_sign_once(test_pki, letter, tmp_path):
+    """Two processes finishing the same prepared file: one embeds, the other is told so; one good file."""
+    import asyncio as aio
+    import threading
+
+    from .pades_helpers import validate
+
+    prepared = tmp_path / "prepared.pdf"
+    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT))
+    cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def finisher(out: Path) -> None:
+        start.wait()
+        try:
+            aio.run(pades.finish_with_cms(record, prepared, out, cms_der, test_pki.services()))
+            outcomes.append("signed")
+        except errors.PreparedStateError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=finisher, args=(tmp_path / f"out-{i}.pdf",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes)[0] in ("finish_in_progress", "prepared_state_error") and outcomes.count("signed") == 1
+    (signed,) = [p for p in tmp_path.glob("out-*.pdf")]
+    v = await validate(test_pki, signed)
+    assert len(v.statuses) == 1 and v.statuses[0].bottom_line

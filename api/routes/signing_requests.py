@@ -15,8 +15,8 @@ from signing.model import PadesLevel
 from ..audit import audit_entries, verify_chain
 from ..deps import OrgDep, SessionDep, StoreDep
 from ..errors import ApiError
-from ..models import Document, SigningRequest
 from ..identity import SignerSpec
+from ..models import Document, SigningRequest
 from .documents import owned_document
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
