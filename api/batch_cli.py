@@ -8,6 +8,8 @@ completes; keep the state and the manifests in OUTDIR up to date. See :mod:`api.
 
 from __future__ import annotations
 
+import uuid
+
 import asyncio
 import contextlib
 import sys
@@ -261,9 +263,13 @@ class SignRun:
         self.save()
 
     async def start_batch(self, entries: list[FileEntry]) -> None:
+        if self.state.pending_batch_key is None:  # saved before the POST: a lost answer is found again
+            self.state.pending_batch_key = uuid.uuid4().hex
+            self.save(force=True)
         try:
             batch = await self.client.create_batch([e.document_id for e in entries if e.document_id], hkid=self.cfg.hkid,
-                                                   level=self.cfg.level, reason=self.cfg.reason)
+                                                   level=self.cfg.level, reason=self.cfg.reason,
+                                                   idempotency_key=self.state.pending_batch_key)
         except IamsignConnectionError as exc:
             raise ServerAway(f"starting the batch: {exc.message}") from None
         except IamsignError as exc:
@@ -274,10 +280,13 @@ class SignRun:
             self.echo(f"the server refused the batch: {_err(exc)}")
             self.save(force=True)
             return
-        self.state.batches.append(BatchRecord(batch.id, batch.status, len(entries), batch.sign_code))
+        in_batch = {d.document_id for d in batch.documents}  # an earlier POST's batch may hold other files
+        self.state.pending_batch_key = None
+        self.state.batches.append(BatchRecord(batch.id, batch.status, len(in_batch), batch.sign_code))
         for e in entries:
-            e.status, e.batch_id, e.server_status, e.error = "batched", batch.id, batch.status, None
-            e.signed_document_id = e.sha256_after = None
+            if e.document_id in in_batch:
+                e.status, e.batch_id, e.server_status, e.error = "batched", batch.id, batch.status, None
+                e.signed_document_id = e.sha256_after = None
         self.save(force=True)
         await self.follow(batch.id, batch)
 

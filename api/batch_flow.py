@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
@@ -74,11 +75,16 @@ class BatchFlow:
     # ------------------------------------------------------------------ create
 
     async def create(self, session: Session, org: Organisation, documents: list[Document], signer: SignerSpec, *,
-                     level: str, reason: str | None, location: str | None, webhook_url: str | None) -> Batch:
+                     level: str, reason: str | None, location: str | None, webhook_url: str | None,
+                     idempotency_key: str | None = None) -> Batch:
+        """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch."""
+        if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
+            return earlier
         who = resolve_signer(self.ctx.secret, signer)
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
-        batch = Batch(organisation_id=org.id, business_id=uuid.uuid4().hex, flow=who.flow, level=level,
+        batch = Batch(organisation_id=org.id, business_id=uuid.uuid4().hex, idempotency_key=idempotency_key,
+                      flow=who.flow, level=level,
                       signer_key=who.signer_key, reason=reason, location=location, webhook_url=webhook_url,
                       expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s), created_at=now,
                       updated_at=now)
@@ -101,9 +107,18 @@ class BatchFlow:
                 it.status, it.error_code, it.error_message = "failed", code, message
             else:
                 it.record_json, it.prepared_name = res, f"{it.id}.pdf"
-        session.add(batch)
-        session.add_all(items)
-        session.commit()
+        try:
+            session.add(batch)
+            session.flush()
+            session.add_all(items)
+            session.commit()
+        except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
+            session.rollback()
+            shutil.rmtree(folder, ignore_errors=True)
+            earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
+            if earlier is None:
+                raise
+            return earlier
         crashpoint("batch_prepared")
         wanted = [(d, it) for d, it in zip(documents, items, strict=True) if it.status == "pending"]
         if not wanted:
@@ -129,6 +144,11 @@ class BatchFlow:
         session.commit()
         session.refresh(batch)
         return batch
+
+    @staticmethod
+    def _by_key(session: Session, organisation_id: str, key: str) -> Batch | None:
+        return session.exec(select(Batch).where(Batch.organisation_id == organisation_id,
+                                                Batch.idempotency_key == key)).first()
 
     # ------------------------------------------------------------------ transitions
 

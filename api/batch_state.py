@@ -115,6 +115,8 @@ class RunState:
     level: str = "B-LTA"
     batches: list[BatchRecord] = field(default_factory=list)
     files: dict[str, FileEntry] = field(default_factory=dict)
+    pending_batch_key: str | None = None
+    """Idempotency-Key of a batch being started: a POST whose answer was lost is not a second batch."""
 
     @property
     def path(self) -> Path:
@@ -134,7 +136,8 @@ class RunState:
             raise ValueError(f"{path} is not a state file of this version of iamsign")
         return cls(out=out, server=data["server"], source=data.get("source", ""), level=data.get("level", "B-LTA"),
                    batches=[BatchRecord(**b) for b in data.get("batches", [])],
-                   files={e["file"]: FileEntry.of(e) for e in data.get("files", [])})
+                   files={e["file"]: FileEntry.of(e) for e in data.get("files", [])},
+                   pending_batch_key=data.get("pending_batch_key"))
 
     def batch(self, batch_id: str) -> BatchRecord | None:
         return next((b for b in self.batches if b.id == batch_id), None)
@@ -154,7 +157,7 @@ class RunState:
         entries = self._ordered()
         state = {"version": STATE_VERSION, "server": self.server, "source": self.source, "level": self.level,
                  "updated_at": _now(), "batches": [asdict(b) for b in self.batches],
-                 "files": [asdict(e) for e in entries]}
+                 "files": [asdict(e) for e in entries], "pending_batch_key": self.pending_batch_key}
         atomic_write(self.path, json.dumps(state, indent=1).encode())
         manifest = {"server": self.server, "source": self.source, "updated_at": state["updated_at"],
                     "summary": self.counts(), "batches": state["batches"],

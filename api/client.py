@@ -179,6 +179,11 @@ def _signer(hkid: str | None, open_id: str | None, access_token: str | None) -> 
     raise IamsignError(None, "invalid_signer", "give hkid, or open_id and access_token")
 
 
+def _idempotency(key: str | None) -> dict[str, str] | None:
+    """The ``Idempotency-Key`` header: the server answers a repeated POST with its first result."""
+    return {"Idempotency-Key": key} if key else None
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -367,11 +372,13 @@ class IamsignClient(_Base):
     def create_signing_request(self, document_id: str, *, hkid: str | None = None, open_id: str | None = None,
                                access_token: str | None = None, level: str | None = None, mode: str | None = None,
                                reason: str | None = None, location: str | None = None,
-                               appearance: dict | None = None, webhook_url: str | None = None) -> SigningRequest:
+                               appearance: dict | None = None, webhook_url: str | None = None,
+                               idempotency_key: str | None = None) -> SigningRequest:
         """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
         body = self._request_body(document_id, hkid, open_id, access_token, level, mode, reason, location,
                                   appearance, webhook_url)
-        return SigningRequest(**self._json("POST", "/v1/signing-requests", idempotent=False, json=body))
+        return SigningRequest(**self._json("POST", "/v1/signing-requests", idempotent=idempotency_key is not None,
+                                           json=body, headers=_idempotency(idempotency_key)))
 
     def get_signing_request(self, request_id: str) -> SigningRequest:
         return SigningRequest(**self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True))
@@ -398,10 +405,12 @@ class IamsignClient(_Base):
 
     def create_batch(self, document_ids: list[str], *, hkid: str | None = None, open_id: str | None = None,
                      access_token: str | None = None, level: str | None = None, reason: str | None = None,
-                     location: str | None = None, webhook_url: str | None = None) -> Batch:
-        """Start one batch (up to 1000 documents, one approval)."""
+                     location: str | None = None, webhook_url: str | None = None,
+                     idempotency_key: str | None = None) -> Batch:
+        """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
         body = self._batch_body(document_ids, hkid, open_id, access_token, level, reason, location, webhook_url)
-        return Batch(**self._json("POST", "/v1/batches", idempotent=False, json=body))
+        return Batch(**self._json("POST", "/v1/batches", idempotent=idempotency_key is not None, json=body,
+                                  headers=_idempotency(idempotency_key)))
 
     def get_batch(self, batch_id: str) -> Batch:
         return Batch(**self._json("GET", f"/v1/batches/{batch_id}", idempotent=True))
@@ -557,11 +566,14 @@ class AsyncIamsignClient(_Base):
                                      open_id: str | None = None, access_token: str | None = None,
                                      level: str | None = None, mode: str | None = None, reason: str | None = None,
                                      location: str | None = None, appearance: dict | None = None,
-                                     webhook_url: str | None = None) -> SigningRequest:
+                                     webhook_url: str | None = None,
+                                     idempotency_key: str | None = None) -> SigningRequest:
         """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
         body = self._request_body(document_id, hkid, open_id, access_token, level, mode, reason, location,
                                   appearance, webhook_url)
-        return SigningRequest(**await self._json("POST", "/v1/signing-requests", idempotent=False, json=body))
+        return SigningRequest(**await self._json("POST", "/v1/signing-requests",
+                                                 idempotent=idempotency_key is not None, json=body,
+                                                 headers=_idempotency(idempotency_key)))
 
     async def get_signing_request(self, request_id: str) -> SigningRequest:
         return SigningRequest(**await self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True))
@@ -589,10 +601,12 @@ class AsyncIamsignClient(_Base):
 
     async def create_batch(self, document_ids: list[str], *, hkid: str | None = None, open_id: str | None = None,
                            access_token: str | None = None, level: str | None = None, reason: str | None = None,
-                           location: str | None = None, webhook_url: str | None = None) -> Batch:
-        """Start one batch (up to 1000 documents, one approval)."""
+                           location: str | None = None, webhook_url: str | None = None,
+                           idempotency_key: str | None = None) -> Batch:
+        """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
         body = self._batch_body(document_ids, hkid, open_id, access_token, level, reason, location, webhook_url)
-        return Batch(**await self._json("POST", "/v1/batches", idempotent=False, json=body))
+        return Batch(**await self._json("POST", "/v1/batches", idempotent=idempotency_key is not None, json=body,
+                                        headers=_idempotency(idempotency_key)))
 
     async def get_batch(self, batch_id: str) -> Batch:
         return Batch(**await self._json("GET", f"/v1/batches/{batch_id}", idempotent=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
 from .errors import ApiError
@@ -14,7 +14,7 @@ from .models import Organisation
 from .settings import Settings
 from .storage import DocumentStore
 
-__all__ = ["SessionDep", "OrgDep", "StoreDep", "SettingsDep"]
+__all__ = ["SessionDep", "OrgDep", "StoreDep", "SettingsDep", "IdempotencyKey"]
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -51,3 +51,9 @@ def _organisation(request: Request, session: SessionDep) -> Organisation:
 
 
 OrgDep = Annotated[Organisation, Depends(_organisation)]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=100,
+           description="Any unique string: sending the same POST again with it returns the first result"),
+]

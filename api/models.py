@@ -64,10 +64,13 @@ class SigningRequest(SQLModel, table=True):
     """
 
     __tablename__ = "signing_requests"
+    __table_args__ = (UniqueConstraint("organisation_id", "idempotency_key", name="uq_sr_idempotency"),)
     id: str = Field(default_factory=lambda: new_id("sr"), primary_key=True, max_length=40)
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     document_id: str = Field(foreign_key="documents.id", max_length=40)
     business_id: str = Field(unique=True, max_length=36)
+    idempotency_key: str | None = Field(default=None, max_length=100,
+                                        description="the client's Idempotency-Key: a retried POST finds this row")
     status: str = Field(default="pending", index=True, max_length=16)
     phase: str = Field(default="prepared", max_length=24)
     flow: str = Field(max_length=16, description="anonymous (HKID) or account (logged-in openID)")
@@ -133,9 +136,11 @@ class Batch(SQLModel, table=True):
     """Many documents, one signer, one approval (iAM Smart bulk signing)."""
 
     __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("organisation_id", "idempotency_key", name="uq_batch_idempotency"),)
     id: str = Field(default_factory=lambda: new_id("bt"), primary_key=True, max_length=40)
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     business_id: str = Field(unique=True, max_length=36)
+    idempotency_key: str | None = Field(default=None, max_length=100)
     status: str = Field(default="pending", index=True, max_length=24)
     phase: str = Field(default="prepared", max_length=24, description="prepared -> sent -> receiving -> done")
     flow: str = Field(max_length=16)

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from signing import cms as cms_checks
@@ -131,6 +132,11 @@ class SigningFlow:
 
     # ------------------------------------------------------------------ create
 
+    @staticmethod
+    def _by_key(session: Session, organisation_id: str, key: str) -> SigningRequest | None:
+        return session.exec(select(SigningRequest).where(SigningRequest.organisation_id == organisation_id,
+                                                         SigningRequest.idempotency_key == key)).first()
+
     def _known_certificate(self, session: Session, signer_key: str) -> bytes | None:
         """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline)."""
         rows = session.exec(
@@ -159,8 +165,14 @@ class SigningFlow:
         location: str | None,
         appearance: dict | None,
         webhook_url: str | None,
+        idempotency_key: str | None = None,
     ) -> SigningRequest:
-        """Prepare the document, ask iAM Smart for a signature, return the stored request."""
+        """Prepare the document, ask iAM Smart for a signature, return the stored request.
+
+        With an ``idempotency_key`` already used by this organisation, the earlier request is returned.
+        """
+        if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
+            return earlier
         who = resolve_signer(self.secret, signer)
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
@@ -182,13 +194,23 @@ class SigningFlow:
             status="pending", phase="prepared", flow=flow, mode=mode, level=level, signer_key=signer_key,
             reason=reason, location=location, appearance_json=json.dumps(appearance) if appearance else None,
             webhook_url=webhook_url, record_json=record.dumps(), prepared_name=prepared_name,
+            idempotency_key=idempotency_key,
             expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s), created_at=now, updated_at=now,
         )
-        session.add(req)
-        append_audit(session, req.id, actor=f"org:{org.id}", event="created", status="pending",
-                     sha_before=document.sha256,
-                     detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}")
-        session.commit()
+        try:
+            session.add(req)
+            session.flush()
+            append_audit(session, req.id, actor=f"org:{org.id}", event="created", status="pending",
+                         sha_before=document.sha256,
+                         detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}")
+            session.commit()
+        except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
+            session.rollback()
+            (self.prepared_dir / prepared_name).unlink(missing_ok=True)
+            earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
+            if earlier is None:
+                raise
+            return earlier
         crashpoint("prepared")
         try:
             initiated = await self._initiate(req, record, hkic, token, document.filename)

@@ -123,3 +123,12 @@ def test_cancel_and_bad_requests(service, tmp_path):
         assert plain["status"] == "failed" and plain["error"]["code"] == "D71004", plain
     with service.client(service.other_key) as other:
         assert other.get(f"/v1/batches/{batch['id']}").status_code == 404
+
+
+def test_idempotency_key_returns_the_first_batch(service, tmp_path):
+    with service.client() as c:
+        docs = _docs(c, tmp_path, 2)
+        body = {"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER}, "level": "B-B"}
+        first = c.post("/v1/batches", json=body, headers={"Idempotency-Key": "run-1"}).json()
+        again = c.post("/v1/batches", json=body, headers={"Idempotency-Key": "run-1"}).json()
+        assert again["id"] == first["id"] and again["sign_code"] == first["sign_code"]

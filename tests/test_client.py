@@ -269,3 +269,19 @@ def test_async_batch_pending_download_refused_then_cancelled(svc, tmp_path):
         assert not (tmp_path / "early.pdf").exists() and _leftovers(tmp_path) == []
 
     asyncio.run(run())
+
+
+def test_idempotency_key_makes_create_safe_to_repeat(svc, tmp_path):
+    from fixtures.generate import simple_pdf
+
+    from api.client import IamsignClient
+
+    pdf = simple_pdf(tmp_path / "idem.pdf")
+    with IamsignClient(svc.url, svc.key) as client:
+        doc = client.upload_document(pdf)
+        a = client.create_signing_request(doc.id, hkid="A123456(3)", level="B-B", idempotency_key="k-1")
+        b = client.create_signing_request(doc.id, hkid="A123456(3)", level="B-B", idempotency_key="k-1")
+        assert a.id == b.id
+        x = client.create_batch([doc.id], hkid="A123456(3)", level="B-B", idempotency_key="k-2")
+        y = client.create_batch([doc.id], hkid="A123456(3)", level="B-B", idempotency_key="k-2")
+        assert x.id == y.id

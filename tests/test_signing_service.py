@@ -201,3 +201,32 @@ def test_visible_stamp_with_chinese_name_through_the_service(service, tmp_path):
     assert [float(v) for v in emb.sig_field["/Rect"]] == [300, 40, 560, 110]
     fonts = _fonts_in(emb.sig_field["/AP"]["/N"])
     assert any("NotoSansCJK" in str(f["/BaseFont"]) for f in fonts)
+
+
+def test_idempotency_key_returns_the_first_request(service, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        body = {"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"}
+        first = c.post("/v1/signing-requests", json=body, headers={"Idempotency-Key": "letter-42"}).json()
+        again = c.post("/v1/signing-requests", json=body, headers={"Idempotency-Key": "letter-42"}).json()
+        assert again.get("id") == first["id"] and again["sign_code"] == first["sign_code"], (first, again)
+
+        def post(_):
+            with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {service.key}",
+                                                             "Idempotency-Key": "letter-43"}, timeout=60) as h:
+                return h.post("/v1/signing-requests", json=body).json()["id"]
+
+        with ThreadPoolExecutor(4) as pool:
+            ids = set(pool.map(post, range(4)))
+        assert len(ids) == 1
+        listed = c.get("/v1/signing-requests", params={"document_id": doc["id"]}).json()["items"]
+        assert sorted(r["id"] for r in listed) == sorted([first["id"], *ids])
+    with service.client(service.other_key) as other:  # keys are per organisation
+        other_doc = _upload(other, tmp_path, "other.pdf")
+        r = other.post("/v1/signing-requests", json={**body, "document_id": other_doc["id"]},
+                       headers={"Idempotency-Key": "letter-42"}).json()
+        assert r["id"] != first["id"]

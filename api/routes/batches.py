@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
 from ..batch_flow import MAX_BATCH_DOCUMENTS
-from ..deps import OrgDep, SessionDep, StoreDep
+from ..deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
 from ..errors import ApiError
 from ..identity import SignerSpec
 from ..models import Batch, BatchItem, Document
@@ -89,7 +89,8 @@ def _owned(session, org, batch_id: str) -> Batch:
 
 
 @router.post("", status_code=201, response_model=BatchPublic)
-async def create_batch(body: BatchCreate, request: Request, org: OrgDep, session: SessionDep) -> BatchPublic:
+async def create_batch(body: BatchCreate, request: Request, org: OrgDep, session: SessionDep,
+                       idempotency_key: IdempotencyKey = None) -> BatchPublic:
     """Prepare every document and ask the signer for one approval of all of them."""
     if len(set(body.document_ids)) != len(body.document_ids):
         raise ApiError(422, "duplicate_documents", "each document may appear only once in a batch")
@@ -98,7 +99,7 @@ async def create_batch(body: BatchCreate, request: Request, org: OrgDep, session
         session, org, docs,
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
         level=body.level, reason=body.reason, location=body.location,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None)
+        webhook_url=str(body.webhook_url) if body.webhook_url else None, idempotency_key=idempotency_key)
     session.refresh(batch)
     return _public(request, session, batch)
 

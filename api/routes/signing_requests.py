@@ -13,7 +13,7 @@ from sqlmodel import select
 from signing.model import PadesLevel
 
 from ..audit import audit_entries, verify_chain
-from ..deps import OrgDep, SessionDep, StoreDep
+from ..deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
 from ..errors import ApiError
 from ..identity import SignerSpec
 from ..models import Document, SigningRequest
@@ -86,7 +86,7 @@ def owned_request(session, org, request_id: str) -> SigningRequest:
 
 @router.post("", status_code=201, response_model=SigningRequestPublic)
 async def create_signing_request(body: SigningRequestCreate, request: Request, org: OrgDep,
-                                 session: SessionDep) -> SigningRequestPublic:
+                                 session: SessionDep, idempotency_key: IdempotencyKey = None) -> SigningRequestPublic:
     """Prepare the document and ask iAM Smart for the signer's approval."""
     doc = owned_document(session, org, body.document_id)
     PadesLevel(body.level)
@@ -95,7 +95,7 @@ async def create_signing_request(body: SigningRequestCreate, request: Request, o
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
         mode=body.mode, level=body.level, reason=body.reason, location=body.location,
         appearance=body.appearance.model_dump() if body.appearance else None,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        webhook_url=str(body.webhook_url) if body.webhook_url else None, idempotency_key=idempotency_key,
     )
     session.refresh(req)
     return public(request, req)
