@@ -24,7 +24,7 @@ import uuid
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -37,7 +37,7 @@ from signing.model import PreparedSignature
 from .cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
 from .faults import crashpoint
 from .identity import SignerSpec, resolve_signer
-from .models import Batch, BatchItem, Document, Organisation, new_id, utcnow
+from .models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
 from .webhooks import enqueue_webhook
 
 __all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
@@ -213,34 +213,53 @@ class BatchFlow:
             if code != ReturnCode.SUCCESS.value:
                 status = _STATUS_FOR_CODE.get(code, "failed")
                 return status if self._end(session, batch, status, code, message_for(code)) else "late"
-            items = {it.id: it for it in session.exec(select(BatchItem).where(BatchItem.batch_id == batch.id))}
-            offered = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)
-                       and sig.id in items and items[sig.id].status == "pending"}
-            jobs = [(i, items[i].record_json, der) for i, der in offered.items()]
-            issuers = [c.public_bytes(Encoding.DER) for c in self.ctx.iamsmart.cert_issuers]
-            parts = await asyncio.gather(*(self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
-                                           for part in chunks(jobs, self.ctx.cpu.workers)))
-            good = {i for part in parts for i in part}
-            if len(good) < len(offered):
-                log.warning("%d bulk signature(s) for batch %s refused", len(offered) - len(good), batch.id)
+            page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
+            records = dict(session.exec(select(BatchItem.id, BatchItem.record_json).where(
+                BatchItem.batch_id == batch.id, BatchItem.status == "pending", BatchItem.id.in_(list(page))))
+                .all()) if page else {}
+        # verified in the signing processes, with no database connection held meanwhile
+        jobs = [(i, record, page[i]) for i, record in records.items()]
+        issuers = [c.public_bytes(Encoding.DER) for c in self.ctx.iamsmart.cert_issuers]
+        parts_ok = await asyncio.gather(*(self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
+                                          for part in chunks(jobs, self.ctx.cpu.workers)))
+        good = [i for part in parts_ok for i in part]
+        if len(good) < len(page):
+            log.warning("%d bulk signature(s) for batch %s refused", len(page) - len(good), batch.id)
+        now = self.ctx.clock()
+        with self.session() as session:
             accepted = 0
-            for item_id in good:
-                result = json.dumps({"pdfSignature": base64.b64encode(offered[item_id]).decode()})
-                if self._claim_item(session, item_id, "pending", status="received", result_json=result):
-                    accepted += 1
-            seen = sorted({*filter(None, batch.callbacks_seen.split(",")), str(cb.callback_seq)}, key=int)
-            session.exec(update(Batch).where(Batch.id == batch.id).values(
-                callbacks_seen=",".join(seen), callbacks_expected=cb.total_callbacks, updated_at=self.ctx.clock()))
+            if good:
+                t = BatchItem.__table__  # one executemany of compare-and-set updates (Core, not ORM bulk)
+                accepted = session.connection().execute(
+                    update(t).where(t.c.id == bindparam("item_id"), t.c.status == "pending")
+                    .values(status="received", result_json=bindparam("result"), updated_at=now),
+                    [{"item_id": i, "result": json.dumps({"pdfSignature": base64.b64encode(page[i]).decode()})}
+                     for i in good],
+                ).rowcount
+            if session.get(BatchCallbackPage, (batch.id, cb.callback_seq)) is None:
+                session.add(BatchCallbackPage(batch_id=batch.id, seq=cb.callback_seq, received_at=now))
+            session.exec(update(Batch).where(Batch.id == batch.id).values(callbacks_expected=cb.total_callbacks,
+                                                                          updated_at=now))
             self._claim_batch(session, batch.id, ("sent",), phase="receiving", status="signing")
-            if len(seen) >= cb.total_callbacks:  # all pages in: whatever is still pending was declined
+            try:
+                session.flush()
+            except IntegrityError:  # the same page recorded by a concurrent delivery: fine
+                session.rollback()
+                return "duplicate"
+            if self._pages_seen(session, batch.id) >= cb.total_callbacks:
+                # all pages in: whatever is still pending was declined
                 session.exec(update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
                              .values(status="declined", error_code="declined",
                                      error_message="iAM Smart did not return a signature for this document",
-                                     updated_at=utcnow()))
+                                     updated_at=now))
             session.commit()
         crashpoint("batch_callback_received")
         self.ctx.queue.enqueue_embed_batch(batch.id)
         return f"accepted {accepted}"
+
+    @staticmethod
+    def _pages_seen(session: Session, batch_id: str) -> int:
+        return len(session.exec(select(BatchCallbackPage.seq).where(BatchCallbackPage.batch_id == batch_id)).all())
 
     # ------------------------------------------------------------------ embedding
 
@@ -319,8 +338,7 @@ class BatchFlow:
             batch = session.get(Batch, batch_id)
             if batch.status in BATCH_TERMINAL or batch.phase != "receiving":
                 return
-            seen = len([s for s in batch.callbacks_seen.split(",") if s])
-            if batch.callbacks_expected is None or seen < batch.callbacks_expected:
+            if batch.callbacks_expected is None or self._pages_seen(session, batch_id) < batch.callbacks_expected:
                 return
             items = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id)).all()
             if any(it.status in _ITEM_OPEN for it in items):

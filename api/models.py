@@ -9,7 +9,7 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = ["Organisation", "ApiKey", "Document", "SigningRequest", "AuditEntry", "WebhookDelivery", "Batch",
-           "BatchItem", "new_id", "utcnow"]
+           "BatchItem", "BatchCallbackPage", "new_id", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -152,7 +152,6 @@ class Batch(SQLModel, table=True):
     sign_code: str | None = Field(default=None, max_length=8)
     bsqc_token: str | None = Field(default=None, max_length=64)
     callbacks_expected: int | None = None
-    callbacks_seen: str = Field(default="", description="comma-separated callbackSeq values received")
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     expires_at: dt.datetime
@@ -177,3 +176,12 @@ class BatchItem(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class BatchCallbackPage(SQLModel, table=True):
+    """One page (``callbackSeq``) of a batch's result callbacks, recorded once however often it arrives."""
+
+    __tablename__ = "batch_callback_pages"
+    batch_id: str = Field(foreign_key="batches.id", primary_key=True, max_length=40)
+    seq: int = Field(primary_key=True)
+    received_at: dt.datetime = Field(default_factory=utcnow)
