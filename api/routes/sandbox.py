@@ -173,16 +173,21 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
         return new.public()
 
     @router.get("/users/{hkid}/certificate")
-    async def user_certificate(hkid: str) -> Response:
+    async def user_certificate(hkid: str, client_id: str | None = None) -> Response:
+        """The user's certificate (for one online service with ``client_id``: its subject holds that openID)."""
         user = engine.user_by_hkid(hkid)
-        return Response(engine.users.certificate(user).public_bytes(Encoding.PEM), media_type="application/x-pem-file")
+        cert = engine.users.certificate(user, client_id)
+        return Response(cert.public_bytes(Encoding.PEM), media_type="application/x-pem-file")
 
     @router.post("/users/{hkid}/revoke-certificate")
     async def revoke_certificate(hkid: str) -> dict[str, Any]:
+        """Revoke every certificate of the user (OCSP and the CRL say so from now on)."""
         user = engine.user_by_hkid(hkid)
-        cert = engine.users.certificate(user)
-        engine.pki.revoke(cert.serial_number)
-        return {"serial": str(cert.serial_number), "revoked": True}
+        certs = engine.users.certificates(user) or [engine.users.certificate(user)]
+        for cert in certs:
+            engine.pki.revoke(cert.serial_number)
+        return {"serial": str(certs[0].serial_number), "serials": [str(c.serial_number) for c in certs],
+                "revoked": True}
 
     @router.get("/phone/{hkid}", response_class=HTMLResponse, include_in_schema=False)
     async def phone_page(hkid: str, request: Request) -> Response:

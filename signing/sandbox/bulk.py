@@ -407,7 +407,7 @@ class BulkDesk:
 
     async def _sign_and_deliver(self, req: BulkRequest, user: SandboxUser) -> None:
         eng = self.engine
-        signer = eng.users.signer(user)
+        signer = eng.users.signer(user, req.client_id)
         try:
             batch = await sign_documents(
                 req.documents, signer, declined=frozenset(req.declined), signing_time=eng.clock.now(),

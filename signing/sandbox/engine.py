@@ -546,14 +546,14 @@ class SandboxEngine:
         self.spawn(act())
 
     async def _sign(self, req: SigningRequest, user: SandboxUser) -> dict[str, Any]:
-        signer = self.users.signer(user)
+        signer = self.users.signer(user, req.client_id)
         out = req.echo()
         if req.kind == "hash":
             signature = signer.sign_hash(req.data, req.sig_algo,
                                          none_with_rsa_digestinfo=self.options.none_with_rsa_digestinfo)
             out.update({
                 "timestamp": self.clock.now_ms(), "signature": base64.b64encode(signature).decode(),
-                "cert": base64.b64encode(self.users.certificate(user).public_bytes(Encoding.DER)).decode(),
+                "cert": base64.b64encode(self.users.certificate(user, req.client_id).public_bytes(Encoding.DER)).decode(),
             })
         else:
             timestamper = self.pki.timestamper() if self.options.pdf_tst else None

@@ -163,8 +163,8 @@ class SandboxPki:
         now = now or utcnow()
         base_url = base_url.rstrip("/")
         root_key, ca_key, ocsp_key, tsa_key = (_new_key() for _ in range(4))
-        root_name = _name("iamsign Sandbox Root CA")
-        ca_name = _name("iamsign Sandbox iAM Smart-Cert CA")
+        root_name = _name("iAM Smart Sandbox Root CA")
+        ca_name = _name("iAM Smart-Cert Sandbox CA")
         not_before = now - _FAR_PAST
 
         root = (
@@ -200,7 +200,7 @@ class SandboxPki:
             .sign(root_key, hashes.SHA256())
         )
         ocsp_cert = (
-            _issued_by(ca, ca_key, _name("iamsign Sandbox OCSP Responder"), ocsp_key.public_key(),
+            _issued_by(ca, ca_key, _name("iAM Smart Sandbox OCSP Responder"), ocsp_key.public_key(),
                        not_before, now + _CA_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_leaf_key_usage(non_repudiation=False), critical=True)
@@ -209,7 +209,7 @@ class SandboxPki:
             .sign(ca_key, hashes.SHA256())
         )
         tsa_cert = (
-            _issued_by(ca, ca_key, _name("iamsign Sandbox Time Stamping Authority"), tsa_key.public_key(),
+            _issued_by(ca, ca_key, _name("iAM Smart Sandbox Time-Stamping Authority"), tsa_key.public_key(),
                        not_before, now + _CA_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_leaf_key_usage(non_repudiation=False), critical=True)

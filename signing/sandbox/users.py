@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -184,11 +184,15 @@ class UserDirectory:
         value = quote(base64.b64encode(mac).decode(), safe="")
         return value if len(value) <= 64 else mac.hex()
 
-    def holder_id(self, user: SandboxUser) -> str:
-        """The opaque holder identifier in the user's certificate subject (serialNumber), never the HKID.
+    def holder_id(self, user: SandboxUser, client_id: str | None = None) -> str:
+        """The identifier in the certificate subject (serialNumber), never the HKID.
 
-        One certificate serves every online service, so it cannot carry a per-service openID.
+        For an online service: the user's openID at that service (the per-service tokenised identifier, in
+        its Base64 form), so the service can bind a certificate to the account it knows. Without one: an
+        opaque ``SBX-`` holder id.
         """
+        if client_id is not None:
+            return unquote(self.open_id(user, client_id))
         mac = hmac.new(self._salt, f"certificate\x00{user.user_id}".encode(), hashlib.sha256).hexdigest()
         return f"SBX-{mac[:20].upper()}"
 
@@ -200,29 +204,41 @@ class UserDirectory:
 
     # ------------------------------------------------------------------ keys
 
-    def signer(self, user: SandboxUser) -> SimulatedSigner:
-        """The user's signer, issuing the certificate on first need (RSA-2048, sandbox policy OID)."""
+    def signer(self, user: SandboxUser, client_id: str | None = None) -> SimulatedSigner:
+        """The user's signer for one online service: the user's one RSA-2048 key, with a certificate whose
+        subject carries the name and that service's identifier (issued on first need)."""
         with self._lock:
-            if user.user_id in self._signers:
-                return self._signers[user.user_id]
-            cert_file = self.directory / f"{user.user_id}.cert.pem"
+            slot = (user.user_id, client_id)
+            if slot in self._signers:
+                return self._signers[slot]
             key_file = self.directory / f"{user.user_id}.key.pem"
-            if cert_file.is_file() and key_file.is_file():
+            suffix = "" if client_id is None else "-" + hashlib.sha256(client_id.encode()).hexdigest()[:12]
+            cert_file = self.directory / f"{user.user_id}{suffix}.cert.pem"
+            key = None
+            if key_file.is_file():
+                loaded = serialization.load_pem_private_key(key_file.read_bytes(), None)
+                assert isinstance(loaded, rsa.RSAPrivateKey)
+                key = loaded
+            if cert_file.is_file() and key is not None:
                 cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-                key = serialization.load_pem_private_key(key_file.read_bytes(), None)
-                assert isinstance(key, rsa.RSAPrivateKey)
             else:
-                issued = self.pki.issue_signer(f"{user.name_en} {user.name_zh}",
-                                               subject_serial=self.holder_id(user))
+                issued = self.pki.issue_signer(f"{user.name_en} {user.name_zh}", key=key,
+                                               subject_serial=self.holder_id(user, client_id))
                 cert, key = issued.certificate, issued.private_key
-                _write(key_file, issued.key_pem(), private=True)
+                if not key_file.is_file():
+                    _write(key_file, issued.key_pem(), private=True)
                 _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), private=False)
             signer = SimulatedSigner(cert, key, [self.pki.issuing_ca])
-            self._signers[user.user_id] = signer
+            self._signers[slot] = signer
             return signer
 
-    def certificate(self, user: SandboxUser) -> x509.Certificate:
-        return self.signer(user).certificate
+    def certificate(self, user: SandboxUser, client_id: str | None = None) -> x509.Certificate:
+        return self.signer(user, client_id).certificate
+
+    def certificates(self, user: SandboxUser) -> list[x509.Certificate]:
+        """Every certificate issued to the user so far (one per online service, and the default one)."""
+        return [x509.load_pem_x509_certificate(p.read_bytes())
+                for p in sorted(self.directory.glob(f"{user.user_id}*.cert.pem"))]
 
     # ------------------------------------------------------------------ changes
 
