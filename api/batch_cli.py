@@ -8,12 +8,11 @@ completes; keep the state and the manifests in OUTDIR up to date. See :mod:`api.
 
 from __future__ import annotations
 
-import uuid
-
 import asyncio
 import contextlib
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path

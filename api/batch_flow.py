@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -37,6 +36,7 @@ from signing.model import PreparedSignature
 from .cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
 from .faults import crashpoint
 from .identity import SignerSpec, resolve_signer
+from .leases import heartbeat
 from .models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
 from .webhooks import enqueue_webhook
 
@@ -312,26 +312,11 @@ class BatchFlow:
             path.unlink(missing_ok=True)
         await self._close_if_done(batch_id)
 
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self, item_ids: list[str]):
+    def _heartbeat(self, item_ids: list[str]):
         """Keep claimed items fresh while they are worked on, so the sweep never hands them on meanwhile."""
-        interval = max(0.5, self.settings.stale_after_s / 4)
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                with self.session() as session:
-                    session.exec(update(BatchItem).where(BatchItem.id.in_(item_ids), BatchItem.status == "embedding")
-                                 .values(updated_at=self.ctx.clock()))
-                    session.commit()
-
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return heartbeat(self.session, lambda: update(BatchItem).where(
+            BatchItem.id.in_(item_ids), BatchItem.status == "embedding").values(updated_at=self.ctx.clock()),
+            self.settings.stale_after_s)
 
     async def _close_if_done(self, batch_id: str) -> None:
         with self.session() as session:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -38,6 +37,7 @@ from .audit import append_audit
 from .faults import crashpoint
 from .iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from .identity import SignerSpec, resolve_signer
+from .leases import heartbeat
 from .models import Document, Organisation, SigningRequest, utcnow
 from .settings import Settings
 from .storage import DocumentStore
@@ -375,27 +375,11 @@ class SigningFlow:
         signed_path.unlink(missing_ok=True)
         await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
 
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self, req_id: str):
+    def _heartbeat(self, req_id: str):
         """Keep a claimed request fresh while it is embedded, so the sweep never hands it on meanwhile."""
-        interval = max(0.5, self.settings.stale_after_s / 4)
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                with self.session() as session:
-                    session.exec(update(SigningRequest).where(SigningRequest.id == req_id,
-                                                              SigningRequest.phase == "embedding")
-                                 .values(updated_at=self.clock()))
-                    session.commit()
-
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return heartbeat(self.session, lambda: update(SigningRequest).where(
+            SigningRequest.id == req_id, SigningRequest.phase == "embedding").values(updated_at=self.clock()),
+            self.settings.stale_after_s)
 
     def _verify_result(self, req: SigningRequest, result: dict) -> bytes:
         """Check a result against the stored digest and the iAM Smart-Cert issuers; return the cert DER."""

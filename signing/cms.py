@@ -18,12 +18,12 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator, SignatureValidationContext
 
 from .errors import (
-    SigningError,
     CertificateMismatchError,
     CertificateMissingError,
     DigestMismatchError,
     InvalidSignatureError,
     MalformedCmsError,
+    SigningError,
     TimestampError,
 )
 from .model import SignatureProfile

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,6 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..files import atomic_write
 
 __all__ = ["ClientConfig", "Environment", "LocalCredentials", "load_or_create_local_credentials"]
 
@@ -65,16 +66,6 @@ class LocalCredentials:
         )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def load_or_create_local_credentials(directory: Path, client_id: str = "iamsign-local") -> LocalCredentials:
     """Load (or generate at first start) a client secret and an RSA-2048 KEK in ``directory`` (mode 0600)."""
     directory = Path(directory)
@@ -82,10 +73,10 @@ def load_or_create_local_credentials(directory: Path, client_id: str = "iamsign-
     cred_file, key_file = directory / "client.json", directory / "kek.key.pem"
     if not cred_file.is_file() or not key_file.is_file():
         key: rsa.RSAPrivateKey = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-        _write_private(cred_file, json.dumps({"client_id": client_id,
-                                              "client_secret": secrets.token_urlsafe(32)}).encode())
+        atomic_write(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()), private=True)
+        atomic_write(cred_file, json.dumps({"client_id": client_id, "client_secret": secrets.token_urlsafe(32)}).encode(),
+                     private=True)
     data = json.loads(cred_file.read_text())
     loaded = serialization.load_pem_private_key(key_file.read_bytes(), None)
     if not isinstance(loaded, rsa.RSAPrivateKey):

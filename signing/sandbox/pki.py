@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asn1crypto import keys as asn1_keys
 from asn1crypto import core, tsp
+from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+
+from ..files import atomic_write
 
 __all__ = [
     "SANDBOX_POLICY_OID",
@@ -92,25 +93,6 @@ def _name(common_name: str, org: str = "iamsign sandbox") -> x509.Name:
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class SandboxPki:
@@ -221,13 +203,14 @@ class SandboxPki:
         for role, cert, key in (
             ("root", root, root_key), ("ca", ca, ca_key), ("ocsp", ocsp_cert, ocsp_key), ("tsa", tsa_cert, tsa_key)
         ):
-            _write_public(directory / f"{role}.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
-            _write_private(
+            atomic_write(directory / f"{role}.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+            atomic_write(
                 directory / f"{role}.key.pem",
                 key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()),
+                private=True,
             )
-        _write_public(directory / "state.json", json.dumps({"base_url": base_url, "revocations": []}).encode())
+        atomic_write(directory / "state.json", json.dumps({"base_url": base_url, "revocations": []}).encode())
 
     # ------------------------------------------------------------------ certificates
 
@@ -307,7 +290,7 @@ class SandboxPki:
                 for r in self._revocations.values()
             ],
         }
-        _write_public(self.directory / "state.json", json.dumps(state, indent=1).encode())
+        atomic_write(self.directory / "state.json", json.dumps(state, indent=1).encode())
 
     # ------------------------------------------------------------------ responders
 

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing.iamsmart.protocol import hkic_hash, normalise_hkid
 
+from ..files import atomic_write
 from .pki import SandboxPki
 from .remote_signer import SimulatedSigner
 
@@ -113,16 +113,6 @@ class SandboxUser:
         }
 
 
-def _write(path: Path, data: bytes, private: bool) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class UserDirectory:
     """The sandbox's users, their state (``users.json``) and their signing keys, in ``directory``."""
 
@@ -133,7 +123,7 @@ class UserDirectory:
         self._lock = threading.Lock()
         salt_file = self.directory / "openid.salt"
         if not salt_file.is_file():
-            _write(salt_file, secrets.token_bytes(32), private=True)
+            atomic_write(salt_file, secrets.token_bytes(32), private=True)
         self._salt = salt_file.read_bytes()
         state_file = self.directory / "users.json"
         state = json.loads(state_file.read_text()) if state_file.is_file() else {}
@@ -226,8 +216,8 @@ class UserDirectory:
                                                subject_serial=self.holder_id(user, client_id))
                 cert, key = issued.certificate, issued.private_key
                 if not key_file.is_file():
-                    _write(key_file, issued.key_pem(), private=True)
-                _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), private=False)
+                    atomic_write(key_file, issued.key_pem(), private=True)
+                atomic_write(cert_file, cert.public_bytes(serialization.Encoding.PEM), private=False)
             signer = SimulatedSigner(cert, key, [self.pki.issuing_ca])
             self._signers[slot] = signer
             return signer
@@ -283,4 +273,4 @@ class UserDirectory:
             }
             for u in self._users.values()
         }
-        _write(self.directory / "users.json", json.dumps(state, indent=1).encode(), private=False)
+        atomic_write(self.directory / "users.json", json.dumps(state, indent=1).encode(), private=False)
