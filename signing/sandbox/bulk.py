@@ -287,19 +287,8 @@ class BulkDesk:
     # ================================================================== the user's decision
 
     def _schedule_auto(self, req: BulkRequest, user: SandboxUser) -> None:
-        if user.auto_action.value == "none":
-            return
-
-        async def act() -> None:
-            await asyncio.sleep(user.auto_delay_ms / 1000)
-            if req.status is not BulkStatus.PENDING:
-                return
-            if user.auto_action.value == "approve":
-                await self.approve(req, self.engine.users.get(user.user_id))
-            else:
-                await self.fail(req, ReturnCode.BULK_REJECTED)
-
-        self.engine.spawn(act())
+        self.engine.schedule_auto(user, lambda: req.status is BulkStatus.PENDING, lambda u: self.approve(req, u),
+                                  lambda: self.fail(req, ReturnCode.BULK_REJECTED))
 
     async def approve(self, req: BulkRequest, user: SandboxUser) -> None:
         """One approval signs every document (in the background; the callbacks follow)."""

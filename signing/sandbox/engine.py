@@ -531,17 +531,22 @@ class SandboxEngine:
                 raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthMethod")
 
     def _schedule_auto(self, req: SigningRequest, user: SandboxUser) -> None:
+        self.schedule_auto(user, lambda: req.status is RequestStatus.PENDING,
+                           lambda u: self._approve(req, u), lambda: self._fail(req, ReturnCode.SIGNING_REJECTED))
+
+    def schedule_auto(self, user: SandboxUser, still_pending, approve, reject) -> None:
+        """The simulated phone's own decision (a user on auto-approve or auto-reject), after its delay."""
         if user.auto_action.value == "none":
             return
 
         async def act() -> None:
             await asyncio.sleep(user.auto_delay_ms / 1000)
-            if req.status is not RequestStatus.PENDING:
+            if not still_pending():
                 return
             if user.auto_action.value == "approve":
-                await self._approve(req, self.users.get(user.user_id))
+                await approve(self.users.get(user.user_id))
             else:
-                await self._fail(req, ReturnCode.SIGNING_REJECTED)
+                await reject()
 
         self.spawn(act())
 
