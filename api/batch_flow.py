@@ -38,6 +38,7 @@ from .faults import crashpoint
 from .identity import SignerSpec, resolve_signer
 from .leases import heartbeat
 from .models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
+from .signing_flow import signed_name
 from .webhooks import enqueue_webhook
 
 __all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
@@ -304,7 +305,7 @@ class BatchFlow:
                 if self._claim_item(session, item.id, "embedding", status="completed", signed_document_id=doc_id):
                     src = sources[item.document_id]
                     session.add(Document(id=doc_id, organisation_id=batch.organisation_id, sha256=file.sha256,
-                                         size=file.size, filename=_signed_name(src.filename), pages=src.pages,
+                                         size=file.size, filename=signed_name(src.filename), pages=src.pages,
                                          signature_count=src.signature_count + res["added_signatures"]))
                     done_paths.append(path)
             session.commit()
@@ -384,8 +385,3 @@ class BatchFlow:
             session.commit()
         for batch_id in batches:
             self.ctx.queue.enqueue_embed_batch(batch_id)
-
-
-def _signed_name(filename: str) -> str:
-    stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
-    return f"{stem}.signed.pdf"[:255]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
-__all__ = ["make_engine", "migrate", "session_scope"]
+__all__ = ["make_engine", "migrate", "alembic_config"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -54,8 +53,3 @@ def migrate(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-def session_scope(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
-        yield session

@@ -338,7 +338,8 @@ class SigningFlow:
             signed_path = self._signed_path(req)
             try:
                 if not signed_path.exists():  # a previous attempt may have finished before a crash
-                    cert_der = self._verify_result(req, result)
+                    # verified against the digest and the issuers when it was accepted; the core checks again
+                    cert_der = base64.b64decode(result["cert"]) if req.mode == "hash" else None
                     crashpoint("embedding")
                     async with self._heartbeat(req.id):
                         await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
@@ -357,7 +358,7 @@ class SigningFlow:
                                             expect_phase="embedding")
                 return
             signed = Document(organisation_id=req.organisation_id, sha256=stored.sha256, size=stored.size,
-                              filename=_signed_name(source.filename), pages=info.pages,
+                              filename=signed_name(source.filename), pages=info.pages,
                               signature_count=info.signature_count)
             session.add(signed)
             session.flush()
@@ -501,7 +502,8 @@ def _result_fields(mode: str, content: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _signed_name(filename: str) -> str:
+def signed_name(filename: str) -> str:
+    """The file name of a signed revision: ``letter.pdf`` -> ``letter.signed.pdf``."""
     stem = filename[:-4] if filename.lower().endswith(".pdf") else filename
     return f"{stem}.signed.pdf"[:255]
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DocumentStore", "StoredFile", "UploadTooLarge"]
-
-
-class UploadTooLarge(Exception):
-    """The stream exceeded the size limit; nothing was kept."""
+__all__ = ["DocumentStore", "StoredFile"]
 
 
 @dataclass(frozen=True)
@@ -36,26 +31,6 @@ class DocumentStore:
 
     def temp_path(self, suffix: str = ".partial") -> Path:
         return self.tmp_dir / f"{uuid.uuid4().hex}{suffix}"
-
-    async def save_stream(self, chunks: AsyncIterator[bytes], max_bytes: int) -> StoredFile:
-        """Write a stream to a temp file, hashing as it goes; refuse past ``max_bytes``; then publish."""
-        tmp = self.temp_path()
-        h = hashlib.sha256()
-        size = 0
-        try:
-            with open(tmp, "wb") as f:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise UploadTooLarge(f"the upload exceeds the limit of {max_bytes} bytes")
-                    h.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return StoredFile(h.hexdigest(), size, tmp)
 
     def publish(self, staged: StoredFile) -> StoredFile:
         """Move a staged temp file to its content address (idempotent for identical content)."""
@@ -96,22 +71,7 @@ class DocumentStore:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
                 size += len(chunk)
-        digest = h.hexdigest()
-        final = self.path_for(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if not final.exists():
-            tmp = self.temp_path(".adopt")
-            try:
-                os.link(path, tmp)
-            except OSError:
-                import shutil
-
-                shutil.copyfile(path, tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-        return StoredFile(digest, size, final)
+        return self.adopt_many([(Path(path), h.hexdigest(), size)])[0]
 
     def discard(self, staged: StoredFile) -> None:
         staged.path.unlink(missing_ok=True)

@@ -67,9 +67,6 @@ class TaskQueue:
         """Embed the signatures received for a batch in the background (worker processes)."""
         self._embed_batch(batch_id)
 
-    def enqueue_sweep(self) -> None:
-        self._sweep()
-
     # ------------------------------------------------------------------ jobs
 
     def context(self):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,10 +263,6 @@ class SandboxPki:
         )
         return IssuedCertificate(cert, key)
 
-    def chain_for(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        """The certificates above ``cert`` up to and including the root."""
-        return [self.issuing_ca, self.root]
-
     # ------------------------------------------------------------------ revocation
 
     def revoke(self, serial: int, at: dt.datetime | None = None, reason: str = "key_compromise") -> None:
@@ -384,10 +379,6 @@ class SandboxPki:
 
     def root_pem(self) -> bytes:
         return self.root.public_bytes(serialization.Encoding.PEM)
-
-    def new_serial(self) -> int:
-        return secrets.randbits(63)
-
 
 def _ca_key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
