@@ -33,7 +33,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox.ensure_ticker()
     if ctx.settings.embedded_worker:
         await asyncio.to_thread(ctx.queue.start_consumer, ctx.settings.workers)
-    warm = asyncio.create_task(ctx.cpu.warm())  # start the signing processes before the first batch needs them
+    warm = asyncio.create_task(
+        ctx.cpu.warm()
+    )  # start the signing processes before the first batch needs them
     try:
         yield
     finally:
@@ -53,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (environment defaults when omitted)."""
     ctx = ServiceContext(settings or Settings())
     settings = ctx.settings
-    app = FastAPI(title="iamsign", version="0.1.0", description="PAdES signing with iAM Smart+", lifespan=_lifespan)
+    app = FastAPI(
+        title="iamsign", version="0.1.0", description="PAdES signing with iAM Smart+", lifespan=_lifespan
+    )
     app.state.context = ctx
     app.state.settings = settings
     app.state.engine = ctx.engine

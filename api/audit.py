@@ -37,7 +37,9 @@ def _entry_hash(entry: AuditEntry) -> str:
 
 
 def audit_entries(session: Session, request_id: str) -> list[AuditEntry]:
-    return list(session.exec(select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.seq)))
+    return list(
+        session.exec(select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.seq))
+    )
 
 
 def append_audit(

@@ -105,7 +105,9 @@ async def _all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
 class SignRun:
     """One run of ``iamsign batch sign``."""
 
-    def __init__(self, cfg: SignConfig, client: AsyncIamsignClient, state: RunState, progress: Progress) -> None:
+    def __init__(
+        self, cfg: SignConfig, client: AsyncIamsignClient, state: RunState, progress: Progress
+    ) -> None:
         self.cfg, self.client, self.state, self.progress = cfg, client, state, progress
         self.sem = asyncio.Semaphore(cfg.concurrency)
         self._saved_at = 0.0
@@ -150,8 +152,10 @@ class SignRun:
                 raise ServerAway(f"{what}: {problem}")
             if not self._away_noted:
                 self._away_noted = True
-                self.progress.console.print(f"[yellow]server not answering ({problem}); retrying for up to "
-                                            f"{self.cfg.give_up_after:g} s[/yellow]")
+                self.progress.console.print(
+                    f"[yellow]server not answering ({problem}); retrying for up to "
+                    f"{self.cfg.give_up_after:g} s[/yellow]"
+                )
             await asyncio.sleep(min(1.0, self.cfg.give_up_after / 4 or 0.1))
 
     # -- the run
@@ -165,10 +169,17 @@ class SignRun:
         for record in list(self.state.batches):
             if any(e.status == "batched" and e.batch_id == record.id for e in self.state.files.values()):
                 await self.follow(record.id)
-        todo = [e for e in self._entries() if e.document_id and (
-            e.status in ("uploaded", *FAILED_STATUSES) or (e.status == "download_failed" and not e.signed_document_id))]
+        todo = [
+            e
+            for e in self._entries()
+            if e.document_id
+            and (
+                e.status in ("uploaded", *FAILED_STATUSES)
+                or (e.status == "download_failed" and not e.signed_document_id)
+            )
+        ]
         for start in range(0, len(todo), MAX_BATCH):
-            await self.start_batch(todo[start:start + MAX_BATCH])
+            await self.start_batch(todo[start : start + MAX_BATCH])
 
     def _entries(self) -> list[FileEntry]:
         return [self.state.files[k] for k in sorted(self.state.files)]
@@ -187,7 +198,10 @@ class SignRun:
             if entry.status == "signed":
                 signed = self.cfg.out / rel
                 if not (signed.is_file() and sha256_file(signed) == entry.sha256_after):
-                    entry.status, entry.error = "download_failed", "the signed file in OUTDIR is missing or changed"
+                    entry.status, entry.error = (
+                        "download_failed",
+                        "the signed file in OUTDIR is missing or changed",
+                    )
             if entry.status in ("new", "upload_failed"):
                 entry.status, entry.error, entry.document_id = "new", None, None
                 to_upload.append((entry, path))
@@ -207,7 +221,9 @@ class SignRun:
             async with self.sem:
                 if entry.status == "uploaded" and entry.document_id:
                     try:
-                        await self.patient(f"document {entry.file}", self.client.get_document, entry.document_id)
+                        await self.patient(
+                            f"document {entry.file}", self.client.get_document, entry.document_id
+                        )
                         self.progress.advance(task)
                         return
                     except IamsignError as exc:
@@ -249,14 +265,18 @@ class SignRun:
         dest = self.cfg.out / entry.file
         try:
             got = await self.patient(f"download {entry.file}", download, dest)
-            meta = await self.patient(f"document {entry.signed_document_id}", self.client.get_document,
-                                      entry.signed_document_id)
+            meta = await self.patient(
+                f"document {entry.signed_document_id}", self.client.get_document, entry.signed_document_id
+            )
         except IamsignError as exc:
             entry.status, entry.error = "download_failed", _err(exc)
         else:
             if meta.sha256 != got.sha256:
                 dest.unlink(missing_ok=True)
-                entry.status, entry.error = "download_failed", "sha256_mismatch: the download differs from the server's"
+                entry.status, entry.error = (
+                    "download_failed",
+                    "sha256_mismatch: the download differs from the server's",
+                )
             else:
                 entry.status, entry.error, entry.sha256_after = "signed", None, got.sha256
         self.save()
@@ -266,9 +286,13 @@ class SignRun:
             self.state.pending_batch_key = uuid.uuid4().hex
             self.save(force=True)
         try:
-            batch = await self.client.create_batch([e.document_id for e in entries if e.document_id], hkid=self.cfg.hkid,
-                                                   level=self.cfg.level, reason=self.cfg.reason,
-                                                   idempotency_key=self.state.pending_batch_key)
+            batch = await self.client.create_batch(
+                [e.document_id for e in entries if e.document_id],
+                hkid=self.cfg.hkid,
+                level=self.cfg.level,
+                reason=self.cfg.reason,
+                idempotency_key=self.state.pending_batch_key,
+            )
         except IamsignConnectionError as exc:
             raise ServerAway(f"starting the batch: {exc.message}") from None
         except IamsignError as exc:
@@ -293,8 +317,11 @@ class SignRun:
         """Poll the batch, announce the sign code, download each document as it completes, until terminal."""
         record = self.state.batch(batch_id)
         assert record is not None, batch_id
-        mine = {e.document_id: e for e in self.state.files.values()
-                if e.status == "batched" and e.batch_id == batch_id and e.document_id}
+        mine = {
+            e.document_id: e
+            for e in self.state.files.values()
+            if e.status == "batched" and e.batch_id == batch_id and e.document_id
+        }
         sign = self.progress.add_task(f"batch {batch_id[:12]}", total=len(mine))
         fetched = self.progress.add_task("download", total=len(mine))
         downloads: dict[str, asyncio.Task] = {}
@@ -303,7 +330,9 @@ class SignRun:
 
         async def download(entry: FileEntry, document_id: str) -> None:
             async with self.sem:
-                await self.fetch(entry, lambda dest: self.client.download_batch_document(batch_id, document_id, dest))
+                await self.fetch(
+                    entry, lambda dest: self.client.download_batch_document(batch_id, document_id, dest)
+                )
             self.progress.advance(fetched)
 
         try:
@@ -315,15 +344,22 @@ class SignRun:
                         if exc.status != 404:
                             raise
                         for e in mine.values():
-                            e.status, e.error = "failed", f"{exc.code}: the server no longer knows batch {batch_id}"
+                            e.status, e.error = (
+                                "failed",
+                                f"{exc.code}: the server no longer knows batch {batch_id}",
+                            )
                         return
                 record.status, record.sign_code = batch.status, batch.sign_code
                 if batch.sign_code and not announced:
                     announced = True
-                    self.echo(f"Sign code: {batch.sign_code}   (batch {batch.id}, {len(batch.documents)} documents)")
+                    self.echo(
+                        f"Sign code: {batch.sign_code}   (batch {batch.id}, {len(batch.documents)} documents)"
+                    )
                     if batch.signer_url:
                         self.echo(f"Signer page: {batch.signer_url}")
-                    self.echo("The signer approves once in iAM Smart, after checking that the app shows this code.")
+                    self.echo(
+                        "The signer approves once in iAM Smart, after checking that the app shows this code."
+                    )
                     self.save(force=True)
                 for d in batch.documents:
                     entry = mine.get(d.document_id)
@@ -338,10 +374,14 @@ class SignRun:
                         why = d.error or batch.error
                         entry.error = _err(why) if why else d.status
                         self.progress.advance(fetched)
-                finished = sum(d.status == "completed" or d.status in FAILED_STATUSES
-                               for d in batch.documents if d.document_id in mine)
-                self.progress.update(sign, completed=finished,
-                                     description=f"batch {batch_id[:12]}: {self._describe(batch)}")
+                finished = sum(
+                    d.status == "completed" or d.status in FAILED_STATUSES
+                    for d in batch.documents
+                    if d.document_id in mine
+                )
+                self.progress.update(
+                    sign, completed=finished, description=f"batch {batch_id[:12]}: {self._describe(batch)}"
+                )
                 for task in [t for t in downloads.values() if t.done()]:
                     task.result()  # a ServerAway in a download ends the run (the others are cancelled below)
                 if batch.done:
@@ -362,8 +402,11 @@ class SignRun:
 
     @staticmethod
     def _describe(batch: Batch) -> str:
-        return {"preparing": "preparing the documents", "pending": "waiting for the signer's approval",
-                "signing": "approved, signing"}.get(batch.status, batch.status.replace("_", " "))
+        return {
+            "preparing": "preparing the documents",
+            "pending": "waiting for the signer's approval",
+            "signing": "approved, signing",
+        }.get(batch.status, batch.status.replace("_", " "))
 
     def _close(self, batch: Batch, mine: dict[str, FileEntry]) -> None:
         """A terminal batch: documents neither signed nor failed take the batch's outcome."""
@@ -372,7 +415,9 @@ class SignRun:
                 status = entry.server_status if entry.server_status in FAILED_STATUSES else None
                 status = status or (batch.status if batch.status in FAILED_STATUSES else "failed")
                 entry.status = status
-                entry.error = _err(batch.error) if batch.error else entry.error or f"batch ended {batch.status}"
+                entry.error = (
+                    _err(batch.error) if batch.error else entry.error or f"batch ended {batch.status}"
+                )
 
 
 def summary(state: RunState, total: int) -> tuple[bool, str]:
@@ -382,8 +427,9 @@ def summary(state: RunState, total: int) -> tuple[bool, str]:
     if signed == total and total:
         return True, f"all {total} files signed into {state.out}"
     others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "signed")
-    return False, f"{signed} of {total} files signed" + (f"; {others}" if others else "") + \
-        f" (see {state.out / 'manifest.csv'})"
+    return False, f"{signed} of {total} files signed" + (
+        f"; {others}" if others else ""
+    ) + f" (see {state.out / 'manifest.csv'})"
 
 
 def run_sign(cfg: SignConfig) -> int:
@@ -410,14 +456,22 @@ def run_sign(cfg: SignConfig) -> int:
         raise UsageError(f"no PDF files under {source}")
 
     console = Console(stderr=True)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
 
     async def main() -> None:
         timeout = httpx.Timeout(120.0, connect=5.0)
-        async with AsyncIamsignClient(server, cfg.api_key, retries=2, backoff=0.3, timeout=timeout,
-                                      poll_interval=cfg.poll_interval) as client:
-            with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+        async with AsyncIamsignClient(
+            server, cfg.api_key, retries=2, backoff=0.3, timeout=timeout, poll_interval=cfg.poll_interval
+        ) as client:
+            with Progress(
+                *columns, console=console, redirect_stdout=False, redirect_stderr=False
+            ) as progress:
                 await SignRun(cfg, client, state, progress).run(files)
 
     code = 0
@@ -425,12 +479,19 @@ def run_sign(cfg: SignConfig) -> int:
         asyncio.run(main())
     except (ServerAway, WaitTimeout) as exc:
         what = "the server did not answer" if isinstance(exc, ServerAway) else "gave up waiting"
-        print(f"iamsign batch: {what} ({exc}); the state is kept in {out / STATE_NAME}: run the same command "
-              "again to resume", file=sys.stderr, flush=True)
+        print(
+            f"iamsign batch: {what} ({exc}); the state is kept in {out / STATE_NAME}: run the same command "
+            "again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
         code = 3
     except IamsignError as exc:
-        print(f"iamsign batch: {exc.code}: {exc.message}" + (f" (HTTP {exc.status})" if exc.status else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"iamsign batch: {exc.code}: {exc.message}" + (f" (HTTP {exc.status})" if exc.status else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         code = 3 if exc.status in (None, *SERVER_AWAY) else 1
     except OSError as exc:
         print(f"iamsign batch: {exc}", file=sys.stderr, flush=True)
@@ -483,5 +544,6 @@ def _server_view(server: str, api_key: str, batch_id: str) -> str:
     except IamsignError as exc:
         return f"{exc.code}: {exc.message}"
     c = b.counts
-    return (f"{b.status}, {c.completed} completed, {c.failed} failed, {c.pending} pending of {c.total}"
-            + (f" ({b.error.code}: {b.error.message})" if b.error else ""))
+    return f"{b.status}, {c.completed} completed, {c.failed} failed, {c.pending} pending of {c.total}" + (
+        f" ({b.error.code}: {b.error.message})" if b.error else ""
+    )

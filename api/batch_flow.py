@@ -75,29 +75,54 @@ class BatchFlow:
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, session: Session, org: Organisation, documents: list[Document], signer: SignerSpec, *,
-                     level: str, reason: str | None, location: str | None, webhook_url: str | None,
-                     idempotency_key: str | None = None) -> Batch:
+    async def create(
+        self,
+        session: Session,
+        org: Organisation,
+        documents: list[Document],
+        signer: SignerSpec,
+        *,
+        level: str,
+        reason: str | None,
+        location: str | None,
+        webhook_url: str | None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
         """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch."""
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             return earlier
         who = resolve_signer(self.ctx.secret, signer)
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
-        batch = Batch(organisation_id=org.id, business_id=uuid.uuid4().hex, idempotency_key=idempotency_key,
-                      flow=who.flow, level=level,
-                      signer_key=who.signer_key, reason=reason, location=location, webhook_url=webhook_url,
-                      expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s), created_at=now,
-                      updated_at=now)
+        batch = Batch(
+            organisation_id=org.id,
+            business_id=uuid.uuid4().hex,
+            idempotency_key=idempotency_key,
+            flow=who.flow,
+            level=level,
+            signer_key=who.signer_key,
+            reason=reason,
+            location=location,
+            webhook_url=webhook_url,
+            expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s),
+            created_at=now,
+            updated_at=now,
+        )
         folder = self._folder(batch.id)
         folder.mkdir(parents=True, exist_ok=True)
         items = [BatchItem(batch_id=batch.id, document_id=d.id, position=i) for i, d in enumerate(documents)]
         options = {"level": level, "reason": reason, "location": location}
-        jobs = [(str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"))
-                for d, it in zip(documents, items, strict=True)]
+        jobs = [
+            (str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"))
+            for d, it in zip(documents, items, strict=True)
+        ]
         try:
-            parts = await asyncio.gather(*(self.ctx.cpu.run(prepare_pdfs, part, options)
-                                           for part in chunks(jobs, self.ctx.cpu.workers * 4)))
+            parts = await asyncio.gather(
+                *(
+                    self.ctx.cpu.run(prepare_pdfs, part, options)
+                    for part in chunks(jobs, self.ctx.cpu.workers * 4)
+                )
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -123,18 +148,27 @@ class BatchFlow:
         crashpoint("batch_prepared")
         wanted = [(d, it) for d, it in zip(documents, items, strict=True) if it.status == "pending"]
         if not wanted:
-            self._end(session, batch, "failed", "nothing_to_sign", "no document of the batch could be prepared")
+            self._end(
+                session, batch, "failed", "nothing_to_sign", "no document of the batch could be prepared"
+            )
             return batch
-        bulk_docs = [BulkDocument.pdf(it.id, d.filename[:255], PreparedSignature.loads(it.record_json).document_digest)
-                     for d, it in wanted]
+        bulk_docs = [
+            BulkDocument.pdf(it.id, d.filename[:255], PreparedSignature.loads(it.record_json).document_digest)
+            for d, it in wanted
+        ]
         try:
             initiated = await self.client.bulk_initiate(
-                business_id=batch.business_id, documents=bulk_docs, token=who.token, hkic_hash=who.hkic_hash,
+                business_id=batch.business_id,
+                documents=bulk_docs,
+                token=who.token,
+                hkic_hash=who.hkic_hash,
                 callback_result_uri=f"{self.settings.base_url}/v1/iamsmart/bulk/callback",
                 redirect_uri=f"{self.settings.base_url}/v1/iamsmart/bulk/token",
-                service_name=self.settings.service_name, department=self.settings.department,
+                service_name=self.settings.service_name,
+                department=self.settings.department,
                 request_name=f"{len(bulk_docs)} document(s) from {self.settings.service_name}"[:255],
-                state=batch.business_id, max_callback_sigs=self.settings.bulk_callback_page,
+                state=batch.business_id,
+                max_callback_sigs=self.settings.bulk_callback_page,
             )
         except IamSmartError as exc:
             code = getattr(exc, "code", "D20000")
@@ -148,33 +182,55 @@ class BatchFlow:
 
     @staticmethod
     def _by_key(session: Session, organisation_id: str, key: str) -> Batch | None:
-        return session.exec(select(Batch).where(Batch.organisation_id == organisation_id,
-                                                Batch.idempotency_key == key)).first()
+        return session.exec(
+            select(Batch).where(Batch.organisation_id == organisation_id, Batch.idempotency_key == key)
+        ).first()
 
     # ------------------------------------------------------------------ transitions
 
     def _claim_batch(self, session: Session, batch_id: str, phases: tuple[str, ...], **values: Any) -> bool:
         values["updated_at"] = self.ctx.clock()
-        r = session.exec(update(Batch).where(Batch.id == batch_id, Batch.phase.in_(phases),
-                                             Batch.status.in_(("pending", "signing"))).values(**values))
+        r = session.exec(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.phase.in_(phases), Batch.status.in_(("pending", "signing")))
+            .values(**values)
+        )
         return r.rowcount == 1
 
     def _claim_item(self, session: Session, item_id: str, from_status: str, **values: Any) -> bool:
         values["updated_at"] = self.ctx.clock()
-        r = session.exec(update(BatchItem).where(BatchItem.id == item_id, BatchItem.status == from_status)
-                         .values(**values))
+        r = session.exec(
+            update(BatchItem).where(BatchItem.id == item_id, BatchItem.status == from_status).values(**values)
+        )
         return r.rowcount == 1
 
-    def _end(self, session: Session, batch: Batch, status: str, code: str | None, message: str | None,
-             phases: tuple[str, ...] = ("prepared", "sent", "receiving")) -> bool:
+    def _end(
+        self,
+        session: Session,
+        batch: Batch,
+        status: str,
+        code: str | None,
+        message: str | None,
+        phases: tuple[str, ...] = ("prepared", "sent", "receiving"),
+    ) -> bool:
         """A whole-batch ending: open documents end the same way; prepared files go."""
-        if not self._claim_batch(session, batch.id, phases, phase="done", status=status, error_code=code,
-                                 error_message=(message or "")[:2000] or None):
+        if not self._claim_batch(
+            session,
+            batch.id,
+            phases,
+            phase="done",
+            status=status,
+            error_code=code,
+            error_message=(message or "")[:2000] or None,
+        ):
             session.rollback()
             return False
         item_status = status if status in ("cancelled", "expired", "rejected") else "failed"
-        session.exec(update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
-                     .values(status=item_status, error_code=code, error_message=message, updated_at=utcnow()))
+        session.exec(
+            update(BatchItem)
+            .where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+            .values(status=item_status, error_code=code, error_message=message, updated_at=utcnow())
+        )
         self._webhook(session, batch, status)
         session.commit()
         shutil.rmtree(self._folder(batch.id), ignore_errors=True)
@@ -182,8 +238,14 @@ class BatchFlow:
 
     def _webhook(self, session: Session, batch: Batch, status: str) -> None:
         if batch.webhook_url:
-            enqueue_webhook(session, batch.organisation_id, batch.id, batch.webhook_url, f"batch.{status}",
-                            {"event": f"batch.{status}", "batch_id": batch.id, "status": status})
+            enqueue_webhook(
+                session,
+                batch.organisation_id,
+                batch.id,
+                batch.webhook_url,
+                f"batch.{status}",
+                {"event": f"batch.{status}", "batch_id": batch.id, "status": status},
+            )
 
     # ------------------------------------------------------------------ iAM Smart's answers
 
@@ -215,14 +277,28 @@ class BatchFlow:
                 status = _STATUS_FOR_CODE.get(code, "failed")
                 return status if self._end(session, batch, status, code, message_for(code)) else "late"
             page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
-            records = dict(session.exec(select(BatchItem.id, BatchItem.record_json).where(
-                BatchItem.batch_id == batch.id, BatchItem.status == "pending", BatchItem.id.in_(list(page))))
-                .all()) if page else {}
+            records = (
+                dict(
+                    session.exec(
+                        select(BatchItem.id, BatchItem.record_json).where(
+                            BatchItem.batch_id == batch.id,
+                            BatchItem.status == "pending",
+                            BatchItem.id.in_(list(page)),
+                        )
+                    ).all()
+                )
+                if page
+                else {}
+            )
         # verified in the signing processes, with no database connection held meanwhile
         jobs = [(i, record, page[i]) for i, record in records.items()]
         issuers = [c.public_bytes(Encoding.DER) for c in self.ctx.iamsmart.cert_issuers]
-        parts_ok = await asyncio.gather(*(self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
-                                          for part in chunks(jobs, self.ctx.cpu.workers)))
+        parts_ok = await asyncio.gather(
+            *(
+                self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
+                for part in chunks(jobs, self.ctx.cpu.workers)
+            )
+        )
         good = [i for part in parts_ok for i in part]
         if len(good) < len(page):
             log.warning("%d bulk signature(s) for batch %s refused", len(page) - len(good), batch.id)
@@ -231,16 +307,29 @@ class BatchFlow:
             accepted = 0
             if good:
                 t = BatchItem.__table__  # one executemany of compare-and-set updates (Core, not ORM bulk)
-                accepted = session.connection().execute(
-                    update(t).where(t.c.id == bindparam("item_id"), t.c.status == "pending")
-                    .values(status="received", result_json=bindparam("result"), updated_at=now),
-                    [{"item_id": i, "result": json.dumps({"pdfSignature": base64.b64encode(page[i]).decode()})}
-                     for i in good],
-                ).rowcount
+                accepted = (
+                    session.connection()
+                    .execute(
+                        update(t)
+                        .where(t.c.id == bindparam("item_id"), t.c.status == "pending")
+                        .values(status="received", result_json=bindparam("result"), updated_at=now),
+                        [
+                            {
+                                "item_id": i,
+                                "result": json.dumps({"pdfSignature": base64.b64encode(page[i]).decode()}),
+                            }
+                            for i in good
+                        ],
+                    )
+                    .rowcount
+                )
             if session.get(BatchCallbackPage, (batch.id, cb.callback_seq)) is None:
                 session.add(BatchCallbackPage(batch_id=batch.id, seq=cb.callback_seq, received_at=now))
-            session.exec(update(Batch).where(Batch.id == batch.id).values(callbacks_expected=cb.total_callbacks,
-                                                                          updated_at=now))
+            session.exec(
+                update(Batch)
+                .where(Batch.id == batch.id)
+                .values(callbacks_expected=cb.total_callbacks, updated_at=now)
+            )
             self._claim_batch(session, batch.id, ("sent",), phase="receiving", status="signing")
             try:
                 session.flush()
@@ -249,10 +338,16 @@ class BatchFlow:
                 return "duplicate"
             if self._pages_seen(session, batch.id) >= cb.total_callbacks:
                 # all pages in: whatever is still pending was declined
-                session.exec(update(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
-                             .values(status="declined", error_code="declined",
-                                     error_message="iAM Smart did not return a signature for this document",
-                                     updated_at=now))
+                session.exec(
+                    update(BatchItem)
+                    .where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+                    .values(
+                        status="declined",
+                        error_code="declined",
+                        error_message="iAM Smart did not return a signature for this document",
+                        updated_at=now,
+                    )
+                )
             session.commit()
         crashpoint("batch_callback_received")
         self.ctx.queue.enqueue_embed_batch(batch.id)
@@ -260,7 +355,9 @@ class BatchFlow:
 
     @staticmethod
     def _pages_seen(session: Session, batch_id: str) -> int:
-        return len(session.exec(select(BatchCallbackPage.seq).where(BatchCallbackPage.batch_id == batch_id)).all())
+        return len(
+            session.exec(select(BatchCallbackPage.seq).where(BatchCallbackPage.batch_id == batch_id)).all()
+        )
 
     # ------------------------------------------------------------------ embedding
 
@@ -269,44 +366,89 @@ class BatchFlow:
         spec = self.ctx.iamsmart.services_spec()
         with self.session() as session:
             batch = session.get(Batch, batch_id)
-            received = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id,
-                                                            BatchItem.status == "received")).all()
+            received = session.exec(
+                select(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.status == "received")
+            ).all()
             mine = [it for it in received if self._claim_item(session, it.id, "received", status="embedding")]
             session.commit()
         folder = self._folder(batch_id)
-        jobs = [(it.record_json, str(folder / it.prepared_name), str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
-                 base64.b64decode(json.loads(it.result_json)["pdfSignature"])) for it in mine]
+        jobs = [
+            (
+                it.record_json,
+                str(folder / it.prepared_name),
+                str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
+                base64.b64decode(json.loads(it.result_json)["pdfSignature"]),
+            )
+            for it in mine
+        ]
         async with self._heartbeat([it.id for it in mine]):
-            parts = await asyncio.gather(*(self.ctx.cpu.run(finish_pdfs, part, spec)
-                                           for part in chunks(jobs, self.ctx.cpu.workers * 4, at_most=25)))
+            parts = await asyncio.gather(
+                *(
+                    self.ctx.cpu.run(finish_pdfs, part, spec)
+                    for part in chunks(jobs, self.ctx.cpu.workers * 4, at_most=25)
+                )
+            )
         results = [r for part in parts for r in part]
         # another worker is finishing some of them right now (its claim was taken over): leave those to it
-        busy = {it.id for it, res in zip(mine, results, strict=True)
-                if res.get("error", "").startswith("finish_in_progress")}
-        mine, results = [it for it in mine if it.id not in busy], [r for it, r in zip(mine, results, strict=True)
-                                                                   if it.id not in busy]
+        busy = {
+            it.id
+            for it, res in zip(mine, results, strict=True)
+            if res.get("error", "").startswith("finish_in_progress")
+        }
+        mine, results = (
+            [it for it in mine if it.id not in busy],
+            [r for it, r in zip(mine, results, strict=True) if it.id not in busy],
+        )
         crashpoint("batch_embedded")
-        ok = [(it, res, self.store.tmp_dir / f"{it.id}.signed.pdf") for it, res in zip(mine, results, strict=True)
-              if "error" not in res]
+        ok = [
+            (it, res, self.store.tmp_dir / f"{it.id}.signed.pdf")
+            for it, res in zip(mine, results, strict=True)
+            if "error" not in res
+        ]
         # files first (no database lock held while the disk works), then one short transaction
-        stored = await asyncio.to_thread(self.store.adopt_many,
-                                         [(path, res["sha256"], res["size"]) for _, res, path in ok])
+        stored = await asyncio.to_thread(
+            self.store.adopt_many, [(path, res["sha256"], res["size"]) for _, res, path in ok]
+        )
         with self.session() as session:
-            sources = {d.id: d for d in session.exec(select(Document).where(
-                Document.id.in_([it.document_id for it in mine])))} if mine else {}
+            sources = (
+                {
+                    d.id: d
+                    for d in session.exec(
+                        select(Document).where(Document.id.in_([it.document_id for it in mine]))
+                    )
+                }
+                if mine
+                else {}
+            )
             for item, res in zip(mine, results, strict=True):
                 if "error" in res:
                     code, _, message = res["error"].partition(":")
-                    self._claim_item(session, item.id, "embedding", status="failed", error_code=code,
-                                     error_message=message[:2000])
+                    self._claim_item(
+                        session,
+                        item.id,
+                        "embedding",
+                        status="failed",
+                        error_code=code,
+                        error_message=message[:2000],
+                    )
             done_paths = []
             for (item, res, path), file in zip(ok, stored, strict=True):
                 doc_id = new_id("doc")
-                if self._claim_item(session, item.id, "embedding", status="completed", signed_document_id=doc_id):
+                if self._claim_item(
+                    session, item.id, "embedding", status="completed", signed_document_id=doc_id
+                ):
                     src = sources[item.document_id]
-                    session.add(Document(id=doc_id, organisation_id=batch.organisation_id, sha256=file.sha256,
-                                         size=file.size, filename=signed_name(src.filename), pages=src.pages,
-                                         signature_count=src.signature_count + res["added_signatures"]))
+                    session.add(
+                        Document(
+                            id=doc_id,
+                            organisation_id=batch.organisation_id,
+                            sha256=file.sha256,
+                            size=file.size,
+                            filename=signed_name(src.filename),
+                            pages=src.pages,
+                            signature_count=src.signature_count + res["added_signatures"],
+                        )
+                    )
                     done_paths.append(path)
             session.commit()
         for path in done_paths:
@@ -315,16 +457,25 @@ class BatchFlow:
 
     def _heartbeat(self, item_ids: list[str]):
         """Keep claimed items fresh while they are worked on, so the sweep never hands them on meanwhile."""
-        return heartbeat(self.session, lambda: update(BatchItem).where(
-            BatchItem.id.in_(item_ids), BatchItem.status == "embedding").values(updated_at=self.ctx.clock()),
-            self.settings.stale_after_s)
+        return heartbeat(
+            self.session,
+            lambda: (
+                update(BatchItem)
+                .where(BatchItem.id.in_(item_ids), BatchItem.status == "embedding")
+                .values(updated_at=self.ctx.clock())
+            ),
+            self.settings.stale_after_s,
+        )
 
     async def _close_if_done(self, batch_id: str) -> None:
         with self.session() as session:
             batch = session.get(Batch, batch_id)
             if batch.status in BATCH_TERMINAL or batch.phase != "receiving":
                 return
-            if batch.callbacks_expected is None or self._pages_seen(session, batch_id) < batch.callbacks_expected:
+            if (
+                batch.callbacks_expected is None
+                or self._pages_seen(session, batch_id) < batch.callbacks_expected
+            ):
                 return
             items = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id)).all()
             if any(it.status in _ITEM_OPEN for it in items):
@@ -335,8 +486,11 @@ class BatchFlow:
             self._webhook(session, batch, status)
             session.commit()
         shutil.rmtree(self._folder(batch_id), ignore_errors=True)
-        per_doc = {it.id: (SigningResult.ACCEPTED if it.status == "completed" else SigningResult.REJECTED)
-                   for it in items if it.status in ("completed", "failed")}
+        per_doc = {
+            it.id: (SigningResult.ACCEPTED if it.status == "completed" else SigningResult.REJECTED)
+            for it in items
+            if it.status in ("completed", "failed")
+        }
         if per_doc:
             try:
                 await self.client.bulk_ack(batch.business_id, per_document=per_doc)
@@ -355,32 +509,57 @@ class BatchFlow:
                 if str(getattr(exc, "code", "")) == ReturnCode.BULK_NOT_PENDING.value:
                     return False
                 log.warning("bulk cancel at iAM Smart failed for %s: %s", batch.id, exc)
-        return self._end(session, batch, "cancelled", "cancelled", "cancelled by the online service",
-                         phases=("prepared", "sent"))
+        return self._end(
+            session,
+            batch,
+            "cancelled",
+            "cancelled",
+            "cancelled by the online service",
+            phases=("prepared", "sent"),
+        )
 
     async def sweep(self) -> None:
         now = self.ctx.clock()
         stale = now - dt.timedelta(seconds=self.settings.stale_after_s)
         with self.session() as session:
-            for batch in session.exec(select(Batch).where(Batch.status == "pending", Batch.expires_at < now,
-                                                          Batch.phase.in_(("prepared", "sent")))).all():
-                self._end(session, batch, "expired", ReturnCode.BULK_TIMEOUT.value,
-                          "no approval within the time iAM Smart allows")
-            for batch in session.exec(select(Batch).where(Batch.status == "pending", Batch.phase == "prepared",
-                                                          Batch.updated_at < stale)).all():
-                self._end(session, batch, "failed", "interrupted",
-                          "the service stopped before the batch reached iAM Smart; create a new batch")
-            stuck = session.exec(select(BatchItem).where(BatchItem.status == "embedding",
-                                                         BatchItem.updated_at < stale)).all()
+            for batch in session.exec(
+                select(Batch).where(
+                    Batch.status == "pending", Batch.expires_at < now, Batch.phase.in_(("prepared", "sent"))
+                )
+            ).all():
+                self._end(
+                    session,
+                    batch,
+                    "expired",
+                    ReturnCode.BULK_TIMEOUT.value,
+                    "no approval within the time iAM Smart allows",
+                )
+            for batch in session.exec(
+                select(Batch).where(
+                    Batch.status == "pending", Batch.phase == "prepared", Batch.updated_at < stale
+                )
+            ).all():
+                self._end(
+                    session,
+                    batch,
+                    "failed",
+                    "interrupted",
+                    "the service stopped before the batch reached iAM Smart; create a new batch",
+                )
+            stuck = session.exec(
+                select(BatchItem).where(BatchItem.status == "embedding", BatchItem.updated_at < stale)
+            ).all()
             batches = set()
             for it in stuck:  # its process died: hand it on
                 if self._claim_item(session, it.id, "embedding", status="received"):
                     batches.add(it.batch_id)
-            waiting = session.exec(select(BatchItem.batch_id).where(BatchItem.status == "received",
-                                                                    BatchItem.updated_at < stale)).all()
+            waiting = session.exec(
+                select(BatchItem.batch_id).where(BatchItem.status == "received", BatchItem.updated_at < stale)
+            ).all()
             batches.update(waiting)
-            open_batches = session.exec(select(Batch.id).where(Batch.phase == "receiving",
-                                                               Batch.updated_at < stale)).all()
+            open_batches = session.exec(
+                select(Batch.id).where(Batch.phase == "receiving", Batch.updated_at < stale)
+            ).all()
             batches.update(open_batches)
             session.commit()
         for batch_id in batches:

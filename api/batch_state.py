@@ -34,8 +34,16 @@ STATE_NAME = ".iamsign-batch.json"
 STATE_VERSION = 1
 FAILED_STATUSES = frozenset({"failed", "declined", "cancelled", "expired", "rejected"})
 """Server outcomes of a document that leave it unsigned: a later run puts it in a new batch."""
-MANIFEST_FIELDS = ["file", "status", "sha256_before", "sha256_after", "error", "document_id",
-                   "signed_document_id", "batch_id"]
+MANIFEST_FIELDS = [
+    "file",
+    "status",
+    "sha256_before",
+    "sha256_after",
+    "error",
+    "document_id",
+    "signed_document_id",
+    "batch_id",
+]
 
 
 def sha256_file(path: Path) -> str:
@@ -117,10 +125,15 @@ class RunState:
             raise ValueError(f"{path} is unreadable ({exc}); move it away to start afresh") from None
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise ValueError(f"{path} is not a state file of this version of iamsign")
-        return cls(out=out, server=data["server"], source=data.get("source", ""), level=data.get("level", "B-LTA"),
-                   batches=[BatchRecord(**b) for b in data.get("batches", [])],
-                   files={e["file"]: FileEntry.of(e) for e in data.get("files", [])},
-                   pending_batch_key=data.get("pending_batch_key"))
+        return cls(
+            out=out,
+            server=data["server"],
+            source=data.get("source", ""),
+            level=data.get("level", "B-LTA"),
+            batches=[BatchRecord(**b) for b in data.get("batches", [])],
+            files={e["file"]: FileEntry.of(e) for e in data.get("files", [])},
+            pending_batch_key=data.get("pending_batch_key"),
+        )
 
     def batch(self, batch_id: str) -> BatchRecord | None:
         return next((b for b in self.batches if b.id == batch_id), None)
@@ -138,13 +151,25 @@ class RunState:
         """Write the state file, ``manifest.json`` and ``manifest.csv`` (each atomically)."""
         self.out.mkdir(parents=True, exist_ok=True)
         entries = self._ordered()
-        state = {"version": STATE_VERSION, "server": self.server, "source": self.source, "level": self.level,
-                 "updated_at": _now(), "batches": [asdict(b) for b in self.batches],
-                 "files": [asdict(e) for e in entries], "pending_batch_key": self.pending_batch_key}
+        state = {
+            "version": STATE_VERSION,
+            "server": self.server,
+            "source": self.source,
+            "level": self.level,
+            "updated_at": _now(),
+            "batches": [asdict(b) for b in self.batches],
+            "files": [asdict(e) for e in entries],
+            "pending_batch_key": self.pending_batch_key,
+        }
         atomic_write(self.path, json.dumps(state, indent=1).encode())
-        manifest = {"server": self.server, "source": self.source, "updated_at": state["updated_at"],
-                    "summary": self.counts(), "batches": state["batches"],
-                    "files": [{k: getattr(e, k) for k in MANIFEST_FIELDS} for e in entries]}
+        manifest = {
+            "server": self.server,
+            "source": self.source,
+            "updated_at": state["updated_at"],
+            "summary": self.counts(),
+            "batches": state["batches"],
+            "files": [{k: getattr(e, k) for k in MANIFEST_FIELDS} for e in entries],
+        }
         atomic_write(self.out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, lineterminator="\n")

@@ -33,7 +33,7 @@ def serve(
     if settings.sandbox_enabled:
         typer.echo(f"  sandbox:         {settings.base_url}/sandbox/  (simulated phones, users, root CA)")
         typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
-    typer.echo("Try it: create a key with `iamsign keys create \"My School\" --data-dir DATA`, then follow the")
+    typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow the')
     typer.echo("        README's 'Try it by hand' (upload, signing request, approve on the sandbox phone).")
     uvicorn.run(application, host=host, port=port, log_level="info")
 
@@ -123,8 +123,10 @@ def keys_create(
     server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
     typer.echo(secret)
     typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
-    typer.echo(f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, organisation_id).decode()})",
-               err=True)
+    typer.echo(
+        f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, organisation_id).decode()})",
+        err=True,
+    )
 
 
 sandbox_app = typer.Typer(invoke_without_command=True, help="Run the iAM Smart sandbox alone, or manage it.")
@@ -159,7 +161,9 @@ def sandbox(
 def sandbox_add_service(
     client_id: str = typer.Option(..., help="The online service's clientID."),
     kek_public_key: Path = typer.Option(..., help="PEM file of the service's key-encryption public key."),
-    redirect_uri: list[str] = typer.Option(..., help="A registered redirect URI (repeatable; '*' suffix = prefix)."),
+    redirect_uri: list[str] = typer.Option(
+        ..., help="A registered redirect URI (repeatable; '*' suffix = prefix)."
+    ),
     scope: list[str] = typer.Option([], help="A granted scope (repeatable; default: all)."),
     data_dir: Path = typer.Option(Path("./data"), help="The sandbox's data folder."),
 ) -> None:
@@ -182,14 +186,24 @@ def sandbox_add_service(
 @app.command()
 def verify(
     file: Path = typer.Argument(..., help="The signed PDF to verify."),
-    trust: list[Path] = typer.Option([], "--trust", help="Add this root (PEM/DER) as a recognized CA, no policy constraint."),
-    trust_list: Path | None = typer.Option(None, "--trust-list", help="Trust-list TOML (default: certs/trust-list.toml)."),
-    offline: bool = typer.Option(False, "--offline", help="Use only the validation data in the file; fetch nothing."),
+    trust: list[Path] = typer.Option(
+        [], "--trust", help="Add this root (PEM/DER) as a recognized CA, no policy constraint."
+    ),
+    trust_list: Path | None = typer.Option(
+        None, "--trust-list", help="Trust-list TOML (default: certs/trust-list.toml)."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Use only the validation data in the file; fetch nothing."
+    ),
     at: str | None = typer.Option(None, "--at", help="Validate as of this past moment (ISO 8601)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report."),
     lang: str = typer.Option("en", "--lang", help="Language of the text report: en or zh-Hant."),
-    data_dir: Path = typer.Option(Path("./data"), "--data-dir", envvar="IAMSIGN_DATA_DIR",
-                                  help="Data folder (for the sandbox root named by the trust list)."),
+    data_dir: Path = typer.Option(
+        Path("./data"),
+        "--data-dir",
+        envvar="IAMSIGN_DATA_DIR",
+        help="Data folder (for the sandbox root named by the trust list).",
+    ),
 ) -> None:
     """Verify every signature of FILE; exit 0 if all TOTAL-PASSED, 1 if not (or none), 2 if unreadable."""
     import datetime as dt
@@ -235,7 +249,9 @@ def verify(
     raise typer.Exit(0 if report.valid else 1)
 
 
-batch_app = typer.Typer(no_args_is_help=True, help="Sign a folder of PDFs as one batch (one approval), resumably.")
+batch_app = typer.Typer(
+    no_args_is_help=True, help="Sign a folder of PDFs as one batch (one approval), resumably."
+)
 app.add_typer(batch_app, name="batch")
 
 
@@ -252,25 +268,50 @@ _BATCH_SIGN_HELP = (
 @batch_app.command("sign", help=_BATCH_SIGN_HELP, short_help="Sign a folder of PDFs as one batch, resumably.")
 def batch_sign(
     folder: Path = typer.Argument(..., help="Folder of PDFs (every *.pdf below it, recursively)."),
-    signer_hkid: str = typer.Option(..., "--signer-hkid", help="The signer's HKID, e.g. A123456(3) (never stored)."),
-    server: str = typer.Option("http://127.0.0.1:8000", "--server", envvar="IAMSIGN_SERVER", help="The service."),
-    api_key: str = typer.Option(..., "--api-key", envvar="IAMSIGN_API_KEY", help="API key (or IAMSIGN_API_KEY)."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: FOLDER-signed next to FOLDER); "
-                                    "it also keeps the manifests and the state that makes runs resumable."),
+    signer_hkid: str = typer.Option(
+        ..., "--signer-hkid", help="The signer's HKID, e.g. A123456(3) (never stored)."
+    ),
+    server: str = typer.Option(
+        "http://127.0.0.1:8000", "--server", envvar="IAMSIGN_SERVER", help="The service."
+    ),
+    api_key: str = typer.Option(
+        ..., "--api-key", envvar="IAMSIGN_API_KEY", help="API key (or IAMSIGN_API_KEY)."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Output folder (default: FOLDER-signed next to FOLDER); "
+        "it also keeps the manifests and the state that makes runs resumable.",
+    ),
     level: str = typer.Option("B-LTA", "--level", help="PAdES level: B-B, B-T, B-LT or B-LTA."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Uploads/downloads at a time."),
     reason: str | None = typer.Option(None, "--reason", help="Reason recorded in each signature."),
-    give_up_after: float = typer.Option(120.0, "--give-up-after", min=0,
-                                        help="Seconds to keep retrying an unreachable server before exiting 3."),
+    give_up_after: float = typer.Option(
+        120.0,
+        "--give-up-after",
+        min=0,
+        help="Seconds to keep retrying an unreachable server before exiting 3.",
+    ),
     timeout: float = typer.Option(3600.0, "--timeout", min=1, help="Seconds to wait for a batch to finish."),
 ) -> None:
     """Sign a folder of PDFs as one batch, resumably (help: _BATCH_SIGN_HELP)."""
     from .batch_cli import SignConfig, UsageError, default_out, run_sign
 
     try:
-        code = run_sign(SignConfig(source=folder, out=out or default_out(folder), server=server, api_key=api_key,
-                                   hkid=signer_hkid, level=level, concurrency=concurrency, reason=reason,
-                                   give_up_after=give_up_after, timeout=timeout))
+        code = run_sign(
+            SignConfig(
+                source=folder,
+                out=out or default_out(folder),
+                server=server,
+                api_key=api_key,
+                hkid=signer_hkid,
+                level=level,
+                concurrency=concurrency,
+                reason=reason,
+                give_up_after=give_up_after,
+                timeout=timeout,
+            )
+        )
     except UsageError as exc:
         typer.echo(f"iamsign batch sign: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -280,9 +321,12 @@ def batch_sign(
 @batch_app.command("status")
 def batch_status(
     out: Path = typer.Argument(Path("."), help="The output folder of `iamsign batch sign` (default: here)."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="IAMSIGN_API_KEY",
-                                       help="With a key, also ask the server about each batch."),
-    server: str | None = typer.Option(None, "--server", help="Ask this server (default: the one in the state)."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="IAMSIGN_API_KEY", help="With a key, also ask the server about each batch."
+    ),
+    server: str | None = typer.Option(
+        None, "--server", help="Ask this server (default: the one in the state)."
+    ),
 ) -> None:
     """What the folder's state file says, and what the server says of its batches."""
     from .batch_cli import run_status
@@ -293,11 +337,21 @@ def batch_status(
 @batch_app.command("verify")
 def batch_verify(
     out: Path = typer.Argument(..., help="The output folder of `iamsign batch sign`."),
-    trust: list[Path] = typer.Option([], "--trust", help="Add this root (PEM/DER) as a recognized CA, no policy constraint."),
-    trust_list: Path | None = typer.Option(None, "--trust-list", help="Trust-list TOML (default: certs/trust-list.toml)."),
-    offline: bool = typer.Option(False, "--offline", help="Use only the validation data in the files; fetch nothing."),
-    data_dir: Path = typer.Option(Path("./data"), "--data-dir", envvar="IAMSIGN_DATA_DIR",
-                                  help="Data folder (for the sandbox root named by the trust list)."),
+    trust: list[Path] = typer.Option(
+        [], "--trust", help="Add this root (PEM/DER) as a recognized CA, no policy constraint."
+    ),
+    trust_list: Path | None = typer.Option(
+        None, "--trust-list", help="Trust-list TOML (default: certs/trust-list.toml)."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Use only the validation data in the files; fetch nothing."
+    ),
+    data_dir: Path = typer.Option(
+        Path("./data"),
+        "--data-dir",
+        envvar="IAMSIGN_DATA_DIR",
+        help="Data folder (for the sandbox root named by the trust list).",
+    ),
     jobs: int = typer.Option(0, "--jobs", min=0, help="Worker processes (default: one per CPU)."),
 ) -> None:
     """Verify every signed file of OUTDIR and count the indications; exit 0 only if all are TOTAL-PASSED."""

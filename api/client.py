@@ -194,9 +194,18 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 class _Base:
     """What both clients share: configuration, retry policy, error decoding, atomic files."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float | httpx.Timeout = 30.0,
-                 retries: int = 3, backoff: float = 0.5, max_backoff: float = 8.0, poll_interval: float = 0.5,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        poll_interval: float = 0.5,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self.poll_interval = poll_interval
@@ -210,10 +219,11 @@ class _Base:
             after = response.headers.get("retry-after", "")
             if after.isdigit():
                 return min(float(after), self.max_backoff)
-        return min(self.backoff * (2 ** attempt), self.max_backoff)
+        return min(self.backoff * (2**attempt), self.max_backoff)
 
-    def _should_retry(self, attempt: int, idempotent: bool, exc: Exception | None,
-                      response: httpx.Response | None) -> bool:
+    def _should_retry(
+        self, attempt: int, idempotent: bool, exc: Exception | None, response: httpx.Response | None
+    ) -> bool:
         if attempt >= self.retries:
             return False
         if exc is not None:
@@ -240,7 +250,9 @@ class _Base:
     @staticmethod
     def _temp_for(dest: Path):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
+        return tempfile.NamedTemporaryFile(
+            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
+        )
 
     @staticmethod
     def _publish(tmp_name: str, dest: Path) -> None:
@@ -257,17 +269,36 @@ class _Base:
         return {"file": (path.name, open(path, "rb"), "application/pdf")}
 
     @staticmethod
-    def _batch_body(document_ids: list[str], hkid, open_id, access_token, level, reason, location,
-                    webhook_url) -> dict[str, Any]:
-        return _drop_none({"document_ids": list(document_ids), "signer": _signer(hkid, open_id, access_token),
-                           "level": level, "reason": reason, "location": location, "webhook_url": webhook_url})
+    def _batch_body(
+        document_ids: list[str], hkid, open_id, access_token, level, reason, location, webhook_url
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "document_ids": list(document_ids),
+                "signer": _signer(hkid, open_id, access_token),
+                "level": level,
+                "reason": reason,
+                "location": location,
+                "webhook_url": webhook_url,
+            }
+        )
 
     @staticmethod
-    def _request_body(document_id, hkid, open_id, access_token, level, mode, reason, location, appearance,
-                      webhook_url) -> dict[str, Any]:
-        return _drop_none({"document_id": document_id, "signer": _signer(hkid, open_id, access_token),
-                           "level": level, "mode": mode, "reason": reason, "location": location,
-                           "appearance": appearance, "webhook_url": webhook_url})
+    def _request_body(
+        document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "document_id": document_id,
+                "signer": _signer(hkid, open_id, access_token),
+                "level": level,
+                "mode": mode,
+                "reason": reason,
+                "location": location,
+                "appearance": appearance,
+                "webhook_url": webhook_url,
+            }
+        )
 
 
 # ---------------------------------------------------------------------------------------------- sync
@@ -276,11 +307,18 @@ class _Base:
 class IamsignClient(_Base):
     """Blocking client; use as a context manager (``with IamsignClient(url, key) as c: ...``)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, transport: httpx.BaseTransport | None = None,
-                 **kw: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(base_url, api_key, **kw)
-        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
-                                  transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -293,8 +331,9 @@ class IamsignClient(_Base):
 
     # -- transport
 
-    def _send(self, method: str, path: str, *, idempotent: bool, files: Callable[[], dict] | None = None,
-              **kw: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, idempotent: bool, files: Callable[[], dict] | None = None, **kw: Any
+    ) -> httpx.Response:
         attempt = 0
         while True:
             opened = files() if files else None
@@ -357,8 +396,9 @@ class IamsignClient(_Base):
     def upload_document(self, path: str | os.PathLike[str]) -> Document:
         """Upload a PDF (streamed from disk); 413/415/422 come back as :class:`IamsignError`."""
         path = Path(path)
-        return Document(**self._json("POST", "/v1/documents", idempotent=False,
-                                     files=lambda: self._file_part(path)))
+        return Document(
+            **self._json("POST", "/v1/documents", idempotent=False, files=lambda: self._file_part(path))
+        )
 
     def get_document(self, document_id: str) -> Document:
         return Document(**self._json("GET", f"/v1/documents/{document_id}", idempotent=True))
@@ -369,22 +409,42 @@ class IamsignClient(_Base):
 
     # -- signing requests
 
-    def create_signing_request(self, document_id: str, *, hkid: str | None = None, open_id: str | None = None,
-                               access_token: str | None = None, level: str | None = None, mode: str | None = None,
-                               reason: str | None = None, location: str | None = None,
-                               appearance: dict | None = None, webhook_url: str | None = None,
-                               idempotency_key: str | None = None) -> SigningRequest:
+    def create_signing_request(
+        self,
+        document_id: str,
+        *,
+        hkid: str | None = None,
+        open_id: str | None = None,
+        access_token: str | None = None,
+        level: str | None = None,
+        mode: str | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+        appearance: dict | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SigningRequest:
         """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
-        body = self._request_body(document_id, hkid, open_id, access_token, level, mode, reason, location,
-                                  appearance, webhook_url)
-        return SigningRequest(**self._json("POST", "/v1/signing-requests", idempotent=idempotency_key is not None,
-                                           json=body, headers=_idempotency(idempotency_key)))
+        body = self._request_body(
+            document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+        )
+        return SigningRequest(
+            **self._json(
+                "POST",
+                "/v1/signing-requests",
+                idempotent=idempotency_key is not None,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
 
     def get_signing_request(self, request_id: str) -> SigningRequest:
         return SigningRequest(**self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True))
 
     def cancel_signing_request(self, request_id: str) -> SigningRequest:
-        return SigningRequest(**self._json("POST", f"/v1/signing-requests/{request_id}/cancel", idempotent=False))
+        return SigningRequest(
+            **self._json("POST", f"/v1/signing-requests/{request_id}/cancel", idempotent=False)
+        )
 
     def wait_signing_request(self, request_id: str, timeout: float = 1200.0) -> SigningRequest:
         """Poll until the request is terminal; :class:`IamsignTimeout` after ``timeout`` seconds."""
@@ -394,7 +454,9 @@ class IamsignClient(_Base):
             if req.done:
                 return req
             if time.monotonic() >= deadline:
-                raise IamsignTimeout(f"signing request {request_id} still {req.status} after {timeout:g} s", req)
+                raise IamsignTimeout(
+                    f"signing request {request_id} still {req.status} after {timeout:g} s", req
+                )
             time.sleep(self.poll_interval)
 
     def download_signed_document(self, request_id: str, dest: str | os.PathLike[str]) -> Downloaded:
@@ -403,14 +465,32 @@ class IamsignClient(_Base):
 
     # -- batches
 
-    def create_batch(self, document_ids: list[str], *, hkid: str | None = None, open_id: str | None = None,
-                     access_token: str | None = None, level: str | None = None, reason: str | None = None,
-                     location: str | None = None, webhook_url: str | None = None,
-                     idempotency_key: str | None = None) -> Batch:
+    def create_batch(
+        self,
+        document_ids: list[str],
+        *,
+        hkid: str | None = None,
+        open_id: str | None = None,
+        access_token: str | None = None,
+        level: str | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
         """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
-        body = self._batch_body(document_ids, hkid, open_id, access_token, level, reason, location, webhook_url)
-        return Batch(**self._json("POST", "/v1/batches", idempotent=idempotency_key is not None, json=body,
-                                  headers=_idempotency(idempotency_key)))
+        body = self._batch_body(
+            document_ids, hkid, open_id, access_token, level, reason, location, webhook_url
+        )
+        return Batch(
+            **self._json(
+                "POST",
+                "/v1/batches",
+                idempotent=idempotency_key is not None,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
 
     def get_batch(self, batch_id: str) -> Batch:
         return Batch(**self._json("GET", f"/v1/batches/{batch_id}", idempotent=True))
@@ -434,8 +514,9 @@ class IamsignClient(_Base):
                 raise IamsignTimeout(f"batch {batch_id} still {batch.status} after {timeout:g} s", batch)
             time.sleep(self.poll_interval)
 
-    def wait_batch(self, batch_id: str, timeout: float = 1200.0,
-                   on_progress: Callable[[Batch], None] | None = None) -> Batch:
+    def wait_batch(
+        self, batch_id: str, timeout: float = 1200.0, on_progress: Callable[[Batch], None] | None = None
+    ) -> Batch:
         """Poll until the batch is terminal, calling ``on_progress`` on every change."""
         last: Batch | None = None
         for last in self.iter_batch(batch_id, timeout):
@@ -444,8 +525,9 @@ class IamsignClient(_Base):
         assert last is not None  # iter_batch yields at least once or raises
         return last
 
-    def download_batch_document(self, batch_id: str, document_id: str,
-                                dest: str | os.PathLike[str]) -> Downloaded:
+    def download_batch_document(
+        self, batch_id: str, document_id: str, dest: str | os.PathLike[str]
+    ) -> Downloaded:
         """One signed document of a batch (409 until that document is completed)."""
         return self._download(f"/v1/batches/{batch_id}/documents/{document_id}/signed-document", dest)
 
@@ -458,8 +540,13 @@ class IamsignClient(_Base):
     def verify(self, path: str | os.PathLike[str], *, offline: bool = False) -> dict[str, Any]:
         """``POST /v1/verifications``: the verification report (JSON) of a signed PDF."""
         path = Path(path)
-        return self._json("POST", "/v1/verifications", idempotent=True, params={"offline": str(offline).lower()},
-                          files=lambda: self._file_part(path))
+        return self._json(
+            "POST",
+            "/v1/verifications",
+            idempotent=True,
+            params={"offline": str(offline).lower()},
+            files=lambda: self._file_part(path),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- async
@@ -468,11 +555,18 @@ class IamsignClient(_Base):
 class AsyncIamsignClient(_Base):
     """The same methods as :class:`IamsignClient`, awaitable (``async with AsyncIamsignClient(...) as c``)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(base_url, api_key, **kw)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
-                                       transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -485,8 +579,9 @@ class AsyncIamsignClient(_Base):
 
     # -- transport
 
-    async def _send(self, method: str, path: str, *, idempotent: bool, files: Callable[[], dict] | None = None,
-                    **kw: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, idempotent: bool, files: Callable[[], dict] | None = None, **kw: Any
+    ) -> httpx.Response:
         attempt = 0
         while True:
             opened = files() if files else None
@@ -550,8 +645,9 @@ class AsyncIamsignClient(_Base):
     async def upload_document(self, path: str | os.PathLike[str]) -> Document:
         """Upload a PDF (streamed from disk); 413/415/422 come back as :class:`IamsignError`."""
         path = Path(path)
-        return Document(**await self._json("POST", "/v1/documents", idempotent=False,
-                                           files=lambda: self._file_part(path)))
+        return Document(
+            **await self._json("POST", "/v1/documents", idempotent=False, files=lambda: self._file_part(path))
+        )
 
     async def get_document(self, document_id: str) -> Document:
         return Document(**await self._json("GET", f"/v1/documents/{document_id}", idempotent=True))
@@ -562,25 +658,44 @@ class AsyncIamsignClient(_Base):
 
     # -- signing requests
 
-    async def create_signing_request(self, document_id: str, *, hkid: str | None = None,
-                                     open_id: str | None = None, access_token: str | None = None,
-                                     level: str | None = None, mode: str | None = None, reason: str | None = None,
-                                     location: str | None = None, appearance: dict | None = None,
-                                     webhook_url: str | None = None,
-                                     idempotency_key: str | None = None) -> SigningRequest:
+    async def create_signing_request(
+        self,
+        document_id: str,
+        *,
+        hkid: str | None = None,
+        open_id: str | None = None,
+        access_token: str | None = None,
+        level: str | None = None,
+        mode: str | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+        appearance: dict | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SigningRequest:
         """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
-        body = self._request_body(document_id, hkid, open_id, access_token, level, mode, reason, location,
-                                  appearance, webhook_url)
-        return SigningRequest(**await self._json("POST", "/v1/signing-requests",
-                                                 idempotent=idempotency_key is not None, json=body,
-                                                 headers=_idempotency(idempotency_key)))
+        body = self._request_body(
+            document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+        )
+        return SigningRequest(
+            **await self._json(
+                "POST",
+                "/v1/signing-requests",
+                idempotent=idempotency_key is not None,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
 
     async def get_signing_request(self, request_id: str) -> SigningRequest:
-        return SigningRequest(**await self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True))
+        return SigningRequest(
+            **await self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True)
+        )
 
     async def cancel_signing_request(self, request_id: str) -> SigningRequest:
-        return SigningRequest(**await self._json("POST", f"/v1/signing-requests/{request_id}/cancel",
-                                                 idempotent=False))
+        return SigningRequest(
+            **await self._json("POST", f"/v1/signing-requests/{request_id}/cancel", idempotent=False)
+        )
 
     async def wait_signing_request(self, request_id: str, timeout: float = 1200.0) -> SigningRequest:
         """Poll until the request is terminal; :class:`IamsignTimeout` after ``timeout`` seconds."""
@@ -590,7 +705,9 @@ class AsyncIamsignClient(_Base):
             if req.done:
                 return req
             if time.monotonic() >= deadline:
-                raise IamsignTimeout(f"signing request {request_id} still {req.status} after {timeout:g} s", req)
+                raise IamsignTimeout(
+                    f"signing request {request_id} still {req.status} after {timeout:g} s", req
+                )
             await asyncio.sleep(self.poll_interval)
 
     async def download_signed_document(self, request_id: str, dest: str | os.PathLike[str]) -> Downloaded:
@@ -599,14 +716,32 @@ class AsyncIamsignClient(_Base):
 
     # -- batches
 
-    async def create_batch(self, document_ids: list[str], *, hkid: str | None = None, open_id: str | None = None,
-                           access_token: str | None = None, level: str | None = None, reason: str | None = None,
-                           location: str | None = None, webhook_url: str | None = None,
-                           idempotency_key: str | None = None) -> Batch:
+    async def create_batch(
+        self,
+        document_ids: list[str],
+        *,
+        hkid: str | None = None,
+        open_id: str | None = None,
+        access_token: str | None = None,
+        level: str | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Batch:
         """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
-        body = self._batch_body(document_ids, hkid, open_id, access_token, level, reason, location, webhook_url)
-        return Batch(**await self._json("POST", "/v1/batches", idempotent=idempotency_key is not None, json=body,
-                                        headers=_idempotency(idempotency_key)))
+        body = self._batch_body(
+            document_ids, hkid, open_id, access_token, level, reason, location, webhook_url
+        )
+        return Batch(
+            **await self._json(
+                "POST",
+                "/v1/batches",
+                idempotent=idempotency_key is not None,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
 
     async def get_batch(self, batch_id: str) -> Batch:
         return Batch(**await self._json("GET", f"/v1/batches/{batch_id}", idempotent=True))
@@ -630,8 +765,9 @@ class AsyncIamsignClient(_Base):
                 raise IamsignTimeout(f"batch {batch_id} still {batch.status} after {timeout:g} s", batch)
             await asyncio.sleep(self.poll_interval)
 
-    async def wait_batch(self, batch_id: str, timeout: float = 1200.0,
-                         on_progress: Callable[[Batch], None] | None = None) -> Batch:
+    async def wait_batch(
+        self, batch_id: str, timeout: float = 1200.0, on_progress: Callable[[Batch], None] | None = None
+    ) -> Batch:
         """Poll until the batch is terminal, calling ``on_progress`` on every change."""
         last: Batch | None = None
         async for last in self.iter_batch(batch_id, timeout):
@@ -640,8 +776,9 @@ class AsyncIamsignClient(_Base):
         assert last is not None  # iter_batch yields at least once or raises
         return last
 
-    async def download_batch_document(self, batch_id: str, document_id: str,
-                                      dest: str | os.PathLike[str]) -> Downloaded:
+    async def download_batch_document(
+        self, batch_id: str, document_id: str, dest: str | os.PathLike[str]
+    ) -> Downloaded:
         """One signed document of a batch (409 until that document is completed)."""
         return await self._download(f"/v1/batches/{batch_id}/documents/{document_id}/signed-document", dest)
 
@@ -654,5 +791,10 @@ class AsyncIamsignClient(_Base):
     async def verify(self, path: str | os.PathLike[str], *, offline: bool = False) -> dict[str, Any]:
         """``POST /v1/verifications``: the verification report (JSON) of a signed PDF."""
         path = Path(path)
-        return await self._json("POST", "/v1/verifications", idempotent=True,
-                                params={"offline": str(offline).lower()}, files=lambda: self._file_part(path))
+        return await self._json(
+            "POST",
+            "/v1/verifications",
+            idempotent=True,
+            params={"offline": str(offline).lower()},
+            files=lambda: self._file_part(path),
+        )

@@ -26,8 +26,9 @@ class ServiceContext:
     def __init__(self, settings: Settings, *, run_migrations: bool = True) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = make_engine(settings.effective_database_url, settings.db_pool_size,
-                                          settings.db_max_overflow)
+        self.engine: Engine = make_engine(
+            settings.effective_database_url, settings.db_pool_size, settings.db_max_overflow
+        )
         if run_migrations:
             migrate(self.engine)
         self.store = DocumentStore(settings.documents_dir)
@@ -39,7 +40,9 @@ class ServiceContext:
     def sandbox_pki(self) -> SandboxPki | None:
         if not self.settings.sandbox_enabled:
             return None
-        return SandboxPki.open_or_create(self.settings.sandbox_pki_dir, f"{self.settings.base_url}/sandbox/pki")
+        return SandboxPki.open_or_create(
+            self.settings.sandbox_pki_dir, f"{self.settings.base_url}/sandbox/pki"
+        )
 
     @cached_property
     def iamsmart(self) -> IamSmartSetup:
@@ -66,6 +69,13 @@ class ServiceContext:
         """A signing flow with its own iAM Smart client (one per event loop; the caller closes it)."""
         from .signing_flow import SigningFlow
 
-        return SigningFlow(self.settings, self.engine, self.store, self.iamsmart,
-                           IamSmartClient(self.iamsmart.client_config), self.secret,
-                           clock=lambda: self.clock(), queue=self.queue)
+        return SigningFlow(
+            self.settings,
+            self.engine,
+            self.store,
+            self.iamsmart,
+            IamSmartClient(self.iamsmart.client_config),
+            self.secret,
+            clock=lambda: self.clock(),
+            queue=self.queue,
+        )

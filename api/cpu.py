@@ -34,8 +34,12 @@ def prepare_pdfs(jobs: list[tuple[str, str]], options: dict[str, Any]) -> list[s
     from signing.errors import SigningError
     from signing.model import PadesLevel, RemoteMode, SignOptions
 
-    opts = SignOptions(mode=RemoteMode.PDF, level=PadesLevel(options["level"]), reason=options.get("reason"),
-                       location=options.get("location"))
+    opts = SignOptions(
+        mode=RemoteMode.PDF,
+        level=PadesLevel(options["level"]),
+        reason=options.get("reason"),
+        location=options.get("location"),
+    )
 
     async def run() -> list[str]:
         out = []
@@ -105,8 +109,11 @@ def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spe
             asyncio.run(pades.finish_with_cms(record, Path(prepared), out, cms_der, _services(spec)))
     except PreparedStateError as exc:
         if not out.exists():  # finished by another worker at the same moment: that one records it
-            code = "finish_in_progress" if isinstance(exc, FinishInProgressError) or not Path(prepared).exists() \
+            code = (
+                "finish_in_progress"
+                if isinstance(exc, FinishInProgressError) or not Path(prepared).exists()
                 else exc.code
+            )
             return {"error": f"{code}:{exc.message}"}
     except SigningError as exc:
         return {"error": f"{exc.code}:{exc.message}"}
@@ -117,8 +124,11 @@ def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spe
                 h.update(chunk)
     except FileNotFoundError:  # the other worker recorded it and cleaned up meanwhile
         return {"error": "finish_in_progress:finished by another worker"}
-    return {"sha256": h.hexdigest(), "size": out.stat().st_size,
-            "added_signatures": 2 if record.level.needs_document_timestamp else 1}
+    return {
+        "sha256": h.hexdigest(),
+        "size": out.stat().st_size,
+        "added_signatures": 2 if record.level.needs_document_timestamp else 1,
+    }
 
 
 def _ready() -> bool:

@@ -18,8 +18,12 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def make_engine(url: str, pool_size: int = 10, max_overflow: int = 30) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=pool_size, max_overflow=max_overflow)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial

@@ -43,7 +43,9 @@ def _organisation(request: Request, session: SessionDep) -> Organisation:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <api key>' (create one: iamsign keys create)")
+        raise ApiError(
+            401, "unauthorized", "send 'Authorization: Bearer <api key>' (create one: iamsign keys create)"
+        )
     org = organisation_for_key(session, token.strip())
     if org is None:
         raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
@@ -54,6 +56,9 @@ OrgDep = Annotated[Organisation, Depends(_organisation)]
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=100,
-           description="Any unique string: sending the same POST again with it returns the first result"),
+    Header(
+        alias="Idempotency-Key",
+        max_length=100,
+        description="Any unique string: sending the same POST again with it returns the first result",
+    ),
 ]

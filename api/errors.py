@@ -62,16 +62,22 @@ def install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return JSONResponse(error_body("invalid_request", "; ".join(parts) or "invalid request"), status_code=422)
+        return JSONResponse(
+            error_body("invalid_request", "; ".join(parts) or "invalid request"), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse(error_body("internal_error", "an unexpected error occurred; it has been logged"),
-                            status_code=500)
+        return JSONResponse(
+            error_body("internal_error", "an unexpected error occurred; it has been logged"), status_code=500
+        )

@@ -70,13 +70,18 @@ def build_iamsmart_setup(settings: Settings, sandbox_pki=None) -> IamSmartSetup:
             tsa_url, trust_roots=[_asn1(c) for c in roots], other_certs=[_asn1(c) for c in issuers]
         )
     else:
-        services = SigningServices(trust_roots=[_asn1(c) for c in roots], other_certs=[_asn1(c) for c in issuers])
-    return IamSmartSetup(client_config=config, cert_issuers=tuple(issuers), signing_services=services,
-                         tsa_url=tsa_url)
+        services = SigningServices(
+            trust_roots=[_asn1(c) for c in roots], other_certs=[_asn1(c) for c in issuers]
+        )
+    return IamSmartSetup(
+        client_config=config, cert_issuers=tuple(issuers), signing_services=services, tsa_url=tsa_url
+    )
 
 
 @functools.lru_cache(maxsize=4096)
-def issued_by_trusted_issuer(cert_der: bytes, issuers: tuple[x509.Certificate, ...]) -> x509.Certificate | None:
+def issued_by_trusted_issuer(
+    cert_der: bytes, issuers: tuple[x509.Certificate, ...]
+) -> x509.Certificate | None:
     """The issuer among ``issuers`` whose key signed ``cert_der``, or ``None``.
 
     Anyone can encrypt a callback to our public KEK, so a signature that verifies proves nothing until its
@@ -92,10 +97,16 @@ def issued_by_trusted_issuer(cert_der: bytes, issuers: tuple[x509.Certificate, .
         key = issuer.public_key()
         try:
             if isinstance(key, rsa.RSAPublicKey):
-                key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
-                           cert.signature_hash_algorithm)
+                key.verify(
+                    cert.signature,
+                    cert.tbs_certificate_bytes,
+                    padding.PKCS1v15(),
+                    cert.signature_hash_algorithm,
+                )
             elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+                key.verify(
+                    cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
+                )
             else:
                 continue
         except InvalidSignature:

@@ -41,12 +41,16 @@ def client_config(settings: Settings) -> ClientConfig:
     if env is Environment.SANDBOX and not settings.iamsmart_client_id:
         creds = local_credentials(settings)
         return ClientConfig(base, creds.client_id, creds.client_secret, (creds.kek_private_key,))
-    if not (settings.iamsmart_client_id and settings.iamsmart_client_secret and settings.iamsmart_kek_key_file):
+    if not (
+        settings.iamsmart_client_id and settings.iamsmart_client_secret and settings.iamsmart_kek_key_file
+    ):
         raise ConfigurationError(
             f"{env.value} needs IAMSIGN_IAMSMART_CLIENT_ID, IAMSIGN_IAMSMART_CLIENT_SECRET and IAMSIGN_IAMSMART_KEK_KEY_FILE"
         )
     keys = tuple(_kek(p) for p in (settings.iamsmart_kek_key_file, *settings.iamsmart_previous_kek_key_files))
-    return ClientConfig(base, settings.iamsmart_client_id, settings.iamsmart_client_secret.get_secret_value(), keys)
+    return ClientConfig(
+        base, settings.iamsmart_client_id, settings.iamsmart_client_secret.get_secret_value(), keys
+    )
 
 
 def _kek(path) -> rsa.RSAPrivateKey:

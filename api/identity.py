@@ -73,7 +73,15 @@ def resolve_signer(secret: bytes, spec: SignerSpec) -> ResolvedSigner:
         hk = hkid_signer(secret, spec.hkid)
         return ResolvedSigner("anonymous", hk.signer_key, hk.hkic_hash, None)
     if spec.open_id and spec.access_token:
-        token = Token(access_token=spec.access_token, open_id=spec.open_id, token_type="Bearer", issue_at=0,
-                      expires_in=0, last_modified_date=None, user_type="sign", scope="")
+        token = Token(
+            access_token=spec.access_token,
+            open_id=spec.open_id,
+            token_type="Bearer",
+            issue_at=0,
+            expires_in=0,
+            last_modified_date=None,
+            user_type="sign",
+            scope="",
+        )
         return ResolvedSigner("account", keyed_hash(secret, "openid", spec.open_id), None, token)
     raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"open_id", "access_token"}')

@@ -13,8 +13,9 @@ __all__ = ["heartbeat"]
 
 
 @contextlib.asynccontextmanager
-async def heartbeat(session: Callable[[], Session], touch: Callable[[], object], stale_after_s: float
-                    ) -> AsyncIterator[None]:
+async def heartbeat(
+    session: Callable[[], Session], touch: Callable[[], object], stale_after_s: float
+) -> AsyncIterator[None]:
     """Run ``touch()`` (an UPDATE statement factory) every quarter of ``stale_after_s`` until the block ends."""
     interval = max(0.5, stale_after_s / 4)
 

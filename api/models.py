@@ -8,8 +8,19 @@ import uuid
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Organisation", "ApiKey", "Document", "SigningRequest", "AuditEntry", "WebhookDelivery", "Batch",
-           "BatchItem", "BatchCallbackPage", "new_id", "utcnow"]
+__all__ = [
+    "Organisation",
+    "ApiKey",
+    "Document",
+    "SigningRequest",
+    "AuditEntry",
+    "WebhookDelivery",
+    "Batch",
+    "BatchItem",
+    "BatchCallbackPage",
+    "new_id",
+    "utcnow",
+]
 
 
 def utcnow() -> dt.datetime:
@@ -69,8 +80,11 @@ class SigningRequest(SQLModel, table=True):
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     document_id: str = Field(foreign_key="documents.id", max_length=40)
     business_id: str = Field(unique=True, max_length=36)
-    idempotency_key: str | None = Field(default=None, max_length=100,
-                                        description="the client's Idempotency-Key: a retried POST finds this row")
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the client's Idempotency-Key: a retried POST finds this row",
+    )
     status: str = Field(default="pending", index=True, max_length=16)
     phase: str = Field(default="prepared", max_length=24)
     flow: str = Field(max_length=16, description="anonymous (HKID) or account (logged-in openID)")
@@ -121,7 +135,9 @@ class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_deliveries"
     id: str = Field(default_factory=lambda: new_id("wh"), primary_key=True, max_length=40)
     organisation_id: str = Field(foreign_key="organisations.id", max_length=40)
-    request_id: str = Field(index=True, max_length=40, description="the signing request or batch it reports on")
+    request_id: str = Field(
+        index=True, max_length=40, description="the signing request or batch it reports on"
+    )
     url: str = Field(max_length=2000)
     event: str = Field(max_length=64)
     body: str

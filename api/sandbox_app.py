@@ -36,16 +36,29 @@ def _register_self(settings: Settings, registry: ServiceRegistry) -> None:
     pem = creds.kek_public_pem().decode()
     wanted = f"{settings.base_url}/*"
     current = registry.get(creds.client_id)
-    if current and current.client_secret == creds.client_secret and current.kek_public_pem == pem \
-            and wanted in current.redirect_uris:
+    if (
+        current
+        and current.client_secret == creds.client_secret
+        and current.kek_public_pem == pem
+        and wanted in current.redirect_uris
+    ):
         return
     uris = tuple(dict.fromkeys([*(current.redirect_uris if current else ()), wanted]))
-    registry.register(creds.client_id, kek_public_pem=pem, redirect_uris=uris, scopes=sorted(SCOPES),
-                      client_secret=creds.client_secret)
+    registry.register(
+        creds.client_id,
+        kek_public_pem=pem,
+        redirect_uris=uris,
+        scopes=sorted(SCOPES),
+        client_secret=creds.client_secret,
+    )
 
 
-def build_sandbox(settings: Settings, pki: SandboxPki, clock: MovableClock | None = None,
-                  options: SandboxOptions | None = None) -> SandboxEngine:
+def build_sandbox(
+    settings: Settings,
+    pki: SandboxPki,
+    clock: MovableClock | None = None,
+    options: SandboxOptions | None = None,
+) -> SandboxEngine:
     """The sandbox engine for ``settings``, its state in ``DATA/sandbox``."""
     clock = clock or MovableClock()
     options = options or TypeAdapter(SandboxOptions).validate_python(settings.sandbox_options)
@@ -60,8 +73,9 @@ def sandbox_asgi(engine: SandboxEngine) -> FastAPI:
     return sandbox_subapp(engine)
 
 
-def create_sandbox_server(settings: Settings, clock: MovableClock | None = None,
-                          options: SandboxOptions | None = None) -> FastAPI:
+def create_sandbox_server(
+    settings: Settings, clock: MovableClock | None = None, options: SandboxOptions | None = None
+) -> FastAPI:
     """The sandbox alone, on the same paths as when mounted (``/sandbox/api/v1/...``, ``/sandbox/pki/...``)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pki = SandboxPki.open_or_create(settings.sandbox_pki_dir, f"{settings.base_url}/sandbox/pki")

@@ -106,15 +106,27 @@ class SigningFlow:
     def qr_url(self, req: SigningRequest) -> str | None:
         if req.flow != "anonymous" or not req.ticket_id:
             return None
-        return self.client.qr_url(self.redirect_url, ("eidapi_sign",), state=req.business_id, ticket_id=req.ticket_id)
+        return self.client.qr_url(
+            self.redirect_url, ("eidapi_sign",), state=req.business_id, ticket_id=req.ticket_id
+        )
 
-    def _claim(self, session: Session, req_id: str, expect_phase: str | tuple[str, ...], *,
-               expect_updated_at: dt.datetime | None = None, **values: Any) -> bool:
+    def _claim(
+        self,
+        session: Session,
+        req_id: str,
+        expect_phase: str | tuple[str, ...],
+        *,
+        expect_updated_at: dt.datetime | None = None,
+        **values: Any,
+    ) -> bool:
         """Move a pending request out of ``expect_phase``; True only for the one caller that did it."""
         phases = (expect_phase,) if isinstance(expect_phase, str) else expect_phase
         values["updated_at"] = self.clock()
-        conditions = [SigningRequest.id == req_id, SigningRequest.status == "pending",
-                      SigningRequest.phase.in_(phases)]
+        conditions = [
+            SigningRequest.id == req_id,
+            SigningRequest.status == "pending",
+            SigningRequest.phase.in_(phases),
+        ]
         if expect_updated_at is not None:
             conditions.append(SigningRequest.updated_at == expect_updated_at)
         result = session.exec(update(SigningRequest).where(*conditions).values(**values))
@@ -134,15 +146,21 @@ class SigningFlow:
 
     @staticmethod
     def _by_key(session: Session, organisation_id: str, key: str) -> SigningRequest | None:
-        return session.exec(select(SigningRequest).where(SigningRequest.organisation_id == organisation_id,
-                                                         SigningRequest.idempotency_key == key)).first()
+        return session.exec(
+            select(SigningRequest).where(
+                SigningRequest.organisation_id == organisation_id, SigningRequest.idempotency_key == key
+            )
+        ).first()
 
     def _known_certificate(self, session: Session, signer_key: str) -> bytes | None:
         """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline)."""
         rows = session.exec(
             select(SigningRequest)
-            .where(SigningRequest.signer_key == signer_key, SigningRequest.status == "completed",
-                   SigningRequest.mode == "hash")
+            .where(
+                SigningRequest.signer_key == signer_key,
+                SigningRequest.status == "completed",
+                SigningRequest.mode == "hash",
+            )
             .order_by(SigningRequest.updated_at.desc())
             .limit(1)
         ).all()
@@ -177,7 +195,10 @@ class SigningFlow:
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
         options = SignOptions(
-            mode=RemoteMode(mode), level=PadesLevel(level), reason=reason, location=location,
+            mode=RemoteMode(mode),
+            level=PadesLevel(level),
+            reason=reason,
+            location=location,
             appearance=Appearance.from_json(appearance) if appearance else None,
             signer_certificate_der=known_cert,
         )
@@ -185,24 +206,46 @@ class SigningFlow:
         req_id = f"sr_{uuid.uuid4().hex}"
         prepared_name = f"{req_id}.pdf"
         record: PreparedSignature = await asyncio.to_thread(
-            _run, pades.prepare_for_signing(self.store.path_for(document.sha256),
-                                            self.prepared_dir / prepared_name, options)
+            _run,
+            pades.prepare_for_signing(
+                self.store.path_for(document.sha256), self.prepared_dir / prepared_name, options
+            ),
         )
         now = self.clock()
         req = SigningRequest(
-            id=req_id, organisation_id=org.id, document_id=document.id, business_id=uuid.uuid4().hex,
-            status="pending", phase="prepared", flow=flow, mode=mode, level=level, signer_key=signer_key,
-            reason=reason, location=location, appearance_json=json.dumps(appearance) if appearance else None,
-            webhook_url=webhook_url, record_json=record.dumps(), prepared_name=prepared_name,
+            id=req_id,
+            organisation_id=org.id,
+            document_id=document.id,
+            business_id=uuid.uuid4().hex,
+            status="pending",
+            phase="prepared",
+            flow=flow,
+            mode=mode,
+            level=level,
+            signer_key=signer_key,
+            reason=reason,
+            location=location,
+            appearance_json=json.dumps(appearance) if appearance else None,
+            webhook_url=webhook_url,
+            record_json=record.dumps(),
+            prepared_name=prepared_name,
             idempotency_key=idempotency_key,
-            expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s), created_at=now, updated_at=now,
+            expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s),
+            created_at=now,
+            updated_at=now,
         )
         try:
             session.add(req)
             session.flush()
-            append_audit(session, req.id, actor=f"org:{org.id}", event="created", status="pending",
-                         sha_before=document.sha256,
-                         detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}")
+            append_audit(
+                session,
+                req.id,
+                actor=f"org:{org.id}",
+                event="created",
+                status="pending",
+                sha_before=document.sha256,
+                detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}",
+            )
             session.commit()
         except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
             session.rollback()
@@ -216,33 +259,78 @@ class SigningFlow:
             initiated = await self._initiate(req, record, hkic, token, document.filename)
         except IamSmartError as exc:
             code = _code_text(getattr(exc, "code", "D20000"))
-            self._finish_unsuccessfully(session, req, "failed", code, f"iAM Smart refused the request: {exc}",
-                                        actor="iamsmart", ack=False)
+            self._finish_unsuccessfully(
+                session,
+                req,
+                "failed",
+                code,
+                f"iAM Smart refused the request: {exc}",
+                actor="iamsmart",
+                ack=False,
+            )
             return req
-        if self._claim(session, req.id, "prepared", phase="sent", sign_code=initiated.sign_code,
-                       ticket_id=initiated.ticket_id):
-            append_audit(session, req.id, actor="iamsmart", event="sent", status="pending",
-                         iamsmart_code=ReturnCode.SUCCESS.value, detail=f"businessID {req.business_id}")
+        if self._claim(
+            session,
+            req.id,
+            "prepared",
+            phase="sent",
+            sign_code=initiated.sign_code,
+            ticket_id=initiated.ticket_id,
+        ):
+            append_audit(
+                session,
+                req.id,
+                actor="iamsmart",
+                event="sent",
+                status="pending",
+                iamsmart_code=ReturnCode.SUCCESS.value,
+                detail=f"businessID {req.business_id}",
+            )
             session.commit()
         session.refresh(req)
         return req
 
-    async def _initiate(self, req: SigningRequest, record: PreparedSignature, hkic: str | None,
-                        token: Token | None, filename: str):
-        common = dict(business_id=req.business_id, service_name=self.settings.service_name,
-                      document_name=filename[:255], department=self.settings.department, state=req.business_id)
+    async def _initiate(
+        self,
+        req: SigningRequest,
+        record: PreparedSignature,
+        hkic: str | None,
+        token: Token | None,
+        filename: str,
+    ):
+        common = dict(
+            business_id=req.business_id,
+            service_name=self.settings.service_name,
+            document_name=filename[:255],
+            department=self.settings.department,
+            state=req.business_id,
+        )
         if req.flow == "anonymous":
             if record.mode is RemoteMode.PDF:
-                return await self.client.anonymous_sign_pdf(doc_digest=record.document_digest, hkic_hash=hkic,
-                                                            redirect_uri=self.redirect_url, **common)
-            return await self.client.anonymous_sign_hash(hash_code=record.to_be_signed, hkic_hash=hkic,
-                                                         redirect_uri=self.redirect_url, sig_algo=record.sig_algo,
-                                                         **common)
+                return await self.client.anonymous_sign_pdf(
+                    doc_digest=record.document_digest,
+                    hkic_hash=hkic,
+                    redirect_uri=self.redirect_url,
+                    **common,
+                )
+            return await self.client.anonymous_sign_hash(
+                hash_code=record.to_be_signed,
+                hkic_hash=hkic,
+                redirect_uri=self.redirect_url,
+                sig_algo=record.sig_algo,
+                **common,
+            )
         if record.mode is RemoteMode.PDF:
-            return await self.client.account_sign_pdf(token=token, doc_digest=record.document_digest,
-                                                      redirect_uri=self.callback_url, **common)
-        return await self.client.account_sign_hash(token=token, hash_code=record.to_be_signed,
-                                                   redirect_uri=self.callback_url, sig_algo=record.sig_algo, **common)
+            return await self.client.account_sign_pdf(
+                token=token, doc_digest=record.document_digest, redirect_uri=self.callback_url, **common
+            )
+        return await self.client.account_sign_hash(
+            token=token,
+            hash_code=record.to_be_signed,
+            redirect_uri=self.callback_url,
+            sig_algo=record.sig_algo,
+            **common,
+        )
 
     # ------------------------------------------------------------------ answers from iAM Smart
 
@@ -251,7 +339,9 @@ class SigningFlow:
             return None
         return session.exec(select(SigningRequest).where(SigningRequest.business_id == business_id)).first()
 
-    async def take_result(self, business_id: str | None, code: Any, content: dict[str, Any], actor: str) -> str:
+    async def take_result(
+        self, business_id: str | None, code: Any, content: dict[str, Any], actor: str
+    ) -> str:
         """Record what iAM Smart answered for ``business_id`` (once); start embedding. Returns an outcome word."""
         code = _code_text(code)
         with self.session() as session:
@@ -263,14 +353,29 @@ class SigningFlow:
                 return "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
             if code != ReturnCode.SUCCESS.value:
                 status = _STATUS_FOR_CODE.get(code, "failed")
-                self._finish_unsuccessfully(session, req, status, code, message_for(code), actor=actor,
-                                            ack=req.flow == "account", ack_result=SigningResult.NOT_RECEIVED)
+                self._finish_unsuccessfully(
+                    session,
+                    req,
+                    status,
+                    code,
+                    message_for(code),
+                    actor=actor,
+                    ack=req.flow == "account",
+                    ack_result=SigningResult.NOT_RECEIVED,
+                )
                 return status
             result = _result_fields(req.mode, content)
             if result is None:
-                self._finish_unsuccessfully(session, req, "failed", "incomplete_result",
-                                            "iAM Smart's answer has no signature", actor=actor,
-                                            ack=req.flow == "account", ack_result=SigningResult.NOT_RECEIVED)
+                self._finish_unsuccessfully(
+                    session,
+                    req,
+                    "failed",
+                    "incomplete_result",
+                    "iAM Smart's answer has no signature",
+                    actor=actor,
+                    ack=req.flow == "account",
+                    ack_result=SigningResult.NOT_RECEIVED,
+                )
                 return "failed"
             try:
                 self._verify_result(req, result)
@@ -278,11 +383,18 @@ class SigningFlow:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
                 return "refused"
-            if not self._claim(session, req.id, "sent", phase="result_received", result_json=json.dumps(result),
-                               iamsmart_code=code):
+            if not self._claim(
+                session,
+                req.id,
+                "sent",
+                phase="result_received",
+                result_json=json.dumps(result),
+                iamsmart_code=code,
+            ):
                 return "duplicate"
-            append_audit(session, req.id, actor=actor, event="result_received", status="pending",
-                         iamsmart_code=code)
+            append_audit(
+                session, req.id, actor=actor, event="result_received", status="pending", iamsmart_code=code
+            )
             session.commit()
         crashpoint("result_received")
         self.schedule_embed(req.id)
@@ -309,14 +421,21 @@ class SigningFlow:
             token = await self.client.get_token(code)
             if mode == "pdf":
                 pdf = await self.client.anonymous_pdf_result(token, business_id)
-                content = {"pdfSignature": base64.b64encode(pdf.cms_der).decode(), "docDigest": pdf.doc_digest}
+                content = {
+                    "pdfSignature": base64.b64encode(pdf.cms_der).decode(),
+                    "docDigest": pdf.doc_digest,
+                }
             else:
                 sig = await self.client.anonymous_hash_result(token, business_id)
-                content = {"signature": base64.b64encode(sig.signature).decode(),
-                           "cert": base64.b64encode(sig.cert_der).decode(), "hashCode": sig.hash_code}
+                content = {
+                    "signature": base64.b64encode(sig.signature).decode(),
+                    "cert": base64.b64encode(sig.cert_der).decode(),
+                    "hashCode": sig.hash_code,
+                }
         except IamSmartError as exc:
-            return await self.take_result(business_id, getattr(exc, "code", "D20000"), {},
-                                          actor="iamsmart:redirect")
+            return await self.take_result(
+                business_id, getattr(exc, "code", "D20000"), {}, actor="iamsmart:redirect"
+            )
         return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor="iamsmart:redirect")
 
     # ------------------------------------------------------------------ embedding
@@ -342,7 +461,9 @@ class SigningFlow:
                     cert_der = base64.b64decode(result["cert"]) if req.mode == "hash" else None
                     crashpoint("embedding")
                     async with self._heartbeat(req.id):
-                        await asyncio.to_thread(_run, self._finish(record, req, result, cert_der, signed_path))
+                        await asyncio.to_thread(
+                            _run, self._finish(record, req, result, cert_der, signed_path)
+                        )
                 info = await asyncio.to_thread(inspect_pdf, signed_path)
                 stored = await asyncio.to_thread(self.store.adopt, signed_path)
             except FinishInProgressError:
@@ -353,23 +474,45 @@ class SigningFlow:
                 return  # finished by another worker a moment ago
             except (SigningError, _Refused) as exc:
                 code = getattr(exc, "code", "refused")
-                self._finish_unsuccessfully(session, req, "failed", code, getattr(exc, "message", str(exc)),
-                                            actor="service", ack=True, ack_result=SigningResult.REJECTED,
-                                            expect_phase="embedding")
+                self._finish_unsuccessfully(
+                    session,
+                    req,
+                    "failed",
+                    code,
+                    getattr(exc, "message", str(exc)),
+                    actor="service",
+                    ack=True,
+                    ack_result=SigningResult.REJECTED,
+                    expect_phase="embedding",
+                )
                 return
-            signed = Document(organisation_id=req.organisation_id, sha256=stored.sha256, size=stored.size,
-                              filename=signed_name(source.filename), pages=info.pages,
-                              signature_count=info.signature_count)
+            signed = Document(
+                organisation_id=req.organisation_id,
+                sha256=stored.sha256,
+                size=stored.size,
+                filename=signed_name(source.filename),
+                pages=info.pages,
+                signature_count=info.signature_count,
+            )
             session.add(signed)
             session.flush()
-            if not self._claim(session, req.id, "embedding", phase="done", status="completed",
-                               signed_document_id=signed.id):
+            if not self._claim(
+                session, req.id, "embedding", phase="done", status="completed", signed_document_id=signed.id
+            ):
                 session.rollback()  # someone else finished (or ended) it; our copy is not needed
                 signed_path.unlink(missing_ok=True)
                 return
-            append_audit(session, req.id, actor="service", event="completed", status="completed",
-                         sha_before=source.sha256, sha_after=stored.sha256, iamsmart_code=req.iamsmart_code,
-                         detail=f"signed at {req.level}")
+            append_audit(
+                session,
+                req.id,
+                actor="service",
+                event="completed",
+                status="completed",
+                sha_before=source.sha256,
+                sha_after=stored.sha256,
+                iamsmart_code=req.iamsmart_code,
+                detail=f"signed at {req.level}",
+            )
             self._enqueue_terminal_webhook(session, req, "completed", signed_document_id=signed.id)
             crashpoint("before_completion_commit")
             session.commit()
@@ -378,9 +521,15 @@ class SigningFlow:
 
     def _heartbeat(self, req_id: str):
         """Keep a claimed request fresh while it is embedded, so the sweep never hands it on meanwhile."""
-        return heartbeat(self.session, lambda: update(SigningRequest).where(
-            SigningRequest.id == req_id, SigningRequest.phase == "embedding").values(updated_at=self.clock()),
-            self.settings.stale_after_s)
+        return heartbeat(
+            self.session,
+            lambda: (
+                update(SigningRequest)
+                .where(SigningRequest.id == req_id, SigningRequest.phase == "embedding")
+                .values(updated_at=self.clock())
+            ),
+            self.settings.stale_after_s,
+        )
 
     def _verify_result(self, req: SigningRequest, result: dict) -> bytes:
         """Check a result against the stored digest and the iAM Smart-Cert issuers; return the cert DER."""
@@ -389,38 +538,85 @@ class SigningFlow:
             cert_der = base64.b64decode(result["cert"])
             cert = cms_checks.load_certificate(cert_der)
             cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
-            cms_checks.verify_raw_signature(base64.b64decode(result["signature"]), record.signed_attrs_der, cert)
+            cms_checks.verify_raw_signature(
+                base64.b64decode(result["signature"]), record.signed_attrs_der, cert
+            )
         else:
-            checked = cms_checks.check_external_cms(base64.b64decode(result["pdfSignature"]),
-                                                    record.document_digest, record.md_algorithm, record.profile)
+            checked = cms_checks.check_external_cms(
+                base64.b64decode(result["pdfSignature"]),
+                record.document_digest,
+                record.md_algorithm,
+                record.profile,
+            )
             cert_der = checked.signer_cert.dump()
         if issued_by_trusted_issuer(cert_der, self.setup.cert_issuers) is None:
-            raise _Refused("untrusted_certificate",
-                           "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list")
+            raise _Refused(
+                "untrusted_certificate",
+                "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list",
+            )
         return cert_der
 
     async def _finish(self, record, req, result, cert_der, out: Path):
         prepared = self._prepared_path(req)
+
         def stage(name: str) -> None:
             crashpoint(f"finish:{name}")
 
         if req.mode == "pdf":
-            return await pades.finish_with_cms(record, prepared, out, base64.b64decode(result["pdfSignature"]),
-                                               self.setup.signing_services, on_stage=stage)
-        return await pades.finish_with_raw_signature(record, prepared, out, base64.b64decode(result["signature"]),
-                                                     cert_der, self.setup.signing_services, on_stage=stage)
+            return await pades.finish_with_cms(
+                record,
+                prepared,
+                out,
+                base64.b64decode(result["pdfSignature"]),
+                self.setup.signing_services,
+                on_stage=stage,
+            )
+        return await pades.finish_with_raw_signature(
+            record,
+            prepared,
+            out,
+            base64.b64decode(result["signature"]),
+            cert_der,
+            self.setup.signing_services,
+            on_stage=stage,
+        )
 
     # ------------------------------------------------------------------ endings
 
-    def _finish_unsuccessfully(self, session: Session, req: SigningRequest, status: str, code: str, message: str,
-                               *, actor: str, ack: bool, ack_result: SigningResult = SigningResult.NOT_RECEIVED,
-                               expect_phase: str | tuple[str, ...] = ("prepared", "sent")) -> bool:
-        if not self._claim(session, req.id, expect_phase, phase="done", status=status, error_code=code,
-                           error_message=message[:2000], iamsmart_code=code if code.startswith("D") else None):
+    def _finish_unsuccessfully(
+        self,
+        session: Session,
+        req: SigningRequest,
+        status: str,
+        code: str,
+        message: str,
+        *,
+        actor: str,
+        ack: bool,
+        ack_result: SigningResult = SigningResult.NOT_RECEIVED,
+        expect_phase: str | tuple[str, ...] = ("prepared", "sent"),
+    ) -> bool:
+        if not self._claim(
+            session,
+            req.id,
+            expect_phase,
+            phase="done",
+            status=status,
+            error_code=code,
+            error_message=message[:2000],
+            iamsmart_code=code if code.startswith("D") else None,
+        ):
             session.rollback()
             return False
-        append_audit(session, req.id, actor=actor, event=status, status=status,
-                     iamsmart_code=code if code.startswith("D") else None, detail=message)
+        append_audit(
+            session,
+            req.id,
+            actor=actor,
+            event=status,
+            status=status,
+            iamsmart_code=code if code.startswith("D") else None,
+            detail=message,
+        )
         self._enqueue_terminal_webhook(session, req, status, error={"code": code, "message": message})
         session.commit()
         self._prepared_path(req).unlink(missing_ok=True)
@@ -430,10 +626,16 @@ class SigningFlow:
 
     def _enqueue_terminal_webhook(self, session: Session, req: SigningRequest, status: str, **extra) -> None:
         if req.webhook_url:
-            payload = {"event": f"signing_request.{status}", "signing_request_id": req.id, "status": status,
-                       "document_id": req.document_id, **extra}
-            enqueue_webhook(session, req.organisation_id, req.id, req.webhook_url, f"signing_request.{status}",
-                            payload)
+            payload = {
+                "event": f"signing_request.{status}",
+                "signing_request_id": req.id,
+                "status": status,
+                "document_id": req.document_id,
+                **extra,
+            }
+            enqueue_webhook(
+                session, req.organisation_id, req.id, req.webhook_url, f"signing_request.{status}", payload
+            )
 
     async def _ack(self, business_id: str, result: SigningResult, flow: str) -> None:
         if flow != "account":
@@ -444,8 +646,9 @@ class SigningFlow:
             log.warning("ackResult %s for %s failed: %s", result.value, business_id, exc)
 
     async def cancel(self, session: Session, req: SigningRequest, actor: str) -> bool:
-        return self._finish_unsuccessfully(session, req, "cancelled", "cancelled", "cancelled by the online service",
-                                           actor=actor, ack=False)
+        return self._finish_unsuccessfully(
+            session, req, "cancelled", "cancelled", "cancelled by the online service", actor=actor, ack=False
+        )
 
     # ------------------------------------------------------------------ the sweeper
 
@@ -454,34 +657,64 @@ class SigningFlow:
         now = self.clock()
         with self.session() as session:
             overdue = session.exec(
-                select(SigningRequest).where(SigningRequest.status == "pending",
-                                             SigningRequest.phase.in_(("prepared", "sent")),
-                                             SigningRequest.expires_at < now).limit(500)
+                select(SigningRequest)
+                .where(
+                    SigningRequest.status == "pending",
+                    SigningRequest.phase.in_(("prepared", "sent")),
+                    SigningRequest.expires_at < now,
+                )
+                .limit(500)
             ).all()
             for req in overdue:
-                self._finish_unsuccessfully(session, req, "expired", ReturnCode.SIGNING_TIMEOUT.value,
-                                            "no approval within the time iAM Smart allows", actor="sweeper",
-                                            ack=req.flow == "account")
+                self._finish_unsuccessfully(
+                    session,
+                    req,
+                    "expired",
+                    ReturnCode.SIGNING_TIMEOUT.value,
+                    "no approval within the time iAM Smart allows",
+                    actor="sweeper",
+                    ack=req.flow == "account",
+                )
             stale = now - dt.timedelta(seconds=self.settings.stale_after_s)
             orphans = session.exec(
-                select(SigningRequest).where(SigningRequest.status == "pending", SigningRequest.phase == "prepared",
-                                             SigningRequest.updated_at < stale).limit(100)
+                select(SigningRequest)
+                .where(
+                    SigningRequest.status == "pending",
+                    SigningRequest.phase == "prepared",
+                    SigningRequest.updated_at < stale,
+                )
+                .limit(100)
             ).all()
             for req in orphans:  # prepared, but the process died before iAM Smart was asked
-                self._finish_unsuccessfully(session, req, "failed", "interrupted",
-                                            "the service stopped before the request reached iAM Smart; "
-                                            "create a new signing request", actor="sweeper", ack=False,
-                                            expect_phase="prepared")
+                self._finish_unsuccessfully(
+                    session,
+                    req,
+                    "failed",
+                    "interrupted",
+                    "the service stopped before the request reached iAM Smart; create a new signing request",
+                    actor="sweeper",
+                    ack=False,
+                    expect_phase="prepared",
+                )
             stuck = session.exec(
-                select(SigningRequest).where(SigningRequest.status == "pending",
-                                             SigningRequest.phase.in_(("result_received", "embedding")),
-                                             SigningRequest.updated_at < stale).limit(100)
+                select(SigningRequest)
+                .where(
+                    SigningRequest.status == "pending",
+                    SigningRequest.phase.in_(("result_received", "embedding")),
+                    SigningRequest.updated_at < stale,
+                )
+                .limit(100)
             ).all()
         for req in stuck:
             if req.phase == "embedding":
                 with self.session() as session:  # a stale embedding: its process died; hand it on
-                    ok = self._claim(session, req.id, "embedding", expect_updated_at=req.updated_at,
-                                     phase="result_received")
+                    ok = self._claim(
+                        session,
+                        req.id,
+                        "embedding",
+                        expect_updated_at=req.updated_at,
+                        phase="result_received",
+                    )
                     session.commit()
                 if not ok:
                     continue
@@ -498,7 +731,11 @@ def _result_fields(mode: str, content: dict[str, Any]) -> dict[str, Any] | None:
     if mode == "pdf":
         return {"pdfSignature": content["pdfSignature"]} if content.get("pdfSignature") else None
     if content.get("signature") and content.get("cert"):
-        return {"signature": content["signature"], "cert": content["cert"], "timestamp": content.get("timestamp")}
+        return {
+            "signature": content["signature"],
+            "cert": content["cert"],
+            "timestamp": content.get("timestamp"),
+        }
     return None
 
 

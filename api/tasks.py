@@ -52,7 +52,9 @@ class TaskQueue:
         self._context_lock = threading.Lock()
         self._embed = self.huey.task(retries=3, retry_delay=5, name="embed")(self._run_embed)
         self._sweep = self.huey.task(name="sweep")(self._run_sweep)
-        self._embed_batch = self.huey.task(retries=3, retry_delay=5, name="embed_batch")(self._run_embed_batch)
+        self._embed_batch = self.huey.task(retries=3, retry_delay=5, name="embed_batch")(
+            self._run_embed_batch
+        )
         self._ticker: threading.Thread | None = None
         self._consumer: EmbeddedConsumer | None = None
         self._stop = threading.Event()
@@ -111,8 +113,16 @@ class TaskQueue:
 
     def start_consumer(self, workers: int) -> None:
         """Consume in this process (threads), and tick the sweep every ``sweep_interval_s``."""
-        self._consumer = EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", initial_delay=0.05,
-                                          backoff=1.2, max_delay=0.5, periodic=False, check_worker_health=False)
+        self._consumer = EmbeddedConsumer(
+            self.huey,
+            workers=workers,
+            worker_type="thread",
+            initial_delay=0.05,
+            backoff=1.2,
+            max_delay=0.5,
+            periodic=False,
+            check_worker_health=False,
+        )
         self._consumer.start()
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="iamsign-sweep-ticker", daemon=True)

@@ -84,9 +84,18 @@ class _FilePart:
         self._in_target = False
 
     def callbacks(self) -> dict:
-        return {name: getattr(self, name) for name in (
-            "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-            "on_part_data", "on_part_end")}
+        return {
+            name: getattr(self, name)
+            for name in (
+                "on_part_begin",
+                "on_header_field",
+                "on_header_value",
+                "on_header_end",
+                "on_headers_finished",
+                "on_part_data",
+                "on_part_end",
+            )
+        }
 
     def finish(self) -> StoredFile:
         self.out.flush()
@@ -100,11 +109,15 @@ class _FilePart:
         self.tmp.unlink(missing_ok=True)
 
 
-async def receive_pdf_upload(request: Request, store: DocumentStore, limit: int, field: str = "file") -> StagedUpload:
+async def receive_pdf_upload(
+    request: Request, store: DocumentStore, limit: int, field: str = "file"
+) -> StagedUpload:
     """Read a ``multipart/form-data`` body; return the staged ``field`` part (still a temp file)."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise ApiError(415, "unsupported_media_type", "send the PDF as multipart/form-data with a 'file' field")
+        raise ApiError(
+            415, "unsupported_media_type", "send the PDF as multipart/form-data with a 'file' field"
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise ApiError(413, "too_large", f"the file exceeds the upload limit of {limit} bytes")

@@ -19,7 +19,14 @@ from sqlmodel import Session, select
 
 from .models import WebhookDelivery, utcnow
 
-__all__ = ["webhook_secret_for", "sign_payload", "verify_payload", "enqueue_webhook", "deliver_due", "BACKOFF_SECONDS"]
+__all__ = [
+    "webhook_secret_for",
+    "sign_payload",
+    "verify_payload",
+    "enqueue_webhook",
+    "deliver_due",
+    "BACKOFF_SECONDS",
+]
 
 SIGNATURE_HEADER = "X-Iamsign-Signature"
 #: Delay before attempt n+1; after the last one the delivery is given up.
@@ -37,7 +44,9 @@ def sign_payload(secret: bytes, body: bytes, timestamp: int | None = None) -> st
     return f"t={t},v1={mac}"
 
 
-def verify_payload(secret: bytes, body: bytes, header: str, tolerance_s: int = 300, now: int | None = None) -> bool:
+def verify_payload(
+    secret: bytes, body: bytes, header: str, tolerance_s: int = 300, now: int | None = None
+) -> bool:
     """What a receiver does: check the HMAC and the age of the timestamp."""
     try:
         parts = dict(p.split("=", 1) for p in header.split(","))
@@ -51,16 +60,24 @@ def verify_payload(secret: bytes, body: bytes, header: str, tolerance_s: int = 3
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def enqueue_webhook(session: Session, organisation_id: str, request_id: str, url: str, event: str,
-                    payload: dict) -> WebhookDelivery:
+def enqueue_webhook(
+    session: Session, organisation_id: str, request_id: str, url: str, event: str, payload: dict
+) -> WebhookDelivery:
     """Record a delivery to make (the caller commits with the transition)."""
-    delivery = WebhookDelivery(organisation_id=organisation_id, request_id=request_id, url=url, event=event,
-                               body=json.dumps(payload, sort_keys=True, separators=(",", ":")))
+    delivery = WebhookDelivery(
+        organisation_id=organisation_id,
+        request_id=request_id,
+        url=url,
+        event=event,
+        body=json.dumps(payload, sort_keys=True, separators=(",", ":")),
+    )
     session.add(delivery)
     return delivery
 
 
-async def deliver_due(session: Session, server_secret: bytes, client: httpx.AsyncClient, limit: int = 50) -> int:
+async def deliver_due(
+    session: Session, server_secret: bytes, client: httpx.AsyncClient, limit: int = 50
+) -> int:
     """Try every delivery that is due; return how many were delivered.
 
     Each delivery is first leased with a conditional UPDATE, so replicas sweeping together never send
@@ -69,8 +86,11 @@ async def deliver_due(session: Session, server_secret: bytes, client: httpx.Asyn
     now = utcnow()
     due = session.exec(
         select(WebhookDelivery)
-        .where(WebhookDelivery.delivered_at.is_(None), WebhookDelivery.given_up_at.is_(None),
-               WebhookDelivery.next_attempt_at <= now)
+        .where(
+            WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.given_up_at.is_(None),
+            WebhookDelivery.next_attempt_at <= now,
+        )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     ).all()
@@ -78,8 +98,11 @@ async def deliver_due(session: Session, server_secret: bytes, client: httpx.Asyn
     for d in due:
         lease = session.exec(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == d.id, WebhookDelivery.next_attempt_at == d.next_attempt_at,
-                   WebhookDelivery.delivered_at.is_(None))
+            .where(
+                WebhookDelivery.id == d.id,
+                WebhookDelivery.next_attempt_at == d.next_attempt_at,
+                WebhookDelivery.delivered_at.is_(None),
+            )
             .values(next_attempt_at=utcnow() + dt.timedelta(seconds=60))
         )
         session.commit()
@@ -88,8 +111,12 @@ async def deliver_due(session: Session, server_secret: bytes, client: httpx.Asyn
         session.refresh(d)
         body = d.body.encode()
         secret = webhook_secret_for(server_secret, d.organisation_id)
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_payload(secret, body),
-                   "X-Iamsign-Event": d.event, "X-Iamsign-Delivery": d.id}
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign_payload(secret, body),
+            "X-Iamsign-Event": d.event,
+            "X-Iamsign-Delivery": d.id,
+        }
         d.attempts += 1
         try:
             r = await client.post(d.url, content=body, headers=headers, timeout=10)

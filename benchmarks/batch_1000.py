@@ -66,13 +66,17 @@ def core_time(files: list[Path], work: Path, level: str) -> float:
         return spent
 
     if level != "B-B":
-        raise SystemExit("the core baseline runs offline: use --level B-B (the service's TSA/OCSP would be unfair)")
+        raise SystemExit(
+            "the core baseline runs offline: use --level B-B (the service's TSA/OCSP would be unfair)"
+        )
     total = asyncio.run(run())
     return total
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--level", default="B-B")
     args = parser.parse_args()
@@ -84,9 +88,13 @@ def main() -> None:
         files = [simple_pdf(tmp / f"letter-{i:04d}.pdf", text=f"letter {i}") for i in range(args.documents)]
         port, data = _free_port(), tmp / "data"
         env = {**os.environ, "IAMSIGN_SWEEP_INTERVAL_S": "1"}
-        server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--data-dir",
-                                   str(data)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):
@@ -95,13 +103,19 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            key = subprocess.run([sys.executable, "-m", "api.cli", "keys", "create", "Bench", "--data-dir",
-                                  str(data)], cwd=REPO, env=env, capture_output=True, text=True,
-                                 check=True).stdout.strip()
+            key = subprocess.run(
+                [sys.executable, "-m", "api.cli", "keys", "create", "Bench", "--data-dir", str(data)],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=base, headers=headers, timeout=600) as c:
-                c.post(f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0}
-                       ).raise_for_status()
+                c.post(
+                    f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0}
+                ).raise_for_status()
                 t0 = time.perf_counter()
 
                 def upload(f: Path) -> str:
@@ -114,8 +128,9 @@ def main() -> None:
                 upload_s = time.perf_counter() - t0
 
                 t0 = time.perf_counter()
-                r = c.post("/v1/batches", json={"document_ids": ids, "signer": {"hkid": SIGNER},
-                                                "level": args.level})
+                r = c.post(
+                    "/v1/batches", json={"document_ids": ids, "signer": {"hkid": SIGNER}, "level": args.level}
+                )
                 r.raise_for_status()
                 batch = r.json()
                 created_s = time.perf_counter() - t0

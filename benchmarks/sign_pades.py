@@ -38,10 +38,13 @@ async def _pyhanko_one_shot(src: Path, out: Path, ctx: dict) -> None:
     from pyhanko.sign import signers
     from pyhanko.sign.fields import SigSeedSubFilter
 
-    meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256",
-                                        subfilter=SigSeedSubFilter.PADES)
+    meta = signers.PdfSignatureMetadata(
+        field_name="Signature1", md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES
+    )
     with open(src, "rb") as inf, open(out, "w+b") as outf:
-        await signers.async_sign_pdf(IncrementalPdfFileWriter(inf), meta, signer=ctx["simple_signer"], output=outf)
+        await signers.async_sign_pdf(
+            IncrementalPdfFileWriter(inf), meta, signer=ctx["simple_signer"], output=outf
+        )
 
 
 async def _project(src: Path, out: Path, ctx: dict) -> None:
@@ -71,7 +74,9 @@ def _context(key_dir: Path) -> dict:
     cert_der = cert.public_bytes(serialization.Encoding.DER)
     asn1_cert = x509.Certificate.load(cert_der)
     key_info = keys.PrivateKeyInfo.load(
-        key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     del key_info
 
@@ -80,15 +85,22 @@ def _context(key_dir: Path) -> dict:
         reloads its key for every signature, about 30 ms that would flatter the comparison)."""
 
         def __init__(self) -> None:
-            super().__init__(signing_cert=asn1_cert, cert_registry=SimpleCertificateStore.from_certs([asn1_cert]),
-                             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}))
+            super().__init__(
+                signing_cert=asn1_cert,
+                cert_registry=SimpleCertificateStore.from_certs([asn1_cert]),
+                signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}),
+            )
 
         async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
             if dry_run:
                 return bytes(256)
             return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
-    return {"cert_der": cert_der, "phone": SimulatedSigner(cert, key, []), "simple_signer": PreloadedKeySigner()}
+    return {
+        "cert_der": cert_der,
+        "phone": SimulatedSigner(cert, key, []),
+        "simple_signer": PreloadedKeySigner(),
+    }
 
 
 def child(kind: str, src: Path, work: Path, repeat: int, key_dir: Path) -> None:
@@ -114,7 +126,10 @@ def child(kind: str, src: Path, work: Path, repeat: int, key_dir: Path) -> None:
 def _measure(kind: str, src: Path, work: Path, repeat: int, key_dir: Path) -> dict:
     done = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(src), str(work), str(repeat), str(key_dir)],
-        check=True, capture_output=True, text=True, cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     data = json.loads(done.stdout.strip().splitlines()[-1])
     # drop the first run (imports, font caches) when there are several
@@ -123,7 +138,9 @@ def _measure(kind: str, src: Path, work: Path, repeat: int, key_dir: Path) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1,250", help="input sizes in MB, comma-separated")
     parser.add_argument("--repeat-small", type=int, default=15)
     parser.add_argument("--repeat-large", type=int, default=3)
@@ -147,14 +164,18 @@ def main() -> None:
             repeat = args.repeat_small if size <= 10 else args.repeat_large
             r = {kind: _measure(kind, src, tmp, repeat, key_dir) for kind in ("sha256", "pyhanko", "project")}
             rows.append((size, r))
-        print(f"{'input':>8} | {'SHA-256 pass':>12} | {'pyHanko one-shot':>16} | {'iamsign prepare+finish':>22} |"
-              f" {'vs pyHanko':>10} | {'vs SHA-256':>10} | {'peak RSS iamsign':>16} | {'peak RSS pyHanko':>16}")
+        print(
+            f"{'input':>8} | {'SHA-256 pass':>12} | {'pyHanko one-shot':>16} | {'iamsign prepare+finish':>22} |"
+            f" {'vs pyHanko':>10} | {'vs SHA-256':>10} | {'peak RSS iamsign':>16} | {'peak RSS pyHanko':>16}"
+        )
         print("-" * 140)
         for size, r in rows:
             p, h, s = r["project"], r["pyhanko"], r["sha256"]
-            print(f"{size:>5} MB | {s['median_s'] * 1000:>9.1f} ms | {h['median_s'] * 1000:>13.1f} ms |"
-                  f" {p['median_s'] * 1000:>19.1f} ms | {p['median_s'] / h['median_s']:>9.2f}x |"
-                  f" {p['median_s'] / s['median_s']:>9.2f}x | {p['peak_rss_mb']:>13.0f} MB | {h['peak_rss_mb']:>13.0f} MB")
+            print(
+                f"{size:>5} MB | {s['median_s'] * 1000:>9.1f} ms | {h['median_s'] * 1000:>13.1f} ms |"
+                f" {p['median_s'] * 1000:>19.1f} ms | {p['median_s'] / h['median_s']:>9.2f}x |"
+                f" {p['median_s'] / s['median_s']:>9.2f}x | {p['peak_rss_mb']:>13.0f} MB | {h['peak_rss_mb']:>13.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -60,13 +60,18 @@ def child(kind: str, src: Path, repeat: int, root_pem: Path) -> None:
         t0 = time.perf_counter()
         asyncio.run(run(src, root_pem))
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"times": times, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps({"times": times, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    )
 
 
 def _measure(kind: str, src: Path, repeat: int, root_pem: Path) -> dict:
     done = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(src), str(repeat), str(root_pem)],
-        check=True, capture_output=True, text=True, cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     data = json.loads(done.stdout.strip().splitlines()[-1])
     runs = data["times"][1:] if len(data["times"]) > 2 else data["times"]  # drop the warm-up run
@@ -85,13 +90,16 @@ async def _sign(src: Path, out: Path, key_dir: Path) -> None:
     prepared = out.with_suffix(".prepared.pdf")
     opts = SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_B, signer_certificate_der=issued.cert_der)
     record = await pades.prepare_for_signing(src, prepared, opts)
-    await pades.finish_with_raw_signature(record, prepared, out, phone.sign_hash(record.to_be_signed),
-                                          issued.cert_der)
+    await pades.finish_with_raw_signature(
+        record, prepared, out, phone.sign_hash(record.to_be_signed), issued.cert_der
+    )
     prepared.unlink(missing_ok=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1,250", help="input sizes in MB, comma-separated")
     parser.add_argument("--repeat-small", type=int, default=15)
     parser.add_argument("--repeat-large", type=int, default=3)
@@ -117,15 +125,21 @@ def main() -> None:
             asyncio.run(_sign(src, signed, key_dir))
             src.unlink()
             repeat = args.repeat_small if size <= 10 else args.repeat_large
-            rows.append((size, {kind: _measure(kind, signed, repeat, root_pem) for kind in ("pyhanko", "project")}))
+            rows.append(
+                (size, {kind: _measure(kind, signed, repeat, root_pem) for kind in ("pyhanko", "project")})
+            )
             signed.unlink()
-        print(f"{'input':>8} | {'pyHanko validate_pdf_signature':>30} | {'iamsign verify':>14} | {'ratio':>6} |"
-              f" {'peak RSS iamsign':>16} | {'peak RSS pyHanko':>16}")
+        print(
+            f"{'input':>8} | {'pyHanko validate_pdf_signature':>30} | {'iamsign verify':>14} | {'ratio':>6} |"
+            f" {'peak RSS iamsign':>16} | {'peak RSS pyHanko':>16}"
+        )
         print("-" * 100)
         for size, r in rows:
             p, h = r["project"], r["pyhanko"]
-            print(f"{size:>5} MB | {h['median_s'] * 1000:>27.1f} ms | {p['median_s'] * 1000:>11.1f} ms |"
-                  f" {p['median_s'] / h['median_s']:>5.2f}x | {p['peak_rss_mb']:>13.0f} MB | {h['peak_rss_mb']:>13.0f} MB")
+            print(
+                f"{size:>5} MB | {h['median_s'] * 1000:>27.1f} ms | {p['median_s'] * 1000:>11.1f} ms |"
+                f" {p['median_s'] / h['median_s']:>5.2f}x | {p['peak_rss_mb']:>13.0f} MB | {h['peak_rss_mb']:>13.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ RSA_SHA256 = algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
 class CheckedCms:
     """A detached CMS SignedData that passed ``check_external_cms``."""
 
-    def __init__(self, content_info: cms.ContentInfo, signer_info: cms.SignerInfo, cert: x509.Certificate) -> None:
+    def __init__(
+        self, content_info: cms.ContentInfo, signer_info: cms.SignerInfo, cert: x509.Certificate
+    ) -> None:
         self.content_info = content_info
         self.signer_info = signer_info
         self.signer_cert = cert
@@ -142,11 +144,15 @@ def _check_external_cms(
             SignatureValidationContext(contextual_md_algorithm=digest_alg),
         )
     except InvalidSignature as exc:
-        raise InvalidSignatureError("the CMS signature does not verify with the certificate inside it") from exc
+        raise InvalidSignatureError(
+            "the CMS signature does not verify with the certificate inside it"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - unsupported mechanism etc.
         raise InvalidSignatureError(f"the CMS signature cannot be verified: {exc}") from exc
 
-    has_ess = bool(_attr(signed_attrs, "signing_certificate_v2") or _attr(signed_attrs, "signing_certificate"))
+    has_ess = bool(
+        _attr(signed_attrs, "signing_certificate_v2") or _attr(signed_attrs, "signing_certificate")
+    )
     has_signing_time = bool(_attr(signed_attrs, "signing_time"))
     if profile is SignatureProfile.PADES_BASELINE and (not has_ess or has_signing_time):
         raise MalformedCmsError(
@@ -158,7 +164,9 @@ def _check_external_cms(
 def verify_raw_signature(signature: bytes, signed_attrs_der: bytes, cert: x509.Certificate) -> None:
     """Check that a raw (PKCS#1 v1.5, SHA-256) signature value covers the DER signed attributes."""
     try:
-        DefaultSignatureValidator().validate_signature(signature, signed_attrs_der, cert.public_key, RSA_SHA256)
+        DefaultSignatureValidator().validate_signature(
+            signature, signed_attrs_der, cert.public_key, RSA_SHA256
+        )
     except InvalidSignature as exc:
         raise InvalidSignatureError(
             "the returned signature does not verify as SHA256withRSA over the signed attributes with the "
@@ -170,7 +178,10 @@ def verify_raw_signature(signature: bytes, signed_attrs_der: bytes, cert: x509.C
 
 def check_certificate_matches(expected_der: bytes | None, cert: x509.Certificate) -> None:
     """Refuse a certificate other than the one the signed attributes name (signing-certificate-v2)."""
-    if expected_der is not None and hashlib.sha256(expected_der).digest() != hashlib.sha256(cert.dump()).digest():
+    if (
+        expected_der is not None
+        and hashlib.sha256(expected_der).digest() != hashlib.sha256(cert.dump()).digest()
+    ):
         raise CertificateMismatchError(
             "the signer's certificate differs from the one the signed attributes were built for; "
             "prepare again without a known certificate (or with the new one) and ask for a new approval"
@@ -192,7 +203,9 @@ async def build_signed_data(
         signature_mechanism=RSA_SHA256,
     )
     try:
-        ci = await signer.async_sign_prescribed_attributes("sha256", signed_attrs=signed_attrs, timestamper=timestamper)
+        ci = await signer.async_sign_prescribed_attributes(
+            "sha256", signed_attrs=signed_attrs, timestamper=timestamper
+        )
     except PyHankoSigningError as exc:
         raise TimestampError(f"the signature timestamp could not be obtained: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - network errors of the TSA client
@@ -203,7 +216,9 @@ async def build_signed_data(
 
 
 def has_signature_timestamp(signer_info: cms.SignerInfo) -> bool:
-    return any(a["type"].native == "signature_time_stamp_token" for a in (signer_info["unsigned_attrs"] or ()))
+    return any(
+        a["type"].native == "signature_time_stamp_token" for a in (signer_info["unsigned_attrs"] or ())
+    )
 
 
 async def add_signature_timestamp(cms_der: bytes, timestamper: TimeStamper) -> bytes:

@@ -46,7 +46,9 @@ def inspect_pdf(path: Path) -> PdfInfo:
             if reader.encrypted:
                 raise EncryptedPdfError("the PDF is encrypted; signing encrypted PDFs is not supported")
             pages = int(reader.root["/Pages"]["/Count"])
-            signed = sum(1 for _, value, _ in fields.enumerate_sig_fields(reader, filled_status=True) if value)
+            signed = sum(
+                1 for _, value, _ in fields.enumerate_sig_fields(reader, filled_status=True) if value
+            )
     except (EncryptedPdfError, NotAPdfError):
         raise
     except (PdfReadError, PdfError) as exc:

@@ -92,7 +92,11 @@ class Appearance:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Appearance:
-        return cls(page=int(data.get("page", 1)), box=tuple(data.get("box", cls.box)), lines=tuple(data.get("lines", ())))
+        return cls(
+            page=int(data.get("page", 1)),
+            box=tuple(data.get("box", cls.box)),
+            lines=tuple(data.get("lines", ())),
+        )
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,9 @@ def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
 
 def _choose_field(writer: IncrementalPdfFileWriter, options: SignOptions) -> tuple[str, bool]:
     """The field to sign and whether it exists already."""
-    existing = {name: value for name, value, _ in fields.enumerate_sig_fields(writer.prev, filled_status=None)}
+    existing = {
+        name: value for name, value, _ in fields.enumerate_sig_fields(writer.prev, filled_status=None)
+    }
     if options.field_name:
         if options.field_name in existing:
             if existing[options.field_name] is not None:
@@ -255,7 +257,9 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
 
 def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: RemoteMode) -> None:
     if record.mode is not mode:
-        raise PreparedStateError(f"this signature was prepared for {record.mode.value} mode, not {mode.value}")
+        raise PreparedStateError(
+            f"this signature was prepared for {record.mode.value} mode, not {mode.value}"
+        )
     try:
         size = prepared_path.stat().st_size
     except FileNotFoundError as exc:
@@ -271,7 +275,9 @@ def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: Remote
         f.seek(record.reserved_region_end - 1)
         closing = f.read(1)
     if (opening, closing) != (b"<", b">"):
-        raise PreparedStateError("the prepared file does not match the record (no /Contents placeholder there)")
+        raise PreparedStateError(
+            "the prepared file does not match the record (no /Contents placeholder there)"
+        )
 
 
 def _check_fits(record: PreparedSignature, cms_der: bytes) -> None:
@@ -310,7 +316,9 @@ async def finish_with_cms(
     prepared_path, output_path = Path(prepared_path), Path(output_path)
     services = services or SigningServices()
     _check_prepared(record, prepared_path, RemoteMode.PDF)
-    checked = cms_checks.check_external_cms(cms_der, record.document_digest, record.md_algorithm, record.profile)
+    checked = cms_checks.check_external_cms(
+        cms_der, record.document_digest, record.md_algorithm, record.profile
+    )
     _check_fits(record, cms_der)
 
     async def make(timestamper):
@@ -319,8 +327,9 @@ async def finish_with_cms(
         return await cms_checks.add_signature_timestamp(cms_der, timestamper)
 
     final_der, level, notes = await _timestamp_or_fallback(record, make, services)
-    return await _embed(record, prepared_path, output_path, final_der, checked.signer_cert, services, level, notes,
-                        on_stage)
+    return await _embed(
+        record, prepared_path, output_path, final_der, checked.signer_cert, services, level, notes, on_stage
+    )
 
 
 async def finish_with_raw_signature(
@@ -376,7 +385,9 @@ async def _embed(
     notes = list(notes)
     has_dss = has_doc_ts = False
     stage = on_stage or (lambda _name: None)
-    digest = PreparedByteRangeDigest(record.document_digest, record.reserved_region_start, record.reserved_region_end)
+    digest = PreparedByteRangeDigest(
+        record.document_digest, record.reserved_region_start, record.reserved_region_end
+    )
     with open(prepared_path, "r+b") as f:
         try:  # one finisher at a time per prepared file, even across processes
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -385,7 +396,9 @@ async def _embed(
         if not prepared_path.exists():  # it finished while we waited to open: nothing to do here
             raise PreparedStateError(f"the prepared file {prepared_path} was already finished")
         f.truncate(record.prepared_size)
-        digest.fill_reserved_region(f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2))
+        digest.fill_reserved_region(
+            f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2)
+        )
         digest.fill_with_cms(f, cms_der)
         f.flush()
         stage("embedded")

@@ -184,7 +184,9 @@ class TrustList:
         except tomllib.TOMLDecodeError as exc:
             raise TrustListError(f"the trust list {path} is not valid TOML: {exc}") from exc
         if data.get("format_version") != _FORMAT_VERSION:
-            raise TrustListError(f"the trust list {path} has format_version {data.get('format_version')!r}, expected 1")
+            raise TrustListError(
+                f"the trust list {path} has format_version {data.get('format_version')!r}, expected 1"
+            )
         # Relative to the working directory (like the service's data folder), not to the list's folder.
         data_dir = Path(data_dir or os.environ.get("IAMSIGN_DATA_DIR") or "./data").absolute()
         profiles: list[TrustProfile] = []
@@ -216,8 +218,11 @@ def load_certificates(path: Path | str) -> list[asn1_x509.Certificate]:
         raise TrustListError(f"cannot read the certificate file {path}: {exc.strerror}") from exc
     try:
         if pem.detect(data):
-            certs = [asn1_x509.Certificate.load(der) for kind, _, der in pem.unarmor(data, multiple=True)
-                     if kind == "CERTIFICATE"]
+            certs = [
+                asn1_x509.Certificate.load(der)
+                for kind, _, der in pem.unarmor(data, multiple=True)
+                if kind == "CERTIFICATE"
+            ]
         else:
             certs = [asn1_x509.Certificate.load(data)]
         for c in certs:

@@ -56,7 +56,9 @@ def test_pki(tmp_path_factory) -> TestPki:
     app.include_router(pki_router(lambda: pki), prefix="/pki")
     server.start(app)
     signer = pki.issue_signer("CHAN Tai Man 陳大文")
-    yield TestPki(pki, base, signer, SimulatedSigner(signer.certificate, signer.private_key, [pki.issuing_ca]))
+    yield TestPki(
+        pki, base, signer, SimulatedSigner(signer.certificate, signer.private_key, [pki.issuing_ca])
+    )
     server.stop()
 
 

@@ -39,7 +39,9 @@ async def sign_with_phone(
         cms_der = await phone.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.UTC))
         return await pades.finish_with_cms(record, prepared, output, cms_der, pki.services())
     signature = phone.sign_hash(record.to_be_signed, record.sig_algo.value)
-    return await pades.finish_with_raw_signature(record, prepared, output, signature, cert_der, pki.services())
+    return await pades.finish_with_raw_signature(
+        record, prepared, output, signature, cert_der, pki.services()
+    )
 
 
 def _der():
@@ -69,7 +71,11 @@ async def validate(pki: TestPki, path: Path, *, offline: bool = False) -> Valida
             if offline:
                 assert dss is not None, "offline validation needs a DSS"
                 vc = dss.as_validation_context(
-                    {"trust_roots": [asn1(pki.pki.root)], "allow_fetching": False, "revocation_mode": "require"}
+                    {
+                        "trust_roots": [asn1(pki.pki.root)],
+                        "allow_fetching": False,
+                        "revocation_mode": "require",
+                    }
                 )
             else:
                 vc = ValidationContext(

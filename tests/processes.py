@@ -32,7 +32,9 @@ def free_port() -> int:
 class ServiceProcess:
     """One ``python -m api.cli ...`` child process, its log in a file, stopped or killed for sure."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, port: int | None = None):
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, port: int | None = None
+    ):
         self.name, self.args, self.port = name, args, port
         self.env = {**os.environ, **env}
         self.log_path = Path(log_dir) / f"{name}.log"
@@ -45,8 +47,14 @@ class ServiceProcess:
     def start(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> ServiceProcess:
         env = {**self.env, **(extra_env or {})}
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept for the child's lifetime
-        self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", *self.args], cwd=REPO, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", *self.args],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
         if wait and self.port:
             self.wait_healthy()
@@ -87,8 +95,14 @@ class ServiceProcess:
 
 def cli(args: list[str], env: dict[str, str]) -> str:
     """Run one ``iamsign`` command to completion; its stdout."""
-    done = subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"iamsign {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout

@@ -142,8 +142,13 @@ class Sandbox:
         async with httpx.AsyncClient(timeout=10) as http:
             return await http.request(method, f"{self.hooks}{path}", **kw)
 
-    async def login(self, client: IamSmartClient, hkid: str = HKID_SIGNER,
-                    scopes: tuple[str, ...] = ("eidapi_auth", "eidapi_sign"), source: str = "PC_Browser") -> Token:
+    async def login(
+        self,
+        client: IamSmartClient,
+        hkid: str = HKID_SIGNER,
+        scopes: tuple[str, ...] = ("eidapi_auth", "eidapi_sign"),
+        source: str = "PC_Browser",
+    ) -> Token:
         """Log in through the getQR page as a tester would, then getToken."""
         url = client.qr_url(self.receiver.return_uri("login"), scopes, state="login-1", source=source)
         async with httpx.AsyncClient(timeout=10) as http:
@@ -183,8 +188,9 @@ def start_sandbox(data_dir: Path, options: SandboxOptions = TEST_OPTIONS) -> Ite
     kek = new_kek()
     registered = service_registry(data_dir).register(
         "test-service",
-        kek_public_pem=kek.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+        kek_public_pem=kek.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
         redirect_uris=[f"{receiver.url}/*"],
     )
     app = create_sandbox_server(settings, MovableClock(), options)

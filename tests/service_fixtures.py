@@ -28,7 +28,9 @@ class Service:
     other_key: str
 
     def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
+        )
 
 
 @contextlib.contextmanager

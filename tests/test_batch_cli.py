@@ -35,8 +35,13 @@ class Service:
         self.data = tmp / "data"
         self.port = free_port()
         self.env = {"IAMSIGN_SWEEP_INTERVAL_S": "0.3", **(env or {})}
-        self.proc = ServiceProcess("serve", ["serve", "--port", str(self.port), "--data-dir", str(self.data)],
-                                   self.env, tmp, port=self.port)
+        self.proc = ServiceProcess(
+            "serve",
+            ["serve", "--port", str(self.port), "--data-dir", str(self.data)],
+            self.env,
+            tmp,
+            port=self.port,
+        )
         self.proc.start()
         self.key = cli(["keys", "create", "Batch School", "--data-dir", str(self.data)], self.env).strip()
         self.auto_approve()
@@ -46,8 +51,11 @@ class Service:
         return self.proc.url
 
     def auto_approve(self) -> None:
-        r = httpx.post(f"{self.url}/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0},
-                       timeout=10)
+        r = httpx.post(
+            f"{self.url}/sandbox/v1/users/{SIGNER}",
+            json={"auto_action": "approve", "auto_delay_ms": 0},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
 
     def client(self) -> httpx.Client:
@@ -73,18 +81,58 @@ def make_folder(root: Path, n: int) -> list[str]:
 
 
 def sign_cmd(svc: Service, folder: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "api.cli", "batch", "sign", str(folder), "--signer-hkid", SIGNER,
-            "--server", svc.url, "--out", str(out), "--concurrency", "4", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "batch",
+        "sign",
+        str(folder),
+        "--signer-hkid",
+        SIGNER,
+        "--server",
+        svc.url,
+        "--out",
+        str(out),
+        "--concurrency",
+        "4",
+        *extra,
+    ]
 
 
-def run_sign(svc: Service, folder: Path, out: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(sign_cmd(svc, folder, out, *extra), cwd=REPO, check=False, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "IAMSIGN_API_KEY": svc.key})
+def run_sign(
+    svc: Service, folder: Path, out: Path, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        sign_cmd(svc, folder, out, *extra),
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "IAMSIGN_API_KEY": svc.key},
+    )
 
 
 def batch_verify(svc: Service, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", "batch", "verify", str(out), "--offline",
-                           "--data-dir", str(svc.data)], cwd=REPO, check=False, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "batch",
+            "verify",
+            str(out),
+            "--offline",
+            "--data-dir",
+            str(svc.data),
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def manifest(out: Path) -> dict[str, dict]:
@@ -109,7 +157,8 @@ def pyhanko_valid(svc: Service, pdf: Path) -> bool:
         reader = PdfFileReader(io.BytesIO(pdf.read_bytes()))
         sigs = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
         vc = DocumentSecurityStore.read_dss(reader).as_validation_context(
-            {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"})
+            {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"}
+        )
         status = await async_validate_pdf_signature(sigs[0], vc)
         await vc.aclose()
         return len(sigs) == 1 and status.bottom_line
@@ -134,7 +183,10 @@ def test_folder_of_50_signed_verified_corrupt_reported_and_a_rerun_signs_nothing
         assert sorted(files) == sorted([*names, "dept-0/broken.pdf"])
         broken = files.pop("dept-0/broken.pdf")
         assert broken["status"] == "upload_failed" and broken["error"].startswith("damaged_pdf:"), broken
-        assert broken["sha256_before"] == sha(folder / "dept-0" / "broken.pdf") and broken["sha256_after"] is None
+        assert (
+            broken["sha256_before"] == sha(folder / "dept-0" / "broken.pdf")
+            and broken["sha256_after"] is None
+        )
         for rel, f in files.items():
             assert f["status"] == "signed" and f["error"] is None, f
             assert f["sha256_before"] == sha(folder / rel) and f["sha256_after"] == sha(out / rel)
@@ -172,8 +224,14 @@ def test_service_killed_mid_batch_then_restarted_and_resumed_signs_each_file_onc
         names = make_folder(folder, N_KILLED)
         (folder / "dept-0" / "broken.pdf").unlink()
         env = {**os.environ, "IAMSIGN_API_KEY": svc.key}
-        run = subprocess.Popen(sign_cmd(svc, folder, out, "--give-up-after", "2"), cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            sign_cmd(svc, folder, out, "--give-up-after", "2"),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         # kill the service as soon as the batch is approved and being signed (or, if that was too quick
         # to see, while the command is downloading)
         seen = None
@@ -194,9 +252,18 @@ def test_service_killed_mid_batch_then_restarted_and_resumed_signs_each_file_onc
         assert "did not answer" in stderr and "run the same command again" in stderr, stderr
         assert "Traceback" not in stderr
 
-        status = subprocess.run([sys.executable, "-m", "api.cli", "batch", "status", str(out)], cwd=REPO, env=env,
-                                check=False, capture_output=True, text=True, timeout=60)
-        assert status.returncode == 0 and seen["id"] in status.stdout and "unreachable" in status.stdout, status
+        status = subprocess.run(
+            [sys.executable, "-m", "api.cli", "batch", "status", str(out)],
+            cwd=REPO,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0 and seen["id"] in status.stdout and "unreachable" in status.stdout, (
+            status
+        )
 
         # work left by the dead process is taken over once stale (default 120 s; shorter here, but longer
         # than re-embedding these files takes, or two embedders could race for one document)
@@ -226,20 +293,40 @@ def test_service_killed_mid_batch_then_restarted_and_resumed_signs_each_file_onc
         svc.proc.stop()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--level", "B-X"], "--level must be one of"),
-    (["--out", "{folder}"], "must not be the source folder"),
-    (["--server", "localhost:8000"], "must be an http:// or https:// URL"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--level", "B-X"], "--level must be one of"),
+        (["--out", "{folder}"], "must not be the source folder"),
+        (["--server", "localhost:8000"], "must be an http:// or https:// URL"),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, args, message):
     folder = tmp_path / "in"
     folder.mkdir()
     simple_pdf(folder / "a.pdf")
     args = [a.format(folder=folder) for a in args]
-    done = subprocess.run([sys.executable, "-m", "api.cli", "batch", "sign", str(folder), "--signer-hkid", SIGNER,
-                           "--api-key", "k", *(["--server", f"http://127.0.0.1:{free_port()}"] if "--server" not in args
-                                                 else []), *args],
-                          cwd=REPO, check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "batch",
+            "sign",
+            str(folder),
+            "--signer-hkid",
+            SIGNER,
+            "--api-key",
+            "k",
+            *(["--server", f"http://127.0.0.1:{free_port()}"] if "--server" not in args else []),
+            *args,
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and message in done.stderr, done.stderr
 
 
@@ -252,9 +339,30 @@ def test_wrong_key_and_absent_server_end_with_one_clear_line(tmp_path):
     simple_pdf(folder / "b.pdf")
 
     def sign(server: str, key: str, out: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "api.cli", "batch", "sign", str(folder), "--signer-hkid", SIGNER,
-                               "--server", server, "--out", str(out), "--give-up-after", "1"], cwd=REPO,
-                              check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "IAMSIGN_API_KEY": key})
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "batch",
+                "sign",
+                str(folder),
+                "--signer-hkid",
+                SIGNER,
+                "--server",
+                server,
+                "--out",
+                str(out),
+                "--give-up-after",
+                "1",
+            ],
+            cwd=REPO,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "IAMSIGN_API_KEY": key},
+        )
 
     with running_service(tmp_path / "data") as svc:
         wrong = sign(svc.url, "not-a-key", tmp_path / "out-wrong")
@@ -279,9 +387,25 @@ def test_declined_documents_get_a_new_batch_of_their_own_on_the_next_run(tmp_pat
     (folder / "dept-0" / "broken.pdf").unlink()
     with running_service(tmp_path / "data") as svc:
         env = {**os.environ, "IAMSIGN_API_KEY": svc.key}
-        cmd = [sys.executable, "-m", "api.cli", "batch", "sign", str(folder), "--signer-hkid", SIGNER, "--server",
-               svc.url, "--out", str(out), "--level", "B-B"]
-        run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "batch",
+            "sign",
+            str(folder),
+            "--signer-hkid",
+            SIGNER,
+            "--server",
+            svc.url,
+            "--out",
+            str(out),
+            "--level",
+            "B-B",
+        ]
+        run = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 30
         while not (out / STATE).exists() or not json.loads((out / STATE).read_text())["batches"]:
             assert time.monotonic() < deadline and run.poll() is None, run.communicate()
@@ -289,7 +413,9 @@ def test_declined_documents_get_a_new_batch_of_their_own_on_the_next_run(tmp_pat
         batch_id = json.loads((out / STATE).read_text())["batches"][0]["id"]
         with Session(svc.app.state.engine) as s:
             business_id = s.get(Batch, batch_id).business_id
-            items = s.exec(select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.position)).all()
+            items = s.exec(
+                select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.position)
+            ).all()
         declined = {items[1].document_id, items[4].document_id}
         hook = f"{svc.url}/sandbox/v1/requests/{business_id}"
         r = httpx.post(f"{hook}/decline", json={"ids": [items[1].id, items[4].id]}, timeout=10)
@@ -305,9 +431,14 @@ def test_declined_documents_get_a_new_batch_of_their_own_on_the_next_run(tmp_pat
         assert all(f["error"] for f in files.values() if f["status"] == "declined")
         kept = {rel: sha(out / rel) for rel, f in files.items() if f["status"] == "signed"}
 
-        httpx.post(f"{svc.url}/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0},
-                   timeout=10)
-        again = subprocess.run(cmd, cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=60)
+        httpx.post(
+            f"{svc.url}/sandbox/v1/users/{SIGNER}",
+            json={"auto_action": "approve", "auto_delay_ms": 0},
+            timeout=10,
+        )
+        again = subprocess.run(
+            cmd, cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=60
+        )
         assert again.returncode == 0 and "all 6 files signed" in again.stdout, again.stdout + again.stderr
         state = json.loads((out / STATE).read_text())
         assert [b["documents"] for b in state["batches"]] == [6, 2]  # a new batch for the two declined only

@@ -38,8 +38,15 @@ def _wait(c, batch_id, timeout=60) -> dict:
 def test_one_approval_signs_every_document(service, tmp_path):
     with service.client() as c:
         docs = _docs(c, tmp_path)
-        r = c.post("/v1/batches", json={"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER},
-                                        "level": "B-LTA", "reason": "Letters"})
+        r = c.post(
+            "/v1/batches",
+            json={
+                "document_ids": [d["id"] for d in docs],
+                "signer": {"hkid": SIGNER},
+                "level": "B-LTA",
+                "reason": "Letters",
+            },
+        )
         assert r.status_code == 201, r.text
         batch = r.json()
         assert batch["status"] == "pending" and len(batch["sign_code"]) == 4
@@ -70,14 +77,18 @@ def test_one_approval_signs_every_document(service, tmp_path):
 def test_declined_documents_give_a_partial_batch(service, tmp_path):
     with service.client() as c:
         docs = _docs(c, tmp_path, 4)
-        batch = c.post("/v1/batches", json={"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER},
-                                            "level": "B-B"}).json()
+        batch = c.post(
+            "/v1/batches",
+            json={"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        ).json()
         from api.models import Batch, BatchItem
         from sqlmodel import select
 
         with service.app.state.flow.session() as s:
             business_id = s.get(Batch, batch["id"]).business_id
-            items = s.exec(select(BatchItem).where(BatchItem.batch_id == batch["id"]).order_by(BatchItem.position)).all()
+            items = s.exec(
+                select(BatchItem).where(BatchItem.batch_id == batch["id"]).order_by(BatchItem.position)
+            ).all()
         r = c.post(f"/sandbox/v1/requests/{business_id}/decline", json={"ids": [items[1].id]})
         assert r.status_code == 200, r.text
         c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": batch["sign_code"]})
@@ -85,15 +96,19 @@ def test_declined_documents_give_a_partial_batch(service, tmp_path):
         assert done["status"] == "partially_completed", done
         statuses = [d["status"] for d in done["documents"]]
         assert statuses == ["completed", "declined", "completed", "completed"]
-        assert c.get(f"/v1/batches/{batch['id']}/documents/{docs[1]['id']}/signed-document").status_code == 409
+        assert (
+            c.get(f"/v1/batches/{batch['id']}/documents/{docs[1]['id']}/signed-document").status_code == 409
+        )
 
 
 @pytest.mark.parametrize("action, status", [("reject", "rejected")])
 def test_rejected_batch(service, tmp_path, action, status):
     with service.client() as c:
         docs = _docs(c, tmp_path, 2)
-        batch = c.post("/v1/batches", json={"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER},
-                                            "level": "B-B"}).json()
+        batch = c.post(
+            "/v1/batches",
+            json={"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        ).json()
         c.post(f"/sandbox/v1/phone/{action}", json={"hkid": SIGNER, "sign_code": batch["sign_code"]})
         done = _wait(c, batch["id"])
         assert done["status"] == status and done["error"]["code"].startswith("D71")
@@ -104,7 +119,9 @@ def test_cancel_and_bad_requests(service, tmp_path):
     with service.client() as c:
         docs = _docs(c, tmp_path, 2)
         ids = [d["id"] for d in docs]
-        batch = c.post("/v1/batches", json={"document_ids": ids, "signer": {"hkid": SIGNER}, "level": "B-B"}).json()
+        batch = c.post(
+            "/v1/batches", json={"document_ids": ids, "signer": {"hkid": SIGNER}, "level": "B-B"}
+        ).json()
         r = c.post(f"/v1/batches/{batch['id']}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
         assert c.post(f"/v1/batches/{batch['id']}/cancel").status_code == 409

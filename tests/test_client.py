@@ -101,12 +101,22 @@ class Flaky:
         async def forward(path: str, request: Request) -> Response:
             key = (request.method, "/" + path)
             n = self.hits[key] = self.hits.get(key, 0) + 1
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            upstream = await client.request(request.method, f"/{path}", content=await request.body(),
-                                            headers=headers, params=request.query_params)
+            headers = {
+                k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+            }
+            upstream = await client.request(
+                request.method,
+                f"/{path}",
+                content=await request.body(),
+                headers=headers,
+                params=request.query_params,
+            )
             if n <= self.fail and self.how == "503":
-                return Response(b'{"error":{"code":"overloaded","message":"try later"}}', status_code=503,
-                                media_type="application/json")
+                return Response(
+                    b'{"error":{"code":"overloaded","message":"try later"}}',
+                    status_code=503,
+                    media_type="application/json",
+                )
             if n <= self.fail and self.how == "truncate":
                 body = upstream.content
 
@@ -114,10 +124,14 @@ class Flaky:
                     yield body[: len(body) // 2]
                     raise RuntimeError("connection lost")
 
-                return StreamingResponse(half(), media_type="application/pdf",
-                                         headers={"content-length": str(len(body))})
-            return Response(upstream.content, status_code=upstream.status_code,
-                            media_type=upstream.headers.get("content-type"))
+                return StreamingResponse(
+                    half(), media_type="application/pdf", headers={"content-length": str(len(body))}
+                )
+            return Response(
+                upstream.content,
+                status_code=upstream.status_code,
+                media_type=upstream.headers.get("content-type"),
+            )
 
         self.server.start(app)
 
@@ -176,8 +190,11 @@ def test_unreachable_server_is_a_connection_error_after_bounded_retries(tmp_path
 
 
 def _auto_approve(svc, on: bool) -> None:
-    r = httpx.post(f"{svc.url}/sandbox/v1/users/{SIGNER}",
-                   json={"auto_action": "approve" if on else "none", "auto_delay_ms": 0}, timeout=10)
+    r = httpx.post(
+        f"{svc.url}/sandbox/v1/users/{SIGNER}",
+        json={"auto_action": "approve" if on else "none", "auto_delay_ms": 0},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
 
 

@@ -18,12 +18,12 @@ from .topology import start_topology
 
 # where the process dies -> what the request must end as
 CRASH_POINTS = {
-    "prepared": "failed",                  # before iAM Smart was asked: nothing to wait for
-    "result_received": "completed",        # the answer is stored; the embedding was never queued
-    "embedding": "completed",              # claimed, then died before touching the PDF
-    "finish:embedded": "completed",        # /Contents filled, not yet augmented
-    "finish:dss": "completed",             # during augmentation: DSS written, no document timestamp yet
-    "finish:published": "completed",       # signed file complete, not yet stored
+    "prepared": "failed",  # before iAM Smart was asked: nothing to wait for
+    "result_received": "completed",  # the answer is stored; the embedding was never queued
+    "embedding": "completed",  # claimed, then died before touching the PDF
+    "finish:embedded": "completed",  # /Contents filled, not yet augmented
+    "finish:dss": "completed",  # during augmentation: DSS written, no document timestamp yet
+    "finish:published": "completed",  # signed file complete, not yet stored
     "before_completion_commit": "completed",  # stored, the database not yet told
 }
 
@@ -42,15 +42,19 @@ def _validate(top, pdf: bytes):
     from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_signature
 
     root_pem = (top.data / "sandbox" / "pki" / "root.cert.pem").read_bytes()
-    root = asn1_x509.Certificate.load(x509.load_pem_x509_certificate(root_pem).public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER))
+    root = asn1_x509.Certificate.load(
+        x509.load_pem_x509_certificate(root_pem).public_bytes(
+            __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
+        )
+    )
 
     async def run():
         reader = PdfFileReader(io.BytesIO(pdf))
         sigs = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
         doc_ts = [s for s in reader.embedded_signatures if s.sig_object_type == "/DocTimeStamp"]
         vc = DocumentSecurityStore.read_dss(reader).as_validation_context(
-            {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"})
+            {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"}
+        )
         status = await async_validate_pdf_signature(sigs[0], vc)
         await vc.aclose()
         return len(sigs), len(doc_ts), status
@@ -66,9 +70,14 @@ def test_sigkill_at_each_phase_then_restart(topology, tmp_path, point):
     replica.start(extra_env={"IAMSIGN_CRASH_AT": point})
     pdf = simple_pdf(tmp_path / "letter.pdf")
     with top.client(replica.url) as c:
-        doc = c.post("/v1/documents", files={"file": ("letter.pdf", pdf.read_bytes(), "application/pdf")}).json()
-        body = {"document_id": doc["id"], "level": "B-LTA",
-                "signer": {"open_id": top.token["open_id"], "access_token": top.token["access_token"]}}
+        doc = c.post(
+            "/v1/documents", files={"file": ("letter.pdf", pdf.read_bytes(), "application/pdf")}
+        ).json()
+        body = {
+            "document_id": doc["id"],
+            "level": "B-LTA",
+            "signer": {"open_id": top.token["open_id"], "access_token": top.token["access_token"]},
+        }
         try:
             r = c.post("/v1/signing-requests", json=body)
             req = r.json()

@@ -21,8 +21,14 @@ def test_upload_returns_metadata_and_content(service, tmp_path):
         assert r.status_code == 201, r.text
         body = r.json()
         assert body["sha256"] == hashlib.sha256(data).hexdigest()
-        assert body == {"id": body["id"], "sha256": body["sha256"], "size": len(data), "filename": "letter.pdf",
-                        "pages": 3, "signature_count": 0}
+        assert body == {
+            "id": body["id"],
+            "sha256": body["sha256"],
+            "size": len(data),
+            "filename": "letter.pdf",
+            "pages": 3,
+            "signature_count": 0,
+        }
         assert c.get(f"/v1/documents/{body['id']}").json() == body
         content = c.get(f"/v1/documents/{body['id']}/content")
         assert content.headers["content-type"] == "application/pdf" and content.content == data
@@ -35,7 +41,11 @@ def _bad_files(tmp_path) -> dict:
     return {
         "zip": (b"PK\x03\x04" + bytes(500), 415, "not_a_pdf"),
         "truncated": (good[: len(good) // 2], 422, "damaged_pdf"),
-        "damaged-xref": (good[:xref] + b"xref\n0 7\ngarbage garbage\n" + good[xref + 40:], 422, "damaged_pdf"),
+        "damaged-xref": (
+            good[:xref] + b"xref\n0 7\ngarbage garbage\n" + good[xref + 40 :],
+            422,
+            "damaged_pdf",
+        ),
     }
 
 
@@ -66,10 +76,17 @@ def test_too_large_is_413_and_leaves_nothing(service):
 
 def test_requests_without_a_file_or_multipart_are_refused(service):
     with service.client() as c:
-        assert c.post("/v1/documents", content=b"%PDF-", headers={"content-type": "application/pdf"}).status_code == 415
+        assert (
+            c.post("/v1/documents", content=b"%PDF-", headers={"content-type": "application/pdf"}).status_code
+            == 415
+        )
         r = c.post("/v1/documents", files={"other": ("a.txt", b"x", "text/plain")})
         assert r.status_code == 422 and r.json()["error"]["code"] == "missing_file"
-        r = c.post("/v1/documents", content=b"--xx\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=xx"})
+        r = c.post(
+            "/v1/documents",
+            content=b"--xx\r\ngarbage",
+            headers={"content-type": "multipart/form-data; boundary=xx"},
+        )
         assert r.status_code in (400, 422) and "error" in r.json()
 
 

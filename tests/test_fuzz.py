@@ -40,7 +40,9 @@ def seeds(tmp_path_factory, test_pki) -> list[bytes]:
     folder = tmp_path_factory.mktemp("seeds")
     plain = simple_pdf(folder / "plain.pdf", pages=2)
     signed = folder / "signed.pdf"
-    asyncio.run(sign_with_phone(test_pki, plain, signed, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_B)))
+    asyncio.run(
+        sign_with_phone(test_pki, plain, signed, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_B))
+    )
     return [plain.read_bytes(), signed.read_bytes()]
 
 
@@ -67,8 +69,9 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
     return bytes(out)
 
 
-mutations = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2**31), st.integers(0, 2**16)), min_size=1,
-                     max_size=6)
+mutations = st.lists(
+    st.tuples(st.integers(0, 5), st.integers(0, 2**31), st.integers(0, 2**16)), min_size=1, max_size=6
+)
 
 
 class Stats:
@@ -89,8 +92,13 @@ def _post(client: httpx.Client, path: str, **kw) -> httpx.Response:
     return r
 
 
-_SETTINGS = settings(max_examples=CASES, deadline=None, database=None, derandomize=True,
-                     suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=CASES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @_SETTINGS
@@ -105,8 +113,12 @@ def test_mutated_pdfs_at_upload(fuzz_service, seeds, seed, ops):
 @given(seed=st.integers(0, 1), ops=mutations)
 def test_mutated_pdfs_at_verification(fuzz_service, seeds, seed, ops):
     with httpx.Client(base_url=fuzz_service.url, timeout=30) as c:
-        r = _post(c, "/v1/verifications", params={"offline": "true"},
-                  files={"file": ("x.pdf", _mutate(seeds[seed], ops), "application/pdf")})
+        r = _post(
+            c,
+            "/v1/verifications",
+            params={"offline": "true"},
+            files={"file": ("x.pdf", _mutate(seeds[seed], ops), "application/pdf")},
+        )
         assert r.status_code in (200, 413, 415, 422), r.text
 
 
@@ -115,19 +127,42 @@ header_values = st.text(min_size=0, max_size=120)
 
 
 @_SETTINGS
-@given(boundary=boundaries, field=header_values, filename=header_values, ctype=header_values,
-       cut=st.integers(0, 400), body_junk=st.binary(max_size=200), path=st.sampled_from(["/v1/documents",
-                                                                                        "/v1/verifications"]))
-def test_mutated_multipart_bodies(fuzz_service, seeds, boundary, field, filename, ctype, cut, body_junk, path):
+@given(
+    boundary=boundaries,
+    field=header_values,
+    filename=header_values,
+    ctype=header_values,
+    cut=st.integers(0, 400),
+    body_junk=st.binary(max_size=200),
+    path=st.sampled_from(["/v1/documents", "/v1/verifications"]),
+)
+def test_mutated_multipart_bodies(
+    fuzz_service, seeds, boundary, field, filename, ctype, cut, body_junk, path
+):
     pdf = seeds[0]
     b = boundary.encode()
-    body = (b"--" + b + b"\r\nContent-Disposition: form-data; name=\"" + field.encode("utf-8", "replace")
-            + b"\"; filename=\"" + filename.encode("utf-8", "replace") + b"\"\r\nContent-Type: "
-            + ctype.encode("utf-8", "replace") + b"\r\n\r\n" + pdf + body_junk + b"\r\n--" + b + b"--\r\n")
+    body = (
+        b"--"
+        + b
+        + b'\r\nContent-Disposition: form-data; name="'
+        + field.encode("utf-8", "replace")
+        + b'"; filename="'
+        + filename.encode("utf-8", "replace")
+        + b'"\r\nContent-Type: '
+        + ctype.encode("utf-8", "replace")
+        + b"\r\n\r\n"
+        + pdf
+        + body_junk
+        + b"\r\n--"
+        + b
+        + b"--\r\n"
+    )
     body = body[: len(body) - cut] if cut < len(body) else body
     with fuzz_service.client() as c:
         try:
-            _post(c, path, content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+            _post(
+                c, path, content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+            )
         except httpx.LocalProtocolError:
             pass  # a header value httpx itself refuses to send
 
@@ -150,11 +185,17 @@ def _bomb(kind: str) -> bytes:
     if kind == "flate-bomb":
         payload = zlib.compress(bytes(512 * 1024 * 1024), 9)  # 512 MiB of zeros in ~0.5 MiB
         stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(payload) + payload + b"\nendstream"
-        objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Contents 4 0 R >>", stream]
+        objs = [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Contents 4 0 R >>",
+            stream,
+        ]
     elif kind == "deep-nesting":
-        objs = [b"<< /Type /Catalog /Pages 2 0 R /Deep " + b"[" * 200_000 + b"]" * 200_000 + b" >>",
-                b"<< /Type /Pages /Kids [] /Count 0 >>"]
+        objs = [
+            b"<< /Type /Catalog /Pages 2 0 R /Deep " + b"[" * 200_000 + b"]" * 200_000 + b" >>",
+            b"<< /Type /Pages /Kids [] /Count 0 >>",
+        ]
     else:  # huge xref count
         objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
     out = bytearray(b"%PDF-1.7\n")
@@ -176,8 +217,12 @@ def test_bombs_are_refused_quickly_within_bounded_memory(fuzz_service, kind):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with fuzz_service.client() as c:
         _post(c, "/v1/documents", files={"file": ("bomb.pdf", data, "application/pdf")})
-        _post(c, "/v1/verifications", params={"offline": "true"},
-              files={"file": ("bomb.pdf", data, "application/pdf")})
+        _post(
+            c,
+            "/v1/verifications",
+            params={"offline": "true"},
+            files={"file": ("bomb.pdf", data, "application/pdf")},
+        )
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 300, f"{kind}: peak memory grew by {grown_mb:.0f} MB"
 

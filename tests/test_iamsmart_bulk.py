@@ -113,7 +113,9 @@ async def bsqc_token(sb: Sandbox, c: IamSmartClient, b: str) -> str:
     return cb.bsqc_token
 
 
-def check_signatures(callbacks: list[BulkCallback], docs: list[BulkDocument], skipped: set[str] = frozenset()) -> None:
+def check_signatures(
+    callbacks: list[BulkCallback], docs: list[BulkDocument], skipped: set[str] = frozenset()
+) -> None:
     """Every document not in ``skipped`` is signed exactly once, in request order, and verifies."""
     by_id = {d.id: d for d in docs}
     seen = [s.id for cb in callbacks for s in cb.signatures]
@@ -123,10 +125,16 @@ def check_signatures(callbacks: list[BulkCallback], docs: list[BulkDocument], sk
         for sig in cb.signatures:
             doc = by_id[sig.id]
             if doc.kind == "pdf":
-                assert isinstance(sig, BulkPdfSignature) and sig.doc_digest == base64.b64encode(doc.data).decode()
+                assert (
+                    isinstance(sig, BulkPdfSignature)
+                    and sig.doc_digest == base64.b64encode(doc.data).decode()
+                )
                 verify_cms(sig.cms_der, doc.data, key)
             else:
-                assert isinstance(sig, BulkHashSignature) and sig.hash_code == base64.b64encode(doc.data).decode()
+                assert (
+                    isinstance(sig, BulkHashSignature)
+                    and sig.hash_code == base64.b64encode(doc.data).decode()
+                )
                 if doc.sig_algo == "NONEwithRSA":
                     key.verify(sig.signature, doc.data, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
                 else:
@@ -151,10 +159,20 @@ def api_code(exc_info) -> str:
 async def raw_initiate(sb: Sandbox, c: IamSmartClient, tok: Token, documents: list) -> dict:
     """A logged-in bulk request with hand-made ``documents`` (bypasses the client's item builder)."""
     b = bid("raw")
-    return await c._call("/bdss/initiateRequest", {
-        "businessID": b, "accessToken": tok.access_token, "openID": tok.open_id, "source": "PC_Browser",
-        "redirectURI": sb.receiver.callback_uri(f"{b}-token"), "callbackResultURI": sb.receiver.callback_uri(b),
-        "serviceName": "s", "requestName": "r", "documents": documents})
+    return await c._call(
+        "/bdss/initiateRequest",
+        {
+            "businessID": b,
+            "accessToken": tok.access_token,
+            "openID": tok.open_id,
+            "source": "PC_Browser",
+            "redirectURI": sb.receiver.callback_uri(f"{b}-token"),
+            "callbackResultURI": sb.receiver.callback_uri(b),
+            "serviceName": "s",
+            "requestName": "r",
+            "documents": documents,
+        },
+    )
 
 
 async def wait_status(c: IamSmartClient, b: str, token: str, open_id: str | None, wanted: BulkStatus) -> None:
@@ -173,7 +191,9 @@ async def test_account_bulk_mixed_items_end_to_end(sandbox: Sandbox) -> None:
         tok = await login(sandbox, c)
         docs = mixed_documents(7)
         b, init = await start(sandbox, c, docs, tok)
-        expected = sign_code_account(base64.b64encode(bulk_digest(d.data for d in docs)).decode(), tok.open_id)
+        expected = sign_code_account(
+            base64.b64encode(bulk_digest(d.data for d in docs)).decode(), tok.open_id
+        )
         assert init.sign_code == expected == bulk_sign_code([d.data for d in docs], open_id=tok.open_id)
         assert init.auth_by_qr is True and init.ticket_id and init.documents == 7
         token = await bsqc_token(sandbox, c, b)
@@ -205,10 +225,14 @@ async def test_anonymous_bulk_with_and_without_redirect(sandbox: Sandbox) -> Non
     async with sandbox.client() as c:
         docs = mixed_documents(5, "anon")
         hk = hkic_hash(HKID_SIGNER)
-        b, init = await start(sandbox, c, docs, hkic_hash=hk, redirect_uri=sandbox.receiver.callback_uri("anon-tok"))
+        b, init = await start(
+            sandbox, c, docs, hkic_hash=hk, redirect_uri=sandbox.receiver.callback_uri("anon-tok")
+        )
         total = bulk_digest(d.data for d in docs)
         assert init.sign_code == sign_code_anonymous(total, hk, "test-service")
-        assert init.sign_code == bulk_sign_code([d.data for d in docs], hkic_hash=hk, client_id="test-service")
+        assert init.sign_code == bulk_sign_code(
+            [d.data for d in docs], hkic_hash=hk, client_id="test-service"
+        )
         token = c.decrypt_callback(await sandbox.receiver.wait_post("anon-tok")).bsqc_token
         assert await c.bulk_status(b, token) is BulkStatus.PENDING  # openID optional for anonymous requests
         await approve(sandbox, HKID_SIGNER, init.sign_code)
@@ -235,7 +259,9 @@ async def test_anonymous_bulk_with_and_without_redirect(sandbox: Sandbox) -> Non
         r = await sandbox.hook("POST", f"/requests/{b3}/approve", json={"hkid": HKID_OTHER})
         assert r.status_code == 200 and r.json()["kind"] == "bulk"
         [cb3] = await results(sandbox, c, b3)
-        assert cb3.ok and "HO Wing Sze" in x509.load_der_x509_certificate(cb3.cert_der).subject.rfc4514_string()
+        assert (
+            cb3.ok and "HO Wing Sze" in x509.load_der_x509_certificate(cb3.cert_der).subject.rfc4514_string()
+        )
 
 
 async def test_paging_with_max_callback_sigs(sandbox: Sandbox) -> None:
@@ -299,7 +325,9 @@ async def test_partial_failure_declined_documents(sandbox: Sandbox) -> None:
 async def test_auto_approve_signs_bulk_requests(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         tok = await login(sandbox, c, HKID_OTHER)
-        await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"auto_action": "approve", "auto_delay_ms": 20})
+        await sandbox.hook(
+            "POST", f"/users/{HKID_OTHER}", json={"auto_action": "approve", "auto_delay_ms": 20}
+        )
         try:
             docs = mixed_documents(4, "auto")
             b, _ = await start(sandbox, c, docs, tok)
@@ -312,7 +340,9 @@ async def test_auto_approve_signs_bulk_requests(sandbox: Sandbox) -> None:
             b3, _ = await start(sandbox, c, docs, tok)
             assert (await results(sandbox, c, b3))[0].code == "D71001"
         finally:
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"auto_action": "none", "auto_delay_ms": 0})
+            await sandbox.hook(
+                "POST", f"/users/{HKID_OTHER}", json={"auto_action": "none", "auto_delay_ms": 0}
+            )
 
 
 # ============================================================================ codes
@@ -339,7 +369,9 @@ async def test_whole_request_failures_d71000_to_d71005(sandbox: Sandbox) -> None
 
         b, init = await start(sandbox, c, docs, tok)  # rejected on the phone: D71001, SS005
         token = await bsqc_token(sandbox, c, b)
-        r = await sandbox.hook("POST", "/phone/reject", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
+        r = await sandbox.hook(
+            "POST", "/phone/reject", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code}
+        )
         assert r.status_code == 200
         assert (await failure(b)).code == "D71001"
         assert await c.bulk_status(b, token, tok.open_id) is BulkStatus.FAILED
@@ -477,13 +509,28 @@ async def test_field_errors_give_d200xx(sandbox: Sandbox) -> None:
             ({"redirect_uri": "https://elsewhere.example/cb"}, "D20008"),
             ({"source": "Nokia"}, "D20007"),
             ({"documents": [{"id": "a", "documentName": "a"}]}, "D20001"),
-            ({"documents": [{"id": "a", "documentName": "a", "hashCode": "AA==", "docDigest": "AA=="}]}, "D20003"),
+            (
+                {"documents": [{"id": "a", "documentName": "a", "hashCode": "AA==", "docDigest": "AA=="}]},
+                "D20003",
+            ),
             ({"documents": [{"id": "a", "documentName": "a", "docDigest": "not base64!"}]}, "D20003"),
-            ({"documents": [{"id": "a", "documentName": "a", "docDigest": "AA==", "sigAlgo": "NONEwithRSA"}]},
-             "D20003"),
+            (
+                {
+                    "documents": [
+                        {"id": "a", "documentName": "a", "docDigest": "AA==", "sigAlgo": "NONEwithRSA"}
+                    ]
+                },
+                "D20003",
+            ),
             ({"documents": ["not an object"]}, "D20003"),
-            ({"documents": [{"id": "a", "documentName": "a", "hashCode": "AA==", "sigAlgo": "MD5withRSA"}]},
-             "D20003"),
+            (
+                {
+                    "documents": [
+                        {"id": "a", "documentName": "a", "hashCode": "AA==", "sigAlgo": "MD5withRSA"}
+                    ]
+                },
+                "D20003",
+            ),
         ]
         for kw, code in cases:
             docs = kw.pop("documents", mixed_documents(2, "fe"))
@@ -499,17 +546,27 @@ async def test_field_errors_give_d200xx(sandbox: Sandbox) -> None:
             await start(sandbox, c, mixed_documents(1), plain_scope)
         assert api_code(exc) == "D20012"
         single = bid("single")
-        await c.account_sign_pdf(business_id=single, token=plain_scope, doc_digest=pdf,
-                                 redirect_uri=sandbox.receiver.callback_uri(single), service_name="s",
-                                 document_name="d")
+        await c.account_sign_pdf(
+            business_id=single,
+            token=plain_scope,
+            doc_digest=pdf,
+            redirect_uri=sandbox.receiver.callback_uri(single),
+            service_name="s",
+            document_name="d",
+        )
         with pytest.raises(IamSmartApiError) as exc:
             await start(sandbox, c, mixed_documents(1), tok, business_id=single)
         assert api_code(exc) == "D20011"
         b, _ = await start(sandbox, c, mixed_documents(1), tok)
         with pytest.raises(IamSmartApiError) as exc:
-            await c.account_sign_pdf(business_id=b, token=plain_scope, doc_digest=pdf,
-                                     redirect_uri=sandbox.receiver.callback_uri(b), service_name="s",
-                                     document_name="d")
+            await c.account_sign_pdf(
+                business_id=b,
+                token=plain_scope,
+                doc_digest=pdf,
+                redirect_uri=sandbox.receiver.callback_uri(b),
+                service_name="s",
+                document_name="d",
+            )
         assert api_code(exc) == "D20011"
         await sandbox.hook("POST", f"/requests/{b}/cancel")
         await sandbox.hook("POST", f"/requests/{single}/cancel")
@@ -533,18 +590,31 @@ async def test_garbage_never_gives_a_500(sandbox: Sandbox) -> None:
         body, ctype = multipart_body('{"code":"D00000"}', "garbage")
         bodies = [
             (body, ctype),
-            (b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\xff\xfe\r\n--x--\r\n",
-             "multipart/form-data; boundary=x"),
+            (
+                b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n\xff\xfe\r\n--x--\r\n',
+                "multipart/form-data; boundary=x",
+            ),
             (b"\x00\x01\x02", "multipart/form-data; boundary=zz"),
-            (json.dumps({"content": encrypt_content(cek, b'{"documents": "x"}')}).encode(), "application/json"),
+            (
+                json.dumps({"content": encrypt_content(cek, b'{"documents": "x"}')}).encode(),
+                "application/json",
+            ),
             (json.dumps({"content": encrypt_content(cek, b"[1,2]")}).encode(), "application/json"),
         ]
-        paths = ["/bdss/initiateRequest", "/bdss/anonymous/initiateRequest", "/bdss/getBSQCToken", "/bdss/ackResult",
-                 "/bdss/enquireStatus", "/bdss/cancelRequest"]
+        paths = [
+            "/bdss/initiateRequest",
+            "/bdss/anonymous/initiateRequest",
+            "/bdss/getBSQCToken",
+            "/bdss/ackResult",
+            "/bdss/enquireStatus",
+            "/bdss/cancelRequest",
+        ]
         async with httpx.AsyncClient() as http:
             for path in paths:
                 for raw, content_type in bodies:
-                    headers = signed_headers("test-service", sandbox.config.client_secret, raw, int(time.time() * 1000))
+                    headers = signed_headers(
+                        "test-service", sandbox.config.client_secret, raw, int(time.time() * 1000)
+                    )
                     headers["Content-Type"] = content_type
                     r = await http.post(f"{sandbox.api}{path}", content=raw, headers=headers)
                     assert r.status_code == 200, (path, r.text)
@@ -560,21 +630,34 @@ async def test_garbage_never_gives_a_500(sandbox: Sandbox) -> None:
     # the client never raises anything but EnvelopeError on garbage parts
     async with sandbox.client() as c:
         garbage = [
-            {}, {"sigMetada": b"\xff\xfe"}, {"sigMetada": "not json"}, {"sigMetada": "[]"},
-            {"sigMetada": '{"code": 5}'}, {"sigMetada": '{"code":"D00000","content":"AAAADAAA","secretKey":"x"}'},
+            {},
+            {"sigMetada": b"\xff\xfe"},
+            {"sigMetada": "not json"},
+            {"sigMetada": "[]"},
+            {"sigMetada": '{"code": 5}'},
+            {"sigMetada": '{"code":"D00000","content":"AAAADAAA","secretKey":"x"}'},
             {"sigMetada": '{"code":"D00000","content":{"businessID":"b"}}', "sigFile": "AAAADgarbage"},
             {"sigMetada": '{"code":"D00000","content":{"businessID":"b"}}', "sigFile": '"signatures": 5'},
-            {"sigMetada": '{"code":"D00000","content":{"businessID":"b"}}', "sigFile": '"signatures":[{"x":1}]'},
+            {
+                "sigMetada": '{"code":"D00000","content":{"businessID":"b"}}',
+                "sigFile": '"signatures":[{"x":1}]',
+            },
             {"sigMetada": '{"code":"D00000","content":{"totalCallbacks":"many"}}'},
             {"sigMetada": '{"code":"D00000","content":{"cert":"%%%"}}'},
-            {"sigMetada": '{"code":"D00000","content":{}}', "sigFile": '"signatures":[{"id":"a","signature":"!"}]'},
+            {
+                "sigMetada": '{"code":"D00000","content":{}}',
+                "sigFile": '"signatures":[{"id":"a","signature":"!"}]',
+            },
         ]
         for parts in garbage:
             with pytest.raises(EnvelopeError):
                 c.decrypt_bulk_callback(parts)
-        for raw, content_type in [(b"", "text/plain"), (b"abc", "multipart/form-data"),
-                                  (b"--x\r\nno headers", "multipart/form-data; boundary=x"),
-                                  (b"--x\r\n\r\nno name\r\n--x--", "multipart/form-data; boundary=x")]:
+        for raw, content_type in [
+            (b"", "text/plain"),
+            (b"abc", "multipart/form-data"),
+            (b"--x\r\nno headers", "multipart/form-data; boundary=x"),
+            (b"--x\r\n\r\nno name\r\n--x--", "multipart/form-data; boundary=x"),
+        ]:
             with pytest.raises(EnvelopeError):
                 split_multipart(raw, content_type)
 
@@ -612,7 +695,9 @@ async def test_receiving_app_can_parse_with_a_standard_form_parser(sandbox: Sand
         async def receive():
             return {"type": "http.request", "body": body, "more_body": False}
 
-        request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", ctype.encode())]}, receive)
+        request = Request(
+            {"type": "http", "method": "POST", "headers": [(b"content-type", ctype.encode())]}, receive
+        )
         form = await request.form()
         upload = form["sigFile"]
         assert upload.filename == "signatures.txt"
@@ -638,7 +723,9 @@ async def test_timeout_after_18_minutes_on_the_movable_clock(tmp_path) -> None:
             cb = c.decrypt_bulk_callback(parts)
             assert cb.code == "D71003" and set(parts) == {"sigMetada"}
             assert await c.bulk_status(b, token, tok.open_id) is BulkStatus.FAILED
-            r = await sb.hook("POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
+            r = await sb.hook(
+                "POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code}
+            )
             assert r.status_code == 404
             await sb.wait_status(b, {"SS005"})
             await c.bulk_ack(b, SigningResult.NOT_RECEIVED)
@@ -659,8 +746,10 @@ async def test_timeout_after_18_minutes_on_the_movable_clock(tmp_path) -> None:
 async def test_a_thousand_pdf_documents_in_one_approval(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         tok = await login(sandbox, c)
-        docs = [BulkDocument.pdf(f"p{i:04d}", f"letter-{i}.pdf", hashlib.sha256(b"%d" % i).digest())
-                for i in range(1000)]
+        docs = [
+            BulkDocument.pdf(f"p{i:04d}", f"letter-{i}.pdf", hashlib.sha256(b"%d" % i).digest())
+            for i in range(1000)
+        ]
         b, init = await start(sandbox, c, docs, tok, max_callback_sigs=500)
         t0 = time.perf_counter()
         await approve(sandbox, HKID_SIGNER, init.sign_code)
@@ -674,7 +763,9 @@ async def test_a_thousand_pdf_documents_in_one_approval(sandbox: Sandbox) -> Non
         cbs = await results(sandbox, c, b, 2)
         elapsed = time.perf_counter() - t0
         check_signatures(cbs, docs)
-        print(f"1000 PDF documents signed and delivered in {elapsed:.2f}s; slowest sandbox answer {worst:.3f}s")
+        print(
+            f"1000 PDF documents signed and delivered in {elapsed:.2f}s; slowest sandbox answer {worst:.3f}s"
+        )
         assert elapsed < 30 and worst < 1.0
 
 
@@ -695,7 +786,9 @@ def test_bulk_sign_code_rules() -> None:
     digests = [hashlib.sha256(b"a").digest(), hashlib.sha256(b"b").digest()]
     total = hashlib.sha256(digests[0] + digests[1]).digest()
     assert bulk_digest(digests) == total
-    assert bulk_sign_code(digests, open_id="openid") == sign_code_account(base64.b64encode(total).decode(), "openid")
+    assert bulk_sign_code(digests, open_id="openid") == sign_code_account(
+        base64.b64encode(total).decode(), "openid"
+    )
     hk = hkic_hash("A123456")
     assert bulk_sign_code(digests, hkic_hash=hk, client_id="cid") == sign_code_anonymous(total, hk, "cid")
     assert bulk_digest(reversed(digests)) != total

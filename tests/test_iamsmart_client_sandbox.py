@@ -61,8 +61,9 @@ async def pdf_request(sb: Sandbox, c: IamSmartClient, tok, digest: bytes | None 
     kw.setdefault("state", "st-2")
     kw.setdefault("service_name", "Sandbox tests")
     kw.setdefault("document_name", "letter.pdf")
-    init = await c.account_sign_pdf(business_id=b, token=tok, doc_digest=digest or hashlib.sha256(b"pdf").digest(),
-                                    **kw)
+    init = await c.account_sign_pdf(
+        business_id=b, token=tok, doc_digest=digest or hashlib.sha256(b"pdf").digest(), **kw
+    )
     return b, init
 
 
@@ -106,7 +107,9 @@ async def test_account_hash_signing_end_to_end(sandbox: Sandbox) -> None:
         subject = cert.subject.rfc4514_string()
         assert "CHAN Tai Man" in subject and "陳大文" in subject and "A123456" not in subject
         serial = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value
-        assert serial == urllib.parse.unquote(tok.open_id) and "A123456" not in serial  # the per-service identifier
+        assert (
+            serial == urllib.parse.unquote(tok.open_id) and "A123456" not in serial
+        )  # the per-service identifier
         policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
         assert [p.policy_identifier.dotted_string for p in policies] == [SANDBOX_POLICY_OID]
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -129,7 +132,8 @@ async def test_account_hash_none_with_rsa(sandbox: Sandbox) -> None:
         await approve(sandbox, HKID_SIGNER, init.sign_code)
         result = (await callback_of(sandbox, c, b)).hash_signature()
         x509.load_der_x509_certificate(result.cert_der).public_key().verify(
-            result.signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+            result.signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256())
+        )
         with pytest.raises(IamSmartApiError) as exc:  # NONEwithRSA needs exactly 32 bytes
             await hash_request(sandbox, c, tok, b"short", sig_algo="NONEwithRSA")
         assert api_code(exc) == "D20003"
@@ -152,7 +156,9 @@ async def test_account_pdf_signing_returns_detached_cms(sandbox: Sandbox) -> Non
         assert pdf.doc_digest == base64.b64encode(digest).decode() and cb.content["state"] == "st-2"
         ci = asn1_cms.ContentInfo.load(pdf.cms_der)
         sd = ci["content"]
-        assert ci["content_type"].native == "signed_data" and sd["encap_content_info"]["content"].native is None
+        assert (
+            ci["content_type"].native == "signed_data" and sd["encap_content_info"]["content"].native is None
+        )
         attrs = {a["type"].native: a["values"][0].native for a in sd["signer_infos"][0]["signed_attrs"]}
         assert attrs["message_digest"] == digest
         assert {"content_type", "signing_time", "signing_certificate_v2"} <= set(attrs)
@@ -168,15 +174,23 @@ async def test_anonymous_hash_signing_driven_by_the_sandbox(sandbox: Sandbox) ->
         b = bid("anon")
         data = b"anonymous hash"
         init = await c.anonymous_sign_hash(
-            business_id=b, hash_code=data, hkic_hash=hkic_hash(HKID_SIGNER), redirect_uri=sandbox.receiver.return_uri(b),
-            service_name="Sandbox tests", document_name="form.pdf", state="anon-1")
+            business_id=b,
+            hash_code=data,
+            hkic_hash=hkic_hash(HKID_SIGNER),
+            redirect_uri=sandbox.receiver.return_uri(b),
+            service_name="Sandbox tests",
+            document_name="form.pdf",
+            state="anon-1",
+        )
         assert init.sign_code == sign_code_anonymous(data, hkic_hash(HKID_SIGNER), "test-service")
         assert init.auth_by_qr is None and init.ticket_id
         st = await sandbox.status(b)
         assert st["expires_ms"] - st["created_ms"] == 12 * MIN
         # the browser would open getQR with the ticket; the page shows the request and its code
         async with httpx.AsyncClient() as http:
-            page = await http.get(c.qr_url(sandbox.receiver.return_uri(b), ("eidapi_sign",), ticket_id=init.ticket_id))
+            page = await http.get(
+                c.qr_url(sandbox.receiver.return_uri(b), ("eidapi_sign",), ticket_id=init.ticket_id)
+            )
         assert page.status_code == 200 and init.sign_code in page.text and "form.pdf" in page.text
         # the phone approves; no browser is involved, so the sandbox follows the redirect itself
         await approve(sandbox, HKID_SIGNER, init.sign_code)
@@ -185,7 +199,8 @@ async def test_anonymous_hash_signing_driven_by_the_sandbox(sandbox: Sandbox) ->
         tok = await c.get_token(query["code"])
         result = await c.anonymous_hash_result(tok)
         x509.load_der_x509_certificate(result.cert_der).public_key().verify(
-            result.signature, data, padding.PKCS1v15(), hashes.SHA256())
+            result.signature, data, padding.PKCS1v15(), hashes.SHA256()
+        )
         with pytest.raises(IamSmartApiError) as exc:  # held until fetched, then gone
             await c.anonymous_hash_result(tok)
         assert api_code(exc) == "D20027"
@@ -198,15 +213,23 @@ async def test_anonymous_pdf_signing_through_the_qr_page(sandbox: Sandbox) -> No
         b = bid("anonpdf")
         digest = hashlib.sha256(b"anonymous pdf").digest()
         init = await c.anonymous_sign_pdf(
-            business_id=b, doc_digest=digest, hkic_hash=hkic_hash(HKID_SIGNER),
-            redirect_uri=sandbox.receiver.return_uri(b), service_name="Sandbox tests", document_name="x.pdf")
+            business_id=b,
+            doc_digest=digest,
+            hkic_hash=hkic_hash(HKID_SIGNER),
+            redirect_uri=sandbox.receiver.return_uri(b),
+            service_name="Sandbox tests",
+            document_name="x.pdf",
+        )
         assert init.auth_by_qr is True
         assert init.sign_code == sign_code_anonymous(digest, hkic_hash(HKID_SIGNER), "test-service")
         async with httpx.AsyncClient() as http:
-            page = await http.get(c.qr_url(sandbox.receiver.return_uri(b), ("eidapi_sign",), ticket_id=init.ticket_id))
+            page = await http.get(
+                c.qr_url(sandbox.receiver.return_uri(b), ("eidapi_sign",), ticket_id=init.ticket_id)
+            )
             sid = page.headers["x-sandbox-qr-session"]
-            r = await http.post(f"{sandbox.hooks}/qr/{sid}/approve", data={"hkid": HKID_SIGNER},
-                                follow_redirects=False)
+            r = await http.post(
+                f"{sandbox.hooks}/qr/{sid}/approve", data={"hkid": HKID_SIGNER}, follow_redirects=False
+            )
         assert r.status_code == 303
         query = {k: v[0] for k, v in parse_qs(urlsplit(r.headers["location"]).query).items()}
         assert query["businessID"] == b
@@ -221,11 +244,18 @@ async def test_anonymous_pdf_signing_through_the_qr_page(sandbox: Sandbox) -> No
 
 async def test_anonymous_errors_come_back_by_redirect(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
+
         async def start(hkid: str) -> tuple[str, object]:
             b = bid("anonerr")
             init = await c.anonymous_sign_hash(
-                business_id=b, hash_code=b"x", hkic_hash=hkic_hash(hkid), redirect_uri=sandbox.receiver.return_uri(b),
-                service_name="s", document_name="d", state="e1")
+                business_id=b,
+                hash_code=b"x",
+                hkic_hash=hkic_hash(hkid),
+                redirect_uri=sandbox.receiver.return_uri(b),
+                service_name="s",
+                document_name="d",
+                state="e1",
+            )
             return b, init
 
         b, init = await start(HKID_SIGNER)  # another user approves: D70005
@@ -236,7 +266,9 @@ async def test_anonymous_errors_come_back_by_redirect(sandbox: Sandbox) -> None:
         await c.ack_result(b, SigningResult.NOT_RECEIVED)
 
         b, init = await start(HKID_SIGNER)  # rejected on the phone: D70001
-        r = await sandbox.hook("POST", "/phone/reject", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
+        r = await sandbox.hook(
+            "POST", "/phone/reject", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code}
+        )
         assert r.status_code == 200
         assert (await sandbox.receiver.wait_get(b))["error_code"] == "D70001"
 
@@ -269,7 +301,9 @@ async def test_reject_cancel_and_mismatch_callbacks(sandbox: Sandbox) -> None:
         b, init = await hash_request(sandbox, c, tok, hkic_hash=hkic_hash(HKID_OTHER))
         cb = await callback_of(sandbox, c, b)
         assert cb.code == "D70005"
-        r = await sandbox.hook("POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
+        r = await sandbox.hook(
+            "POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code}
+        )
         assert r.status_code == 404
 
         # the matching HKICHash is accepted
@@ -314,7 +348,9 @@ async def test_user_state_rules(sandbox: Sandbox) -> None:
         # suspended while a request waits: the callback says D70004
         tok = await sandbox.login(c, HKID_OTHER)
         b, init = await hash_request(sandbox, c, tok)
-        assert (await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "suspended"})).status_code == 200
+        assert (
+            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "suspended"})
+        ).status_code == 200
         try:
             await approve(sandbox, HKID_OTHER, init.sign_code)
             assert (await callback_of(sandbox, c, b)).code == "D70004"
@@ -352,12 +388,16 @@ async def test_deregistration_and_reregistration(sandbox: Sandbox) -> None:
 async def test_auto_approve_and_auto_reject(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         tok = await sandbox.login(c, HKID_OTHER)
-        r = await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"auto_action": "approve", "auto_delay_ms": 30})
+        r = await sandbox.hook(
+            "POST", f"/users/{HKID_OTHER}", json={"auto_action": "approve", "auto_delay_ms": 30}
+        )
         assert r.json()["auto_action"] == "approve"
         try:
             b, _ = await pdf_request(sandbox, c, tok)
             assert (await callback_of(sandbox, c, b)).ok
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"auto_action": "reject", "auto_delay_ms": 0})
+            await sandbox.hook(
+                "POST", f"/users/{HKID_OTHER}", json={"auto_action": "reject", "auto_delay_ms": 0}
+            )
             b, _ = await hash_request(sandbox, c, tok)
             assert (await callback_of(sandbox, c, b)).code == "D70001"
         finally:
@@ -389,7 +429,9 @@ async def test_callback_retries_then_failure(sandbox: Sandbox) -> None:
 
 
 async def test_request_signing_errors(sandbox: Sandbox) -> None:
-    bad = ClientConfig(sandbox.config.base_url, "test-service", "wrong secret", sandbox.config.kek_private_keys)
+    bad = ClientConfig(
+        sandbox.config.base_url, "test-service", "wrong secret", sandbox.config.kek_private_keys
+    )
     async with IamSmartClient(bad) as c:
         with pytest.raises(IamSmartApiError) as exc:
             await c.get_key()
@@ -443,9 +485,14 @@ async def test_token_and_field_errors(sandbox: Sandbox) -> None:
             await pdf_request(sandbox, c, tok, digest=b"\x01" * 20)
         assert api_code(exc) == "D20003"
         with pytest.raises(IamSmartApiError) as exc:  # HKICHash is mandatory in anonymous flows
-            await c.anonymous_sign_pdf(business_id=bid(), doc_digest=bytes(32), hkic_hash=None,
-                                       redirect_uri=sandbox.receiver.return_uri("x"), service_name="s",
-                                       document_name="d")
+            await c.anonymous_sign_pdf(
+                business_id=bid(),
+                doc_digest=bytes(32),
+                hkic_hash=None,
+                redirect_uri=sandbox.receiver.return_uri("x"),
+                service_name="s",
+                document_name="d",
+            )
         assert api_code(exc) == "D20001"
         b, _ = await hash_request(sandbox, c, tok)
         with pytest.raises(IamSmartApiError) as exc:
@@ -469,12 +516,20 @@ async def test_scope_errors(sandbox: Sandbox) -> None:
             await hash_request(sandbox, c, tok)
         assert api_code(exc) == "D20012"
     reg = sandbox.engine.registry
-    svc = reg.register("auth-only", kek_public_pem=reg.get("test-service").kek_public_pem,
-                       redirect_uris=[f"{sandbox.receiver.url}/*"], scopes=["eidapi_auth"])
-    limited = ClientConfig(sandbox.config.base_url, "auth-only", svc.client_secret, sandbox.config.kek_private_keys)
+    svc = reg.register(
+        "auth-only",
+        kek_public_pem=reg.get("test-service").kek_public_pem,
+        redirect_uris=[f"{sandbox.receiver.url}/*"],
+        scopes=["eidapi_auth"],
+    )
+    limited = ClientConfig(
+        sandbox.config.base_url, "auth-only", svc.client_secret, sandbox.config.kek_private_keys
+    )
     async with IamSmartClient(limited) as c, httpx.AsyncClient() as http:
-        r = await http.get(c.qr_url(sandbox.receiver.return_uri("x"), ("eidapi_auth", "eidapi_sign")),
-                           headers={"accept": "application/json"})
+        r = await http.get(
+            c.qr_url(sandbox.receiver.return_uri("x"), ("eidapi_auth", "eidapi_sign")),
+            headers={"accept": "application/json"},
+        )
         assert r.status_code == 400 and r.json()["code"] == "D20012"
         r = await http.get(c.qr_url(sandbox.receiver.return_uri("x"), ("eidapi_auth",)))
         assert r.status_code == 200
@@ -495,8 +550,13 @@ async def test_scope_errors(sandbox: Sandbox) -> None:
     ],
 )
 async def test_get_qr_errors(sandbox: Sandbox, change: dict, code: str) -> None:
-    params = {"clientID": "test-service", "responseType": "code", "source": "PC_Browser",
-              "redirectURI": sandbox.receiver.return_uri("q"), "scope": "eidapi_auth"}
+    params = {
+        "clientID": "test-service",
+        "responseType": "code",
+        "source": "PC_Browser",
+        "redirectURI": sandbox.receiver.return_uri("q"),
+        "scope": "eidapi_auth",
+    }
     params.update(change)
     params = {k: v for k, v in params.items() if v is not None}
     async with httpx.AsyncClient() as http:
@@ -507,7 +567,9 @@ async def test_get_qr_errors(sandbox: Sandbox, change: dict, code: str) -> None:
 async def test_auth_code_rules(sandbox: Sandbox) -> None:
     async with sandbox.client() as c, httpx.AsyncClient() as http:
         sid = (await http.get(c.qr_url(sandbox.receiver.return_uri("l")))).headers["x-sandbox-qr-session"]
-        url = (await http.post(f"{sandbox.hooks}/qr/{sid}/approve", json={"hkid": HKID_SIGNER})).json()["redirect_url"]
+        url = (await http.post(f"{sandbox.hooks}/qr/{sid}/approve", json={"hkid": HKID_SIGNER})).json()[
+            "redirect_url"
+        ]
         code = parse_qs(urlsplit(url).query)["code"][0]
         await c.get_token(code)
         with pytest.raises(IamSmartApiError) as exc:  # single use
@@ -541,7 +603,9 @@ async def test_cek_refresh_after_d3000x(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         await c.get_key()
         assert c.get_key_calls == 1
-        c._cek = Cek(bytes(32), c._cek.issue_at, c._cek.expires_in, c._cek.pub_key)  # a CEK the server never issued
+        c._cek = Cek(
+            bytes(32), c._cek.issue_at, c._cek.expires_in, c._cek.pub_key
+        )  # a CEK the server never issued
         with pytest.raises(IamSmartApiError) as exc:
             await c.ack_result("unknown-business", SigningResult.NOT_RECEIVED)
         assert api_code(exc) == "D70006"  # the request got through after one refresh
@@ -577,8 +641,14 @@ async def test_timeouts_on_the_movable_clock(fresh_sandbox: Sandbox) -> None:
         st = await sb.status(b)
         assert st["expires_ms"] - st["created_ms"] == 18 * MIN
         a = bid("anon-t")
-        await c.anonymous_sign_pdf(business_id=a, doc_digest=bytes(32), hkic_hash=hkic_hash(HKID_SIGNER),
-                                   redirect_uri=sb.receiver.return_uri(a), service_name="s", document_name="d")
+        await c.anonymous_sign_pdf(
+            business_id=a,
+            doc_digest=bytes(32),
+            hkic_hash=hkic_hash(HKID_SIGNER),
+            redirect_uri=sb.receiver.return_uri(a),
+            service_name="s",
+            document_name="d",
+        )
         await sb.hook("POST", "/clock/advance", json={"ms": 11 * MIN})
         assert (await sb.status(b))["status"] == "PENDING" and (await sb.status(a))["status"] == "PENDING"
         await sb.hook("POST", "/clock/advance", json={"ms": MIN + 1})  # anonymous ticket: 12 minutes
@@ -602,7 +672,9 @@ async def test_timeouts_on_the_movable_clock(fresh_sandbox: Sandbox) -> None:
         # auth codes live 60 s in sandbox mode
         async with httpx.AsyncClient() as http:
             sid = (await http.get(c.qr_url(sb.receiver.return_uri("l")))).headers["x-sandbox-qr-session"]
-            url = (await http.post(f"{sb.hooks}/qr/{sid}/approve", json={"hkid": HKID_SIGNER})).json()["redirect_url"]
+            url = (await http.post(f"{sb.hooks}/qr/{sid}/approve", json={"hkid": HKID_SIGNER})).json()[
+                "redirect_url"
+            ]
         await sb.hook("POST", "/clock/advance", json={"ms": 61_000})
         with pytest.raises(IamSmartApiError) as exc:
             await c.get_token(parse_qs(urlsplit(url).query)["code"][0])
@@ -619,8 +691,14 @@ async def test_anonymous_result_expires_with_the_ticket(fresh_sandbox: Sandbox) 
     sb = fresh_sandbox
     async with sb.client() as c:
         a = bid("held")
-        init = await c.anonymous_sign_hash(business_id=a, hash_code=b"x", hkic_hash=hkic_hash(HKID_SIGNER),
-                                           redirect_uri=sb.receiver.return_uri(a), service_name="s", document_name="d")
+        init = await c.anonymous_sign_hash(
+            business_id=a,
+            hash_code=b"x",
+            hkic_hash=hkic_hash(HKID_SIGNER),
+            redirect_uri=sb.receiver.return_uri(a),
+            service_name="s",
+            document_name="d",
+        )
         await approve(sb, HKID_SIGNER, init.sign_code)
         tok = await c.get_token((await sb.receiver.wait_get(a))["code"])
         await sb.hook("POST", "/clock/advance", json={"ms": 12 * MIN})
@@ -633,8 +711,13 @@ async def test_anonymous_result_expires_with_the_ticket(fresh_sandbox: Sandbox) 
 
 
 async def test_corpid_style_secret_key_and_nested_content(tmp_path) -> None:
-    options = SandboxOptions(**{**TEST_OPTIONS.__dict__, "secretkey_plaintext": SecretKeyPlaintext.BASE64,
-                                "nest_callback_content": True})
+    options = SandboxOptions(
+        **{
+            **TEST_OPTIONS.__dict__,
+            "secretkey_plaintext": SecretKeyPlaintext.BASE64,
+            "nest_callback_content": True,
+        }
+    )
     for sb in start_sandbox(tmp_path / "data", options):
         async with sb.client() as c:
             tok = await sb.login(c)

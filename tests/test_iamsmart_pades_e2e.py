@@ -50,14 +50,23 @@ async def _verify(sb: Sandbox, path: Path, expect_timestamp: bool = False) -> No
 
 async def test_account_pdf_signing_embeds_as_pades(sandbox: Sandbox, letter: Path, tmp_path: Path) -> None:
     prepared, out = tmp_path / "prepared.pdf", tmp_path / "signed.pdf"
-    record = await prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_B))
+    record = await prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_B)
+    )
     async with sandbox.client() as c:
         tok = await sandbox.login(c)
         b = bid("e2e-pdf")
-        init = await c.account_sign_pdf(business_id=b, token=tok, doc_digest=record.document_digest,
-                                        redirect_uri=sandbox.receiver.callback_uri(b), service_name="e2e",
-                                        document_name="letter.pdf")
-        r = await sandbox.hook("POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
+        init = await c.account_sign_pdf(
+            business_id=b,
+            token=tok,
+            doc_digest=record.document_digest,
+            redirect_uri=sandbox.receiver.callback_uri(b),
+            service_name="e2e",
+            document_name="letter.pdf",
+        )
+        r = await sandbox.hook(
+            "POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code}
+        )
         assert r.status_code == 200
         cb = c.decrypt_callback(await sandbox.receiver.wait_post(b))
         result = await finish_with_cms(record, prepared, out, cb.pdf_signature().cms_der, _services(sandbox))
@@ -68,12 +77,19 @@ async def test_account_pdf_signing_embeds_as_pades(sandbox: Sandbox, letter: Pat
 
 async def test_anonymous_pdf_signing_with_timestamp(sandbox: Sandbox, letter: Path, tmp_path: Path) -> None:
     prepared, out = tmp_path / "prepared.pdf", tmp_path / "signed.pdf"
-    record = await prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_T))
+    record = await prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_T)
+    )
     async with sandbox.client() as c:
         b = bid("e2e-anon")
-        init = await c.anonymous_sign_pdf(business_id=b, doc_digest=record.document_digest,
-                                          hkic_hash=hkic_hash(HKID_SIGNER), redirect_uri=sandbox.receiver.return_uri(b),
-                                          service_name="e2e", document_name="letter.pdf")
+        init = await c.anonymous_sign_pdf(
+            business_id=b,
+            doc_digest=record.document_digest,
+            hkic_hash=hkic_hash(HKID_SIGNER),
+            redirect_uri=sandbox.receiver.return_uri(b),
+            service_name="e2e",
+            document_name="letter.pdf",
+        )
         await sandbox.hook("POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
         tok = await c.get_token((await sandbox.receiver.wait_get(b))["code"])
         pdf = await c.anonymous_pdf_result(tok)
@@ -83,17 +99,25 @@ async def test_anonymous_pdf_signing_with_timestamp(sandbox: Sandbox, letter: Pa
 
 
 @pytest.mark.parametrize("sig_algo", [SigAlgo.SHA256_WITH_RSA, SigAlgo.NONE_WITH_RSA])
-async def test_hash_signing_embeds_with_raw_signature(sandbox: Sandbox, letter: Path, tmp_path: Path,
-                                                      sig_algo: SigAlgo) -> None:
+async def test_hash_signing_embeds_with_raw_signature(
+    sandbox: Sandbox, letter: Path, tmp_path: Path, sig_algo: SigAlgo
+) -> None:
     prepared, out = tmp_path / "prepared.pdf", tmp_path / "signed.pdf"
     record = await prepare_for_signing(
-        letter, prepared, SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_B, sig_algo=sig_algo))
+        letter, prepared, SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_B, sig_algo=sig_algo)
+    )
     async with sandbox.client() as c:
         tok = await sandbox.login(c)
         b = bid("e2e-hash")
-        init = await c.account_sign_hash(business_id=b, token=tok, hash_code=record.to_be_signed,
-                                         sig_algo=sig_algo.value, redirect_uri=sandbox.receiver.callback_uri(b),
-                                         service_name="e2e", document_name="letter.pdf")
+        init = await c.account_sign_hash(
+            business_id=b,
+            token=tok,
+            hash_code=record.to_be_signed,
+            sig_algo=sig_algo.value,
+            redirect_uri=sandbox.receiver.callback_uri(b),
+            service_name="e2e",
+            document_name="letter.pdf",
+        )
         await sandbox.hook("POST", "/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code})
         hs = c.decrypt_callback(await sandbox.receiver.wait_post(b)).hash_signature()
         await finish_with_raw_signature(record, prepared, out, hs.signature, hs.cert_der, _services(sandbox))

@@ -61,8 +61,12 @@ def test_hmac_vectors(body: bytes, expected: str) -> None:
 def test_signed_headers_carry_the_protocol_fields() -> None:
     h = signed_headers("cid", "secret", b"{}", int(TS), NONCE)
     assert h == {
-        "clientID": "cid", "signatureMethod": "HmacSHA256", "timestamp": TS, "nonce": NONCE,
-        "signature": "V8OHNpzWKeH%2BuS7Ap7TadQIUwHq3i2aF%2BXZzg8738W0%3D", "Content-Type": "application/json",
+        "clientID": "cid",
+        "signatureMethod": "HmacSHA256",
+        "timestamp": TS,
+        "nonce": NONCE,
+        "signature": "V8OHNpzWKeH%2BuS7Ap7TadQIUwHq3i2aF%2BXZzg8738W0%3D",
+        "Content-Type": "application/json",
     }
     assert len(new_nonce()) == 32 and new_nonce() != new_nonce()
     tx = new_tx_id()
@@ -83,9 +87,13 @@ def test_aes_gcm_vector_byte_for_byte() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", "not base64!", base64.b64encode(b"short").decode(),
-     base64.b64encode(b"\x00\x00\x00\x10" + bytes(40)).decode(),  # IV length 16
-     "AAAADAABAgMEBQYHCAkKCzwgtG62jKx+/jLez5PTWg+y9PrSecp6ujPpooOg5xwg4Q0W"],  # tag flipped
+    [
+        "",
+        "not base64!",
+        base64.b64encode(b"short").decode(),
+        base64.b64encode(b"\x00\x00\x00\x10" + bytes(40)).decode(),  # IV length 16
+        "AAAADAABAgMEBQYHCAkKCzwgtG62jKx+/jLez5PTWg+y9PrSecp6ujPpooOg5xwg4Q0W",
+    ],  # tag flipped
 )
 def test_garbage_ciphertext_is_d30004(garbage: str) -> None:
     with pytest.raises(EnvelopeError) as exc:
@@ -125,7 +133,9 @@ def test_envelopes_parse_and_flatten() -> None:
     assert env.code == "D00000" and env.content == "x"
     with pytest.raises(EnvelopeError):
         ResponseEnvelope.parse({"message": "no code"})
-    cb = CallbackEnvelope.parse(json.dumps({"code": "D70001", "message": "m", "content": "", "secretKey": "k"}))
+    cb = CallbackEnvelope.parse(
+        json.dumps({"code": "D70001", "message": "m", "content": "", "secretKey": "k"})
+    )
     assert cb.content is None and cb.secret_key == "k"
     with pytest.raises(EnvelopeError):
         CallbackEnvelope.parse(b"not json")
@@ -184,8 +194,14 @@ def test_local_credentials_are_generated_once_and_private(tmp_path) -> None:
 
 
 GOOD_HASH = {
-    "businessID": "b1", "accessToken": "t", "openID": "o", "source": "PC_Browser", "hashCode": "dGVzdA==",
-    "redirectURI": "https://svc/cb", "serviceName": "s", "documentName": "d",
+    "businessID": "b1",
+    "accessToken": "t",
+    "openID": "o",
+    "source": "PC_Browser",
+    "hashCode": "dGVzdA==",
+    "redirectURI": "https://svc/cb",
+    "serviceName": "s",
+    "documentName": "d",
 }
 
 
@@ -215,9 +231,27 @@ def test_field_rules(change: dict, code: str) -> None:
 
 
 def test_field_rules_accept_the_limits() -> None:
-    check_fields(F.ACCOUNT_HASH, {**GOOD_HASH, "businessID": "x" * 36, "state": "a-b_C" * 7, "department": "部" * 100,
-                                  "serviceName": "服" * 255, "documentName": "文" * 255})
+    check_fields(
+        F.ACCOUNT_HASH,
+        {
+            **GOOD_HASH,
+            "businessID": "x" * 36,
+            "state": "a-b_C" * 7,
+            "department": "部" * 100,
+            "serviceName": "服" * 255,
+            "documentName": "文" * 255,
+        },
+    )
     with pytest.raises(FieldRuleError) as exc:
-        check_fields(F.ANONYMOUS_PDF, {"businessID": "b", "source": "PC_Browser", "docDigest": "AAAA",
-                                       "redirectURI": "https://x", "serviceName": "s", "documentName": "d"})
+        check_fields(
+            F.ANONYMOUS_PDF,
+            {
+                "businessID": "b",
+                "source": "PC_Browser",
+                "docDigest": "AAAA",
+                "redirectURI": "https://x",
+                "serviceName": "s",
+                "documentName": "d",
+            },
+        )
     assert exc.value.code == "D20001" and exc.value.field == "HKICHash"

@@ -17,11 +17,20 @@ def test_upgrade_from_the_first_revision_keeps_rows(tmp_path, backend):
         command.upgrade(alembic_config(url), "0001")
         engine = create_engine(url)
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES ('org_1', 'School', "
-                              "CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO documents (id, organisation_id, sha256, size, filename, pages, "
-                              "signature_count, created_at) VALUES ('doc_1', 'org_1', :sha, 10, 'a.pdf', 1, 0, "
-                              "CURRENT_TIMESTAMP)"), {"sha": "ab" * 32})
+            conn.execute(
+                text(
+                    "INSERT INTO organisations (id, name, created_at) VALUES ('org_1', 'School', "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO documents (id, organisation_id, sha256, size, filename, pages, "
+                    "signature_count, created_at) VALUES ('doc_1', 'org_1', :sha, 10, 'a.pdf', 1, 0, "
+                    "CURRENT_TIMESTAMP)"
+                ),
+                {"sha": "ab" * 32},
+            )
         migrate(engine)  # what every start does
         with engine.connect() as conn:
             assert conn.execute(text("SELECT filename FROM documents WHERE id = 'doc_1'")).scalar() == "a.pdf"

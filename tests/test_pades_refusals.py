@@ -29,13 +29,17 @@ def prepared_pdf(tmp_path, letter):
 
     async def make(**kw) -> tuple[PreparedSignature, Path, Path]:
         prepared = tmp_path / "prepared.pdf"
-        record = await pades.prepare_for_signing(letter, prepared, SignOptions(**{"level": PadesLevel.B_B, **kw}))
+        record = await pades.prepare_for_signing(
+            letter, prepared, SignOptions(**{"level": PadesLevel.B_B, **kw})
+        )
         return record, prepared, tmp_path / "signed.pdf"
 
     return make
 
 
-async def _refused(exc_type, coro, folder: Path, output: Path, code: str | None = None) -> errors.SigningError:
+async def _refused(
+    exc_type, coro, folder: Path, output: Path, code: str | None = None
+) -> errors.SigningError:
     before = _files(folder)
     with pytest.raises(exc_type) as info:
         await coro
@@ -59,9 +63,13 @@ def _mutate_signed_data(cms_der: bytes, mutate) -> bytes:
 async def test_pdf_mode_refuses_cms_for_another_document(test_pki, prepared_pdf, tmp_path):
     record, prepared, out = await prepared_pdf()
     other = await test_pki.phone.sign_pdf_digest(bytes(32), NOW)
-    err = await _refused(errors.DigestMismatchError,
-                         pades.finish_with_cms(record, prepared, out, other, test_pki.services()),
-                         tmp_path, out, "digest_mismatch")
+    err = await _refused(
+        errors.DigestMismatchError,
+        pades.finish_with_cms(record, prepared, out, other, test_pki.services()),
+        tmp_path,
+        out,
+        "digest_mismatch",
+    )
     assert "messageDigest" in err.message
 
 
@@ -76,8 +84,12 @@ async def test_pdf_mode_refuses_altered_signature_value(test_pki, prepared_pdf, 
         si["signature"] = bytes(value)
 
     bad = _mutate_signed_data(good, flip)
-    await _refused(errors.InvalidSignatureError,
-                   pades.finish_with_cms(record, prepared, out, bad, test_pki.services()), tmp_path, out)
+    await _refused(
+        errors.InvalidSignatureError,
+        pades.finish_with_cms(record, prepared, out, bad, test_pki.services()),
+        tmp_path,
+        out,
+    )
 
 
 async def test_pdf_mode_refuses_cms_without_signer_certificate(test_pki, prepared_pdf, tmp_path):
@@ -88,8 +100,12 @@ async def test_pdf_mode_refuses_cms_without_signer_certificate(test_pki, prepare
         sd["certificates"] = cms.CertificateSet([])
 
     bad = _mutate_signed_data(good, drop_certs)
-    await _refused(errors.CertificateMissingError,
-                   pades.finish_with_cms(record, prepared, out, bad, test_pki.services()), tmp_path, out)
+    await _refused(
+        errors.CertificateMissingError,
+        pades.finish_with_cms(record, prepared, out, bad, test_pki.services()),
+        tmp_path,
+        out,
+    )
 
 
 async def test_pdf_mode_refuses_cms_that_is_not_detached(test_pki, prepared_pdf, tmp_path):
@@ -100,16 +116,24 @@ async def test_pdf_mode_refuses_cms_that_is_not_detached(test_pki, prepared_pdf,
         sd["encap_content_info"] = cms.ContentInfo({"content_type": "data", "content": b"hello"})
 
     bad = _mutate_signed_data(good, encapsulate)
-    err = await _refused(errors.MalformedCmsError,
-                         pades.finish_with_cms(record, prepared, out, bad, test_pki.services()), tmp_path, out)
+    err = await _refused(
+        errors.MalformedCmsError,
+        pades.finish_with_cms(record, prepared, out, bad, test_pki.services()),
+        tmp_path,
+        out,
+    )
     assert "detached" in err.message
 
 
 @pytest.mark.parametrize("garbage", [b"", b"not a cms at all", bytes(300), b"\x30\x82\xff\xff" + bytes(50)])
 async def test_pdf_mode_refuses_garbage(test_pki, prepared_pdf, tmp_path, garbage):
     record, prepared, out = await prepared_pdf()
-    await _refused(errors.MalformedCmsError,
-                   pades.finish_with_cms(record, prepared, out, garbage, test_pki.services()), tmp_path, out)
+    await _refused(
+        errors.MalformedCmsError,
+        pades.finish_with_cms(record, prepared, out, garbage, test_pki.services()),
+        tmp_path,
+        out,
+    )
 
 
 async def test_pdf_mode_refuses_cms_that_does_not_fit_the_pades_subfilter(test_pki, prepared_pdf, tmp_path):
@@ -117,8 +141,12 @@ async def test_pdf_mode_refuses_cms_that_does_not_fit_the_pades_subfilter(test_p
     record, prepared, out = await prepared_pdf(pdf_mode_profile=SignatureProfile.PADES_BASELINE)
     assert record.subfilter == "/ETSI.CAdES.detached"
     cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
-    err = await _refused(errors.MalformedCmsError,
-                         pades.finish_with_cms(record, prepared, out, cms_der, test_pki.services()), tmp_path, out)
+    err = await _refused(
+        errors.MalformedCmsError,
+        pades.finish_with_cms(record, prepared, out, cms_der, test_pki.services()),
+        tmp_path,
+        out,
+    )
     assert "ETSI.CAdES.detached" in err.message
 
 
@@ -131,8 +159,12 @@ async def test_signature_that_does_not_fit_the_reserved_space(test_pki, prepared
         sd["certificates"] = cms.CertificateSet([*sd["certificates"], *([ca] * 4)])
 
     big = _mutate_signed_data(good, pad)
-    err = await _refused(errors.SignatureTooLargeError,
-                         pades.finish_with_cms(record, prepared, out, big, test_pki.services()), tmp_path, out)
+    err = await _refused(
+        errors.SignatureTooLargeError,
+        pades.finish_with_cms(record, prepared, out, big, test_pki.services()),
+        tmp_path,
+        out,
+    )
     assert "reserved" in err.message
 
 
@@ -148,32 +180,55 @@ async def _prepared_hash(test_pki, letter, tmp_path, **kw):
 async def test_hash_mode_refuses_signature_over_other_bytes(test_pki, letter, tmp_path):
     record, prepared, out = await _prepared_hash(test_pki, letter, tmp_path)
     sig = test_pki.phone.sign_hash(b"something else")
-    await _refused(errors.InvalidSignatureError,
-                   pades.finish_with_raw_signature(record, prepared, out, sig, test_pki.signer.cert_der,
-                                                   test_pki.services()), tmp_path, out, "invalid_signature")
+    await _refused(
+        errors.InvalidSignatureError,
+        pades.finish_with_raw_signature(
+            record, prepared, out, sig, test_pki.signer.cert_der, test_pki.services()
+        ),
+        tmp_path,
+        out,
+        "invalid_signature",
+    )
 
 
 async def test_hash_mode_refuses_signature_from_another_key(test_pki, letter, tmp_path):
     other, other_phone = test_pki.new_signer("Somebody Else")
     record, prepared, out = await _prepared_hash(test_pki, letter, tmp_path)
     sig = other_phone.sign_hash(record.to_be_signed)
-    await _refused(errors.InvalidSignatureError,
-                   pades.finish_with_raw_signature(record, prepared, out, sig, test_pki.signer.cert_der,
-                                                   test_pki.services()), tmp_path, out)
+    await _refused(
+        errors.InvalidSignatureError,
+        pades.finish_with_raw_signature(
+            record, prepared, out, sig, test_pki.signer.cert_der, test_pki.services()
+        ),
+        tmp_path,
+        out,
+    )
 
 
-async def test_hash_mode_refuses_a_different_certificate_than_the_one_prepared_for(test_pki, letter, tmp_path):
+async def test_hash_mode_refuses_a_different_certificate_than_the_one_prepared_for(
+    test_pki, letter, tmp_path
+):
     renewed, renewed_phone = test_pki.new_signer("CHAN Tai Man 陳大文")  # same person, new certificate
-    record, prepared, out = await _prepared_hash(test_pki, letter, tmp_path,
-                                                 signer_certificate_der=test_pki.signer.cert_der)
+    record, prepared, out = await _prepared_hash(
+        test_pki, letter, tmp_path, signer_certificate_der=test_pki.signer.cert_der
+    )
     sig = renewed_phone.sign_hash(record.to_be_signed)
-    err = await _refused(errors.CertificateMismatchError,
-                         pades.finish_with_raw_signature(record, prepared, out, sig, renewed.cert_der,
-                                                         test_pki.services()), tmp_path, out)
+    err = await _refused(
+        errors.CertificateMismatchError,
+        pades.finish_with_raw_signature(record, prepared, out, sig, renewed.cert_der, test_pki.services()),
+        tmp_path,
+        out,
+    )
     assert "prepare again" in err.message
     # the honest retry: prepare without a known certificate, which gives adbe.pkcs7.detached
-    result = await sign_with_phone(test_pki, prepared, out, SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_B),
-                                   phone=renewed_phone, cert_der=renewed.cert_der)
+    result = await sign_with_phone(
+        test_pki,
+        prepared,
+        out,
+        SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_B),
+        phone=renewed_phone,
+        cert_der=renewed.cert_der,
+    )
     assert result.achieved_level is None and result.profile is SignatureProfile.PKCS7_DETACHED
 
 
@@ -181,18 +236,26 @@ async def test_none_with_rsa_without_digest_info_is_refused(test_pki, letter, tm
     record, prepared, out = await _prepared_hash(test_pki, letter, tmp_path, sig_algo=SigAlgo.NONE_WITH_RSA)
     assert len(record.to_be_signed) == 32
     sig = test_pki.phone.sign_hash(record.to_be_signed, "NONEwithRSA", none_with_rsa_digestinfo=False)
-    await _refused(errors.InvalidSignatureError,
-                   pades.finish_with_raw_signature(record, prepared, out, sig, test_pki.signer.cert_der,
-                                                   test_pki.services()), tmp_path, out)
+    await _refused(
+        errors.InvalidSignatureError,
+        pades.finish_with_raw_signature(
+            record, prepared, out, sig, test_pki.signer.cert_der, test_pki.services()
+        ),
+        tmp_path,
+        out,
+    )
 
 
 @pytest.mark.parametrize("cert", [b"", b"garbage", bytes(64)])
 async def test_hash_mode_refuses_unusable_certificate(test_pki, letter, tmp_path, cert):
     record, prepared, out = await _prepared_hash(test_pki, letter, tmp_path)
     sig = test_pki.phone.sign_hash(record.to_be_signed)
-    await _refused(errors.CertificateMissingError,
-                   pades.finish_with_raw_signature(record, prepared, out, sig, cert, test_pki.services()),
-                   tmp_path, out)
+    await _refused(
+        errors.CertificateMissingError,
+        pades.finish_with_raw_signature(record, prepared, out, sig, cert, test_pki.services()),
+        tmp_path,
+        out,
+    )
 
 
 # ------------------------------------------------------------------ outside services
@@ -209,7 +272,9 @@ def _closed_port_url() -> str:
 @pytest.mark.parametrize("mode", ["pdf", "hash"])
 async def test_tsa_down_fails_b_t_with_a_clear_error(test_pki, letter, tmp_path, mode):
     prepared = tmp_path / "prepared.pdf"
-    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode(mode), level=PadesLevel.B_T))
+    record = await pades.prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode(mode), level=PadesLevel.B_T)
+    )
     out = tmp_path / "signed.pdf"
     down = SigningServices.with_tsa_url(_closed_port_url(), trust_roots=[asn1(test_pki.pki.root)])
     if mode == "pdf":
@@ -225,9 +290,14 @@ async def test_tsa_down_fails_b_t_with_a_clear_error(test_pki, letter, tmp_path,
 async def test_tsa_down_falls_back_to_b_b_only_when_allowed(test_pki, letter, tmp_path):
     prepared = tmp_path / "prepared.pdf"
     record = await pades.prepare_for_signing(
-        letter, prepared,
-        SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_T, signer_certificate_der=test_pki.signer.cert_der,
-                    allow_level_fallback=True),
+        letter,
+        prepared,
+        SignOptions(
+            mode=RemoteMode.HASH,
+            level=PadesLevel.B_T,
+            signer_certificate_der=test_pki.signer.cert_der,
+            allow_level_fallback=True,
+        ),
     )
     out = tmp_path / "signed.pdf"
     down = SigningServices.with_tsa_url(_closed_port_url(), trust_roots=[asn1(test_pki.pki.root)])
@@ -244,13 +314,21 @@ async def test_b_lt_refuses_when_the_chain_cannot_be_validated(test_pki, letter,
 
     stranger = SandboxPki.open_or_create(tmp_path / "other-pki", "http://127.0.0.1:9/pki")
     prepared = tmp_path / "prepared.pdf"
-    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_LT))
+    record = await pades.prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_LT)
+    )
     sig = test_pki.phone.sign_hash(record.to_be_signed)
     out = tmp_path / "signed.pdf"
-    wrong_anchor = SigningServices(timestamper=test_pki.services().timestamper, trust_roots=[asn1(stranger.root)])
-    await _refused(errors.RevocationInfoError,
-                   pades.finish_with_raw_signature(record, prepared, out, sig, test_pki.signer.cert_der, wrong_anchor),
-                   tmp_path, out, "revocation_info_unavailable")
+    wrong_anchor = SigningServices(
+        timestamper=test_pki.services().timestamper, trust_roots=[asn1(stranger.root)]
+    )
+    await _refused(
+        errors.RevocationInfoError,
+        pades.finish_with_raw_signature(record, prepared, out, sig, test_pki.signer.cert_der, wrong_anchor),
+        tmp_path,
+        out,
+        "revocation_info_unavailable",
+    )
 
 
 # ------------------------------------------------------------------ bad input documents
@@ -262,11 +340,17 @@ def _encrypted_pdf(path: Path) -> Path:
     from pyhanko.pdf_utils.writer import PdfFileWriter
 
     w = PdfFileWriter()
-    w.insert_page(generic.DictionaryObject({
-        pdf_name("/Type"): pdf_name("/Page"),
-        pdf_name("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-        pdf_name("/Contents"): w.add_object(generic.StreamObject(stream_data=b"")),
-    }))
+    w.insert_page(
+        generic.DictionaryObject(
+            {
+                pdf_name("/Type"): pdf_name("/Page"),
+                pdf_name("/MediaBox"): generic.ArrayObject(
+                    [generic.NumberObject(n) for n in (0, 0, 595, 842)]
+                ),
+                pdf_name("/Contents"): w.add_object(generic.StreamObject(stream_data=b"")),
+            }
+        )
+    )
     w.encrypt("owner-secret", "user-secret")
     with open(path, "wb") as f:
         w.write(f)
@@ -280,7 +364,10 @@ def _bad_inputs(letter: Path, folder: Path) -> dict[str, tuple[Path, type]]:
         "not-a-pdf": (b"PK\x03\x04 this is a zip file, not a PDF" * 10, errors.NotAPdfError),
         "empty": (b"", errors.NotAPdfError),
         "truncated": (data[: len(data) // 2], errors.DamagedPdfError),
-        "damaged-xref": (data[:xref] + b"xref\n0 7\ngarbage garbage\n" + data[xref + 40 :], errors.DamagedPdfError),
+        "damaged-xref": (
+            data[:xref] + b"xref\n0 7\ngarbage garbage\n" + data[xref + 40 :],
+            errors.DamagedPdfError,
+        ),
     }
     out = {}
     for name, (content, exc) in cases.items():
@@ -316,8 +403,9 @@ async def test_already_signed_field_and_missing_page_are_refused(test_pki, lette
     with pytest.raises(errors.FieldError, match="already signed"):
         await pades.prepare_for_signing(signed, tmp_path / "p2.pdf", SignOptions(field_name="Signature1"))
     with pytest.raises(errors.FieldError, match="page 9 does not exist"):
-        await pades.prepare_for_signing(letter, tmp_path / "p3.pdf",
-                                        SignOptions(appearance=Appearance(page=9, lines=("x",))))
+        await pades.prepare_for_signing(
+            letter, tmp_path / "p3.pdf", SignOptions(appearance=Appearance(page=9, lines=("x",)))
+        )
     assert not (tmp_path / "p2.pdf").exists() and not (tmp_path / "p3.pdf").exists()
 
 
@@ -355,7 +443,9 @@ async def test_a_finish_that_failed_after_embedding_can_be_retried(test_pki, let
 
     stranger = SandboxPki.open_or_create(tmp_path / "other-pki", "http://127.0.0.1:9/pki")
     prepared, out = tmp_path / "prepared.pdf", tmp_path / "signed.pdf"
-    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT))
+    record = await pades.prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT)
+    )
     cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
     wrong = SigningServices(timestamper=test_pki.services().timestamper, trust_roots=[asn1(stranger.root)])
     with pytest.raises(errors.RevocationInfoError):
@@ -375,7 +465,9 @@ async def test_two_finishers_at_once_sign_once(test_pki, letter, tmp_path):
     from .pades_helpers import validate
 
     prepared = tmp_path / "prepared.pdf"
-    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT))
+    record = await pades.prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT)
+    )
     cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
     outcomes: list[str] = []
     start = threading.Barrier(2)
@@ -393,7 +485,10 @@ async def test_two_finishers_at_once_sign_once(test_pki, letter, tmp_path):
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert sorted(outcomes)[0] in ("finish_in_progress", "prepared_state_error") and outcomes.count("signed") == 1
+    assert (
+        sorted(outcomes)[0] in ("finish_in_progress", "prepared_state_error")
+        and outcomes.count("signed") == 1
+    )
     (signed,) = [p for p in tmp_path.glob("out-*.pdf")]
     v = await validate(test_pki, signed)
     assert len(v.statuses) == 1 and v.statuses[0].bottom_line

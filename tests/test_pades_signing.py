@@ -20,9 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 MODES = {
     # name: (options, expected profile)
     "pdf": (dict(mode=RemoteMode.PDF), SignatureProfile.PKCS7_DETACHED),
-    "hash-known-cert": (dict(mode=RemoteMode.HASH, sig_algo=SigAlgo.SHA256_WITH_RSA), SignatureProfile.PADES_BASELINE),
-    "hash-known-cert-none-with-rsa": (dict(mode=RemoteMode.HASH, sig_algo=SigAlgo.NONE_WITH_RSA),
-                                      SignatureProfile.PADES_BASELINE),
+    "hash-known-cert": (
+        dict(mode=RemoteMode.HASH, sig_algo=SigAlgo.SHA256_WITH_RSA),
+        SignatureProfile.PADES_BASELINE,
+    ),
+    "hash-known-cert-none-with-rsa": (
+        dict(mode=RemoteMode.HASH, sig_algo=SigAlgo.NONE_WITH_RSA),
+        SignatureProfile.PADES_BASELINE,
+    ),
     "hash-unknown-cert": (dict(mode=RemoteMode.HASH), SignatureProfile.PKCS7_DETACHED),
 }
 
@@ -57,7 +62,9 @@ async def test_round_trip_every_mode_and_level(test_pki, letter, tmp_path, mode,
     assert status.intact and status.valid and status.trusted, status.summary()
     assert status.bottom_line, status.summary()
     assert v.subfilters == [
-        "/ETSI.CAdES.detached" if expected_profile is SignatureProfile.PADES_BASELINE else "/adbe.pkcs7.detached"
+        "/ETSI.CAdES.detached"
+        if expected_profile is SignatureProfile.PADES_BASELINE
+        else "/adbe.pkcs7.detached"
     ]
     assert (status.timestamp_validity is not None) == level.needs_timestamp
     if status.timestamp_validity is not None:
@@ -90,12 +97,15 @@ async def test_second_and_third_signers_keep_earlier_signatures_intact(test_pki,
     one, two, three = tmp_path / "one.pdf", tmp_path / "two.pdf", tmp_path / "three.pdf"
     await sign_with_phone(test_pki, letter, one, _options(test_pki, "pdf", PadesLevel.B_LTA))
     await sign_with_phone(
-        test_pki, one, two,
+        test_pki,
+        one,
+        two,
         SignOptions(mode=RemoteMode.HASH, level=PadesLevel.B_LT, signer_certificate_der=second.cert_der),
         phone=second_phone,
     )
-    await sign_with_phone(test_pki, two, three, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_T),
-                          phone=third_phone)
+    await sign_with_phone(
+        test_pki, two, three, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_T), phone=third_phone
+    )
 
     v = await validate(test_pki, three)
     assert len(v.statuses) == 3
@@ -122,7 +132,9 @@ async def test_reuses_an_existing_empty_field(test_pki, letter, tmp_path):
     with_field = tmp_path / "with-field.pdf"
     with open(letter, "rb") as inf, open(with_field, "wb") as outf:
         w = IncrementalPdfFileWriter(inf)
-        fields.append_signature_field(w, fields.SigFieldSpec("ApproverSignature", on_page=0, box=(50, 50, 250, 110)))
+        fields.append_signature_field(
+            w, fields.SigFieldSpec("ApproverSignature", on_page=0, box=(50, 50, 250, 110))
+        )
         w.write(outf)
     out = tmp_path / "signed.pdf"
     result = await sign_with_phone(
@@ -138,8 +150,15 @@ async def test_visible_stamp_renders_traditional_chinese(test_pki, letter, tmp_p
     out = tmp_path / "signed.pdf"
     lines = ("簽署人：陳大文", "CHAN Tai Man", "香港特別行政區")
     await sign_with_phone(
-        test_pki, letter, out,
-        _options(test_pki, "pdf", PadesLevel.B_B, appearance=Appearance(page=2, box=(300, 50, 560, 130), lines=lines)),
+        test_pki,
+        letter,
+        out,
+        _options(
+            test_pki,
+            "pdf",
+            PadesLevel.B_B,
+            appearance=Appearance(page=2, box=(300, 50, 560, 130), lines=lines),
+        ),
     )
     v = await validate(test_pki, out)
     assert v.statuses[0].bottom_line
@@ -218,8 +237,10 @@ async def test_prepare_and_finish_in_separate_processes(test_pki, letter, tmp_pa
     prepared, record_path, out = tmp_path / "prepared.pdf", tmp_path / "record.json", tmp_path / "signed.pdf"
     cert_hex = test_pki.signer.cert_der.hex() if mode == "hash" else "-"
     env_cwd = dict(cwd=REPO, check=True, capture_output=True, text=True, timeout=120)
-    subprocess.run([sys.executable, "-c", PREPARE_SCRIPT, str(letter), str(prepared), str(record_path), mode,
-                    cert_hex], **env_cwd)
+    subprocess.run(
+        [sys.executable, "-c", PREPARE_SCRIPT, str(letter), str(prepared), str(record_path), mode, cert_hex],
+        **env_cwd,
+    )
     record = json.loads(record_path.read_text())
     assert record["level"] == "B-LTA" and record["mode"] == mode
 
@@ -236,13 +257,27 @@ async def test_prepare_and_finish_in_separate_processes(test_pki, letter, tmp_pa
     (tmp_path / "root.der").write_bytes(test_pki.pki.cert_der("root"))
     (tmp_path / "ca.der").write_bytes(test_pki.pki.cert_der("ca"))
     done = subprocess.run(
-        [sys.executable, "-c", FINISH_SCRIPT, str(record_path), str(prepared), str(out), str(tmp_path / "value.bin"),
-         str(tmp_path / "cert.der"), str(tmp_path / "root.der"), str(tmp_path / "ca.der"), test_pki.tsa_url],
+        [
+            sys.executable,
+            "-c",
+            FINISH_SCRIPT,
+            str(record_path),
+            str(prepared),
+            str(out),
+            str(tmp_path / "value.bin"),
+            str(tmp_path / "cert.der"),
+            str(tmp_path / "root.der"),
+            str(tmp_path / "ca.der"),
+            test_pki.tsa_url,
+        ],
         **env_cwd,
     )
     label = json.loads(done.stdout)["label"]
-    assert label == ("PAdES B-LTA" if mode == "hash" else
-                     "PDF signature (adbe.pkcs7.detached) with signature timestamp, DSS, document timestamp")
+    assert label == (
+        "PAdES B-LTA"
+        if mode == "hash"
+        else "PDF signature (adbe.pkcs7.detached) with signature timestamp, DSS, document timestamp"
+    )
     v = await validate(test_pki, out, offline=True)
     assert v.statuses[0].bottom_line and len(v.doc_timestamps) == 1
 

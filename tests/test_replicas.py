@@ -65,9 +65,15 @@ def wait_done(client, req_id: str, timeout: float = 60) -> dict:
 def _request(top, client, tmp_path, token, webhook_url, name) -> dict:
     pdf = simple_pdf(tmp_path / f"{name}.pdf")
     doc = client.post("/v1/documents", files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")}).json()
-    r = client.post("/v1/signing-requests", json={
-        "document_id": doc["id"], "signer": {"open_id": token["open_id"], "access_token": token["access_token"]},
-        "level": "B-LTA", "webhook_url": webhook_url})
+    r = client.post(
+        "/v1/signing-requests",
+        json={
+            "document_id": doc["id"],
+            "signer": {"open_id": token["open_id"], "access_token": token["access_token"]},
+            "level": "B-LTA",
+            "webhook_url": webhook_url,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -124,10 +130,19 @@ def test_separate_worker_processes_share_the_work(tmp_path, webhook_receiver):
     from .processes import ServiceProcess
 
     with database_url("postgresql", tmp_path) as url:
-        top = start_topology(tmp_path, url, replicas=1, queue_url="redis://127.0.0.1:6379/0",
-                             extra_env={"IAMSIGN_EMBEDDED_WORKER": "false"})
-        workers = [ServiceProcess(f"worker-{i}", ["worker", "--data-dir", str(top.data), "--workers", "2"],
-                                  top.env, tmp_path).start(wait=False) for i in range(2)]
+        top = start_topology(
+            tmp_path,
+            url,
+            replicas=1,
+            queue_url="redis://127.0.0.1:6379/0",
+            extra_env={"IAMSIGN_EMBEDDED_WORKER": "false"},
+        )
+        workers = [
+            ServiceProcess(
+                f"worker-{i}", ["worker", "--data-dir", str(top.data), "--workers", "2"], top.env, tmp_path
+            ).start(wait=False)
+            for i in range(2)
+        ]
         try:
             token = login(top)
             hook = f"{webhook_receiver.url}/hook"
@@ -138,7 +153,9 @@ def test_separate_worker_processes_share_the_work(tmp_path, webhook_receiver):
                 for req in reqs:
                     done = wait_done(c, req["id"])
                     assert done["status"] == "completed", done
-                    events = [e["event"] for e in c.get(f"/v1/signing-requests/{req['id']}/audit").json()["entries"]]
+                    events = [
+                        e["event"] for e in c.get(f"/v1/signing-requests/{req['id']}/audit").json()["entries"]
+                    ]
                     assert events.count("completed") == 1
             time.sleep(2)
             assert webhook_receiver.hits == Counter({r["id"]: 1 for r in reqs})

@@ -31,8 +31,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def _post(sb: Sandbox, path: str, body: bytes, headers: dict | None = None, secret: str | None = None):
-    h = headers if headers is not None else signed_headers(
-        "test-service", secret or sb.config.client_secret, body, int(time.time() * 1000))
+    h = (
+        headers
+        if headers is not None
+        else signed_headers("test-service", secret or sb.config.client_secret, body, int(time.time() * 1000))
+    )
     async with httpx.AsyncClient() as http:
         return await http.post(f"{sb.api}{path}", content=body, headers=h)
 
@@ -78,8 +81,16 @@ async def test_bad_plaintexts_and_fields(sandbox: Sandbox) -> None:
         body = json.dumps({"content": encrypt_content(cek, plain)}).encode()
         r = await _post(sandbox, "/auth/getToken", body)
         assert r.status_code == 200 and r.json()["code"] == code, plain
-    oversized = {"businessID": "b", "accessToken": "t" * 600, "openID": "o", "source": "PC_Browser",
-                 "hashCode": "AAAA", "redirectURI": "http://x", "serviceName": "s", "documentName": "d"}
+    oversized = {
+        "businessID": "b",
+        "accessToken": "t" * 600,
+        "openID": "o",
+        "source": "PC_Browser",
+        "hashCode": "AAAA",
+        "redirectURI": "http://x",
+        "serviceName": "s",
+        "documentName": "d",
+    }
     r = await _post(sandbox, "/account/signing/initiateRequest", encrypted_body(cek, oversized))
     assert r.json()["code"] == "D20003"
     for name in ("ackResult", "initiateRequest"):
@@ -95,10 +106,15 @@ async def test_header_checks(sandbox: Sandbox) -> None:
         assert (await _post(sandbox, "/security/getKey", body, h)).json()["code"] == "D20001", name
     h = {**good, "nonce": ""}
     assert (await _post(sandbox, "/security/getKey", body, h)).json()["code"] == "D20002"
-    assert (await _post(sandbox, "/security/getKey", body, {**good, "signatureMethod": "HmacSHA1"})
-            ).json()["code"] == "D20005"
-    assert (await _post(sandbox, "/security/getKey", body, {**good, "timestamp": "soon"})).json()["code"] == "D20003"
-    long_nonce = signed_headers("test-service", sandbox.config.client_secret, body, int(time.time() * 1000), "n" * 37)
+    assert (await _post(sandbox, "/security/getKey", body, {**good, "signatureMethod": "HmacSHA1"})).json()[
+        "code"
+    ] == "D20005"
+    assert (await _post(sandbox, "/security/getKey", body, {**good, "timestamp": "soon"})).json()[
+        "code"
+    ] == "D20003"
+    long_nonce = signed_headers(
+        "test-service", sandbox.config.client_secret, body, int(time.time() * 1000), "n" * 37
+    )
     assert (await _post(sandbox, "/security/getKey", body, long_nonce)).json()["code"] == "D20003"
     # the body is part of the HMAC: the same headers over other bytes fail
     fresh = signed_headers("test-service", sandbox.config.client_secret, body, int(time.time() * 1000))
@@ -116,7 +132,9 @@ async def test_encrypted_api_without_cek(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         cek = (await c.get_key()).key
         await c.revoke_key()
-    r = await _post(sandbox, "/auth/getToken", encrypted_body(cek, {"code": "x", "grantType": "authorization_code"}))
+    r = await _post(
+        sandbox, "/auth/getToken", encrypted_body(cek, {"code": "x", "grantType": "authorization_code"})
+    )
     assert r.json()["code"] == "D30002"
 
 
@@ -124,7 +142,12 @@ async def test_users_pages_and_hooks(sandbox: Sandbox) -> None:
     async with httpx.AsyncClient(base_url=sandbox.hooks) as http:
         users = (await http.get("/users")).json()
         kinds = {(u["user_type"], u["status"]) for u in users}
-        assert {("sign", "active"), ("default", "active"), ("sign", "suspended"), ("sign", "deregistered")} <= kinds
+        assert {
+            ("sign", "active"),
+            ("default", "active"),
+            ("sign", "suspended"),
+            ("sign", "deregistered"),
+        } <= kinds
         assert any(u["user_type"] == "sign" and u["status"] == "active" and u["name_zh"] for u in users)
         for u in users:
             body = normalise_hkid(u["hkid"])
@@ -152,12 +175,17 @@ async def test_pki_root_and_revocation(sandbox: Sandbox) -> None:
         root = (await http.get(f"{sandbox.hooks}/pki/root.pem")).content
         assert root == pki.root_pem()
         assert (await http.get(f"{sandbox.url}/sandbox/pki/root.pem")).content == root
-        cert = x509.load_pem_x509_certificate((await http.get(f"{sandbox.hooks}/users/E567890(4)/certificate")).content)
+        cert = x509.load_pem_x509_certificate(
+            (await http.get(f"{sandbox.hooks}/users/E567890(4)/certificate")).content
+        )
 
         async def status() -> ocsp.OCSPCertStatus:
             req = ocsp.OCSPRequestBuilder().add_certificate(cert, pki.issuing_ca, hashes.SHA1()).build()
-            r = await http.post(f"{sandbox.url}/sandbox/pki/ocsp", content=req.public_bytes(serialization.Encoding.DER),
-                                headers={"content-type": "application/ocsp-request"})
+            r = await http.post(
+                f"{sandbox.url}/sandbox/pki/ocsp",
+                content=req.public_bytes(serialization.Encoding.DER),
+                headers={"content-type": "application/ocsp-request"},
+            )
             return ocsp.load_der_ocsp_response(r.content).certificate_status
 
         assert await status() is ocsp.OCSPCertStatus.GOOD
@@ -171,20 +199,50 @@ async def test_pki_root_and_revocation(sandbox: Sandbox) -> None:
 async def test_add_service_command(sandbox: Sandbox, tmp_path) -> None:
     kek = new_kek()
     pem = tmp_path / "kek.pub.pem"
-    pem.write_bytes(kek.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
-    result = CliRunner().invoke(cli_app, [
-        "sandbox", "add-service", "--client-id", "cli-service", "--kek-public-key", str(pem),
-        "--redirect-uri", f"{sandbox.receiver.url}/cb/cli", "--scope", "eidapi_auth", "--scope", "eidapi_sign",
-        "--data-dir", str(sandbox.data_dir),
-    ])
+    pem.write_bytes(
+        kek.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "sandbox",
+            "add-service",
+            "--client-id",
+            "cli-service",
+            "--kek-public-key",
+            str(pem),
+            "--redirect-uri",
+            f"{sandbox.receiver.url}/cb/cli",
+            "--scope",
+            "eidapi_auth",
+            "--scope",
+            "eidapi_sign",
+            "--data-dir",
+            str(sandbox.data_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     secret = result.stdout.strip().splitlines()[0]
     # the running sandbox picks the registration up from its store
     async with IamSmartClient(ClientConfig(sandbox.config.base_url, "cli-service", secret, (kek,))) as c:
         assert len((await c.get_key()).key) == 32
-    bad = CliRunner().invoke(cli_app, ["sandbox", "add-service", "--client-id", "x", "--kek-public-key", str(pem),
-                                       "--redirect-uri", "ftp://nope", "--data-dir", str(sandbox.data_dir)])
+    bad = CliRunner().invoke(
+        cli_app,
+        [
+            "sandbox",
+            "add-service",
+            "--client-id",
+            "x",
+            "--kek-public-key",
+            str(pem),
+            "--redirect-uri",
+            "ftp://nope",
+            "--data-dir",
+            str(sandbox.data_dir),
+        ],
+    )
     assert bad.exit_code == 2
 
 
@@ -214,7 +272,10 @@ async def test_mounted_in_create_app_with_the_services_own_registration(tmp_path
     finally:
         server.stop()
     # the same data folder again: the same registration
-    assert client_config(Settings(data_dir=tmp_path / "data", port=server.port)).client_secret == config.client_secret
+    assert (
+        client_config(Settings(data_dir=tmp_path / "data", port=server.port)).client_secret
+        == config.client_secret
+    )
 
 
 def test_environment_selection(tmp_path) -> None:
@@ -222,13 +283,30 @@ def test_environment_selection(tmp_path) -> None:
     from api.settings import Settings
 
     key_file = tmp_path / "kek.pem"
-    key_file.write_bytes(new_kek().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
-    ite = client_config(Settings(data_dir=tmp_path, iamsmart_environment="ite", iamsmart_client_id="cid",
-                                 iamsmart_client_secret="s", iamsmart_kek_key_file=key_file))
+    key_file.write_bytes(
+        new_kek().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    ite = client_config(
+        Settings(
+            data_dir=tmp_path,
+            iamsmart_environment="ite",
+            iamsmart_client_id="cid",
+            iamsmart_client_secret="s",
+            iamsmart_kek_key_file=key_file,
+        )
+    )
     assert ite.base_url == "https://apigw-isit.staging-eid.gov.hk/api/v1" and ite.client_id == "cid"
-    prod = client_config(Settings(data_dir=tmp_path, iamsmart_environment="production", iamsmart_client_id="cid",
-                                  iamsmart_client_secret="s", iamsmart_kek_key_file=key_file))
+    prod = client_config(
+        Settings(
+            data_dir=tmp_path,
+            iamsmart_environment="production",
+            iamsmart_client_id="cid",
+            iamsmart_client_secret="s",
+            iamsmart_kek_key_file=key_file,
+        )
+    )
     assert prod.base_url == "https://apigw.iamsmart.gov.hk/api/v1"
     with pytest.raises(ConfigurationError):
         client_config(Settings(data_dir=tmp_path, iamsmart_environment="production"))
@@ -239,8 +317,12 @@ def test_environment_selection(tmp_path) -> None:
 async def test_client_transport_errors(sandbox: Sandbox) -> None:
     from signing.iamsmart.errors import IamSmartTransportError
 
-    wrong_base = ClientConfig(f"{sandbox.url}/not-here", "test-service", sandbox.config.client_secret,
-                              sandbox.config.kek_private_keys)
+    wrong_base = ClientConfig(
+        f"{sandbox.url}/not-here",
+        "test-service",
+        sandbox.config.client_secret,
+        sandbox.config.kek_private_keys,
+    )
     async with IamSmartClient(wrong_base) as c:
         with pytest.raises(IamSmartTransportError) as exc:
             await c.get_key()
@@ -266,10 +348,15 @@ def test_sandbox_state_is_stable_across_restarts(tmp_path) -> None:
     first, second = start(), start()
     for a, b in zip(first.users.all(), second.users.all(), strict=True):
         assert a.public() == b.public()
-        assert first.users.open_id(a, "svc") == second.users.open_id(b, "svc") != first.users.open_id(a, "other")
+        assert (
+            first.users.open_id(a, "svc") == second.users.open_id(b, "svc") != first.users.open_id(a, "other")
+        )
         if a.user_type.value == "sign":
             assert first.users.certificate(a).serial_number == second.users.certificate(b).serial_number
-    assert first.registry.get("iamsign-local").client_secret == second.registry.get("iamsign-local").client_secret
+    assert (
+        first.registry.get("iamsign-local").client_secret
+        == second.registry.get("iamsign-local").client_secret
+    )
     assert first.pki.root.serial_number == second.pki.root.serial_number
     keys = [p for p in (tmp_path / "sandbox" / "users").iterdir() if p.name.endswith(".key.pem")]
     assert keys and all(p.stat().st_mode & 0o077 == 0 for p in keys)

@@ -31,11 +31,20 @@ def test_every_operation_against_the_schema(api):
     for op in operations:
 
         @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case):
-            case.call_and_validate(base_url=api.url, headers=headers, timeout=30,
-                                   checks=[not_a_server_error, response_schema_conformance])
+            case.call_and_validate(
+                base_url=api.url,
+                headers=headers,
+                timeout=30,
+                checks=[not_a_server_error, response_schema_conformance],
+            )
 
         try:
             check()

@@ -39,7 +39,9 @@ def _validate(service, pdf_bytes: bytes, tmp_path):
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_signature
 
-    root = asn1_x509.Certificate.load(service.app.state.sandbox_pki.root.public_bytes(serialization.Encoding.DER))
+    root = asn1_x509.Certificate.load(
+        service.app.state.sandbox_pki.root.public_bytes(serialization.Encoding.DER)
+    )
     path = tmp_path / "signed.pdf"
     path.write_bytes(pdf_bytes)
 
@@ -47,8 +49,9 @@ def _validate(service, pdf_bytes: bytes, tmp_path):
         with open(path, "rb") as f:
             reader = PdfFileReader(f)
             dss = DocumentSecurityStore.read_dss(reader)
-            vc = dss.as_validation_context({"trust_roots": [root], "allow_fetching": False,
-                                            "revocation_mode": "require"})
+            vc = dss.as_validation_context(
+                {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"}
+            )
             sigs = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
             status = await async_validate_pdf_signature(sigs[0], vc)
             await vc.aclose()
@@ -62,8 +65,16 @@ def _validate(service, pdf_bytes: bytes, tmp_path):
 def test_whole_flow_upload_request_approve_completed_verifies(service, tmp_path, mode):
     with service.client() as c:
         doc = _upload(c, tmp_path)
-        r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
-                                                 "mode": mode, "level": "B-LTA", "reason": "Approval"})
+        r = c.post(
+            "/v1/signing-requests",
+            json={
+                "document_id": doc["id"],
+                "signer": {"hkid": SIGNER},
+                "mode": mode,
+                "level": "B-LTA",
+                "reason": "Approval",
+            },
+        )
         assert r.status_code == 201, r.text
         req = r.json()
         assert req["status"] == "pending" and len(req["sign_code"]) == 4
@@ -97,8 +108,10 @@ def test_whole_flow_upload_request_approve_completed_verifies(service, tmp_path,
 
 def _start(c, tmp_path, hkid=SIGNER, **extra) -> dict:
     doc = _upload(c, tmp_path)
-    r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": hkid}, "level": "B-T",
-                                             **extra})
+    r = c.post(
+        "/v1/signing-requests",
+        json={"document_id": doc["id"], "signer": {"hkid": hkid}, "level": "B-T", **extra},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -106,7 +119,12 @@ def _start(c, tmp_path, hkid=SIGNER, **extra) -> dict:
 def test_reject_on_the_phone_ends_rejected(service, tmp_path):
     with service.client() as c:
         req = _start(c, tmp_path)
-        assert c.post("/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]}).status_code == 200
+        assert (
+            c.post(
+                "/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]}
+            ).status_code
+            == 200
+        )
         done = _wait_status(c, req["id"])
         assert done["status"] == "rejected" and done["error"]["code"] == "D70001"
         assert c.get(f"/v1/signing-requests/{req['id']}/signed-document").status_code == 409
@@ -141,7 +159,9 @@ def test_other_organisation_sees_404(service, tmp_path):
         for path in ("", "/audit", "/signed-document"):
             assert other.get(f"/v1/signing-requests/{req['id']}{path}").status_code == 404
         assert other.post(f"/v1/signing-requests/{req['id']}/cancel").status_code == 404
-        r = other.post("/v1/signing-requests", json={"document_id": req["document_id"], "signer": {"hkid": SIGNER}})
+        r = other.post(
+            "/v1/signing-requests", json={"document_id": req["document_id"], "signer": {"hkid": SIGNER}}
+        )
         assert r.status_code == 404
 
 
@@ -161,16 +181,35 @@ def test_bad_requests_get_json_errors_not_500s(service, tmp_path):
     with service.client() as c:
         doc = _upload(c, tmp_path)
         cases = [
-            (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "invalid_request"),
+            (
+                dict(content=b"{not json", headers={"content-type": "application/json"}),
+                422,
+                "invalid_request",
+            ),
             (dict(json={"signer": {"hkid": SIGNER}}), 422, "invalid_request"),
             (dict(json={"document_id": "doc_missing", "signer": {"hkid": SIGNER}}), 404, "not_found"),
             (dict(json={"document_id": doc["id"], "signer": {}}), 422, "invalid_signer"),
-            (dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-X"}), 422,
-             "invalid_request"),
-            (dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
-                        "appearance": {"page": 7, "lines": ["陳大文"]}}), 422, "field_error"),
-            (dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "webhook_url": "not a url"}), 422,
-             "invalid_request"),
+            (
+                dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-X"}),
+                422,
+                "invalid_request",
+            ),
+            (
+                dict(
+                    json={
+                        "document_id": doc["id"],
+                        "signer": {"hkid": SIGNER},
+                        "appearance": {"page": 7, "lines": ["陳大文"]},
+                    }
+                ),
+                422,
+                "field_error",
+            ),
+            (
+                dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "webhook_url": "not a url"}),
+                422,
+                "invalid_request",
+            ),
         ]
         for kwargs, status, code in cases:
             r = c.post("/v1/signing-requests", **kwargs)
@@ -184,9 +223,19 @@ def test_bad_requests_get_json_errors_not_500s(service, tmp_path):
 def test_visible_stamp_with_chinese_name_through_the_service(service, tmp_path):
     with service.client() as c:
         doc = _upload(c, tmp_path)
-        r = c.post("/v1/signing-requests", json={
-            "document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-T",
-            "appearance": {"page": 1, "box": [300, 40, 560, 110], "lines": ["簽署人：陳大文", "CHAN Tai Man"]}})
+        r = c.post(
+            "/v1/signing-requests",
+            json={
+                "document_id": doc["id"],
+                "signer": {"hkid": SIGNER},
+                "level": "B-T",
+                "appearance": {
+                    "page": 1,
+                    "box": [300, 40, 560, 110],
+                    "lines": ["簽署人：陳大文", "CHAN Tai Man"],
+                },
+            },
+        )
         req = r.json()
         c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
         assert _wait_status(c, req["id"])["status"] == "completed"
@@ -216,8 +265,11 @@ def test_idempotency_key_returns_the_first_request(service, tmp_path):
         assert again.get("id") == first["id"] and again["sign_code"] == first["sign_code"], (first, again)
 
         def post(_):
-            with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {service.key}",
-                                                             "Idempotency-Key": "letter-43"}, timeout=60) as h:
+            with httpx.Client(
+                base_url=service.url,
+                headers={"Authorization": f"Bearer {service.key}", "Idempotency-Key": "letter-43"},
+                timeout=60,
+            ) as h:
                 return h.post("/v1/signing-requests", json=body).json()["id"]
 
         with ThreadPoolExecutor(4) as pool:
@@ -227,6 +279,9 @@ def test_idempotency_key_returns_the_first_request(service, tmp_path):
         assert sorted(r["id"] for r in listed) == sorted([first["id"], *ids])
     with service.client(service.other_key) as other:  # keys are per organisation
         other_doc = _upload(other, tmp_path, "other.pdf")
-        r = other.post("/v1/signing-requests", json={**body, "document_id": other_doc["id"]},
-                       headers={"Idempotency-Key": "letter-42"}).json()
+        r = other.post(
+            "/v1/signing-requests",
+            json={**body, "document_id": other_doc["id"]},
+            headers={"Idempotency-Key": "letter-42"},
+        ).json()
         assert r["id"] != first["id"]

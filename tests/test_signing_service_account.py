@@ -28,8 +28,12 @@ def _login(c: httpx.Client, hkid: str = SIGNER) -> dict:
     assert r.status_code == 302
     qr = c.get(r.headers["location"], headers={"accept": "application/json"})
     assert qr.status_code == 200, qr.text
-    approve = c.post(qr.json()["approve"] if qr.json()["approve"].startswith("http") else
-                     "/sandbox" + qr.json()["approve"].removeprefix("/sandbox"), json={"hkid": hkid})
+    approve = c.post(
+        qr.json()["approve"]
+        if qr.json()["approve"].startswith("http")
+        else "/sandbox" + qr.json()["approve"].removeprefix("/sandbox"),
+        json={"hkid": hkid},
+    )
     assert approve.status_code == 200, approve.text
     back = c.get(approve.json()["redirect_url"])
     assert back.status_code == 200, back.text
@@ -40,9 +44,15 @@ def _login(c: httpx.Client, hkid: str = SIGNER) -> dict:
 
 def _create(c, tmp_path, token, **extra) -> dict:
     doc = _upload(c, tmp_path)
-    r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "level": "B-B",
-                                             "signer": {"open_id": token["open_id"],
-                                                        "access_token": token["access_token"]}, **extra})
+    r = c.post(
+        "/v1/signing-requests",
+        json={
+            "document_id": doc["id"],
+            "level": "B-B",
+            "signer": {"open_id": token["open_id"], "access_token": token["access_token"]},
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -52,8 +62,11 @@ def _callback_body(service, business_id: str, content: dict, *, kek_public=None,
     cek = protocol.new_cek()
     if kek_public is None:
         kek_public = service.app.state.iamsmart_setup.client_config.kek_private_keys[0].public_key()
-    env = protocol.callback_envelope(ReturnCode(code), protocol.encrypt_content(cek, {"businessID": business_id, **content}),
-                                     protocol.wrap_cek(kek_public, cek))
+    env = protocol.callback_envelope(
+        ReturnCode(code),
+        protocol.encrypt_content(cek, {"businessID": business_id, **content}),
+        protocol.wrap_cek(kek_public, cek),
+    )
     return json.dumps(env).encode()
 
 
@@ -102,25 +115,39 @@ def test_forged_callbacks_are_refused_and_change_nothing(service, tmp_path):
 
         # 1. content not encrypted for us
         stranger_kek = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-        r = c.post("/v1/iamsmart/callback", content=_callback_body(
-            service, row.business_id, {"pdfSignature": "AAAA"}, kek_public=stranger_kek))
+        r = c.post(
+            "/v1/iamsmart/callback",
+            content=_callback_body(
+                service, row.business_id, {"pdfSignature": "AAAA"}, kek_public=stranger_kek
+            ),
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "undecryptable"
         # 2. garbage
         assert c.post("/v1/iamsmart/callback", content=b"{not json").status_code == 400
         # 3. unknown businessID
-        r = c.post("/v1/iamsmart/callback", content=_callback_body(service, "nope-" + row.business_id[:20], {}))
+        r = c.post(
+            "/v1/iamsmart/callback", content=_callback_body(service, "nope-" + row.business_id[:20], {})
+        )
         assert r.status_code == 404
         # 4. a valid-looking CMS over the right digest, by a certificate from another CA
         other = SandboxPki.open_or_create(tmp_path / "mallory-pki", "http://127.0.0.1:9/pki")
         issued = other.issue_signer("CHAN Tai Man 陳大文")
         mallory = SimulatedSigner(issued.certificate, issued.private_key, [other.issuing_ca])
-        r = c.post("/v1/iamsmart/callback", content=_callback_body(
-            service, row.business_id, {"pdfSignature": _valid_pdf_signature(service, req["id"], mallory)}))
+        r = c.post(
+            "/v1/iamsmart/callback",
+            content=_callback_body(
+                service, row.business_id, {"pdfSignature": _valid_pdf_signature(service, req["id"], mallory)}
+            ),
+        )
         assert r.status_code == 200 and r.json()["outcome"] == "refused"
         # 5. the right signer's CMS over another document
         bad = asyncio.run(_sandbox_signer(service).sign_pdf_digest(bytes(32), dt.datetime.now(dt.UTC)))
-        r = c.post("/v1/iamsmart/callback", content=_callback_body(
-            service, row.business_id, {"pdfSignature": base64.b64encode(bad).decode()}))
+        r = c.post(
+            "/v1/iamsmart/callback",
+            content=_callback_body(
+                service, row.business_id, {"pdfSignature": base64.b64encode(bad).decode()}
+            ),
+        )
         assert r.json()["outcome"] == "refused"
 
         assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
@@ -135,8 +162,11 @@ def test_duplicate_and_concurrent_callbacks_make_one_revision(service, tmp_path)
         token = _login(c)
         req = _create(c, tmp_path, token)
         row = _request_row(service, req["id"])
-        body = _callback_body(service, row.business_id,
-                              {"pdfSignature": _valid_pdf_signature(service, req["id"], _sandbox_signer(service))})
+        body = _callback_body(
+            service,
+            row.business_id,
+            {"pdfSignature": _valid_pdf_signature(service, req["id"], _sandbox_signer(service))},
+        )
 
         def post(_):
             with httpx.Client(base_url=service.url, timeout=30) as h:
@@ -177,7 +207,10 @@ def test_the_sweeper_expires_requests_by_the_service_clock(service, tmp_path):
     ctx = service.app.state.context
     with service.client() as c:
         req = _upload(c, tmp_path)
-        r = c.post("/v1/signing-requests", json={"document_id": req["id"], "signer": {"hkid": SIGNER}, "level": "B-B"})
+        r = c.post(
+            "/v1/signing-requests",
+            json={"document_id": req["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        )
         created = r.json()
         real_clock = ctx.clock
         ctx.clock = lambda: real_clock() + dt.timedelta(minutes=19)
@@ -215,9 +248,15 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
     try:
         with service.client() as c:
             doc = _upload(c, tmp_path)
-            req = c.post("/v1/signing-requests", json={
-                "document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B",
-                "webhook_url": f"{server.url}/hook"}).json()
+            req = c.post(
+                "/v1/signing-requests",
+                json={
+                    "document_id": doc["id"],
+                    "signer": {"hkid": SIGNER},
+                    "level": "B-B",
+                    "webhook_url": f"{server.url}/hook",
+                },
+            ).json()
             c.post("/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
             assert _wait_status(c, req["id"])["status"] == "rejected"
             deadline = time.monotonic() + 20
@@ -230,11 +269,15 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
     body, header = received[0]
     with service.client() as c:
         secret = c.get("/v1/webhook-secret").json()["webhook_secret"].encode()
-    assert secret == webhook_secret_for(service.app.state.server_secret, _request_row(service, req["id"]).organisation_id)
+    assert secret == webhook_secret_for(
+        service.app.state.server_secret, _request_row(service, req["id"]).organisation_id
+    )
     assert verify_payload(secret, body, header)
     assert not verify_payload(secret, body + b" ", header)
     with service.client(service.other_key) as other:  # another organisation's secret does not verify it
-        assert not verify_payload(other.get("/v1/webhook-secret").json()["webhook_secret"].encode(), body, header)
+        assert not verify_payload(
+            other.get("/v1/webhook-secret").json()["webhook_secret"].encode(), body, header
+        )
     payload = json.loads(body)
     assert payload["status"] == "rejected" and payload["signing_request_id"] == req["id"]
 
@@ -246,13 +289,18 @@ def test_audit_tampering_is_detected(service, tmp_path):
 
     with service.client() as c:
         doc = _upload(c, tmp_path)
-        req = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
-                                                   "level": "B-B"}).json()
+        req = c.post(
+            "/v1/signing-requests",
+            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        ).json()
         c.post(f"/v1/signing-requests/{req['id']}/cancel")
         assert c.get(f"/v1/signing-requests/{req['id']}/audit").json()["chain_intact"] is True
         with service.app.state.flow.session() as s:
-            s.exec(update(AuditEntry).where(AuditEntry.request_id == req["id"], AuditEntry.seq == 2)
-                   .values(actor="someone-else"))
+            s.exec(
+                update(AuditEntry)
+                .where(AuditEntry.request_id == req["id"], AuditEntry.seq == 2)
+                .values(actor="someone-else")
+            )
             s.commit()
         audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
         assert audit["chain_intact"] is False and audit["first_broken_seq"] == 2

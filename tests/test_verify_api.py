@@ -31,8 +31,13 @@ def service(tmp_path_factory) -> Service:
 
     data = tmp_path_factory.mktemp("verify-service")
     server = LoopbackServer()
-    settings = Settings(data_dir=data, host="127.0.0.1", port=server.port, max_upload_bytes=2 * 1024 * 1024,
-                        sweep_interval_s=0.3)
+    settings = Settings(
+        data_dir=data,
+        host="127.0.0.1",
+        port=server.port,
+        max_upload_bytes=2 * 1024 * 1024,
+        sweep_interval_s=0.3,
+    )
     app = create_app(settings)
     with Session(app.state.engine) as s:
         key, _ = create_api_key(s, "Verifier tests")
@@ -50,8 +55,9 @@ def signed(service, tmp_path_factory) -> dict[str, Path]:
     issued = pki.issue_signer("WONG Ka Yan")
     from signing.services import SigningServices
 
-    services = SigningServices.with_tsa_url(f"{pki.base_url}/tsa", trust_roots=[asn1(pki.root)],
-                                            other_certs=[asn1(pki.issuing_ca)])
+    services = SigningServices.with_tsa_url(
+        f"{pki.base_url}/tsa", trust_roots=[asn1(pki.root)], other_certs=[asn1(pki.issuing_ca)]
+    )
     letter = simple_pdf(d / "letter.pdf")
     lta = asyncio.run(sign(letter, d / "lta.pdf", pki, issued, PadesLevel.B_LTA, services))
     garbage = d / "garbage.pdf"
@@ -63,7 +69,9 @@ def signed(service, tmp_path_factory) -> dict[str, Path]:
 
 def post(service, path: Path, **params) -> httpx.Response:
     with httpx.Client(base_url=service.url, timeout=60) as client, open(path, "rb") as f:  # no API key
-        return client.post("/v1/verifications", params=params, files={"file": (path.name, f, "application/pdf")})
+        return client.post(
+            "/v1/verifications", params=params, files={"file": (path.name, f, "application/pdf")}
+        )
 
 
 def test_sandbox_signed_file_verifies_offline(service, signed):
@@ -76,8 +84,9 @@ def test_sandbox_signed_file_verifies_offline(service, signed):
     assert s["trust_profile"] == "iamsign-sandbox-iamsmart-cert"
     assert s["signer"]["name"] == "WONG Ka Yan"
     # Same report as the library gives for the same file and settings (up to the times of the run).
-    lib = verify_pdf_sync(signed["lta"], VerifyOptions(trust=TrustList.load(data_dir=service.settings.data_dir),
-                                                       offline=True)).to_json()
+    lib = verify_pdf_sync(
+        signed["lta"], VerifyOptions(trust=TrustList.load(data_dir=service.settings.data_dir), offline=True)
+    ).to_json()
     for key in ("indication", "sub_indication", "checks", "pades_level", "signer", "eto", "signing_time"):
         assert s[key] == lib["signatures"][0][key]
 
@@ -130,11 +139,19 @@ def test_document_signed_by_the_service_verifies_offline(service, tmp_path, mode
     signer_hkid = "A123456(3)"  # the sandbox's iAM Smart+ user
     with service.client() as c:
         pdf = simple_pdf(tmp_path / "letter.pdf", pages=2)
-        doc = c.post("/v1/documents", files={"file": ("letter.pdf", pdf.read_bytes(), "application/pdf")}).json()
-        req = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": signer_hkid},
-                                                   "mode": mode, "level": "B-LTA"}).json()
-        assert c.post("/sandbox/v1/phone/approve",
-                      json={"hkid": signer_hkid, "sign_code": req["sign_code"]}).status_code == 200
+        doc = c.post(
+            "/v1/documents", files={"file": ("letter.pdf", pdf.read_bytes(), "application/pdf")}
+        ).json()
+        req = c.post(
+            "/v1/signing-requests",
+            json={"document_id": doc["id"], "signer": {"hkid": signer_hkid}, "mode": mode, "level": "B-LTA"},
+        ).json()
+        assert (
+            c.post(
+                "/sandbox/v1/phone/approve", json={"hkid": signer_hkid, "sign_code": req["sign_code"]}
+            ).status_code
+            == 200
+        )
         deadline = time.monotonic() + 60
         while (body := c.get(f"/v1/signing-requests/{req['id']}").json())["status"] == "pending":
             assert time.monotonic() < deadline

@@ -41,8 +41,15 @@ from .verify_fixtures import (
     truncate,
 )
 
-CONTRACT_CHECKS = {"integrity", "signature_value", "recognized_ca", "valid_at_signing_time", "not_revoked",
-                   "key_usage", "unmodified"}
+CONTRACT_CHECKS = {
+    "integrity",
+    "signature_value",
+    "recognized_ca",
+    "valid_at_signing_time",
+    "not_revoked",
+    "key_usage",
+    "unmodified",
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +66,33 @@ def corpus(test_pki, tmp_path_factory) -> dict[str, Path]:
     revoked_before = pki.issue_signer("Revoked Before")
     pki.revoke(revoked_before.certificate.serial_number, at=pki.clock() - dt.timedelta(minutes=1))
     revoked_after = pki.issue_signer("Revoked After")
-    expired = pki.issue_signer("Expired Cert", not_before=pki.clock() - dt.timedelta(days=400),
-                               lifetime=dt.timedelta(days=1))
+    expired = pki.issue_signer(
+        "Expired Cert", not_before=pki.clock() - dt.timedelta(days=400), lifetime=dt.timedelta(days=1)
+    )
     no_usage = issue_without_signing_usage(pki, "No Signing Usage")
     second = pki.issue_signer("LEE Siu Ming")
     weak = pki.issue_signer("Weak Key", key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
 
     async def build() -> None:
         for level in PadesLevel:
-            files[level.value] = await sign(letter, d / f"{level.value}.pdf", pki, test_pki.signer, level, services)
-        files["untrusted"] = await sign(letter, d / "untrusted.pdf", other, stranger, PadesLevel.B_B,
-                                        SigningServices(other_certs=[asn1(other.issuing_ca)]))
+            files[level.value] = await sign(
+                letter, d / f"{level.value}.pdf", pki, test_pki.signer, level, services
+            )
+        files["untrusted"] = await sign(
+            letter,
+            d / "untrusted.pdf",
+            other,
+            stranger,
+            PadesLevel.B_B,
+            SigningServices(other_certs=[asn1(other.issuing_ca)]),
+        )
         files["two-signers"] = await sign(files["B-T"], d / "two.pdf", pki, second, PadesLevel.B_T, services)
-        files["revoked-before"] = await sign(letter, d / "rb.pdf", pki, revoked_before, PadesLevel.B_T, services)
-        files["revoked-after"] = await sign(letter, d / "ra.pdf", pki, revoked_after, PadesLevel.B_T, services)
+        files["revoked-before"] = await sign(
+            letter, d / "rb.pdf", pki, revoked_before, PadesLevel.B_T, services
+        )
+        files["revoked-after"] = await sign(
+            letter, d / "ra.pdf", pki, revoked_after, PadesLevel.B_T, services
+        )
         files["expired"] = await sign(letter, d / "expired.pdf", pki, expired, PadesLevel.B_T, services)
         files["no-usage"] = await sign(letter, d / "nousage.pdf", pki, no_usage, PadesLevel.B_T, services)
         files["certified"] = await certify(letter, d / "certified.pdf", pki, test_pki.signer)
@@ -114,12 +134,24 @@ def assert_contract(report: VerificationReport) -> None:
     data = report.to_json()
     assert set(data) >= {"valid", "signatures"}
     for s in data["signatures"]:
-        assert set(s) >= {"field", "signer", "indication", "sub_indication", "checks", "pades_level",
-                          "signing_time", "timestamp_time", "eto"}
+        assert set(s) >= {
+            "field",
+            "signer",
+            "indication",
+            "sub_indication",
+            "checks",
+            "pades_level",
+            "signing_time",
+            "timestamp_time",
+            "eto",
+        }
         assert set(s["checks"]) >= CONTRACT_CHECKS
         assert set(s["signer"]) >= {"name", "certificate_sha256", "issuer", "serial"}
-        assert set(s["eto"]) >= {"supported_by_recognized_certificate", "generated_within_validity",
-                                 "used_in_accordance_with_terms"}
+        assert set(s["eto"]) >= {
+            "supported_by_recognized_certificate",
+            "generated_within_validity",
+            "used_in_accordance_with_terms",
+        }
 
 
 # ---------------------------------------------------------------------------------------------- valid

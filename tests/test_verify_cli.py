@@ -21,7 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 def iamsign(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", "verify", *args, "--data-dir", str(data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -29,16 +33,24 @@ def iamsign(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
 def files(test_pki, tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("verify-cli")
     letter = simple_pdf(d / "letter.pdf")
-    signed = asyncio.run(sign(letter, d / "lta.pdf", test_pki.pki, test_pki.signer, PadesLevel.B_LTA,
-                              test_pki.services()))
+    signed = asyncio.run(
+        sign(letter, d / "lta.pdf", test_pki.pki, test_pki.signer, PadesLevel.B_LTA, test_pki.services())
+    )
     garbage = d / "garbage.pdf"
     garbage.write_bytes(b"\x00\x01 definitely not a PDF")
-    return {"letter": letter, "lta": signed, "garbage": garbage,
-            "root": test_pki.pki.directory / "root.cert.pem", "dir": d}
+    return {
+        "letter": letter,
+        "lta": signed,
+        "garbage": garbage,
+        "root": test_pki.pki.directory / "root.cert.pem",
+        "dir": d,
+    }
 
 
 def test_valid_file_exits_0(files):
-    r = iamsign(str(files["lta"]), "--trust", str(files["root"]), "--offline", "--json", data_dir=files["dir"])
+    r = iamsign(
+        str(files["lta"]), "--trust", str(files["root"]), "--offline", "--json", data_dir=files["dir"]
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["valid"] is True
@@ -47,8 +59,15 @@ def test_valid_file_exits_0(files):
 
 
 def test_text_report_in_traditional_chinese(files):
-    r = iamsign(str(files["lta"]), "--trust", str(files["root"]), "--offline", "--lang", "zh-Hant",
-                data_dir=files["dir"])
+    r = iamsign(
+        str(files["lta"]),
+        "--trust",
+        str(files["root"]),
+        "--offline",
+        "--lang",
+        "zh-Hant",
+        data_dir=files["dir"],
+    )
     assert r.returncode == 0, r.stderr
     assert "簽署核實報告" in r.stdout and "本核實不判斷的事項" in r.stdout
 
@@ -76,7 +95,9 @@ def test_no_signature_exits_1(files):
 def test_not_a_pdf_exits_2_with_json_error(files):
     r = iamsign(str(files["garbage"]), "--json", data_dir=files["dir"])
     assert r.returncode == 2
-    assert json.loads(r.stdout) == {"error": {"code": "not_a_pdf", "message": json.loads(r.stdout)["error"]["message"]}}
+    assert json.loads(r.stdout) == {
+        "error": {"code": "not_a_pdf", "message": json.loads(r.stdout)["error"]["message"]}
+    }
     assert "not a PDF" in json.loads(r.stdout)["error"]["message"]
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -94,8 +115,15 @@ def test_bad_at_exits_2(files):
 
 
 def test_at_in_the_past_validates_then(files):
-    r = iamsign(str(files["lta"]), "--trust", str(files["root"]), "--at", "2001-01-01T00:00:00Z", "--json",
-                data_dir=files["dir"])
+    r = iamsign(
+        str(files["lta"]),
+        "--trust",
+        str(files["root"]),
+        "--at",
+        "2001-01-01T00:00:00Z",
+        "--json",
+        data_dir=files["dir"],
+    )
     assert r.returncode == 1
     s = json.loads(r.stdout)["signatures"][0]
     assert s["indication"] != "TOTAL-PASSED"

@@ -29,8 +29,15 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SIGNER_HKID = "A123456(3)"  # the sandbox's iAM Smart+ user, CHAN Tai Man 陳大文
 
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
     "--window-size=1100,900",
 )
 
@@ -46,8 +53,13 @@ def service(tmp_path_factory) -> Service:
 
     data = tmp_path_factory.mktemp("verify-page-service")
     server = LoopbackServer()
-    settings = Settings(data_dir=data, host="127.0.0.1", port=server.port, max_upload_bytes=2 * 1024 * 1024,
-                        sweep_interval_s=0.3)
+    settings = Settings(
+        data_dir=data,
+        host="127.0.0.1",
+        port=server.port,
+        max_upload_bytes=2 * 1024 * 1024,
+        sweep_interval_s=0.3,
+    )
     app = create_app(settings)
     with Session(app.state.engine) as s:
         key, _ = create_api_key(s, "Verify page tests")
@@ -65,10 +77,21 @@ def files(service, tmp_path_factory) -> dict[str, Path]:
     with service.client() as c:
         upload = {"file": ("letter.pdf", letter.read_bytes(), "application/pdf")}
         doc = c.post("/v1/documents", files=upload).json()
-        req = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER_HKID},
-                                                   "mode": "hash", "level": "B-LTA"}).json()
-        assert c.post("/sandbox/v1/phone/approve",
-                      json={"hkid": SIGNER_HKID, "sign_code": req["sign_code"]}).status_code == 200
+        req = c.post(
+            "/v1/signing-requests",
+            json={
+                "document_id": doc["id"],
+                "signer": {"hkid": SIGNER_HKID},
+                "mode": "hash",
+                "level": "B-LTA",
+            },
+        ).json()
+        assert (
+            c.post(
+                "/sandbox/v1/phone/approve", json={"hkid": SIGNER_HKID, "sign_code": req["sign_code"]}
+            ).status_code
+            == 200
+        )
         deadline = time.monotonic() + 60
         while (body := c.get(f"/v1/signing-requests/{req['id']}").json())["status"] == "pending":
             assert time.monotonic() < deadline, "the signing request did not complete"
@@ -84,16 +107,39 @@ def files(service, tmp_path_factory) -> dict[str, Path]:
     from signing.services import SigningServices
 
     pki = SandboxPki(service.settings.sandbox_pki_dir)
-    services = SigningServices.with_tsa_url(f"{pki.base_url}/tsa", trust_roots=[asn1(pki.root)],
-                                            other_certs=[asn1(pki.issuing_ca)])
-    baseline = asyncio.run(sign(letter, d / "baseline-lta.pdf", pki, pki.issue_signer("WONG Ka Yan 黃嘉欣"),
-                                PadesLevel.B_LTA, services))
-    claimed = asyncio.run(sign(letter, d / "baseline-bb.pdf", pki, pki.issue_signer("LEE Siu Ming 李小明"),
-                               PadesLevel.B_B, services))
+    services = SigningServices.with_tsa_url(
+        f"{pki.base_url}/tsa", trust_roots=[asn1(pki.root)], other_certs=[asn1(pki.issuing_ca)]
+    )
+    baseline = asyncio.run(
+        sign(
+            letter,
+            d / "baseline-lta.pdf",
+            pki,
+            pki.issue_signer("WONG Ka Yan 黃嘉欣"),
+            PadesLevel.B_LTA,
+            services,
+        )
+    )
+    claimed = asyncio.run(
+        sign(
+            letter,
+            d / "baseline-bb.pdf",
+            pki,
+            pki.issue_signer("LEE Siu Ming 李小明"),
+            PadesLevel.B_B,
+            services,
+        )
+    )
     garbage = d / "garbage.pdf"
     garbage.write_bytes(b"GIF89a\x01\x00 this is not a PDF at all")
-    return {"signed": signed, "tampered": flip_signed_byte(signed, d / "tampered.pdf"), "unsigned": letter,
-            "garbage": garbage, "baseline": baseline, "claimed": claimed}
+    return {
+        "signed": signed,
+        "tampered": flip_signed_byte(signed, d / "tampered.pdf"),
+        "unsigned": letter,
+        "garbage": garbage,
+        "baseline": baseline,
+        "claimed": claimed,
+    }
 
 
 def _fontconfig(folder: Path) -> dict[str, str]:
@@ -106,9 +152,11 @@ def _fontconfig(folder: Path) -> dict[str, str]:
     fonts.mkdir()
     (fonts / "NotoSansCJKtc-Regular.otf").symlink_to(cvttf_NotoSansCJK_Regular.get_TTF_path())
     conf = folder / "fonts.conf"
-    conf.write_text('<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
-                    '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
-                    f"<dir>{fonts}</dir><cachedir>{folder / 'fc-cache'}</cachedir></fontconfig>")
+    conf.write_text(
+        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+        '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
+        f"<dir>{fonts}</dir><cachedir>{folder / 'fc-cache'}</cachedir></fontconfig>"
+    )
     return {"FONTCONFIG_FILE": str(conf)}
 
 
@@ -117,8 +165,10 @@ def browser(tmp_path_factory):
     """Headless Chromium from the system packages, through the system chromedriver (no Selenium Manager)."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
-        pytest.skip(f"headless browser test needs the Debian packages chromium and chromium-driver "
-                    f"(missing {', '.join(missing)}; `make install-test` installs them as root)")
+        pytest.skip(
+            f"headless browser test needs the Debian packages chromium and chromium-driver "
+            f"(missing {', '.join(missing)}; `make install-test` installs them as root)"
+        )
     webdriver = pytest.importorskip("selenium.webdriver", reason="the selenium package is not installed")
     from selenium.webdriver.chrome.service import Service as ChromeService
     from selenium.webdriver.common import selenium_manager
@@ -155,8 +205,11 @@ def _upload(browser, service: Service, path: Path, offline: bool = False):
     if offline:
         browser.find_element(By.ID, "offline").click()
     browser.find_element(By.ID, "verify-button").click()
-    WebDriverWait(browser, 90).until(lambda d: d.find_element(By.ID, "result").is_displayed()
-                                     or d.find_element(By.ID, "error").is_displayed())
+    WebDriverWait(browser, 90).until(
+        lambda d: (
+            d.find_element(By.ID, "result").is_displayed() or d.find_element(By.ID, "error").is_displayed()
+        )
+    )
     return browser
 
 
@@ -191,15 +244,34 @@ def test_every_limb_reason_has_a_chinese_translation(test_pki):
 
     from .verify_fixtures import recognized_trust
 
-    kind_reason = re.compile(r"^the matched trust entry (\S+) is of kind '([^']+)', not a certificate type "
-                             r"recognized under s\.22 or s\.34$")  # the same pattern as the page script
-    profiles = [None, *(recognized_trust(test_pki.pki, kind=k).profiles[0]
-                        for k in (ProfileKind.RECOGNIZED, ProfileKind.SANDBOX))]
+    kind_reason = re.compile(
+        r"^the matched trust entry (\S+) is of kind '([^']+)', not a certificate type "
+        r"recognized under s\.22 or s\.34$"
+    )  # the same pattern as the page script
+    profiles = [
+        None,
+        *(
+            recognized_trust(test_pki.pki, kind=k).profiles[0]
+            for k in (ProfileKind.RECOGNIZED, ProfileKind.SANDBOX)
+        ),
+    ]
     seen: set[str] = set()
-    for ok, maybe, source, profile in itertools.product((True, False), (True, False, None), TimeSource, profiles):
-        checks = Checks(integrity=ok, signature_value=ok, recognized_ca=ok, valid_at_signing_time=ok,
-                        not_revoked=maybe, key_usage=ok, unmodified=ok, signer_certificate_bound=maybe,
-                        chain_found=ok, certificate_policy=maybe, recognition_in_force=maybe)
+    for ok, maybe, source, profile in itertools.product(
+        (True, False), (True, False, None), TimeSource, profiles
+    ):
+        checks = Checks(
+            integrity=ok,
+            signature_value=ok,
+            recognized_ca=ok,
+            valid_at_signing_time=ok,
+            not_revoked=maybe,
+            key_usage=ok,
+            unmodified=ok,
+            signer_certificate_bound=maybe,
+            chain_found=ok,
+            certificate_policy=maybe,
+            recognition_in_force=maybe,
+        )
         eto = assess(EtoInputs(checks, Indication.INDETERMINATE, source, profile))
         seen.update(r for reasons in eto.reasons.values() for r in reasons)
     missing = [r for r in seen if r not in _REASONS_ZH and not kind_reason.match(r)]
@@ -211,8 +283,9 @@ def test_service_signed_lta_file_passes(browser, service, files, tmp_path):
     from selenium.webdriver.common.by import By
 
     upload = {"file": ("signed.pdf", files["signed"].read_bytes(), "application/pdf")}
-    expected = httpx.post(f"{service.url}/v1/verifications", params={"offline": "true"}, files=upload,
-                          timeout=60).json()
+    expected = httpx.post(
+        f"{service.url}/v1/verifications", params={"offline": "true"}, files=upload, timeout=60
+    ).json()
     (sig,) = expected["signatures"]
     assert sig["indication"] == "TOTAL-PASSED"
 
@@ -233,13 +306,23 @@ def test_service_signed_lta_file_passes(browser, service, files, tmp_path):
     assert card.find_element(By.CSS_SELECTOR, ".signing-time").text.startswith(sig["signing_time"][:10])
 
     limbs = {li.get_attribute("data-limb"): li.text for li in card.find_elements(By.CSS_SELECTOR, "li.limb")}
-    assert list(limbs) == ["supported_by_recognized_certificate", "generated_within_validity",
-                           "used_in_accordance_with_terms"]
+    assert list(limbs) == [
+        "supported_by_recognized_certificate",
+        "generated_within_validity",
+        "used_in_accordance_with_terms",
+    ]
     for key, en, zh in [
         ("supported_by_recognized_certificate", "supported by a recognized certificate", "獲認可證書支持"),
-        ("generated_within_validity", "generated within the validity of that certificate", "在該證書有效期內產生"),
-        ("used_in_accordance_with_terms", "used in accordance with the terms of that certificate",
-         "按照該證書的條款使用"),
+        (
+            "generated_within_validity",
+            "generated within the validity of that certificate",
+            "在該證書有效期內產生",
+        ),
+        (
+            "used_in_accordance_with_terms",
+            "used in accordance with the terms of that certificate",
+            "按照該證書的條款使用",
+        ),
     ]:
         assert en in limbs[key] and zh in limbs[key]
         assert "Evidence" in limbs[key] and "證據" in limbs[key]
@@ -253,8 +336,16 @@ def test_service_signed_lta_file_passes(browser, service, files, tmp_path):
     assert "Testing certificate" in _text(browser, "article.sig .note")
 
     limits = _text(browser, "#limits")
-    for phrase in ("government entity", "consented", "Schedule 1", "Not legal advice",
-                   "政府實體", "同意", "附表1", "並非法律意見"):
+    for phrase in (
+        "government entity",
+        "consented",
+        "Schedule 1",
+        "Not legal advice",
+        "政府實體",
+        "同意",
+        "附表1",
+        "並非法律意見",
+    ):
         assert phrase in limits
     assert _console_errors(browser) == []
 
@@ -331,4 +422,3 @@ def test_garbage_shows_a_clear_error(browser, service, files):
     assert browser.find_element(By.ID, "verify-button").is_enabled()
     errors = _console_errors(browser)  # only the refused request itself may be logged
     assert all("415" in m for m in errors), errors
-

@@ -23,8 +23,9 @@ from .verify_fixtures import recognized_trust, sign
 def signed(test_pki, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("verify-robust")
     letter = simple_pdf(d / "letter.pdf")
-    return asyncio.run(sign(letter, d / "lta.pdf", test_pki.pki, test_pki.signer, PadesLevel.B_LTA,
-                            test_pki.services()))
+    return asyncio.run(
+        sign(letter, d / "lta.pdf", test_pki.pki, test_pki.signer, PadesLevel.B_LTA, test_pki.services())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +54,12 @@ def _mutate(data: bytes, rnd: random.Random) -> bytes:
             out[rnd.randrange(len(out))] = rnd.randrange(256)
     elif kind == "chunk":
         at = rnd.randrange(len(out))
-        out[at:at + rnd.randint(1, 500)] = rnd.randbytes(rnd.randint(1, 500))
+        out[at : at + rnd.randint(1, 500)] = rnd.randbytes(rnd.randint(1, 500))
     elif kind == "truncate":
-        del out[rnd.randrange(len(out)):]
+        del out[rnd.randrange(len(out)) :]
     else:
         at, src = rnd.randrange(len(out)), rnd.randrange(len(out))
-        out[at:at] = out[src:src + rnd.randint(1, 2000)]
+        out[at:at] = out[src : src + rnd.randint(1, 2000)]
     return bytes(out)
 
 
@@ -78,11 +79,21 @@ def _rewrite_byte_range(data: bytes, values: str) -> bytes:
     assert match
     replacement = f"/ByteRange [{values}]".encode()
     assert len(replacement) <= len(match.group(0))
-    return data[:match.start()] + replacement.ljust(len(match.group(0))) + data[match.end():]
+    return data[: match.start()] + replacement.ljust(len(match.group(0))) + data[match.end() :]
 
 
-@pytest.mark.parametrize("values", ["0 10 20 99999999", "0 -5 20 30", "5 10 20 30", "0 1", "", "0 0 0 0",
-                                    "0 1390 34160 99999999999999999999"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        "0 10 20 99999999",
+        "0 -5 20 30",
+        "5 10 20 30",
+        "0 1",
+        "",
+        "0 0 0 0",
+        "0 1390 34160 99999999999999999999",
+    ],
+)
 def test_hostile_byte_range(signed, options, tmp_path, values):
     path = tmp_path / "br.pdf"
     path.write_bytes(_rewrite_byte_range(signed.read_bytes(), values))
@@ -96,7 +107,7 @@ def test_hostile_byte_range(signed, options, tmp_path, values):
 def test_contents_replaced_by_garbage(signed, options, tmp_path):
     data = bytearray(signed.read_bytes())
     start = data.index(b"/Contents <") + len(b"/Contents <")
-    data[start:start + 200] = b"ab" * 100
+    data[start : start + 200] = b"ab" * 100
     path = tmp_path / "garbage-cms.pdf"
     path.write_bytes(bytes(data))
     report = verify_pdf_sync(path, options)
@@ -128,7 +139,9 @@ def test_limits_are_reported_not_passed(signed, test_pki):
     report = verify_pdf_sync(signed, VerifyOptions(trust=trust, offline=True, max_signatures=0))
     assert report.signatures[0].indication is Indication.INDETERMINATE
     assert "not verified" in report.signatures[0].reasons[0] and not report.valid
-    report = verify_pdf_sync(signed, VerifyOptions(trust=trust, offline=True, max_revisions_after_signature=0))
+    report = verify_pdf_sync(
+        signed, VerifyOptions(trust=trust, offline=True, max_revisions_after_signature=0)
+    )
     first = report.signatures[0]
     assert first.checks.unmodified is False and first.indication is Indication.TOTAL_FAILED
     assert any("revisions follow the signature" in r for r in first.reasons)

@@ -28,8 +28,9 @@ def _expected() -> dict:
 def options() -> VerifyOptions:
     # MANIFEST: trust the roots in certs/ (matched by key), validate around 2020-11-01, offline.
     roots = [c for pem in sorted((CORPUS / "certs").glob("*.pem")) for c in load_certificates(pem)]
-    return VerifyOptions(trust=TrustList.empty().with_roots(roots), offline=True,
-                         at=dt.datetime(2020, 11, 1, tzinfo=dt.UTC))
+    return VerifyOptions(
+        trust=TrustList.empty().with_roots(roots), offline=True, at=dt.datetime(2020, 11, 1, tzinfo=dt.UTC)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(_expected()))

@@ -37,11 +37,14 @@ def _write(tmp_path, text: str):
     return path
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("not = [valid", "not valid TOML"),
-    ("format_version = 2\n", "format_version"),
-    ("format_version = 1\n[[profiles]]\nname = 'x'\n", "needs an 'id'"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("not = [valid", "not valid TOML"),
+        ("format_version = 2\n", "format_version"),
+        ("format_version = 1\n[[profiles]]\nname = 'x'\n", "needs an 'id'"),
+    ],
+)
 def test_bad_lists_raise_typed_errors(tmp_path, text, fragment):
     with pytest.raises(TrustListError) as err:
         TrustList.load(_write(tmp_path, text))
@@ -81,10 +84,15 @@ def test_policy_prefix_matches_whole_arcs(test_pki):
 
 def test_recognition_periods_and_suspensions(test_pki):
     t = dt.datetime(2024, 6, 1, tzinfo=UTC)
-    p = _profile(test_pki, recognition=(RecognitionInterval(dt.datetime(2020, 1, 1, tzinfo=UTC),
-                                                            dt.datetime(2025, 1, 1, tzinfo=UTC)),),
-                 suspensions=(RecognitionInterval(dt.datetime(2024, 5, 1, tzinfo=UTC),
-                                                  dt.datetime(2024, 7, 1, tzinfo=UTC)),))
+    p = _profile(
+        test_pki,
+        recognition=(
+            RecognitionInterval(dt.datetime(2020, 1, 1, tzinfo=UTC), dt.datetime(2025, 1, 1, tzinfo=UTC)),
+        ),
+        suspensions=(
+            RecognitionInterval(dt.datetime(2024, 5, 1, tzinfo=UTC), dt.datetime(2024, 7, 1, tzinfo=UTC)),
+        ),
+    )
     assert p.recognized_at(t) is False
     assert p.recognized_at(dt.datetime(2023, 1, 1, tzinfo=UTC)) is True
     assert p.recognized_at(dt.datetime(2026, 1, 1, tzinfo=UTC)) is False
@@ -101,7 +109,9 @@ def test_operator_roots_match_by_key(test_pki):
 
 def test_relative_data_dir_is_relative_to_the_working_directory(test_pki, tmp_path, monkeypatch):
     (tmp_path / "data" / "sandbox" / "pki").mkdir(parents=True)
-    shutil.copyfile(test_pki.pki.directory / "root.cert.pem", tmp_path / "data" / "sandbox" / "pki" / "root.cert.pem")
+    shutil.copyfile(
+        test_pki.pki.directory / "root.cert.pem", tmp_path / "data" / "sandbox" / "pki" / "root.cert.pem"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("IAMSIGN_DATA_DIR", raising=False)
     assert [p.id for p in TrustList.load().profiles] == ["iamsign-sandbox-iamsmart-cert"]

@@ -32,16 +32,23 @@ def front_proxy(state: dict) -> FastAPI:
         if "/" + path == CALLBACK_PATH:
             state.setdefault("callbacks", []).append(body)
             targets = state.get("callback_targets") or targets
-        responses = await asyncio.gather(*(
-            client.request(request.method, f"{t}/{path}", params=request.query_params, content=body,
-                           headers=headers) for t in targets
-        ))
+        responses = await asyncio.gather(
+            *(
+                client.request(
+                    request.method, f"{t}/{path}", params=request.query_params, content=body, headers=headers
+                )
+                for t in targets
+            )
+        )
         first = responses[0]
         state.setdefault("callback_outcomes", []).extend(
-            r.json().get("outcome") for r in responses if "/" + path == CALLBACK_PATH and r.status_code == 200)
-        return Response(first.content, status_code=first.status_code,
-                        headers={k: v for k, v in first.headers.items()
-                                 if k.lower() in ("content-type", "location")})
+            r.json().get("outcome") for r in responses if "/" + path == CALLBACK_PATH and r.status_code == 200
+        )
+        return Response(
+            first.content,
+            status_code=first.status_code,
+            headers={k: v for k, v in first.headers.items() if k.lower() in ("content-type", "location")},
+        )
 
     return app
 
@@ -62,7 +69,9 @@ class Topology:
         return self.proxy.url
 
     def client(self, base: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=base or self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60)
+        return httpx.Client(
+            base_url=base or self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60
+        )
 
     def stop(self) -> None:
         for p in self.replicas:
@@ -71,14 +80,23 @@ class Topology:
         self.proxy.stop()
 
 
-def start_topology(tmp: Path, database_url: str, replicas: int = 2, queue_url: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> Topology:
+def start_topology(
+    tmp: Path,
+    database_url: str,
+    replicas: int = 2,
+    queue_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Topology:
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     sandbox_port = free_port()
-    sandbox = ServiceProcess("sandbox", ["sandbox", "--port", str(sandbox_port), "--data-dir", str(data)],
-                             {"IAMSIGN_SANDBOX_OPTIONS": json.dumps({"callback_retry_delay_s": 0.5})}, tmp,
-                             port=sandbox_port).start()
+    sandbox = ServiceProcess(
+        "sandbox",
+        ["sandbox", "--port", str(sandbox_port), "--data-dir", str(data)],
+        {"IAMSIGN_SANDBOX_OPTIONS": json.dumps({"callback_retry_delay_s": 0.5})},
+        tmp,
+        port=sandbox_port,
+    ).start()
     proxy = LoopbackServer()
     pki = data / "sandbox" / "pki"
     env = {
@@ -98,8 +116,15 @@ def start_topology(tmp: Path, database_url: str, replicas: int = 2, queue_url: s
     procs = []
     for i in range(replicas):
         port = free_port()
-        procs.append(ServiceProcess(f"replica-{chr(97 + i)}", ["serve", "--port", str(port), "--data-dir", str(data)],
-                                    env, tmp, port=port))
+        procs.append(
+            ServiceProcess(
+                f"replica-{chr(97 + i)}",
+                ["serve", "--port", str(port), "--data-dir", str(data)],
+                env,
+                tmp,
+                port=port,
+            )
+        )
     for p in procs:
         p.start(wait=False)
     for p in procs:
@@ -120,5 +145,9 @@ def _register_with_sandbox(data: Path, public_url: str) -> None:
 
     creds = load_or_create_local_credentials(data / "iamsmart")
     ServiceRegistry(data / "sandbox" / "services.json").register(
-        creds.client_id, kek_public_pem=creds.kek_public_pem().decode(), redirect_uris=[f"{public_url}/*"],
-        scopes=sorted(SCOPES), client_secret=creds.client_secret)
+        creds.client_id,
+        kek_public_pem=creds.kek_public_pem().decode(),
+        redirect_uris=[f"{public_url}/*"],
+        scopes=sorted(SCOPES),
+        client_secret=creds.client_secret,
+    )

@@ -39,8 +39,9 @@ async def sign(
 ) -> Path:
     """Sign ``src`` in hash mode (PAdES baseline) through the signing core, as the service does."""
     prepared = out.with_name(out.stem + ".prepared.pdf")
-    options = SignOptions(mode=RemoteMode.HASH, level=level, signer_certificate_der=issued.cert_der,
-                          field_name=field_name)
+    options = SignOptions(
+        mode=RemoteMode.HASH, level=level, signer_certificate_der=issued.cert_der, field_name=field_name
+    )
     record = await prepare_for_signing(src, prepared, options)
     phone = SimulatedSigner(issued.certificate, issued.private_key, [pki.issuing_ca])
     signature = phone.sign_hash(record.to_be_signed)
@@ -49,8 +50,9 @@ async def sign(
     return out
 
 
-def recognized_trust(pki: SandboxPki, policy_prefix: str = "2.999.344.1",
-                     kind: ProfileKind = ProfileKind.RECOGNIZED) -> TrustList:
+def recognized_trust(
+    pki: SandboxPki, policy_prefix: str = "2.999.344.1", kind: ProfileKind = ProfileKind.RECOGNIZED
+) -> TrustList:
     """A trust list whose one profile plays a recognized certificate type, rooted at the test PKI."""
     profile = TrustProfile(
         id="test-recognized",
@@ -77,8 +79,9 @@ def issue_without_signing_usage(pki: SandboxPki, name: str) -> IssuedCertificate
     """A certificate of the test CA whose key usage is keyEncipherment only."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = dt.datetime.now(dt.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "HK"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COUNTRY_NAME, "HK"), x509.NameAttribute(NameOID.COMMON_NAME, name)]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -88,16 +91,40 @@ def issue_without_signing_usage(pki: SandboxPki, name: str) -> IssuedCertificate
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(SANDBOX_POLICY_OID),
-                                                                        None)]), critical=False)
-        .add_extension(x509.AuthorityInformationAccess([
-            x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
-                                   x509.UniformResourceIdentifier(f"{pki.base_url}/ocsp"))]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.keys["ca"].public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier(SANDBOX_POLICY_OID), None)]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        x509.AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(f"{pki.base_url}/ocsp"),
+                    )
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.keys["ca"].public_key()), critical=False
+        )
         .sign(pki.keys["ca"], hashes.SHA256())
     )
     return IssuedCertificate(cert, key)
@@ -155,12 +182,18 @@ def add_annotation(src: Path, out: Path) -> Path:
     with open(out, "r+b") as f:
         w = IncrementalPdfFileWriter(f)
         page = w.root["/Pages"].raw_get("/Kids")[0].get_object()
-        annot = w.add_object(generic.DictionaryObject({
-            pdf_name("/Type"): pdf_name("/Annot"),
-            pdf_name("/Subtype"): pdf_name("/Text"),
-            pdf_name("/Rect"): generic.ArrayObject([generic.NumberObject(v) for v in (100, 100, 120, 120)]),
-            pdf_name("/Contents"): generic.TextStringObject("not what was signed"),
-        }))
+        annot = w.add_object(
+            generic.DictionaryObject(
+                {
+                    pdf_name("/Type"): pdf_name("/Annot"),
+                    pdf_name("/Subtype"): pdf_name("/Text"),
+                    pdf_name("/Rect"): generic.ArrayObject(
+                        [generic.NumberObject(v) for v in (100, 100, 120, 120)]
+                    ),
+                    pdf_name("/Contents"): generic.TextStringObject("not what was signed"),
+                }
+            )
+        )
         page[pdf_name("/Annots")] = generic.ArrayObject([annot])
         w.update_container(page)
         w.write_in_place()
@@ -169,15 +202,23 @@ def add_annotation(src: Path, out: Path) -> Path:
 
 async def certify(src: Path, out: Path, pki: SandboxPki, issued: IssuedCertificate) -> Path:
     """A certification (author) signature with DocMDP "no changes", made with pyHanko directly."""
-    key = asn1_keys.PrivateKeyInfo.load(issued.private_key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key = asn1_keys.PrivateKeyInfo.load(
+        issued.private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     signer = signers.SimpleSigner(
-        signing_cert=asn1(issued.certificate), signing_key=key,
+        signing_cert=asn1(issued.certificate),
+        signing_key=key,
         cert_registry=SimpleCertificateStore.from_certs([asn1(pki.issuing_ca)]),
     )
-    meta = signers.PdfSignatureMetadata(field_name="Certification", certify=True,
-                                        docmdp_permissions=MDPPerm.NO_CHANGES, md_algorithm="sha256",
-                                        subfilter=SigSeedSubFilter.PADES)
+    meta = signers.PdfSignatureMetadata(
+        field_name="Certification",
+        certify=True,
+        docmdp_permissions=MDPPerm.NO_CHANGES,
+        md_algorithm="sha256",
+        subfilter=SigSeedSubFilter.PADES,
+    )
     with open(src, "rb") as inf, open(out, "w+b") as outf:  # noqa: ASYNC230 - a test helper
         await signers.async_sign_pdf(IncrementalPdfFileWriter(inf), meta, signer=signer, output=outf)
     return out

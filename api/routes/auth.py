@@ -19,21 +19,29 @@ from ..errors import ApiError
 router = APIRouter(prefix="/v1/auth/iamsmart", tags=["iAM Smart login"])
 
 
-@router.get("/login", status_code=302, response_class=RedirectResponse,
-            responses={302: {"description": "Redirect to iAM Smart's getQR page"}})
+@router.get(
+    "/login",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses={302: {"description": "Redirect to iAM Smart's getQR page"}},
+)
 def login(request: Request, lang: str = "zh-HK") -> RedirectResponse:
     """Redirect to iAM Smart's QR / app login asking for the signing scope."""
     flow = request.app.state.flow
     state = secrets.token_urlsafe(18)[:24]
-    url = flow.client.qr_url(f"{request.app.state.settings.base_url}/v1/auth/iamsmart/callback",
-                             ("eidapi_auth", "eidapi_sign"), state=state,
-                             lang=lang if lang in ("en-US", "zh-HK", "zh-CN") else "zh-HK")
+    url = flow.client.qr_url(
+        f"{request.app.state.settings.base_url}/v1/auth/iamsmart/callback",
+        ("eidapi_auth", "eidapi_sign"),
+        state=state,
+        lang=lang if lang in ("en-US", "zh-HK", "zh-CN") else "zh-HK",
+    )
     return RedirectResponse(url, status_code=302)
 
 
 @router.get("/callback")
-async def login_callback(request: Request, code: str | None = None, error_code: str | None = None,
-                         state: str | None = None) -> dict:
+async def login_callback(
+    request: Request, code: str | None = None, error_code: str | None = None, state: str | None = None
+) -> dict:
     """Exchange iAM Smart's code for the signer's token."""
     if error_code or not code:
         raise ApiError(400, "login_failed", f"iAM Smart login did not succeed ({error_code or 'no code'})")
@@ -41,5 +49,10 @@ async def login_callback(request: Request, code: str | None = None, error_code: 
         token = await request.app.state.flow.client.get_token(code)
     except IamSmartError as exc:
         raise ApiError(400, "login_failed", f"iAM Smart refused the login code: {exc}") from None
-    return {"open_id": token.open_id, "access_token": token.access_token, "user_type": token.user_type,
-            "can_sign": token.can_sign, "expires_in_ms": token.expires_in}
+    return {
+        "open_id": token.open_id,
+        "access_token": token.access_token,
+        "user_type": token.user_type,
+        "can_sign": token.can_sign,
+        "expires_in_ms": token.expires_in,
+    }

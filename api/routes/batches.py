@@ -64,20 +64,34 @@ _ITEM_PUBLIC = {"received": "signing", "embedding": "signing"}
 
 
 def _public(request: Request, session, batch: Batch) -> BatchPublic:
-    items = session.exec(select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)).all()
-    docs = [BatchDocumentOut(document_id=it.document_id, status=_ITEM_PUBLIC.get(it.status, it.status),
-                             signed_document_id=it.signed_document_id,
-                             error=ErrorOut(code=it.error_code, message=it.error_message or "")
-                             if it.error_code else None) for it in items]
+    items = session.exec(
+        select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)
+    ).all()
+    docs = [
+        BatchDocumentOut(
+            document_id=it.document_id,
+            status=_ITEM_PUBLIC.get(it.status, it.status),
+            signed_document_id=it.signed_document_id,
+            error=ErrorOut(code=it.error_code, message=it.error_message or "") if it.error_code else None,
+        )
+        for it in items
+    ]
     done = sum(d.status == "completed" for d in docs)
     open_ = sum(d.status in ("pending", "signing") for d in docs)
     return BatchPublic(
-        id=batch.id, status=batch.status,
-        error=ErrorOut(code=batch.error_code, message=batch.error_message or "") if batch.error_code else None,
-        sign_code=batch.sign_code, expires_at=batch.expires_at, level=batch.level,
+        id=batch.id,
+        status=batch.status,
+        error=ErrorOut(code=batch.error_code, message=batch.error_message or "")
+        if batch.error_code
+        else None,
+        sign_code=batch.sign_code,
+        expires_at=batch.expires_at,
+        level=batch.level,
         signer_url=request.app.state.batch_flow.signer_url(batch),
         counts=BatchCounts(total=len(docs), completed=done, pending=open_, failed=len(docs) - done - open_),
-        documents=docs, created_at=batch.created_at, updated_at=batch.updated_at,
+        documents=docs,
+        created_at=batch.created_at,
+        updated_at=batch.updated_at,
     )
 
 
@@ -89,17 +103,28 @@ def _owned(session, org, batch_id: str) -> Batch:
 
 
 @router.post("", status_code=201, response_model=BatchPublic)
-async def create_batch(body: BatchCreate, request: Request, org: OrgDep, session: SessionDep,
-                       idempotency_key: IdempotencyKey = None) -> BatchPublic:
+async def create_batch(
+    body: BatchCreate,
+    request: Request,
+    org: OrgDep,
+    session: SessionDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchPublic:
     """Prepare every document and ask the signer for one approval of all of them."""
     if len(set(body.document_ids)) != len(body.document_ids):
         raise ApiError(422, "duplicate_documents", "each document may appear only once in a batch")
     docs = [owned_document(session, org, d) for d in body.document_ids]
     batch = await request.app.state.batch_flow.create(
-        session, org, docs,
+        session,
+        org,
+        docs,
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
-        level=body.level, reason=body.reason, location=body.location,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None, idempotency_key=idempotency_key)
+        level=body.level,
+        reason=body.reason,
+        location=body.location,
+        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        idempotency_key=idempotency_key,
+    )
     session.refresh(batch)
     return _public(request, session, batch)
 
@@ -120,11 +145,13 @@ async def cancel_batch(batch_id: str, request: Request, org: OrgDep, session: Se
 
 
 @router.get("/{batch_id}/documents/{document_id}/signed-document", response_class=FileResponse)
-def get_batch_signed_document(batch_id: str, document_id: str, org: OrgDep, session: SessionDep,
-                              store: StoreDep) -> FileResponse:
+def get_batch_signed_document(
+    batch_id: str, document_id: str, org: OrgDep, session: SessionDep, store: StoreDep
+) -> FileResponse:
     _owned(session, org, batch_id)
-    item = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id,
-                                                BatchItem.document_id == document_id)).first()
+    item = session.exec(
+        select(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.document_id == document_id)
+    ).first()
     if item is None:
         raise ApiError(404, "not_found", f"document {document_id} is not in batch {batch_id}")
     if item.status != "completed":
@@ -134,12 +161,16 @@ def get_batch_signed_document(batch_id: str, document_id: str, org: OrgDep, sess
 
 
 @router.get("/{batch_id}/signed.zip", response_class=FileResponse)
-def get_batch_zip(batch_id: str, org: OrgDep, session: SessionDep, store: StoreDep,
-                  background: BackgroundTasks) -> FileResponse:
+def get_batch_zip(
+    batch_id: str, org: OrgDep, session: SessionDep, store: StoreDep, background: BackgroundTasks
+) -> FileResponse:
     """Every signed document of the batch in one zip (names as uploaded, made unique)."""
     _owned(session, org, batch_id)
-    items = session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")
-                         .order_by(BatchItem.position)).all()
+    items = session.exec(
+        select(BatchItem)
+        .where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")
+        .order_by(BatchItem.position)
+    ).all()
     tmp = store.temp_path(".zip")
     used: set[str] = set()
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:

@@ -29,15 +29,29 @@ class DocumentPublic(BaseModel):
 
     @classmethod
     def of(cls, doc: Document) -> DocumentPublic:
-        return cls(id=doc.id, sha256=doc.sha256, size=doc.size, filename=doc.filename, pages=doc.pages,
-                   signature_count=doc.signature_count)
+        return cls(
+            id=doc.id,
+            sha256=doc.sha256,
+            size=doc.size,
+            filename=doc.filename,
+            pages=doc.pages,
+            signature_count=doc.signature_count,
+        )
 
 
-@router.post("", status_code=201, response_model=DocumentPublic,
-             responses={413: {"description": "too large"}, 415: {"description": "not a PDF"},
-                        422: {"description": "damaged or encrypted PDF"}})
-async def upload_document(request: Request, org: OrgDep, session: SessionDep, store: StoreDep,
-                          settings: SettingsDep) -> DocumentPublic:
+@router.post(
+    "",
+    status_code=201,
+    response_model=DocumentPublic,
+    responses={
+        413: {"description": "too large"},
+        415: {"description": "not a PDF"},
+        422: {"description": "damaged or encrypted PDF"},
+    },
+)
+async def upload_document(
+    request: Request, org: OrgDep, session: SessionDep, store: StoreDep, settings: SettingsDep
+) -> DocumentPublic:
     """Upload a PDF as multipart field ``file``."""
     staged = await receive_pdf_upload(request, store, settings.max_upload_bytes)
     try:
@@ -46,8 +60,14 @@ async def upload_document(request: Request, org: OrgDep, session: SessionDep, st
         store.discard(staged.file)
         raise
     stored = store.publish(staged.file)
-    doc = Document(organisation_id=org.id, sha256=stored.sha256, size=stored.size, filename=staged.filename,
-                   pages=info.pages, signature_count=info.signature_count)
+    doc = Document(
+        organisation_id=org.id,
+        sha256=stored.sha256,
+        size=stored.size,
+        filename=staged.filename,
+        pages=info.pages,
+        signature_count=info.signature_count,
+    )
     session.add(doc)
     session.commit()
     return DocumentPublic.of(doc)

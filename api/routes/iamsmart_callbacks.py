@@ -21,18 +21,23 @@ async def signing_callback(request: Request) -> JSONResponse:
     """iAM Smart POSTs the signing result here. Forged, unreadable or unknown answers change nothing."""
     body = await request.body()
     if len(body) > _MAX_CALLBACK:
-        return JSONResponse({"error": {"code": "too_large", "message": "callback too large"}}, status_code=413)
+        return JSONResponse(
+            {"error": {"code": "too_large", "message": "callback too large"}}, status_code=413
+        )
     flow = request.app.state.flow
     try:
         cb = flow.client.decrypt_callback(body)
     except (IamSmartError, ValueError, TypeError, KeyError) as exc:
         log.warning("callback refused: cannot decrypt (%s)", type(exc).__name__)
-        return JSONResponse({"error": {"code": "undecryptable", "message": "the callback cannot be decrypted"}},
-                            status_code=400)
+        return JSONResponse(
+            {"error": {"code": "undecryptable", "message": "the callback cannot be decrypted"}},
+            status_code=400,
+        )
     outcome = await flow.take_result(cb.business_id, cb.code, cb.content, actor="iamsmart:callback")
     if outcome == "unknown":
-        return JSONResponse({"error": {"code": "unknown_business_id", "message": "no such request"}},
-                            status_code=404)
+        return JSONResponse(
+            {"error": {"code": "unknown_business_id", "message": "no such request"}}, status_code=404
+        )
     return JSONResponse({"received": True, "outcome": outcome})
 
 
@@ -57,14 +62,20 @@ async def bulk_token_callback(request: Request) -> JSONResponse:
     """iAM Smart sends a bulk request's BSQC token here (needed to enquire or cancel)."""
     body = await request.body()
     if len(body) > _MAX_CALLBACK:
-        return JSONResponse({"error": {"code": "too_large", "message": "callback too large"}}, status_code=413)
+        return JSONResponse(
+            {"error": {"code": "too_large", "message": "callback too large"}}, status_code=413
+        )
     flows = request.app.state
     try:
         cb = flows.flow.client.decrypt_callback(body)
     except (IamSmartError, ValueError, TypeError, KeyError):
-        return JSONResponse({"error": {"code": "undecryptable", "message": "the callback cannot be decrypted"}},
-                            status_code=400)
-    outcome = flows.batch_flow.take_token(cb.business_id, getattr(cb, "bsqc_token", None) or cb.content.get("BSQCToken"))
+        return JSONResponse(
+            {"error": {"code": "undecryptable", "message": "the callback cannot be decrypted"}},
+            status_code=400,
+        )
+    outcome = flows.batch_flow.take_token(
+        cb.business_id, getattr(cb, "bsqc_token", None) or cb.content.get("BSQCToken")
+    )
     status = 404 if outcome == "unknown" else 200
     return JSONResponse({"received": status == 200, "outcome": outcome}, status_code=status)
 
@@ -76,14 +87,19 @@ async def bulk_result_callback(request: Request) -> JSONResponse:
 
     body = await request.body()
     if len(body) > _MAX_BULK_CALLBACK:
-        return JSONResponse({"error": {"code": "too_large", "message": "callback too large"}}, status_code=413)
+        return JSONResponse(
+            {"error": {"code": "too_large", "message": "callback too large"}}, status_code=413
+        )
     try:
         parts = split_multipart(body, request.headers.get("content-type", ""))
         outcome = await request.app.state.batch_flow.take_callback(parts)
     except (IamSmartError, ValueError, TypeError, KeyError) as exc:
         log.warning("bulk callback refused: %s", type(exc).__name__)
-        return JSONResponse({"error": {"code": "undecryptable", "message": "the callback cannot be read"}},
-                            status_code=400)
+        return JSONResponse(
+            {"error": {"code": "undecryptable", "message": "the callback cannot be read"}}, status_code=400
+        )
     if outcome == "unknown":
-        return JSONResponse({"error": {"code": "unknown_business_id", "message": "no such batch"}}, status_code=404)
+        return JSONResponse(
+            {"error": {"code": "unknown_business_id", "message": "no such batch"}}, status_code=404
+        )
     return JSONResponse({"received": True, "outcome": outcome})

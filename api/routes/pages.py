@@ -45,13 +45,22 @@ def _request(request: Request, request_id: str) -> tuple[SigningRequest | Batch,
 @router.get("/sign/{request_id}", response_class=HTMLResponse)
 def signer_page(request_id: str, request: Request) -> HTMLResponse:
     req, filename = _request(request, request_id)
-    return templates.TemplateResponse(request, "sign.html", {
-        "filename": filename, "sign_code": req.sign_code, "status": req.status,
-        "status_text": STATUS_LABELS.get(req.status, req.status), "labels": STATUS_LABELS,
-        "qr_url": request.app.state.flow.qr_url(req)
-        if isinstance(req, SigningRequest) and req.status == "pending" else None,
-        "expires_at": req.expires_at.isoformat(timespec="seconds"), "status_url": f"/sign/{req.id}/status",
-    })
+    return templates.TemplateResponse(
+        request,
+        "sign.html",
+        {
+            "filename": filename,
+            "sign_code": req.sign_code,
+            "status": req.status,
+            "status_text": STATUS_LABELS.get(req.status, req.status),
+            "labels": STATUS_LABELS,
+            "qr_url": request.app.state.flow.qr_url(req)
+            if isinstance(req, SigningRequest) and req.status == "pending"
+            else None,
+            "expires_at": req.expires_at.isoformat(timespec="seconds"),
+            "status_url": f"/sign/{req.id}/status",
+        },
+    )
 
 
 @router.get("/sign/{request_id}/status")

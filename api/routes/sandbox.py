@@ -73,7 +73,9 @@ async def _hkid_from(request: Request) -> str:
 
 def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
     """The sandbox as an ASGI app to mount at ``/sandbox``."""
-    app = FastAPI(title="iAM Smart sandbox", description="A wire-faithful simulation of iAM Smart+ for tests.")
+    app = FastAPI(
+        title="iAM Smart sandbox", description="A wire-faithful simulation of iAM Smart+ for tests."
+    )
     app.state.engine = engine
 
     async def hook_error(request: Request, exc: Exception) -> Response:
@@ -87,7 +89,8 @@ def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> Response:
         return _TEMPLATES.TemplateResponse(
-            request, "sandbox_index.html",
+            request,
+            "sandbox_index.html",
             {"users": [u.public() for u in engine.users.all()], "root": request.scope.get("root_path", "")},
         )
 
@@ -128,13 +131,24 @@ def _api_router(engine: SandboxEngine) -> APIRouter:
         headers = {"X-Sandbox-QR-Session": session.session_id}
         if _wants_json(request):
             return JSONResponse(
-                {"session_id": session.session_id, "approve": f"{root}/v1/qr/{session.session_id}/approve",
-                 "reject": f"{root}/v1/qr/{session.session_id}/reject",
-                 "request": req.public() if req else None}, headers=headers)
+                {
+                    "session_id": session.session_id,
+                    "approve": f"{root}/v1/qr/{session.session_id}/approve",
+                    "reject": f"{root}/v1/qr/{session.session_id}/reject",
+                    "request": req.public() if req else None,
+                },
+                headers=headers,
+            )
         return _TEMPLATES.TemplateResponse(
-            request, "sandbox_qr.html",
-            {"error": None, "session": session, "req": req.public() if req else None,
-             "users": [u.public() for u in engine.users.all()], "root": root},
+            request,
+            "sandbox_qr.html",
+            {
+                "error": None,
+                "session": session,
+                "req": req.public() if req else None,
+                "users": [u.public() for u in engine.users.all()],
+                "root": root,
+            },
             headers=headers,
         )
 
@@ -168,8 +182,14 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
     @router.post("/users/{hkid}")
     async def change_user(hkid: str, change: UserChange) -> dict[str, Any]:
         user = engine.user_by_hkid(hkid)
-        new = engine.users.update(user, engine.clock.now_ms(), status=change.status, user_type=change.user_type,
-                                  auto_action=change.auto_action, auto_delay_ms=change.auto_delay_ms)
+        new = engine.users.update(
+            user,
+            engine.clock.now_ms(),
+            status=change.status,
+            user_type=change.user_type,
+            auto_action=change.auto_action,
+            auto_delay_ms=change.auto_delay_ms,
+        )
         return new.public()
 
     @router.get("/users/{hkid}/certificate")
@@ -186,16 +206,23 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
         certs = engine.users.certificates(user) or [engine.users.certificate(user)]
         for cert in certs:
             engine.pki.revoke(cert.serial_number)
-        return {"serial": str(certs[0].serial_number), "serials": [str(c.serial_number) for c in certs],
-                "revoked": True}
+        return {
+            "serial": str(certs[0].serial_number),
+            "serials": [str(c.serial_number) for c in certs],
+            "revoked": True,
+        }
 
     @router.get("/phone/{hkid}", response_class=HTMLResponse, include_in_schema=False)
     async def phone_page(hkid: str, request: Request) -> Response:
         user = engine.user_by_hkid(hkid)
         return _TEMPLATES.TemplateResponse(
-            request, "sandbox_phone.html",
-            {"user": user.public(), "pending": [r.public() for r in engine.pending_for(hkid)],
-             "root": request.scope.get("root_path", "")},
+            request,
+            "sandbox_phone.html",
+            {
+                "user": user.public(),
+                "pending": [r.public() for r in engine.pending_for(hkid)],
+                "root": request.scope.get("root_path", ""),
+            },
         )
 
     @router.get("/phone/{hkid}/pending")
@@ -227,10 +254,12 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
         return engine.find_request(business_id, client_id).public()
 
     @router.post("/requests/{business_id}/{action}")
-    async def request_hook(business_id: str, action: str, body: HookBody | None = None,
-                           client_id: str | None = None) -> dict[str, Any]:
-        req = await engine.hook(business_id, action, client_id, body.hkid if body else None,
-                                body.ids if body else None)
+    async def request_hook(
+        business_id: str, action: str, body: HookBody | None = None, client_id: str | None = None
+    ) -> dict[str, Any]:
+        req = await engine.hook(
+            business_id, action, client_id, body.hkid if body else None, body.ids if body else None
+        )
         return req.public()
 
     @router.get("/clock")

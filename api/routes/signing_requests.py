@@ -69,11 +69,19 @@ class SigningRequestPublic(BaseModel):
 def public(request: Request, req: SigningRequest) -> SigningRequestPublic:
     flow = request.app.state.flow
     return SigningRequestPublic(
-        id=req.id, status=req.status,
+        id=req.id,
+        status=req.status,
         error=ErrorOut(code=req.error_code, message=req.error_message or "") if req.error_code else None,
-        document_id=req.document_id, signed_document_id=req.signed_document_id, sign_code=req.sign_code,
-        expires_at=req.expires_at, signer_url=flow.signer_url(req), mode=req.mode, level=req.level, flow=req.flow,
-        created_at=req.created_at, updated_at=req.updated_at,
+        document_id=req.document_id,
+        signed_document_id=req.signed_document_id,
+        sign_code=req.sign_code,
+        expires_at=req.expires_at,
+        signer_url=flow.signer_url(req),
+        mode=req.mode,
+        level=req.level,
+        flow=req.flow,
+        created_at=req.created_at,
+        updated_at=req.updated_at,
     )
 
 
@@ -85,17 +93,28 @@ def owned_request(session, org, request_id: str) -> SigningRequest:
 
 
 @router.post("", status_code=201, response_model=SigningRequestPublic)
-async def create_signing_request(body: SigningRequestCreate, request: Request, org: OrgDep,
-                                 session: SessionDep, idempotency_key: IdempotencyKey = None) -> SigningRequestPublic:
+async def create_signing_request(
+    body: SigningRequestCreate,
+    request: Request,
+    org: OrgDep,
+    session: SessionDep,
+    idempotency_key: IdempotencyKey = None,
+) -> SigningRequestPublic:
     """Prepare the document and ask iAM Smart for the signer's approval."""
     doc = owned_document(session, org, body.document_id)
     PadesLevel(body.level)
     req = await request.app.state.flow.create(
-        session, org, doc,
+        session,
+        org,
+        doc,
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
-        mode=body.mode, level=body.level, reason=body.reason, location=body.location,
+        mode=body.mode,
+        level=body.level,
+        reason=body.reason,
+        location=body.location,
         appearance=body.appearance.model_dump() if body.appearance else None,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None, idempotency_key=idempotency_key,
+        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        idempotency_key=idempotency_key,
     )
     session.refresh(req)
     return public(request, req)
@@ -106,8 +125,14 @@ class SigningRequestList(BaseModel):
 
 
 @router.get("", response_model=SigningRequestList)
-def list_signing_requests(request: Request, org: OrgDep, session: SessionDep, document_id: str | None = None,
-                          status: str | None = None, limit: int = Query(50, ge=1, le=500)) -> SigningRequestList:
+def list_signing_requests(
+    request: Request,
+    org: OrgDep,
+    session: SessionDep,
+    document_id: str | None = None,
+    status: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+) -> SigningRequestList:
     """Your organisation's signing requests, newest first (filter by document or status)."""
     q = select(SigningRequest).where(SigningRequest.organisation_id == org.id)
     if document_id:
@@ -119,13 +144,16 @@ def list_signing_requests(request: Request, org: OrgDep, session: SessionDep, do
 
 
 @router.get("/{request_id}", response_model=SigningRequestPublic)
-def get_signing_request(request_id: str, request: Request, org: OrgDep, session: SessionDep) -> SigningRequestPublic:
+def get_signing_request(
+    request_id: str, request: Request, org: OrgDep, session: SessionDep
+) -> SigningRequestPublic:
     return public(request, owned_request(session, org, request_id))
 
 
 @router.post("/{request_id}/cancel", response_model=SigningRequestPublic)
-async def cancel_signing_request(request_id: str, request: Request, org: OrgDep,
-                                 session: SessionDep) -> SigningRequestPublic:
+async def cancel_signing_request(
+    request_id: str, request: Request, org: OrgDep, session: SessionDep
+) -> SigningRequestPublic:
     req = owned_request(session, org, request_id)
     if req.status != "pending" or not await request.app.state.flow.cancel(session, req, f"org:{org.id}"):
         session.refresh(req)
@@ -154,10 +182,19 @@ def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
         "chain_intact": broken is None,
         "first_broken_seq": broken,
         "entries": [
-            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "event": e.event, "status": e.status,
-             "document_sha256_before": e.document_sha256_before, "document_sha256_after": e.document_sha256_after,
-             "iamsmart_code": e.iamsmart_code, "detail": e.detail, "prev_hash": e.prev_hash,
-             "entry_hash": e.entry_hash}
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "event": e.event,
+                "status": e.status,
+                "document_sha256_before": e.document_sha256_before,
+                "document_sha256_after": e.document_sha256_after,
+                "iamsmart_code": e.iamsmart_code,
+                "detail": e.detail,
+                "prev_hash": e.prev_hash,
+                "entry_hash": e.entry_hash,
+            }
             for e in entries
         ],
     }
@@ -171,5 +208,8 @@ def get_webhook_secret(request: Request, org: OrgDep) -> dict:
     """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks."""
     from ..webhooks import webhook_secret_for
 
-    return {"webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),
-            "header": "X-Iamsign-Signature", "scheme": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>'}
+    return {
+        "webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),
+        "header": "X-Iamsign-Signature",
+        "scheme": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>',
+    }

@@ -67,8 +67,15 @@ def _trust(request: Request, settings) -> TrustList:
     return trust
 
 
-@router.post("", responses={413: {"description": "too large"}, 415: {"description": "not a PDF"},
-                            422: {"description": "damaged or encrypted PDF"}, 429: {"description": "rate limited"}})
+@router.post(
+    "",
+    responses={
+        413: {"description": "too large"},
+        415: {"description": "not a PDF"},
+        422: {"description": "damaged or encrypted PDF"},
+        429: {"description": "rate limited"},
+    },
+)
 async def create_verification(
     request: Request,
     store: StoreDep,
@@ -81,12 +88,16 @@ async def create_verification(
     client = request.client.host if request.client else "unknown"
     wait = _limiter(request).check(client)
     if wait is not None:
-        return JSONResponse({"error": {"code": "rate_limited", "message": "too many verifications; try again later"}},
-                            status_code=429, headers={"Retry-After": str(int(wait) + 1)})
+        return JSONResponse(
+            {"error": {"code": "rate_limited", "message": "too many verifications; try again later"}},
+            status_code=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
     staged = await receive_pdf_upload(request, store, settings.max_upload_bytes)
     try:
-        options = VerifyOptions(trust=_trust(request, settings), offline=offline,
-                                max_file_size=settings.max_upload_bytes)
+        options = VerifyOptions(
+            trust=_trust(request, settings), offline=offline, max_file_size=settings.max_upload_bytes
+        )
         report = await asyncio.to_thread(verify_pdf_sync, staged.file.path, options)
     except UnreadablePdfError as exc:
         raise ApiError(_STATUS.get(exc.code, 422), exc.code, exc.message) from exc

@@ -35,54 +35,85 @@ def _lib(table: dict) -> dict[str, dict[str, str]]:
 
 #: Checks the text report does not list but the page shows as evidence for a limb.
 _EXTRA_CHECKS = {
-    "chain_found": _pair("a certificate path to a root of the trust list exists", "存在連接至信任清單根證書的證書路徑"),
-    "signer_certificate_bound": _pair("the signer certificate is bound to the signature (ESS attribute)",
-                                      "簽署人證書已與簽署綁定（ESS 屬性）"),
-    "certificate_policy": _pair("the certificate policy matches the trust-list profile", "證書政策符合信任清單的證書類別"),
-    "recognition_in_force": _pair("the recognition of the certificate type was in force at the signing time",
-                                  "簽署時該證書類別的認可仍然有效"),
+    "chain_found": _pair(
+        "a certificate path to a root of the trust list exists", "存在連接至信任清單根證書的證書路徑"
+    ),
+    "signer_certificate_bound": _pair(
+        "the signer certificate is bound to the signature (ESS attribute)",
+        "簽署人證書已與簽署綁定（ESS 屬性）",
+    ),
+    "certificate_policy": _pair(
+        "the certificate policy matches the trust-list profile", "證書政策符合信任清單的證書類別"
+    ),
+    "recognition_in_force": _pair(
+        "the recognition of the certificate type was in force at the signing time",
+        "簽署時該證書類別的認可仍然有效",
+    ),
     "signature_timestamp": _pair("the signature timestamp is valid and trusted", "簽署時間戳有效且受信任"),
     "crypto_strength": _pair("the signer's key is strong enough", "簽署人密鑰強度足夠"),
     "digest_matches": _pair("the digest of the signed bytes matches", "已簽署內容的摘要相符"),
-    "byte_range": _pair("the signed byte range covers the signed revision", "已簽署的位元組範圍涵蓋所簽署的版本"),
+    "byte_range": _pair(
+        "the signed byte range covers the signed revision", "已簽署的位元組範圍涵蓋所簽署的版本"
+    ),
 }
 
 #: eto-verification.md §7 verdicts in plain words. None of them is a legal conclusion.
 _VERDICTS = {
     "ETO_S6_1A_TECHNICAL_CONDITIONS_MET": _pair(
-        "The technical conditions of s.6(1A) are shown by the file.", "檔案顯示符合第6(1A)條的技術條件。"),
+        "The technical conditions of s.6(1A) are shown by the file.", "檔案顯示符合第6(1A)條的技術條件。"
+    ),
     "ETO_S6_1A_NOT_SATISFIED": _pair(
         "A recognized certificate, but its validity or its terms are not met.",
-        "屬認可證書，但不符合其有效期或條款。"),
+        "屬認可證書，但不符合其有效期或條款。",
+    ),
     "CRYPTO_VALID_NOT_RECOGNIZED": _pair(
         "The signature is technically intact, but the certificate is not shown to be a recognized "
         "certificate.",
-        "簽署在技術上完整，但未能證明證書屬認可證書。"),
-    "INDETERMINATE": _pair("The evidence in the file is not enough to decide.", "檔案內的證據不足以作出判斷。"),
-    "INVALID": _pair("The signature fails a technical check, so s.6(1A) is not met.",
-                     "簽署未能通過技術檢查，因此不符合第6(1A)條。"),
+        "簽署在技術上完整，但未能證明證書屬認可證書。",
+    ),
+    "INDETERMINATE": _pair(
+        "The evidence in the file is not enough to decide.", "檔案內的證據不足以作出判斷。"
+    ),
+    "INVALID": _pair(
+        "The signature fails a technical check, so s.6(1A) is not met.",
+        "簽署未能通過技術檢查，因此不符合第6(1A)條。",
+    ),
 }
 
 #: Error codes of POST /v1/verifications (and of the upload itself) as a recipient should read them.
 _ERRORS = {
     "not_a_pdf": _pair("This file is not a PDF.", "此檔案並非 PDF 檔案。"),
-    "damaged_pdf": _pair("This PDF is damaged and cannot be read, so its signatures cannot be checked.",
-                         "此 PDF 檔案已損壞，無法讀取，因此不能核實其簽署。"),
-    "encrypted_pdf": _pair("This PDF is encrypted (password protected); it cannot be verified here.",
-                           "此 PDF 檔案已加密（受密碼保護），不能在此核實。"),
+    "damaged_pdf": _pair(
+        "This PDF is damaged and cannot be read, so its signatures cannot be checked.",
+        "此 PDF 檔案已損壞，無法讀取，因此不能核實其簽署。",
+    ),
+    "encrypted_pdf": _pair(
+        "This PDF is encrypted (password protected); it cannot be verified here.",
+        "此 PDF 檔案已加密（受密碼保護），不能在此核實。",
+    ),
     "too_large": _pair("The file is larger than the upload limit.", "檔案超出上載上限。"),
     "file_too_large": _pair("The file is larger than the upload limit.", "檔案超出上載上限。"),
-    "rate_limited": _pair("Too many verifications from your address. Please try again in a minute.",
-                          "你的網絡位址提交的核實次數過多，請一分鐘後再試。"),
+    "rate_limited": _pair(
+        "Too many verifications from your address. Please try again in a minute.",
+        "你的網絡位址提交的核實次數過多，請一分鐘後再試。",
+    ),
     "missing_file": _pair("Choose a PDF file first.", "請先選擇 PDF 檔案。"),
-    "malformed_multipart": _pair("The upload could not be read. Please try again.", "未能讀取上載內容，請再試。"),
-    "unsupported_media_type": _pair("The upload could not be read. Please try again.", "未能讀取上載內容，請再試。"),
-    "network": _pair("The verification service could not be reached. Please try again.",
-                     "未能連接核實服務，請再試。"),
-    "timeout": _pair("The verification took too long and was stopped. Please try again.",
-                     "核實時間過長，已經停止，請再試。"),
-    "unexpected": _pair("The verification failed unexpectedly. Please try again later.",
-                        "核實意外失敗，請稍後再試。"),
+    "malformed_multipart": _pair(
+        "The upload could not be read. Please try again.", "未能讀取上載內容，請再試。"
+    ),
+    "unsupported_media_type": _pair(
+        "The upload could not be read. Please try again.", "未能讀取上載內容，請再試。"
+    ),
+    "network": _pair(
+        "The verification service could not be reached. Please try again.", "未能連接核實服務，請再試。"
+    ),
+    "timeout": _pair(
+        "The verification took too long and was stopped. Please try again.",
+        "核實時間過長，已經停止，請再試。",
+    ),
+    "unexpected": _pair(
+        "The verification failed unexpectedly. Please try again later.", "核實意外失敗，請稍後再試。"
+    ),
 }
 
 #: The limb reasons of signing/verify/eto.py in Traditional Chinese (exact English text -> Chinese). A reason
@@ -102,8 +133,7 @@ _REASONS_ZH = {
     "limb (c) is not met": "不符合 (c) 項",
     "the key usage of the certificate does not allow signing": "證書的密鑰用途不容許簽署",
     "the certificate policy does not match the profile": "證書政策不符合證書類別",
-    "the trust entry names no certificate policy, so the certificate's terms cannot be checked":
-        "信任清單項目沒有指明證書政策，因此無法核對證書的條款",
+    "the trust entry names no certificate policy, so the certificate's terms cannot be checked": "信任清單項目沒有指明證書政策，因此無法核對證書的條款",
 }
 
 _PAGE = {
@@ -117,16 +147,24 @@ _PAGE = {
     "checks": _pair("All checks", "所有檢查項目"),
     "eto": _lib(_T)["eto"],
     "verdict": _lib(_T)["verdict"],
-    "reasons": _pair("Technical details (from the verifier, in English)", "技術細節（由核實程式提供，只有英文）"),
+    "reasons": _pair(
+        "Technical details (from the verifier, in English)", "技術細節（由核實程式提供，只有英文）"
+    ),
     "why_not": _pair("Not shown because", "未能證明的原因"),
     "evidence": _pair("Evidence", "證據"),
-    "yes": _lib(_T)["yes"], "no": _lib(_T)["no"], "unknown": _lib(_T)["unknown"],
-    "met": _lib(_T)["met"], "not_met": _lib(_T)["not_met"],
-    "overall_ok": _pair("Every signature in this file passed the technical checks.", "此檔案內所有簽署均通過技術檢查。"),
+    "yes": _lib(_T)["yes"],
+    "no": _lib(_T)["no"],
+    "unknown": _lib(_T)["unknown"],
+    "met": _lib(_T)["met"],
+    "not_met": _lib(_T)["not_met"],
+    "overall_ok": _pair(
+        "Every signature in this file passed the technical checks.", "此檔案內所有簽署均通過技術檢查。"
+    ),
     "overall_bad": _pair("Not every signature in this file passed.", "此檔案內並非所有簽署均通過。"),
-    "no_signature": _pair("This file has no signature. There is nothing to verify: it is not a signed "
-                          "document.",
-                          "此檔案沒有任何簽署，沒有可核實的內容：這並非已簽署的文件。"),
+    "no_signature": _pair(
+        "This file has no signature. There is nothing to verify: it is not a signed document.",
+        "此檔案沒有任何簽署，沒有可核實的內容：這並非已簽署的文件。",
+    ),
     "file": _pair("File", "檔案"),
     "validated_at": _lib(_T)["validated_at"],
     "mode_offline": _lib(_T)["mode_offline"],
@@ -145,11 +183,13 @@ _PAGE = {
         "certificate recognized under the Electronic Transactions Ordinance, so none of the s.6(1A) limbs "
         "can be met, even though the technical checks passed.",
         "測試證書：此簽署以沙盒（測試）證書作出，並非《電子交易條例》下的認可證書，因此即使技術檢查通過，"
-        "亦不符合第6(1A)條任何一項條件。"),
+        "亦不符合第6(1A)條任何一項條件。",
+    ),
     "operator_cert": _pair(
         "This certificate chains to a root added by the operator of this service, not to a recognized "
         "certificate type of the trust list, so the s.6(1A) limbs cannot be met.",
-        "此證書連接至本服務營運者加入的根證書，並非信任清單內的認可證書類別，因此不符合第6(1A)條的條件。"),
+        "此證書連接至本服務營運者加入的根證書，並非信任清單內的認可證書類別，因此不符合第6(1A)條的條件。",
+    ),
     "verifying": _pair("Verifying…", "正在核實…"),
     "error_title": _pair("The file could not be verified", "未能核實此檔案"),
     "hkt": _pair("Hong Kong time", "香港時間"),
@@ -177,14 +217,18 @@ def verify_page(request: Request) -> HTMLResponse:
     """The upload form; results are drawn in the page from the JSON of ``POST /v1/verifications``."""
     nonce = secrets.token_urlsafe(16)
     limit = request.app.state.settings.max_upload_bytes
-    response = templates.TemplateResponse(request, "verify.html", {
-        "nonce": nonce,
-        "labels": page_labels(),
-        "limitations": list(zip(LIMITATIONS, _LIMITATIONS_ZH, strict=True)),
-        "endpoint": request.app.url_path_for("create_verification"),
-        "max_upload_bytes": limit,
-        "max_upload_mb": f"{limit / (1024 * 1024):.0f}",
-    })
+    response = templates.TemplateResponse(
+        request,
+        "verify.html",
+        {
+            "nonce": nonce,
+            "labels": page_labels(),
+            "limitations": list(zip(LIMITATIONS, _LIMITATIONS_ZH, strict=True)),
+            "endpoint": request.app.url_path_for("create_verification"),
+            "max_upload_bytes": limit,
+            "max_upload_mb": f"{limit / (1024 * 1024):.0f}",
+        },
+    )
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
         "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"

@@ -43,7 +43,7 @@ def _report_errors(tmp: Path) -> None:
             text = path.read_text(errors="replace")
             start = text.find("Traceback")
             if start >= 0:
-                print(f"--- {name} ---\n{text[start:start + 6000]}")
+                print(f"--- {name} ---\n{text[start : start + 6000]}")
             for line in text.splitlines():
                 if "sandbox /" in line and "->" in line:
                     print(line)
@@ -60,10 +60,16 @@ async def one_flow(c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, t
     t = time.perf_counter()
     doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
     t, times["upload"] = time.perf_counter(), times["upload"] + [time.perf_counter() - t]
-    req = (await c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
-                                                      "level": "B-B"})).json()
+    req = (
+        await c.post(
+            "/v1/signing-requests",
+            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        )
+    ).json()
     t, times["request"] = time.perf_counter(), times["request"] + [time.perf_counter() - t]
-    r = await phone.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req.get("sign_code")})
+    r = await phone.post(
+        "/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req.get("sign_code")}
+    )
     if r.status_code != 200:
         raise RuntimeError(f"approve failed: {r.status_code} {r.text[:300]} for {req}")
     t, times["approve"] = time.perf_counter(), times["approve"] + [time.perf_counter() - t]
@@ -85,9 +91,15 @@ async def flows(top, pdf: bytes, clients: int, total: int) -> tuple[float, dict[
     times: dict[str, list[float]] = {s: [] for s in STEPS}
     sem = asyncio.Semaphore(clients)
     limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=top.replicas[0].url, headers={"Authorization": f"Bearer {top.key}"},
-                                 timeout=120, limits=limits) as c, \
-            httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone:
+    async with (
+        httpx.AsyncClient(
+            base_url=top.replicas[0].url,
+            headers={"Authorization": f"Bearer {top.key}"},
+            timeout=120,
+            limits=limits,
+        ) as c,
+        httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone,
+    ):
 
         async def run():
             async with sem:
@@ -108,16 +120,19 @@ async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[t
     samples = [(0, rss_mb(pid))]
     marks = {1000, total}
     sem = asyncio.Semaphore(clients)
-    async with httpx.AsyncClient(base_url=top.replicas[0].url, headers={"Authorization": f"Bearer {top.key}"},
-                                 timeout=120) as c:
+    async with httpx.AsyncClient(
+        base_url=top.replicas[0].url, headers={"Authorization": f"Bearer {top.key}"}, timeout=120
+    ) as c:
         doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
         done = 0
 
         async def one():
             nonlocal done
             async with sem:
-                r = await c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER},
-                                                               "level": "B-B"})
+                r = await c.post(
+                    "/v1/signing-requests",
+                    json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+                )
                 r.raise_for_status()
                 done += 1
                 if done in marks:
@@ -128,20 +143,34 @@ async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--flows", type=int, default=160, help="flows per concurrency level (at least 4x clients)")
+    parser.add_argument(
+        "--flows", type=int, default=160, help="flows per concurrency level (at least 4x clients)"
+    )
     parser.add_argument("--pending", type=int, default=10_000)
     args = parser.parse_args()
 
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-") as tmp, ExitStack() as stack:
             tmp = Path(tmp)
-            url = stack.enter_context(database_url(backend, tmp)) if backend != "sqlite" else \
-                f"sqlite:///{tmp / 'iamsign.db'}"
-            top = start_topology(tmp, url, replicas=1,
-                                 extra_env={"IAMSIGN_SWEEP_INTERVAL_S": "1", "IAMSIGN_STALE_AFTER_S": "120",
-                                            "IAMSIGN_WORKERS": "4"})
+            url = (
+                stack.enter_context(database_url(backend, tmp))
+                if backend != "sqlite"
+                else f"sqlite:///{tmp / 'iamsign.db'}"
+            )
+            top = start_topology(
+                tmp,
+                url,
+                replicas=1,
+                extra_env={
+                    "IAMSIGN_SWEEP_INTERVAL_S": "1",
+                    "IAMSIGN_STALE_AFTER_S": "120",
+                    "IAMSIGN_WORKERS": "4",
+                },
+            )
             stack.callback(top.stop)
             stack.callback(lambda: _report_errors(tmp))
             top.proxy_state["default"] = top.replicas[0].url

@@ -83,10 +83,17 @@ class BulkDocument:
         return item
 
 
-def sign_code_for(documents: Iterable[BulkDocument], *, open_id: str | None = None, hkic_hash: str | None = None,
-                  client_id: str | None = None) -> str:
+def sign_code_for(
+    documents: Iterable[BulkDocument],
+    *,
+    open_id: str | None = None,
+    hkic_hash: str | None = None,
+    client_id: str | None = None,
+) -> str:
     """:func:`~signing.iamsmart.protocol.bulk_sign_code` over these documents, in order."""
-    return bulk_sign_code((d.data for d in documents), open_id=open_id, hkic_hash=hkic_hash, client_id=client_id)
+    return bulk_sign_code(
+        (d.data for d in documents), open_id=open_id, hkic_hash=hkic_hash, client_id=client_id
+    )
 
 
 @dataclass(frozen=True)
@@ -155,9 +162,17 @@ def multipart_body(sig_metada: str, sig_file: str | None) -> tuple[bytes, str]:
     boundary = "iamsmart-" + secrets.token_hex(16)
     chunks: list[bytes] = []
     if sig_file is not None:
-        chunks.append(_part(boundary, f'form-data; name="{SIG_FILE}"; filename="{_SIG_FILE_NAME}"', "text/plain",
-                            sig_file.encode()))
-    chunks.append(_part(boundary, f'form-data; name="{SIG_METADATA}"', "application/json", sig_metada.encode()))
+        chunks.append(
+            _part(
+                boundary,
+                f'form-data; name="{SIG_FILE}"; filename="{_SIG_FILE_NAME}"',
+                "text/plain",
+                sig_file.encode(),
+            )
+        )
+    chunks.append(
+        _part(boundary, f'form-data; name="{SIG_METADATA}"', "application/json", sig_metada.encode())
+    )
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
 
@@ -243,12 +258,20 @@ def _signature(item: Any) -> BulkSignature:
         raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "a signatures item has no id")
     try:
         if "pdfSignature" in item:
-            return BulkPdfSignature(item["id"], str(item.get("docDigest", "")), b64decode_strict(item["pdfSignature"]))
+            return BulkPdfSignature(
+                item["id"], str(item.get("docDigest", "")), b64decode_strict(item["pdfSignature"])
+            )
         ts = item.get("timestamp")
-        return BulkHashSignature(item["id"], str(item.get("hash", "")), b64decode_strict(item["signature"]),
-                                 int(ts) if ts is not None else None)
+        return BulkHashSignature(
+            item["id"],
+            str(item.get("hash", "")),
+            b64decode_strict(item["signature"]),
+            int(ts) if ts is not None else None,
+        )
     except (KeyError, ValueError, TypeError) as exc:
-        raise EnvelopeError(ReturnCode.PARAMETER_INVALID, f"signatures item {item['id']!r} incomplete") from exc
+        raise EnvelopeError(
+            ReturnCode.PARAMETER_INVALID, f"signatures item {item['id']!r} incomplete"
+        ) from exc
 
 
 def read_signatures_text(text: str) -> tuple[BulkSignature, ...]:
@@ -272,7 +295,9 @@ def read_bulk_callback(parts: Mapping[str, bytes | str], unwrap: Callable[[str],
     code = meta.get("code")
     if not isinstance(code, str):
         raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "sigMetada is not an envelope")
-    secret_key = meta.get("secretKey") if isinstance(meta.get("secretKey"), str) and meta.get("secretKey") else None
+    secret_key = (
+        meta.get("secretKey") if isinstance(meta.get("secretKey"), str) and meta.get("secretKey") else None
+    )
     cek = unwrap(secret_key) if secret_key is not None else None
     content_value = meta.get("content")
     if isinstance(content_value, dict):
@@ -311,12 +336,17 @@ def read_bulk_callback(parts: Mapping[str, bytes | str], unwrap: Callable[[str],
         parsed_code = code
     return BulkCallback(
         tx_id=meta.get("txID") if isinstance(meta.get("txID"), str) else None,
-        code=parsed_code, message=str(meta.get("message", "")),
+        code=parsed_code,
+        message=str(meta.get("message", "")),
         business_id=business_id if isinstance(business_id, str) else None,
-        state=state if isinstance(state, str) else None, cert_der=cert_der,
-        total_callbacks=_int(content, "totalCallbacks", 1) or 1, callback_seq=_int(content, "callbackSeq", 1) or 1,
-        total_sign_num=_int(content, "totalSignNum", None), fail_sign_num=_int(content, "failSignNum", None),
-        signatures=signatures, content=content,
+        state=state if isinstance(state, str) else None,
+        cert_der=cert_der,
+        total_callbacks=_int(content, "totalCallbacks", 1) or 1,
+        callback_seq=_int(content, "callbackSeq", 1) or 1,
+        total_sign_num=_int(content, "totalSignNum", None),
+        fail_sign_num=_int(content, "failSignNum", None),
+        signatures=signatures,
+        content=content,
     )
 
 

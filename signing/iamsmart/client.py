@@ -239,7 +239,9 @@ class IamSmartClient:
 
     async def _post_signed_once(self, path: str, body: bytes) -> ResponseEnvelope:
         nonce = self._nonce_factory() if self._nonce_factory else None
-        headers = signed_headers(self.config.client_id, self.config.client_secret, body, self._timestamp(), nonce)
+        headers = signed_headers(
+            self.config.client_id, self.config.client_secret, body, self._timestamp(), nonce
+        )
         try:
             resp = await self._http.post(self._url(path), content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -247,7 +249,9 @@ class IamSmartClient:
         try:
             data = resp.json()
         except ValueError:
-            raise IamSmartTransportError(f"POST {path}: HTTP {resp.status_code}, not JSON", resp.status_code) from None
+            raise IamSmartTransportError(
+                f"POST {path}: HTTP {resp.status_code}, not JSON", resp.status_code
+            ) from None
         if resp.status_code >= 400 and not (isinstance(data, dict) and isinstance(data.get("code"), str)):
             raise IamSmartTransportError(f"POST {path}: HTTP {resp.status_code}", resp.status_code)
         return ResponseEnvelope.parse(data)
@@ -302,7 +306,9 @@ class IamSmartClient:
     def forget_cek(self) -> None:
         self._cek = None
 
-    async def _call(self, path: str, payload: Mapping[str, Any], rules: Iterable[FieldRule] = ()) -> dict[str, Any]:
+    async def _call(
+        self, path: str, payload: Mapping[str, Any], rules: Iterable[FieldRule] = ()
+    ) -> dict[str, Any]:
         """An encrypted API call; returns the decrypted content (``{}`` if none)."""
         payload = {k: v for k, v in payload.items() if v is not None}
         if self.config.check_fields:
@@ -361,11 +367,16 @@ class IamSmartClient:
         c = await self._call("/auth/getToken", payload, F.GET_TOKEN)
         try:
             return Token(
-                access_token=str(c["accessToken"]), open_id=str(c["openID"]),
-                token_type=str(c.get("tokenType", "Bearer")), issue_at=int(c.get("issueAt", 0)),
+                access_token=str(c["accessToken"]),
+                open_id=str(c["openID"]),
+                token_type=str(c.get("tokenType", "Bearer")),
+                issue_at=int(c.get("issueAt", 0)),
                 expires_in=int(c.get("expiresIn", 0)),
-                last_modified_date=int(c["lastModifiedDate"]) if c.get("lastModifiedDate") is not None else None,
-                user_type=str(c.get("userType", "default")), scope=str(c.get("scope", "")),
+                last_modified_date=int(c["lastModifiedDate"])
+                if c.get("lastModifiedDate") is not None
+                else None,
+                user_type=str(c.get("userType", "default")),
+                scope=str(c.get("scope", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(ReturnCode.PARAMETER_INVALID, f"getToken content incomplete: {exc}") from exc
@@ -380,99 +391,200 @@ class IamSmartClient:
         return Initiated(business_id, str(c.get("signCode", "")), auth_by_qr, c.get("ticketID") or None)
 
     async def account_sign_hash(
-        self, *, business_id: str, token: Token, hash_code: bytes, redirect_uri: str, service_name: str,
-        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
-        hkic_hash: str | None = None, sig_algo: str | None = None, **extra: Any,
+        self,
+        *,
+        business_id: str,
+        token: Token,
+        hash_code: bytes,
+        redirect_uri: str,
+        service_name: str,
+        document_name: str,
+        source: str = "PC_Browser",
+        state: str | None = None,
+        department: str | None = None,
+        hkic_hash: str | None = None,
+        sig_algo: str | None = None,
+        **extra: Any,
     ) -> Initiated:
         """POST /account/signing/initiateRequest (hash signing after login)."""
         payload = {
-            "businessID": business_id, "accessToken": token.access_token, "openID": token.open_id,
-            "source": source, "state": state, "hashCode": base64.b64encode(hash_code).decode(),
-            "redirectURI": redirect_uri, "department": department, "serviceName": service_name,
-            "documentName": document_name, "HKICHash": hkic_hash, "sigAlgo": sig_algo, **extra,
+            "businessID": business_id,
+            "accessToken": token.access_token,
+            "openID": token.open_id,
+            "source": source,
+            "state": state,
+            "hashCode": base64.b64encode(hash_code).decode(),
+            "redirectURI": redirect_uri,
+            "department": department,
+            "serviceName": service_name,
+            "documentName": document_name,
+            "HKICHash": hkic_hash,
+            "sigAlgo": sig_algo,
+            **extra,
         }
-        return self._initiated(business_id, await self._call("/account/signing/initiateRequest", payload,
-                                                            F.ACCOUNT_HASH))
+        return self._initiated(
+            business_id, await self._call("/account/signing/initiateRequest", payload, F.ACCOUNT_HASH)
+        )
 
     async def account_sign_pdf(
-        self, *, business_id: str, token: Token, doc_digest: bytes, redirect_uri: str, service_name: str,
-        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
-        hkic_hash: str | None = None, **extra: Any,
+        self,
+        *,
+        business_id: str,
+        token: Token,
+        doc_digest: bytes,
+        redirect_uri: str,
+        service_name: str,
+        document_name: str,
+        source: str = "PC_Browser",
+        state: str | None = None,
+        department: str | None = None,
+        hkic_hash: str | None = None,
+        **extra: Any,
     ) -> Initiated:
         """POST /account/pdfsigning/initiateRequest (PDF signing after login)."""
         payload = {
-            "businessID": business_id, "accessToken": token.access_token, "openID": token.open_id,
-            "source": source, "state": state, "docDigest": base64.b64encode(doc_digest).decode(),
-            "redirectURI": redirect_uri, "department": department, "serviceName": service_name,
-            "documentName": document_name, "HKICHash": hkic_hash, **extra,
+            "businessID": business_id,
+            "accessToken": token.access_token,
+            "openID": token.open_id,
+            "source": source,
+            "state": state,
+            "docDigest": base64.b64encode(doc_digest).decode(),
+            "redirectURI": redirect_uri,
+            "department": department,
+            "serviceName": service_name,
+            "documentName": document_name,
+            "HKICHash": hkic_hash,
+            **extra,
         }
-        return self._initiated(business_id, await self._call("/account/pdfsigning/initiateRequest", payload,
-                                                            F.ACCOUNT_PDF))
+        return self._initiated(
+            business_id, await self._call("/account/pdfsigning/initiateRequest", payload, F.ACCOUNT_PDF)
+        )
 
     async def anonymous_sign_hash(
-        self, *, business_id: str, hash_code: bytes, hkic_hash: str, redirect_uri: str, service_name: str,
-        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
-        sig_algo: str | None = None, **extra: Any,
+        self,
+        *,
+        business_id: str,
+        hash_code: bytes,
+        hkic_hash: str,
+        redirect_uri: str,
+        service_name: str,
+        document_name: str,
+        source: str = "PC_Browser",
+        state: str | None = None,
+        department: str | None = None,
+        sig_algo: str | None = None,
+        **extra: Any,
     ) -> Initiated:
         """POST /anonymous/signing/initiateRequest (HKICHash mandatory; ticket valid 12 min)."""
         payload = {
-            "businessID": business_id, "source": source, "state": state,
-            "hashCode": base64.b64encode(hash_code).decode(), "redirectURI": redirect_uri,
-            "department": department, "documentName": document_name, "serviceName": service_name,
-            "HKICHash": hkic_hash, "sigAlgo": sig_algo, **extra,
+            "businessID": business_id,
+            "source": source,
+            "state": state,
+            "hashCode": base64.b64encode(hash_code).decode(),
+            "redirectURI": redirect_uri,
+            "department": department,
+            "documentName": document_name,
+            "serviceName": service_name,
+            "HKICHash": hkic_hash,
+            "sigAlgo": sig_algo,
+            **extra,
         }
-        return self._initiated(business_id, await self._call("/anonymous/signing/initiateRequest", payload,
-                                                            F.ANONYMOUS_HASH))
+        return self._initiated(
+            business_id, await self._call("/anonymous/signing/initiateRequest", payload, F.ANONYMOUS_HASH)
+        )
 
     async def anonymous_sign_pdf(
-        self, *, business_id: str, doc_digest: bytes, hkic_hash: str, redirect_uri: str, service_name: str,
-        document_name: str, source: str = "PC_Browser", state: str | None = None, department: str | None = None,
+        self,
+        *,
+        business_id: str,
+        doc_digest: bytes,
+        hkic_hash: str,
+        redirect_uri: str,
+        service_name: str,
+        document_name: str,
+        source: str = "PC_Browser",
+        state: str | None = None,
+        department: str | None = None,
         **extra: Any,
     ) -> Initiated:
         """POST /anonymous/pdfsigning/initiateRequest."""
         payload = {
-            "businessID": business_id, "source": source, "redirectURI": redirect_uri, "state": state,
-            "docDigest": base64.b64encode(doc_digest).decode(), "HKICHash": hkic_hash, "department": department,
-            "documentName": document_name, "serviceName": service_name, **extra,
+            "businessID": business_id,
+            "source": source,
+            "redirectURI": redirect_uri,
+            "state": state,
+            "docDigest": base64.b64encode(doc_digest).decode(),
+            "HKICHash": hkic_hash,
+            "department": department,
+            "documentName": document_name,
+            "serviceName": service_name,
+            **extra,
         }
-        return self._initiated(business_id, await self._call("/anonymous/pdfsigning/initiateRequest", payload,
-                                                            F.ANONYMOUS_PDF))
+        return self._initiated(
+            business_id, await self._call("/anonymous/pdfsigning/initiateRequest", payload, F.ANONYMOUS_PDF)
+        )
 
     async def anonymous_hash_result(self, token: Token, business_id: str | None = None) -> HashSignature:
         """POST /anonymous/signing/getResult with the token from the redirect's code."""
-        c = await self._call("/anonymous/signing/getResult",
-                             {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
-                             F.GET_RESULT)
+        c = await self._call(
+            "/anonymous/signing/getResult",
+            {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+            F.GET_RESULT,
+        )
         return _hash_signature(c)
 
     async def anonymous_pdf_result(self, token: Token, business_id: str | None = None) -> PdfSignature:
         """POST /anonymous/pdfsigning/getResult."""
-        c = await self._call("/anonymous/pdfsigning/getResult",
-                             {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
-                             F.GET_RESULT)
+        c = await self._call(
+            "/anonymous/pdfsigning/getResult",
+            {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+            F.GET_RESULT,
+        )
         return _pdf_signature(c)
 
     async def ack_result(self, business_id: str, result: SigningResult | str) -> None:
         """POST /account/signing/ackResult (for every outcome: SR001, SR002 or SR003)."""
-        await self._call("/account/signing/ackResult",
-                         {"businessID": business_id, "signingResult": SigningResult(result).value}, F.ACK_RESULT)
+        await self._call(
+            "/account/signing/ackResult",
+            {"businessID": business_id, "signingResult": SigningResult(result).value},
+            F.ACK_RESULT,
+        )
 
     # ------------------------------------------------------------------ bulk signing (§8, §12.4)
 
     async def bulk_initiate(
-        self, *, business_id: str, documents: Sequence[BulkDocument], callback_result_uri: str, service_name: str,
-        request_name: str, token: Token | None = None, redirect_uri: str | None = None, hkic_hash: str | None = None,
-        source: str | None = "PC_Browser", state: str | None = None, department: str | None = None,
-        max_callback_sigs: int | None = None, **extra: Any,
+        self,
+        *,
+        business_id: str,
+        documents: Sequence[BulkDocument],
+        callback_result_uri: str,
+        service_name: str,
+        request_name: str,
+        token: Token | None = None,
+        redirect_uri: str | None = None,
+        hkic_hash: str | None = None,
+        source: str | None = "PC_Browser",
+        state: str | None = None,
+        department: str | None = None,
+        max_callback_sigs: int | None = None,
+        **extra: Any,
     ) -> BulkInitiated:
         """POST /bdss/initiateRequest (with ``token``: logged in, ``redirect_uri`` gets the BSQC token) or
         /bdss/anonymous/initiateRequest (without). The sign code is computed locally (§12.4 choice)."""
         anonymous = token is None
         payload: dict[str, Any] = {
-            "businessID": business_id, "redirectURI": redirect_uri, "callbackResultURI": callback_result_uri,
-            "source": source, "state": state, "HKICHash": hkic_hash, "department": department,
-            "serviceName": service_name, "requestName": request_name, "maxCallbackSigs": max_callback_sigs,
-            "documents": documents_wire(documents), **extra,
+            "businessID": business_id,
+            "redirectURI": redirect_uri,
+            "callbackResultURI": callback_result_uri,
+            "source": source,
+            "state": state,
+            "HKICHash": hkic_hash,
+            "department": department,
+            "serviceName": service_name,
+            "requestName": request_name,
+            "maxCallbackSigs": max_callback_sigs,
+            "documents": documents_wire(documents),
+            **extra,
         }
         if token is not None:
             payload.update(accessToken=token.access_token, openID=token.open_id)
@@ -481,16 +593,21 @@ class IamSmartClient:
             F.check_bulk_request(payload, anonymous=anonymous)
         path = "/bdss/anonymous/initiateRequest" if anonymous else "/bdss/initiateRequest"
         c = await self._call(path, payload)
-        sign_code = (sign_code_for(documents, hkic_hash=hkic_hash, client_id=self.config.client_id) if anonymous
-                     else sign_code_for(documents, open_id=token.open_id if token else None))
+        sign_code = (
+            sign_code_for(documents, hkic_hash=hkic_hash, client_id=self.config.client_id)
+            if anonymous
+            else sign_code_for(documents, open_id=token.open_id if token else None)
+        )
         init = self._initiated(business_id, c)
         return BulkInitiated(business_id, sign_code, init.auth_by_qr, init.ticket_id, len(documents))
 
     async def bulk_bsqc_token(self, token: Token, business_id: str | None = None) -> str:
         """POST /bdss/getBSQCToken: the BSQC token of this user's (latest, or given) bulk request."""
-        c = await self._call("/bdss/getBSQCToken",
-                             {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
-                             F.GET_BSQC_TOKEN)
+        c = await self._call(
+            "/bdss/getBSQCToken",
+            {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+            F.GET_BSQC_TOKEN,
+        )
         value = c.get("BSQCToken")
         if not isinstance(value, str) or not value:
             raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "getBSQCToken content has no BSQCToken")
@@ -498,8 +615,11 @@ class IamSmartClient:
 
     async def bulk_status(self, business_id: str, bsqc_token: str, open_id: str | None = None) -> BulkStatus:
         """POST /bdss/enquireStatus: SS001 pending ... SS006 no record."""
-        c = await self._call("/bdss/enquireStatus",
-                             {"BSQCToken": bsqc_token, "businessID": business_id, "openID": open_id}, F.BULK_ENQUIRY)
+        c = await self._call(
+            "/bdss/enquireStatus",
+            {"BSQCToken": bsqc_token, "businessID": business_id, "openID": open_id},
+            F.BULK_ENQUIRY,
+        )
         try:
             return BulkStatus(str(c.get("status")))
         except ValueError:
@@ -507,11 +627,18 @@ class IamSmartClient:
 
     async def bulk_cancel(self, business_id: str, bsqc_token: str, open_id: str | None = None) -> None:
         """POST /bdss/cancelRequest (only while SS001, otherwise D71007)."""
-        await self._call("/bdss/cancelRequest",
-                         {"BSQCToken": bsqc_token, "businessID": business_id, "openID": open_id}, F.BULK_ENQUIRY)
+        await self._call(
+            "/bdss/cancelRequest",
+            {"BSQCToken": bsqc_token, "businessID": business_id, "openID": open_id},
+            F.BULK_ENQUIRY,
+        )
 
-    async def bulk_ack(self, business_id: str, result: SigningResult | str | None = None,
-                       per_document: Mapping[str, SigningResult | str] | None = None) -> None:
+    async def bulk_ack(
+        self,
+        business_id: str,
+        result: SigningResult | str | None = None,
+        per_document: Mapping[str, SigningResult | str] | None = None,
+    ) -> None:
         """POST /bdss/ackResult for the whole request (``result``) or per document (``per_document``)."""
         if (result is None) == (per_document is None):
             raise ValueError("give either result or per_document")
@@ -521,8 +648,9 @@ class IamSmartClient:
         else:
             assert per_document is not None
             payload["signingResult"] = ""
-            payload["signatures"] = [{"id": i, "signingResult": SigningResult(r).value}
-                                     for i, r in per_document.items()]
+            payload["signatures"] = [
+                {"id": i, "signingResult": SigningResult(r).value} for i, r in per_document.items()
+            ]
         if self.config.check_fields:
             F.parse_bulk_ack(payload)
         await self._call("/bdss/ackResult", payload)

@@ -141,7 +141,12 @@ _MESSAGES: dict[ReturnCode, str] = {
 
 #: Codes after which a client fetches a new CEK and retries once (protocol doc §4).
 CEK_ERRORS = frozenset(
-    {ReturnCode.KEK_INVALID, ReturnCode.CEK_INVALID, ReturnCode.ENCRYPTION_EXCEPTION, ReturnCode.DECRYPTION_EXCEPTION}
+    {
+        ReturnCode.KEK_INVALID,
+        ReturnCode.CEK_INVALID,
+        ReturnCode.ENCRYPTION_EXCEPTION,
+        ReturnCode.DECRYPTION_EXCEPTION,
+    }
 )
 
 

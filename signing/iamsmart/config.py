@@ -73,10 +73,18 @@ def load_or_create_local_credentials(directory: Path, client_id: str = "iamsign-
     cred_file, key_file = directory / "client.json", directory / "kek.key.pem"
     if not cred_file.is_file() or not key_file.is_file():
         key: rsa.RSAPrivateKey = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        atomic_write(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()), private=True)
-        atomic_write(cred_file, json.dumps({"client_id": client_id, "client_secret": secrets.token_urlsafe(32)}).encode(),
-                     private=True)
+        atomic_write(
+            key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            private=True,
+        )
+        atomic_write(
+            cred_file,
+            json.dumps({"client_id": client_id, "client_secret": secrets.token_urlsafe(32)}).encode(),
+            private=True,
+        )
     data = json.loads(cred_file.read_text())
     loaded = serialization.load_pem_private_key(key_file.read_bytes(), None)
     if not isinstance(loaded, rsa.RSAPrivateKey):

@@ -25,8 +25,13 @@ class IamSmartError(Exception):
 class IamSmartApiError(IamSmartError):
     """iAM Smart answered with a code other than D00000."""
 
-    def __init__(self, code: ReturnCode | str, message: str | None = None, tx_id: str | None = None,
-                 content: object = None) -> None:
+    def __init__(
+        self,
+        code: ReturnCode | str,
+        message: str | None = None,
+        tx_id: str | None = None,
+        content: object = None,
+    ) -> None:
         super().__init__(code, message)
         self.tx_id = tx_id
         self.content = content

@@ -61,13 +61,52 @@ GET_TOKEN = (
     FieldRule("grantType", choices=frozenset({"authorization_code"})),
     FieldRule("isDirectLoginV2", required=False, choices=frozenset({"true", "false"})),
 )
-ACCOUNT_HASH = (_BUSINESS_ID, _TOKEN, _OPENID, _SOURCE, _STATE, _HASH_CODE, _REDIRECT, *_DOC_FIELDS,
-                _HKIC_OPTIONAL, _SIG_ALGO, *_STEPUP)
-ACCOUNT_PDF = (_BUSINESS_ID, _TOKEN, _OPENID, _SOURCE, _STATE, _DOC_DIGEST, _REDIRECT, *_DOC_FIELDS,
-               _HKIC_OPTIONAL, *_STEPUP)
-ANONYMOUS_HASH = (_BUSINESS_ID, _SOURCE, _STATE, _HASH_CODE, _REDIRECT, *_DOC_FIELDS, _HKIC_MANDATORY,
-                  _SIG_ALGO, *_STEPUP)
-ANONYMOUS_PDF = (_BUSINESS_ID, _SOURCE, _STATE, _DOC_DIGEST, _REDIRECT, *_DOC_FIELDS, _HKIC_MANDATORY, *_STEPUP)
+ACCOUNT_HASH = (
+    _BUSINESS_ID,
+    _TOKEN,
+    _OPENID,
+    _SOURCE,
+    _STATE,
+    _HASH_CODE,
+    _REDIRECT,
+    *_DOC_FIELDS,
+    _HKIC_OPTIONAL,
+    _SIG_ALGO,
+    *_STEPUP,
+)
+ACCOUNT_PDF = (
+    _BUSINESS_ID,
+    _TOKEN,
+    _OPENID,
+    _SOURCE,
+    _STATE,
+    _DOC_DIGEST,
+    _REDIRECT,
+    *_DOC_FIELDS,
+    _HKIC_OPTIONAL,
+    *_STEPUP,
+)
+ANONYMOUS_HASH = (
+    _BUSINESS_ID,
+    _SOURCE,
+    _STATE,
+    _HASH_CODE,
+    _REDIRECT,
+    *_DOC_FIELDS,
+    _HKIC_MANDATORY,
+    _SIG_ALGO,
+    *_STEPUP,
+)
+ANONYMOUS_PDF = (
+    _BUSINESS_ID,
+    _SOURCE,
+    _STATE,
+    _DOC_DIGEST,
+    _REDIRECT,
+    *_DOC_FIELDS,
+    _HKIC_MANDATORY,
+    *_STEPUP,
+)
 GET_RESULT = (_TOKEN, _OPENID, FieldRule("businessID", required=False, max_len=36, ascii_only=True))
 ACK_RESULT = (_BUSINESS_ID, FieldRule("signingResult", choices=SIGNING_RESULTS))
 
@@ -87,12 +126,28 @@ _BSQC_TOKEN = FieldRule("BSQCToken", max_len=32, ascii_only=True)
 _DOC_ID = FieldRule("id", max_len=36, ascii_only=True)
 _DOC_NAME = FieldRule("documentName", max_len=255)
 
-BULK_ACCOUNT = (_BUSINESS_ID, _TOKEN, _OPENID, _REDIRECT, _CALLBACK_RESULT, _SOURCE, _STATE, _HKIC_OPTIONAL,
-                *_REQUEST_FIELDS, *_STEPUP)
-BULK_ANONYMOUS = (_BUSINESS_ID, FieldRule("redirectURI", required=False, max_len=1024, ascii_only=True),
-                  _CALLBACK_RESULT, FieldRule("source", required=False, choices=SOURCES,
-                                              choice_code=ReturnCode.UNSUPPORTED_SOURCE),
-                  _STATE, _HKIC_OPTIONAL, *_REQUEST_FIELDS, *_STEPUP)
+BULK_ACCOUNT = (
+    _BUSINESS_ID,
+    _TOKEN,
+    _OPENID,
+    _REDIRECT,
+    _CALLBACK_RESULT,
+    _SOURCE,
+    _STATE,
+    _HKIC_OPTIONAL,
+    *_REQUEST_FIELDS,
+    *_STEPUP,
+)
+BULK_ANONYMOUS = (
+    _BUSINESS_ID,
+    FieldRule("redirectURI", required=False, max_len=1024, ascii_only=True),
+    _CALLBACK_RESULT,
+    FieldRule("source", required=False, choices=SOURCES, choice_code=ReturnCode.UNSUPPORTED_SOURCE),
+    _STATE,
+    _HKIC_OPTIONAL,
+    *_REQUEST_FIELDS,
+    *_STEPUP,
+)
 """Anonymous bulk: ``redirectURI`` (gets the BSQC token callback) and ``source`` are optional here."""
 BULK_HASH_ITEM = (_DOC_ID, _DOC_NAME, _HASH_CODE, _SIG_ALGO)
 BULK_PDF_ITEM = (_DOC_ID, _DOC_NAME, _DOC_DIGEST)
@@ -134,7 +189,9 @@ def check_bulk_documents(documents: Any) -> None:
             raise FieldRuleError(ReturnCode.PARAMETER_INVALID, f"documents[{i}]", "must be an object")
         is_hash, is_pdf = "hashCode" in item, "docDigest" in item
         if is_hash and is_pdf:
-            raise FieldRuleError(ReturnCode.PARAMETER_INVALID, f"documents[{i}]", "has hashCode and docDigest")
+            raise FieldRuleError(
+                ReturnCode.PARAMETER_INVALID, f"documents[{i}]", "has hashCode and docDigest"
+            )
         if not is_hash and not is_pdf:
             raise FieldRuleError(ReturnCode.PARAMETER_MISSING, f"documents[{i}].hashCode", "missing")
         if is_pdf and "sigAlgo" in item:
@@ -168,7 +225,9 @@ def parse_bulk_ack(payload: Mapping[str, Any]) -> tuple[str | None, dict[str, st
         if result not in SIGNING_RESULTS:
             raise FieldRuleError(ReturnCode.PARAMETER_INVALID, "signingResult", "is not a supported value")
         if items is not None:
-            raise FieldRuleError(ReturnCode.PARAMETER_INVALID, "signatures", "only with an empty signingResult")
+            raise FieldRuleError(
+                ReturnCode.PARAMETER_INVALID, "signatures", "only with an empty signingResult"
+            )
         return result, {}
     if items is None:
         raise FieldRuleError(ReturnCode.PARAMETER_MISSING, "signatures", "missing")

@@ -70,17 +70,34 @@ SIGNATURE_METHOD = "HmacSHA256"
 HEADER_NAMES = ("clientID", "signatureMethod", "timestamp", "nonce", "signature")
 
 SCOPES = frozenset(
-    {"eidapi_auth", "eidapi_profiles", "eidapi_formFilling", "eidapi_sign", "eidapi_fr", "eidapi_bulksign",
-     "eidapi_sua"}
+    {
+        "eidapi_auth",
+        "eidapi_profiles",
+        "eidapi_formFilling",
+        "eidapi_sign",
+        "eidapi_fr",
+        "eidapi_bulksign",
+        "eidapi_sua",
+    }
 )
 SOURCES = frozenset(
     {
         "PC_Browser",
-        "Android_Chrome", "Android_Firefox", "Android_Edge", "Android_Samsung", "Android_Huawei",
+        "Android_Chrome",
+        "Android_Firefox",
+        "Android_Edge",
+        "Android_Samsung",
+        "Android_Huawei",
         "Android_Xiaomi",
-        "iOS_Safari", "iOS_Chrome", "iOS_Firefox", "iOS_Edge",
-        "App_Link", "App_Package", "App_Scheme",
-        "Android_IMS_InAppBrowser", "iOS_IMS_InAppBrowser",
+        "iOS_Safari",
+        "iOS_Chrome",
+        "iOS_Firefox",
+        "iOS_Edge",
+        "App_Link",
+        "App_Package",
+        "App_Scheme",
+        "Android_IMS_InAppBrowser",
+        "iOS_IMS_InAppBrowser",
     }
 )
 LANGS = frozenset({"en-US", "zh-HK", "zh-CN"})
@@ -105,8 +122,9 @@ def new_nonce() -> str:
     return uuid.uuid4().hex
 
 
-def signed_headers(client_id: str, client_secret: str, body: bytes, timestamp_ms: int, nonce: str | None = None
-                   ) -> dict[str, str]:
+def signed_headers(
+    client_id: str, client_secret: str, body: bytes, timestamp_ms: int, nonce: str | None = None
+) -> dict[str, str]:
     """All headers of a signed POST whose exact body bytes are ``body``."""
     nonce = nonce or new_nonce()
     ts = str(timestamp_ms)
@@ -120,8 +138,16 @@ def signed_headers(client_id: str, client_secret: str, body: bytes, timestamp_ms
     }
 
 
-def verify_signature(client_id: str, client_secret: str, timestamp: str, nonce: str, body: bytes,
-                     signature: str, *, accept_raw_base64: bool = False) -> bool:
+def verify_signature(
+    client_id: str,
+    client_secret: str,
+    timestamp: str,
+    nonce: str,
+    body: bytes,
+    signature: str,
+    *,
+    accept_raw_base64: bool = False,
+) -> bool:
     """Constant-time check of a ``signature`` header (URL-encoded; raw Base64 too if asked)."""
     expected = compute_signature(client_id, client_secret, timestamp, nonce, body)
     if hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
@@ -167,7 +193,9 @@ def unwrap_cek(kek_private_key: rsa.RSAPrivateKey, secret_key_b64: str) -> bytes
             raise EnvelopeError(ReturnCode.DECRYPTION_EXCEPTION, "secretKey is not a Base64 key") from exc
         if len(key) == _CEK_LEN:
             return key
-    raise EnvelopeError(ReturnCode.DECRYPTION_EXCEPTION, f"secretKey unwraps to {len(plain)} bytes, not a CEK")
+    raise EnvelopeError(
+        ReturnCode.DECRYPTION_EXCEPTION, f"secretKey unwraps to {len(plain)} bytes, not a CEK"
+    )
 
 
 def public_key_b64(public_key: rsa.RSAPublicKey) -> str:
@@ -263,7 +291,9 @@ class CallbackEnvelope:
             raise EnvelopeError(ReturnCode.PARAMETER_INVALID, "not an iAM Smart callback envelope")
         content, key = data.get("content"), data.get("secretKey")
         return cls(
-            data.get("txID"), data["code"], str(data.get("message", "")),
+            data.get("txID"),
+            data["code"],
+            str(data.get("message", "")),
             content if isinstance(content, str) and content else None,
             key if isinstance(key, str) and key else None,
         )
@@ -277,11 +307,17 @@ def response_envelope(code: ReturnCode, content: Any = None, *, tx_id: str | Non
     return env
 
 
-def callback_envelope(code: ReturnCode, content_b64: str, secret_key_b64: str, *, tx_id: str | None = None
-                      ) -> dict[str, Any]:
+def callback_envelope(
+    code: ReturnCode, content_b64: str, secret_key_b64: str, *, tx_id: str | None = None
+) -> dict[str, Any]:
     """A callback envelope with encrypted ``content`` and the wrapped CEK as ``secretKey``."""
-    return {"txID": tx_id or new_tx_id(), "code": code.value, "message": code.message,
-            "content": content_b64, "secretKey": secret_key_b64}
+    return {
+        "txID": tx_id or new_tx_id(),
+        "code": code.value,
+        "message": code.message,
+        "content": content_b64,
+        "secretKey": secret_key_b64,
+    }
 
 
 def flatten_content(data: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +349,9 @@ def _sign_code(src: bytes) -> str:
 
 def sign_code_account(hash_code_b64: str, open_id: str) -> str:
     """Logged-in ``signCode``: over SHA256(hashCode text) || SHA256(openID) (§6.6)."""
-    return _sign_code(hashlib.sha256(hash_code_b64.encode()).digest() + hashlib.sha256(open_id.encode()).digest())
+    return _sign_code(
+        hashlib.sha256(hash_code_b64.encode()).digest() + hashlib.sha256(open_id.encode()).digest()
+    )
 
 
 def sign_code_anonymous(digest: bytes, hkic_hash_b64: str, client_id: str) -> str:
@@ -329,8 +367,13 @@ def bulk_digest(digests: Iterable[bytes]) -> bytes:
     return h.digest()
 
 
-def bulk_sign_code(digests: Iterable[bytes], *, open_id: str | None = None, hkic_hash: str | None = None,
-                   client_id: str | None = None) -> str:
+def bulk_sign_code(
+    digests: Iterable[bytes],
+    *,
+    open_id: str | None = None,
+    hkic_hash: str | None = None,
+    client_id: str | None = None,
+) -> str:
     """The code shown to the signer of a bulk request (simulator choice: iAM Smart sends none for bulk).
 
     The §6.6 algorithm over :func:`bulk_digest`: the logged-in rule with ``open_id`` (its ``hashCode`` text
@@ -423,7 +466,9 @@ def check_fields(rules: Iterable[FieldRule], data: Mapping[str, Any]) -> None:
         if rule.ascii_only and not value.isascii():
             raise FieldRuleError(ReturnCode.PARAMETER_INVALID, rule.name, "must be ASCII")
         if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
-            raise FieldRuleError(ReturnCode.PARAMETER_INVALID, rule.name, "has characters that are not allowed")
+            raise FieldRuleError(
+                ReturnCode.PARAMETER_INVALID, rule.name, "has characters that are not allowed"
+            )
         if rule.base64:
             try:
                 if not b64decode_strict(value):

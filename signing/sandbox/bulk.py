@@ -96,24 +96,46 @@ class BulkRequest:
     def public(self) -> dict[str, Any]:
         """The JSON the sandbox's phone and hooks show (no HKICHash, no BSQC token, no signatures)."""
         return {
-            "business_id": self.business_id, "client_id": self.client_id, "kind": "bulk",
-            "anonymous": self.anonymous, "status": self.status.value,
-            "outcome": self.outcome.value if self.outcome else None, "sign_code": self.sign_code,
-            "ticket_id": self.ticket_id, "service_name": self.service_name, "document_name": self.request_name,
-            "request_name": self.request_name, "department": self.department, "documents": len(self.documents),
-            "declined": sorted(self.declined), "fail_sign_num": len(self.failed_ids),
-            "max_callback_sigs": self.max_callback_sigs, "total_callbacks": self.total_callbacks,
-            "pages_delivered": sum(self.pages_ok), "created_ms": self.created_ms, "expires_ms": self.expires_ms,
-            "ack": self.ack, "document_acks": len(self.doc_acks), "callback_attempts": self.callback_attempts,
+            "business_id": self.business_id,
+            "client_id": self.client_id,
+            "kind": "bulk",
+            "anonymous": self.anonymous,
+            "status": self.status.value,
+            "outcome": self.outcome.value if self.outcome else None,
+            "sign_code": self.sign_code,
+            "ticket_id": self.ticket_id,
+            "service_name": self.service_name,
+            "document_name": self.request_name,
+            "request_name": self.request_name,
+            "department": self.department,
+            "documents": len(self.documents),
+            "declined": sorted(self.declined),
+            "fail_sign_num": len(self.failed_ids),
+            "max_callback_sigs": self.max_callback_sigs,
+            "total_callbacks": self.total_callbacks,
+            "pages_delivered": sum(self.pages_ok),
+            "created_ms": self.created_ms,
+            "expires_ms": self.expires_ms,
+            "ack": self.ack,
+            "document_acks": len(self.doc_acks),
+            "callback_attempts": self.callback_attempts,
             "token_callback": self.token_callback,
         }
 
 
 def _doc(item: dict[str, Any]) -> BulkDoc:
     if "hashCode" in item:
-        return BulkDoc(item["id"], item["documentName"], "hash", b64decode_strict(item["hashCode"]), item["hashCode"],
-                       item.get("sigAlgo") or "SHA256withRSA")
-    return BulkDoc(item["id"], item["documentName"], "pdf", b64decode_strict(item["docDigest"]), item["docDigest"])
+        return BulkDoc(
+            item["id"],
+            item["documentName"],
+            "hash",
+            b64decode_strict(item["hashCode"]),
+            item["hashCode"],
+            item.get("sigAlgo") or "SHA256withRSA",
+        )
+    return BulkDoc(
+        item["id"], item["documentName"], "pdf", b64decode_strict(item["docDigest"]), item["docDigest"]
+    )
 
 
 class BulkDesk:
@@ -137,14 +159,20 @@ class BulkDesk:
         return (client_id, business_id) in self._requests
 
     def find(self, business_id: str, client_id: str | None = None) -> list[BulkRequest]:
-        return [r for (cid, bid), r in self._requests.items()
-                if bid == business_id and (client_id is None or cid == client_id)]
+        return [
+            r
+            for (cid, bid), r in self._requests.items()
+            if bid == business_id and (client_id is None or cid == client_id)
+        ]
 
     def pending_for(self, user: SandboxUser, now_ms: int) -> Iterator[BulkRequest]:
         """Pending requests on this user's phone: their logged-in ones, anonymous ones for their HKICHash."""
         for r in self._requests.values():
-            if r.status is BulkStatus.PENDING and r.expires_ms > now_ms and (
-                    r.user_id == user.user_id if not r.anonymous else r.hkic_hash == user.hkic_hash):
+            if (
+                r.status is BulkStatus.PENDING
+                and r.expires_ms > now_ms
+                and (r.user_id == user.user_id if not r.anonymous else r.hkic_hash == user.hkic_hash)
+            ):
                 yield r
 
     async def sweep(self, now_ms: int) -> None:
@@ -155,8 +183,9 @@ class BulkDesk:
 
     # ================================================================== API
 
-    async def _initiate(self, service: RegisteredService, payload: dict[str, Any], *, anonymous: bool
-                        ) -> dict[str, Any]:
+    async def _initiate(
+        self, service: RegisteredService, payload: dict[str, Any], *, anonymous: bool
+    ) -> dict[str, Any]:
         eng = self.engine
         F.check_bulk_request(payload, anonymous=anonymous)
         for name in ("redirectURI", "callbackResultURI"):
@@ -186,22 +215,42 @@ class BulkDesk:
         if not anonymous and user is not None and not user.can_sign:
             raise SandboxError(ReturnCode.BULK_USER_NOT_ALLOWED, content={"businessID": business_id})
         digests = [d.data for d in docs]
-        sign_code = (bulk_sign_code(digests, open_id=open_id) if open_id is not None else
-                     bulk_sign_code(digests, hkic_hash=payload.get("HKICHash"), client_id=service.client_id))
+        sign_code = (
+            bulk_sign_code(digests, open_id=open_id)
+            if open_id is not None
+            else bulk_sign_code(digests, hkic_hash=payload.get("HKICHash"), client_id=service.client_id)
+        )
         now = eng.clock.now_ms()
         req = BulkRequest(
-            client_id=service.client_id, business_id=business_id, anonymous=anonymous, documents=docs,
-            state=payload.get("state") or None, redirect_uri=payload.get("redirectURI") or None,
-            callback_result_uri=payload["callbackResultURI"], source=source, service_name=payload["serviceName"],
-            request_name=payload["requestName"], department=payload.get("department") or None,
-            hkic_hash=payload.get("HKICHash") or None, user_id=user.user_id if user else None, open_id=open_id,
-            sign_code=sign_code, ticket_id=uuid.uuid4().hex, bsqc_token=secrets.token_hex(16),
-            max_callback_sigs=F.max_callback_sigs(payload), created_ms=now,
+            client_id=service.client_id,
+            business_id=business_id,
+            anonymous=anonymous,
+            documents=docs,
+            state=payload.get("state") or None,
+            redirect_uri=payload.get("redirectURI") or None,
+            callback_result_uri=payload["callbackResultURI"],
+            source=source,
+            service_name=payload["serviceName"],
+            request_name=payload["requestName"],
+            department=payload.get("department") or None,
+            hkic_hash=payload.get("HKICHash") or None,
+            user_id=user.user_id if user else None,
+            open_id=open_id,
+            sign_code=sign_code,
+            ticket_id=uuid.uuid4().hex,
+            bsqc_token=secrets.token_hex(16),
+            max_callback_sigs=F.max_callback_sigs(payload),
+            created_ms=now,
             expires_ms=now + eng.options.bulk_ticket_lifetime_ms,
         )
         self._requests[(service.client_id, business_id)] = req
-        log.info("sandbox bulk request %s/%s %s%d documents pending", req.client_id, business_id,
-                 "anonymous " if anonymous else "", len(docs))
+        log.info(
+            "sandbox bulk request %s/%s %s%d documents pending",
+            req.client_id,
+            business_id,
+            "anonymous " if anonymous else "",
+            len(docs),
+        )
         if req.redirect_uri:
             eng.spawn(self._send_token(req))
         if not anonymous and user is not None and req.hkic_hash and req.hkic_hash != user.hkic_hash:
@@ -214,8 +263,11 @@ class BulkDesk:
         check_fields(F.GET_BSQC_TOKEN, payload)
         _token, user = self.engine.token_user(service, payload)
         wanted = payload.get("businessID")
-        mine = [r for (cid, bid), r in self._requests.items()
-                if cid == service.client_id and r.user_id == user.user_id and (not wanted or bid == wanted)]
+        mine = [
+            r
+            for (cid, bid), r in self._requests.items()
+            if cid == service.client_id and r.user_id == user.user_id and (not wanted or bid == wanted)
+        ]
         if not mine:
             raise SandboxError(ReturnCode.BULK_TOKEN_NOT_FOUND)
         req = max(mine, key=lambda r: r.created_ms)
@@ -258,11 +310,16 @@ class BulkDesk:
         req = self._requests.get((service.client_id, payload["businessID"]))
 
         def refuse(detail: str) -> SandboxError:
-            return SandboxError(ReturnCode.BULK_ACK_FAILED, detail, content={"businessID": payload["businessID"]})
+            return SandboxError(
+                ReturnCode.BULK_ACK_FAILED, detail, content={"businessID": payload["businessID"]}
+            )
 
         if req is None or req.outcome is None or req.ack is not None:
             raise refuse("unknown, still pending or already acknowledged")
-        if req.closed_ms is not None and self.engine.clock.now_ms() > req.closed_ms + self.engine.options.ack_window_ms:
+        if (
+            req.closed_ms is not None
+            and self.engine.clock.now_ms() > req.closed_ms + self.engine.options.ack_window_ms
+        ):
             raise refuse("the acknowledgement window has passed")
         delivered = req.outcome is ReturnCode.SUCCESS and (req.closed_ms is None or any(req.pages_ok))
         if whole is not None:
@@ -287,8 +344,12 @@ class BulkDesk:
     # ================================================================== the user's decision
 
     def _schedule_auto(self, req: BulkRequest, user: SandboxUser) -> None:
-        self.engine.schedule_auto(user, lambda: req.status is BulkStatus.PENDING, lambda u: self.approve(req, u),
-                                  lambda: self.fail(req, ReturnCode.BULK_REJECTED))
+        self.engine.schedule_auto(
+            user,
+            lambda: req.status is BulkStatus.PENDING,
+            lambda u: self.approve(req, u),
+            lambda: self.fail(req, ReturnCode.BULK_REJECTED),
+        )
 
     async def approve(self, req: BulkRequest, user: SandboxUser) -> None:
         """One approval signs every document (in the background; the callbacks follow)."""
@@ -321,7 +382,9 @@ class BulkDesk:
         else:
             req.closed_ms = self.engine.clock.now_ms()
 
-    async def hook(self, req: BulkRequest, action: str, hkid: str | None, ids: list[str] | None) -> BulkRequest:
+    async def hook(
+        self, req: BulkRequest, action: str, hkid: str | None, ids: list[str] | None
+    ) -> BulkRequest:
         """The engine's ``/v1/requests/{businessID}/{action}`` hooks for a bulk request."""
         if req.status is not BulkStatus.PENDING:
             raise HookError(409, "not_pending", f"the request is {req.status.value}")
@@ -350,6 +413,7 @@ class BulkDesk:
     def _count(self, req: BulkRequest) -> Callable[[], None]:
         def count() -> None:
             req.callback_attempts += 1
+
         return count
 
     async def _send_token(self, req: BulkRequest) -> None:
@@ -375,19 +439,30 @@ class BulkDesk:
             content["state"] = req.state
         if cert is not None:
             content["cert"] = cert
-        content.update(totalCallbacks=max(1, req.total_callbacks), callbackSeq=seq, totalSignNum=len(req.documents),
-                       failSignNum=len(req.failed_ids))
+        content.update(
+            totalCallbacks=max(1, req.total_callbacks),
+            callbackSeq=seq,
+            totalSignNum=len(req.documents),
+            failSignNum=len(req.failed_ids),
+        )
         return content
 
-    async def _post(self, req: BulkRequest, code: ReturnCode, content: dict[str, Any],
-                    signatures: list[dict[str, Any]] | None) -> bool | None:
+    async def _post(
+        self,
+        req: BulkRequest,
+        code: ReturnCode,
+        content: dict[str, Any],
+        signatures: list[dict[str, Any]] | None,
+    ) -> bool | None:
         """One multipart result callback; None when it cannot be built (no KEK)."""
         try:
             sealer = self.engine.sealer(req.client_id)
         except SandboxError:
             return None
         raw = await asyncio.to_thread(result_parts, code, content, signatures, self.engine.options, sealer)
-        return await self.engine.courier.deliver("POST", req.callback_result_uri, None, self._count(req), raw=raw)
+        return await self.engine.courier.deliver(
+            "POST", req.callback_result_uri, None, self._count(req), raw=raw
+        )
 
     async def _deliver_failure(self, req: BulkRequest) -> None:
         assert req.outcome is not None
@@ -399,11 +474,20 @@ class BulkDesk:
         signer = eng.users.signer(user, req.client_id)
         try:
             batch = await sign_documents(
-                req.documents, signer, declined=frozenset(req.declined), signing_time=eng.clock.now(),
-                options=eng.options, timestamper=eng.pki.timestamper() if eng.options.pdf_tst else None)
+                req.documents,
+                signer,
+                declined=frozenset(req.declined),
+                signing_time=eng.clock.now(),
+                options=eng.options,
+                timestamper=eng.pki.timestamper() if eng.options.pdf_tst else None,
+            )
         except Exception as exc:  # noqa: BLE001 - the request fails with D71002, the sandbox goes on
-            log.error("sandbox bulk request %s/%s: signing failed: %s", req.client_id, req.business_id,
-                      exc.__class__.__name__)
+            log.error(
+                "sandbox bulk request %s/%s: signing failed: %s",
+                req.client_id,
+                req.business_id,
+                exc.__class__.__name__,
+            )
             batch = None
         if batch is None or not batch.signatures:
             self._close_failed(req, ReturnCode.BULK_FAILED)
@@ -418,5 +502,11 @@ class BulkDesk:
             ok = await self._post(req, ReturnCode.SUCCESS, self._metadata(req, seq, cert=cert), chunk)
             req.pages_ok.append(bool(ok))
         req.status, req.closed_ms = BulkStatus.COMPLETED, eng.clock.now_ms()
-        log.info("sandbox bulk request %s/%s: %d signed, %d declined, %d callbacks", req.client_id, req.business_id,
-                 len(batch.signatures), len(batch.declined), len(chunks))
+        log.info(
+            "sandbox bulk request %s/%s: %d signed, %d declined, %d callbacks",
+            req.client_id,
+            req.business_id,
+            len(batch.signatures),
+            len(batch.declined),
+            len(chunks),
+        )

@@ -18,7 +18,9 @@ __all__ = ["Courier"]
 class Courier:
     """Delivers to online services with the sandbox's retry policy."""
 
-    def __init__(self, options: SandboxOptions, http_factory: Callable[[], httpx.AsyncClient] | None = None) -> None:
+    def __init__(
+        self, options: SandboxOptions, http_factory: Callable[[], httpx.AsyncClient] | None = None
+    ) -> None:
         self.options = options
         self._factory = http_factory or (lambda: httpx.AsyncClient(timeout=options.callback_timeout_s))
         self._http: httpx.AsyncClient | None = None
@@ -33,21 +35,30 @@ class Courier:
             await self._http.aclose()
             self._http = None
 
-    async def deliver(self, method: str, url: str, body: dict[str, Any] | None = None,
-                      on_attempt: Callable[[], None] | None = None, *,
-                      raw: tuple[bytes, str] | None = None) -> bool:
+    async def deliver(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        on_attempt: Callable[[], None] | None = None,
+        *,
+        raw: tuple[bytes, str] | None = None,
+    ) -> bool:
         """Send until accepted (POST: 2xx; GET: 2xx or 3xx) or the attempts run out; True if accepted.
 
         ``body`` goes as JSON; ``raw`` is ``(bytes, content type)`` (the bulk multipart callbacks)."""
-        kw: dict[str, Any] = ({"content": raw[0], "headers": {"Content-Type": raw[1]}} if raw is not None
-                              else {"json": body})
+        kw: dict[str, Any] = (
+            {"content": raw[0], "headers": {"Content-Type": raw[1]}} if raw is not None else {"json": body}
+        )
         attempts = 1 + max(0, self.options.callback_retries)
         upper = 300 if method == "POST" else 400
         for attempt in range(attempts):
             if on_attempt is not None:
                 on_attempt()
             try:
-                resp = await self._client().request(method, url, timeout=self.options.callback_timeout_s, **kw)
+                resp = await self._client().request(
+                    method, url, timeout=self.options.callback_timeout_s, **kw
+                )
                 if 200 <= resp.status_code < upper:
                     return True
             except httpx.HTTPError:

@@ -79,8 +79,12 @@ class RequestStatus(StrEnum):
     ACKED = "ACKED"
 
 
-_ACKABLE = {RequestStatus.CALLBACK_SENT, RequestStatus.CALLBACK_FAILED, RequestStatus.RESULT_FETCHED,
-            RequestStatus.CLOSED}
+_ACKABLE = {
+    RequestStatus.CALLBACK_SENT,
+    RequestStatus.CALLBACK_FAILED,
+    RequestStatus.RESULT_FETCHED,
+    RequestStatus.CLOSED,
+}
 
 
 @dataclass
@@ -162,12 +166,21 @@ class SigningRequest:
     def public(self) -> dict[str, Any]:
         """The JSON the sandbox's hooks show (no HKICHash, no signature)."""
         return {
-            "business_id": self.business_id, "client_id": self.client_id, "kind": self.kind,
-            "anonymous": self.anonymous, "status": self.status.value,
-            "outcome": self.outcome.value if self.outcome else None, "sign_code": self.sign_code,
-            "ticket_id": self.ticket_id, "service_name": self.service_name, "document_name": self.document_name,
-            "department": self.department, "created_ms": self.created_ms, "expires_ms": self.expires_ms,
-            "ack": self.ack, "callback_attempts": self.callback_attempts,
+            "business_id": self.business_id,
+            "client_id": self.client_id,
+            "kind": self.kind,
+            "anonymous": self.anonymous,
+            "status": self.status.value,
+            "outcome": self.outcome.value if self.outcome else None,
+            "sign_code": self.sign_code,
+            "ticket_id": self.ticket_id,
+            "service_name": self.service_name,
+            "document_name": self.document_name,
+            "department": self.department,
+            "created_ms": self.created_ms,
+            "expires_ms": self.expires_ms,
+            "ack": self.ack,
+            "callback_attempts": self.callback_attempts,
         }
 
 
@@ -310,8 +323,12 @@ class SandboxEngine:
             wrapped = wrap_cek(kek, cek.key)
         except ValueError:
             raise SandboxError(ReturnCode.ENCRYPTION_EXCEPTION) from None
-        return {"secretKey": wrapped, "pubKey": public_key_b64(kek), "issueAt": cek.issue_ms,
-                "expiresIn": cek.expires_ms - cek.issue_ms}
+        return {
+            "secretKey": wrapped,
+            "pubKey": public_key_b64(kek),
+            "issueAt": cek.issue_ms,
+            "expiresIn": cek.expires_ms - cek.issue_ms,
+        }
 
     async def _revoke_key(self, service: RegisteredService, body: bytes) -> None:
         self.gate.revoke_cek(service.client_id)
@@ -320,6 +337,7 @@ class SandboxEngine:
 
     def open_qr(self, params: Mapping[str, str]) -> QrSession:
         """Check a getQR query like the real page does and open a session (raises :class:`SandboxError`)."""
+
         def need(name: str) -> str:
             value = params.get(name)
             if value is None:
@@ -365,8 +383,17 @@ class SandboxEngine:
                 raise SandboxError(ReturnCode.INSUFFICIENT_SCOPE)
             business_id = req.business_id
         now = self.clock.now_ms()
-        session = QrSession(uuid.uuid4().hex, service.client_id, redirect_uri, scopes, state, lang, source,
-                            now + self.options.qr_session_lifetime_ms, business_id)
+        session = QrSession(
+            uuid.uuid4().hex,
+            service.client_id,
+            redirect_uri,
+            scopes,
+            state,
+            lang,
+            source,
+            now + self.options.qr_session_lifetime_ms,
+            business_id,
+        )
         self._qr[session.session_id] = session
         return session
 
@@ -376,11 +403,23 @@ class SandboxEngine:
             raise HookError(404, "qr_session_not_found", "this QR page has expired or does not exist")
         return session
 
-    def _new_code(self, client_id: str, user: SandboxUser, scopes: tuple[str, ...], by_qr: bool,
-                  business_id: str | None = None) -> str:
+    def _new_code(
+        self,
+        client_id: str,
+        user: SandboxUser,
+        scopes: tuple[str, ...],
+        by_qr: bool,
+        business_id: str | None = None,
+    ) -> str:
         code = secrets.token_urlsafe(24)
-        self._codes[code] = _AuthCode(client_id, user.user_id, scopes,
-                                      self.clock.now_ms() + self.options.auth_code_lifetime_ms, by_qr, business_id)
+        self._codes[code] = _AuthCode(
+            client_id,
+            user.user_id,
+            scopes,
+            self.clock.now_ms() + self.options.auth_code_lifetime_ms,
+            by_qr,
+            business_id,
+        )
         return code
 
     async def qr_approve(self, session_id: str, hkid: str) -> str:
@@ -395,8 +434,9 @@ class SandboxEngine:
             url = await self._approve(req, user, via_browser=True)
             return url or _with_query(req.redirect_uri, {"state": req.state, "businessID": req.business_id})
         if user.status is UserStatus.DEREGISTERED:
-            return _with_query(session.redirect_uri, {"error_code": ReturnCode.AUTH_FAILED.value,
-                                                      "state": session.state})
+            return _with_query(
+                session.redirect_uri, {"error_code": ReturnCode.AUTH_FAILED.value, "state": session.state}
+            )
         by_qr = not session.source.startswith("App_")
         code = self._new_code(session.client_id, user, session.scopes, by_qr)
         return _with_query(session.redirect_uri, {"code": code, "state": session.state})
@@ -409,8 +449,9 @@ class SandboxEngine:
             req = self._requests[(session.client_id, session.business_id)]
             url = await self._fail(req, ReturnCode.SIGNING_REJECTED, via_browser=True)
             return url or _with_query(req.redirect_uri, {"state": req.state, "businessID": req.business_id})
-        return _with_query(session.redirect_uri, {"error_code": ReturnCode.AUTH_REJECTED.value,
-                                                  "state": session.state})
+        return _with_query(
+            session.redirect_uri, {"error_code": ReturnCode.AUTH_REJECTED.value, "state": session.state}
+        )
 
     async def _get_token(self, service: RegisteredService, payload: dict[str, Any]) -> dict[str, Any]:
         check_fields(F.GET_TOKEN, payload)
@@ -423,15 +464,30 @@ class SandboxEngine:
             raise SandboxError(ReturnCode.AUTH_CODE_INVALID, "the account is de-registered")
         open_id = self.users.open_id(user, service.client_id)
         access = secrets.token_urlsafe(32)
-        self._tokens[access] = _Token(service.client_id, user.user_id, open_id, code.scopes, now,
-                                      now + self.options.token_lifetime_ms, code.by_qr, code.business_id)
+        self._tokens[access] = _Token(
+            service.client_id,
+            user.user_id,
+            open_id,
+            code.scopes,
+            now,
+            now + self.options.token_lifetime_ms,
+            code.by_qr,
+            code.business_id,
+        )
         return {
-            "accessToken": access, "tokenType": "Bearer", "issueAt": now, "expiresIn": self.options.token_lifetime_ms,
-            "openID": open_id, "lastModifiedDate": user.last_modified_ms, "userType": user.user_type.value,
+            "accessToken": access,
+            "tokenType": "Bearer",
+            "issueAt": now,
+            "expiresIn": self.options.token_lifetime_ms,
+            "openID": open_id,
+            "lastModifiedDate": user.last_modified_ms,
+            "userType": user.user_type.value,
             "scope": " ".join(code.scopes),
         }
 
-    def token_user(self, service: RegisteredService, payload: Mapping[str, Any]) -> tuple[_Token, SandboxUser]:
+    def token_user(
+        self, service: RegisteredService, payload: Mapping[str, Any]
+    ) -> tuple[_Token, SandboxUser]:
         token = self._tokens.get(payload["accessToken"])
         if token is None or token.client_id != service.client_id or token.expires_ms <= self.clock.now_ms():
             raise SandboxError(ReturnCode.ACCESS_TOKEN_INVALID)
@@ -446,10 +502,15 @@ class SandboxEngine:
 
     # ================================================================== signing requests
 
-    async def _initiate(self, service: RegisteredService, payload: dict[str, Any], kind: str, anonymous: bool
-                        ) -> dict[str, Any]:
-        rules = {("hash", False): F.ACCOUNT_HASH, ("pdf", False): F.ACCOUNT_PDF,
-                 ("hash", True): F.ANONYMOUS_HASH, ("pdf", True): F.ANONYMOUS_PDF}[(kind, anonymous)]
+    async def _initiate(
+        self, service: RegisteredService, payload: dict[str, Any], kind: str, anonymous: bool
+    ) -> dict[str, Any]:
+        rules = {
+            ("hash", False): F.ACCOUNT_HASH,
+            ("pdf", False): F.ACCOUNT_PDF,
+            ("hash", True): F.ANONYMOUS_HASH,
+            ("pdf", True): F.ANONYMOUS_PDF,
+        }[(kind, anonymous)]
         check_fields(rules, payload)
         if not service.allows_redirect(payload["redirectURI"]):
             raise SandboxError(ReturnCode.REDIRECT_URI_NOT_REGISTERED)
@@ -476,7 +537,9 @@ class SandboxEngine:
             open_id, by_qr = token.open_id, token.by_qr
         key = (service.client_id, payload["businessID"])
         if self.business_id_taken(*key):
-            raise SandboxError(ReturnCode.DUPLICATE_BUSINESS_ID, content={"businessID": payload["businessID"]})
+            raise SandboxError(
+                ReturnCode.DUPLICATE_BUSINESS_ID, content={"businessID": payload["businessID"]}
+            )
         if not anonymous and user is not None and not user.can_sign:
             raise SandboxError(ReturnCode.USER_NOT_ALLOWED, content={"businessID": payload["businessID"]})
         if anonymous:
@@ -488,17 +551,35 @@ class SandboxEngine:
         now = self.clock.now_ms()
         lifetime = self.options.anonymous_ticket_lifetime_ms if anonymous else self.options.ticket_lifetime_ms
         req = SigningRequest(
-            client_id=service.client_id, business_id=payload["businessID"], kind=kind, anonymous=anonymous,
-            data=data, data_b64=data_b64, sig_algo=sig_algo, state=payload.get("state") or None,
-            redirect_uri=payload["redirectURI"], source=payload["source"], service_name=payload["serviceName"],
-            document_name=payload["documentName"], department=payload.get("department") or None,
-            hkic_hash=payload.get("HKICHash") or None, user_id=user.user_id if user else None,
-            sign_code=sign_code, ticket_id=uuid.uuid4().hex, created_ms=now, expires_ms=now + lifetime,
+            client_id=service.client_id,
+            business_id=payload["businessID"],
+            kind=kind,
+            anonymous=anonymous,
+            data=data,
+            data_b64=data_b64,
+            sig_algo=sig_algo,
+            state=payload.get("state") or None,
+            redirect_uri=payload["redirectURI"],
+            source=payload["source"],
+            service_name=payload["serviceName"],
+            document_name=payload["documentName"],
+            department=payload.get("department") or None,
+            hkic_hash=payload.get("HKICHash") or None,
+            user_id=user.user_id if user else None,
+            sign_code=sign_code,
+            ticket_id=uuid.uuid4().hex,
+            created_ms=now,
+            expires_ms=now + lifetime,
         )
         self._requests[key] = req
         self._tickets[req.ticket_id] = key
-        log.info("sandbox request %s/%s %s%s pending", req.client_id, req.business_id,
-                 "anonymous " if anonymous else "", kind)
+        log.info(
+            "sandbox request %s/%s %s%s pending",
+            req.client_id,
+            req.business_id,
+            "anonymous " if anonymous else "",
+            kind,
+        )
         if not anonymous and user is not None and req.hkic_hash and req.hkic_hash != user.hkic_hash:
             self.spawn(self._fail(req, ReturnCode.HKIC_MISMATCH))
         elif user is not None:
@@ -524,15 +605,23 @@ class SandboxEngine:
                 parsed = json.loads(method)
             except ValueError:
                 raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthMethod is not JSON") from None
-            ok = (isinstance(parsed, dict) and len(parsed) == 1 and next(iter(parsed)) in ("unary", "and")
-                  and isinstance(next(iter(parsed.values())), list)
-                  and all(m in ("FR", "NFC") for m in next(iter(parsed.values()))))
+            ok = (
+                isinstance(parsed, dict)
+                and len(parsed) == 1
+                and next(iter(parsed)) in ("unary", "and")
+                and isinstance(next(iter(parsed.values())), list)
+                and all(m in ("FR", "NFC") for m in next(iter(parsed.values())))
+            )
             if not ok:
                 raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthMethod")
 
     def _schedule_auto(self, req: SigningRequest, user: SandboxUser) -> None:
-        self.schedule_auto(user, lambda: req.status is RequestStatus.PENDING,
-                           lambda u: self._approve(req, u), lambda: self._fail(req, ReturnCode.SIGNING_REJECTED))
+        self.schedule_auto(
+            user,
+            lambda: req.status is RequestStatus.PENDING,
+            lambda u: self._approve(req, u),
+            lambda: self._fail(req, ReturnCode.SIGNING_REJECTED),
+        )
 
     def schedule_auto(self, user: SandboxUser, still_pending, approve, reject) -> None:
         """The simulated phone's own decision (a user on auto-approve or auto-reject), after its delay."""
@@ -554,19 +643,27 @@ class SandboxEngine:
         signer = self.users.signer(user, req.client_id)
         out = req.echo()
         if req.kind == "hash":
-            signature = signer.sign_hash(req.data, req.sig_algo,
-                                         none_with_rsa_digestinfo=self.options.none_with_rsa_digestinfo)
-            out.update({
-                "timestamp": self.clock.now_ms(), "signature": base64.b64encode(signature).decode(),
-                "cert": base64.b64encode(self.users.certificate(user, req.client_id).public_bytes(Encoding.DER)).decode(),
-            })
+            signature = signer.sign_hash(
+                req.data, req.sig_algo, none_with_rsa_digestinfo=self.options.none_with_rsa_digestinfo
+            )
+            out.update(
+                {
+                    "timestamp": self.clock.now_ms(),
+                    "signature": base64.b64encode(signature).decode(),
+                    "cert": base64.b64encode(
+                        self.users.certificate(user, req.client_id).public_bytes(Encoding.DER)
+                    ).decode(),
+                }
+            )
         else:
             timestamper = self.pki.timestamper() if self.options.pdf_tst else None
             cms_der = await signer.sign_pdf_digest(req.data, self.clock.now(), timestamper)
             out["pdfSignature"] = base64.b64encode(cms_der).decode()
         return out
 
-    async def _approve(self, req: SigningRequest, user: SandboxUser, *, via_browser: bool = False) -> str | None:
+    async def _approve(
+        self, req: SigningRequest, user: SandboxUser, *, via_browser: bool = False
+    ) -> str | None:
         """The user approves on the phone. Returns the browser's next URL in a browser-driven anonymous flow."""
         if req.status is not RequestStatus.PENDING:
             raise HookError(409, "not_pending", f"the request is {req.status.value}")
@@ -602,8 +699,9 @@ class SandboxEngine:
             self.spawn(self._deliver_callback(req))
             return None
         req.status, req.closed_ms = RequestStatus.CLOSED, self.clock.now_ms()
-        url = _with_query(req.redirect_uri, {"error_code": code.value, "state": req.state,
-                                             "businessID": req.business_id})
+        url = _with_query(
+            req.redirect_uri, {"error_code": code.value, "state": req.state, "businessID": req.business_id}
+        )
         if via_browser:
             return url
         if self.options.anonymous_error_redirect:
@@ -625,7 +723,9 @@ class SandboxEngine:
     def callback_body(self, req: SigningRequest) -> dict[str, Any]:
         """The callback envelope for ``req``'s outcome, encrypted with the client's current CEK."""
         sealer = self.sealer(req.client_id)
-        content: dict[str, Any] = dict(req.result) if req.outcome is ReturnCode.SUCCESS and req.result else req.echo()
+        content: dict[str, Any] = (
+            dict(req.result) if req.outcome is ReturnCode.SUCCESS and req.result else req.echo()
+        )
         if self.options.nest_callback_content:
             content = {"content": content}
         assert req.outcome is not None
@@ -645,8 +745,12 @@ class SandboxEngine:
         req.status = RequestStatus.CALLBACK_SENT if ok else RequestStatus.CALLBACK_FAILED
         req.closed_ms = self.clock.now_ms()
         if not ok:
-            log.info("sandbox request %s/%s: callback failed after %d attempts", req.client_id, req.business_id,
-                     req.callback_attempts)
+            log.info(
+                "sandbox request %s/%s: callback failed after %d attempts",
+                req.client_id,
+                req.business_id,
+                req.callback_attempts,
+            )
 
     async def _drive_redirect(self, req: SigningRequest, url: str) -> None:
         """Do what the user's browser would: GET ``redirectURI?code|error_code&state&businessID``."""
@@ -658,7 +762,9 @@ class SandboxEngine:
 
     # ================================================================== results and acks
 
-    async def _get_result(self, service: RegisteredService, payload: dict[str, Any], kind: str) -> dict[str, Any]:
+    async def _get_result(
+        self, service: RegisteredService, payload: dict[str, Any], kind: str
+    ) -> dict[str, Any]:
         check_fields(F.GET_RESULT, payload)
         token, _user = self.token_user(service, payload)
         bid = token.business_id
@@ -672,7 +778,11 @@ class SandboxEngine:
         if req.status is not RequestStatus.SIGNED or req.result is None:
             raise SandboxError(ReturnCode.NOT_FOUND, "the result was already fetched")
         if self.clock.now_ms() >= req.expires_ms:
-            req.status, req.outcome, req.closed_ms = RequestStatus.CLOSED, ReturnCode.SIGNING_TIMEOUT, self.clock.now_ms()
+            req.status, req.outcome, req.closed_ms = (
+                RequestStatus.CLOSED,
+                ReturnCode.SIGNING_TIMEOUT,
+                self.clock.now_ms(),
+            )
             raise SandboxError(ReturnCode.SIGNING_TIMEOUT, content={"businessID": bid})
         req.status, req.closed_ms = RequestStatus.RESULT_FETCHED, self.clock.now_ms()
         return dict(req.result)
@@ -685,8 +795,9 @@ class SandboxEngine:
             raise SandboxError(ReturnCode.ACK_FAILED, content={"businessID": payload["businessID"]})
         if self.clock.now_ms() > req.closed_ms + self.options.ack_window_ms:
             raise SandboxError(ReturnCode.ACK_FAILED, "the acknowledgement window has passed")
-        if result in ("SR001", "SR002") and (req.outcome is not ReturnCode.SUCCESS
-                                             or req.status is RequestStatus.CALLBACK_FAILED):
+        if result in ("SR001", "SR002") and (
+            req.outcome is not ReturnCode.SUCCESS or req.status is RequestStatus.CALLBACK_FAILED
+        ):
             raise SandboxError(ReturnCode.ACK_FAILED, "no signature was delivered for this request")
         req.status, req.ack = RequestStatus.ACKED, result
 
@@ -704,8 +815,10 @@ class SandboxEngine:
         user = self.user_by_hkid(hkid)
         now = self.clock.now_ms()
         single: list[SigningRequest | BulkRequest] = [
-            r for r in self._requests.values()
-            if r.status is RequestStatus.PENDING and r.expires_ms > now
+            r
+            for r in self._requests.values()
+            if r.status is RequestStatus.PENDING
+            and r.expires_ms > now
             and (r.user_id == user.user_id if not r.anonymous else r.hkic_hash == user.hkic_hash)
         ]
         return single + list(self.bulk.pending_for(user, now))
@@ -735,7 +848,10 @@ class SandboxEngine:
 
     def find_request(self, business_id: str, client_id: str | None = None) -> SigningRequest | BulkRequest:
         matches: list[SigningRequest | BulkRequest] = [
-            r for (cid, bid), r in self._requests.items() if bid == business_id and (client_id is None or cid == client_id)]
+            r
+            for (cid, bid), r in self._requests.items()
+            if bid == business_id and (client_id is None or cid == client_id)
+        ]
         matches += self.bulk.find(business_id, client_id)
         if not matches:
             raise HookError(404, "unknown_request", "no such businessID")
@@ -743,8 +859,14 @@ class SandboxEngine:
             raise HookError(409, "ambiguous_request", "several services use this businessID; give client_id")
         return matches[0]
 
-    async def hook(self, business_id: str, action: str, client_id: str | None = None, hkid: str | None = None,
-                   ids: list[str] | None = None) -> SigningRequest | BulkRequest:
+    async def hook(
+        self,
+        business_id: str,
+        action: str,
+        client_id: str | None = None,
+        hkid: str | None = None,
+        ids: list[str] | None = None,
+    ) -> SigningRequest | BulkRequest:
         """Test hooks: ``approve`` (as the request's user or ``hkid``), ``reject``, ``cancel``, ``timeout``,
         ``fail``; for bulk requests also ``decline`` (``ids``: documents the user will refuse)."""
         req = self.find_request(business_id, client_id)

@@ -84,7 +84,12 @@ class RequestGate:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "timestamp must be milliseconds")
         service = self.registry.get(values["clientID"])
         if service is None or not verify_signature(
-            service.client_id, service.client_secret, ts_text, nonce, body, values["signature"],
+            service.client_id,
+            service.client_secret,
+            ts_text,
+            nonce,
+            body,
+            values["signature"],
             accept_raw_base64=self.options.accept_raw_base64_signature,
         ):
             raise SandboxError(ReturnCode.SIGNATURE_CHECK_FAILED)
@@ -93,7 +98,10 @@ class RequestGate:
         last = self._last_ts.get(service.client_id, 0)
         if abs(ts - wall * 1000) > self.options.timestamp_window_ms:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "timestamp outside the accepted window")
-        if self.options.require_monotonic_timestamp and ts < last - self.options.timestamp_reorder_tolerance_ms:
+        if (
+            self.options.require_monotonic_timestamp
+            and ts < last - self.options.timestamp_reorder_tolerance_ms
+        ):
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "timestamp earlier than the previous request")
         seen = self._nonces.setdefault(service.client_id, {})
         horizon = wall - self.options.nonce_memory_ms / 1000

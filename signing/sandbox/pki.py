@@ -110,13 +110,17 @@ class SandboxPki:
         state = json.loads((self.directory / "state.json").read_text())
         self.base_url: str = state["base_url"]
         self._revocations = {
-            int(r["serial"]): Revocation(int(r["serial"]), dt.datetime.fromisoformat(r["revoked_at"]), r["reason"])
+            int(r["serial"]): Revocation(
+                int(r["serial"]), dt.datetime.fromisoformat(r["revoked_at"]), r["reason"]
+            )
             for r in state.get("revocations", [])
         }
         self.certs: dict[str, x509.Certificate] = {}
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         for role in self.ROLES:
-            self.certs[role] = x509.load_pem_x509_certificate((self.directory / f"{role}.cert.pem").read_bytes())
+            self.certs[role] = x509.load_pem_x509_certificate(
+                (self.directory / f"{role}.cert.pem").read_bytes()
+            )
             key = serialization.load_pem_private_key((self.directory / f"{role}.key.pem").read_bytes(), None)
             assert isinstance(key, rsa.RSAPrivateKey)
             self.keys[role] = key
@@ -167,22 +171,36 @@ class SandboxPki:
             .add_extension(_ca_key_usage(), critical=True)
             .add_extension(
                 x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(f"{base_url}/root.crl")], None, None, None)]
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(f"{base_url}/root.crl")], None, None, None
+                        )
+                    ]
                 ),
                 critical=False,
             )
             .add_extension(
                 x509.AuthorityInformationAccess(
-                    [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
-                                            x509.UniformResourceIdentifier(f"{base_url}/root.crt"))]
+                    [
+                        x509.AccessDescription(
+                            x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                            x509.UniformResourceIdentifier(f"{base_url}/root.crt"),
+                        )
+                    ]
                 ),
                 critical=False,
             )
             .sign(root_key, hashes.SHA256())
         )
         ocsp_cert = (
-            _issued_by(ca, ca_key, _name("iAM Smart Sandbox OCSP Responder"), ocsp_key.public_key(),
-                       not_before, now + _CA_LIFETIME)
+            _issued_by(
+                ca,
+                ca_key,
+                _name("iAM Smart Sandbox OCSP Responder"),
+                ocsp_key.public_key(),
+                not_before,
+                now + _CA_LIFETIME,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_leaf_key_usage(non_repudiation=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=True)
@@ -190,8 +208,14 @@ class SandboxPki:
             .sign(ca_key, hashes.SHA256())
         )
         tsa_cert = (
-            _issued_by(ca, ca_key, _name("iAM Smart Sandbox Time-Stamping Authority"), tsa_key.public_key(),
-                       not_before, now + _CA_LIFETIME)
+            _issued_by(
+                ca,
+                ca_key,
+                _name("iAM Smart Sandbox Time-Stamping Authority"),
+                tsa_key.public_key(),
+                not_before,
+                now + _CA_LIFETIME,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_leaf_key_usage(non_repudiation=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
@@ -200,13 +224,19 @@ class SandboxPki:
             .sign(ca_key, hashes.SHA256())
         )
         for role, cert, key in (
-            ("root", root, root_key), ("ca", ca, ca_key), ("ocsp", ocsp_cert, ocsp_key), ("tsa", tsa_cert, tsa_key)
+            ("root", root, root_key),
+            ("ca", ca, ca_key),
+            ("ocsp", ocsp_cert, ocsp_key),
+            ("tsa", tsa_cert, tsa_key),
         ):
             atomic_write(directory / f"{role}.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
             atomic_write(
                 directory / f"{role}.key.pem",
-                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()),
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
                 private=True,
             )
         atomic_write(directory / "state.json", json.dumps({"base_url": base_url, "revocations": []}).encode())
@@ -319,15 +349,15 @@ class SandboxPki:
         try:
             req = ocsp.load_der_ocsp_request(request_der)
         except ValueError:
-            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
-                serialization.Encoding.DER
-            )
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ).public_bytes(serialization.Encoding.DER)
         ca = self.issuing_ca
         ca_key_hash = _key_hash(ca, req.hash_algorithm)
         if req.issuer_key_hash != ca_key_hash:
-            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(
-                serialization.Encoding.DER
-            )
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.UNAUTHORIZED
+            ).public_bytes(serialization.Encoding.DER)
         now = self.clock()
         rev = self.revocation_of(req.serial_number, now)
         # The cert itself is not needed for the answer, only its serial; build a CertID from it.
@@ -355,10 +385,15 @@ class SandboxPki:
         return DummyTimeStamper(
             tsa_cert=asn1_x509.Certificate.load(self.tsa_cert.public_bytes(serialization.Encoding.DER)),
             tsa_key=asn1_keys.PrivateKeyInfo.load(
-                self.keys["tsa"].private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption())
+                self.keys["tsa"].private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
             ),
-            certs_to_embed=[asn1_x509.Certificate.load(self.issuing_ca.public_bytes(serialization.Encoding.DER))],
+            certs_to_embed=[
+                asn1_x509.Certificate.load(self.issuing_ca.public_bytes(serialization.Encoding.DER))
+            ],
             fixed_dt=self.clock(),
         )
 
@@ -370,7 +405,9 @@ class SandboxPki:
         except Exception:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
             # TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken OPTIONAL }; asn1crypto's class
             # insists on the token, so the rejection is wrapped by hand.
-            status = tsp.PKIStatusInfo({"status": "rejection", "fail_info": tsp.PKIFailureInfo({"bad_request"})})
+            status = tsp.PKIStatusInfo(
+                {"status": "rejection", "fail_info": tsp.PKIFailureInfo({"bad_request"})}
+            )
             return core.Sequence(contents=status.dump()).dump()
         return self.timestamper().request_tsa_response(req).dump()
 
@@ -380,18 +417,32 @@ class SandboxPki:
     def root_pem(self) -> bytes:
         return self.root.public_bytes(serialization.Encoding.PEM)
 
+
 def _ca_key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
 def _leaf_key_usage(*, non_repudiation: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=non_repudiation, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=non_repudiation,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -412,7 +463,9 @@ def _issued_by(
         .not_valid_before(not_before)
         .not_valid_after(min(not_after, issuer_cert.not_valid_after_utc))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
     )
 
 
@@ -425,10 +478,14 @@ def _aia(base_url: str) -> tuple[x509.AuthorityInformationAccess, bool]:
     return (
         x509.AuthorityInformationAccess(
             [
-                x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
-                                       x509.UniformResourceIdentifier(f"{base_url}/ocsp")),
-                x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
-                                       x509.UniformResourceIdentifier(f"{base_url}/ca.crt")),
+                x509.AccessDescription(
+                    x509.AuthorityInformationAccessOID.OCSP,
+                    x509.UniformResourceIdentifier(f"{base_url}/ocsp"),
+                ),
+                x509.AccessDescription(
+                    x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                    x509.UniformResourceIdentifier(f"{base_url}/ca.crt"),
+                ),
             ]
         ),
         False,

@@ -72,8 +72,13 @@ class ServiceRegistry:
             return
         raw = json.loads(self.path.read_text())
         self._services = {
-            cid: RegisteredService(cid, d["client_secret"], d.get("kek_public_pem"), tuple(d.get("redirect_uris", ())),
-                                   tuple(d.get("scopes", sorted(SCOPES))))
+            cid: RegisteredService(
+                cid,
+                d["client_secret"],
+                d.get("kek_public_pem"),
+                tuple(d.get("redirect_uris", ())),
+                tuple(d.get("scopes", sorted(SCOPES))),
+            )
             for cid, d in raw.items()
         }
         self._mtime = mtime
@@ -114,7 +119,10 @@ class ServiceRegistry:
         if unknown:
             raise RegistryError(f"unknown scopes: {', '.join(sorted(unknown))}")
         service = RegisteredService(
-            client_id, client_secret or secrets.token_urlsafe(32), kek_public_pem, tuple(redirect_uris),
+            client_id,
+            client_secret or secrets.token_urlsafe(32),
+            kek_public_pem,
+            tuple(redirect_uris),
             tuple(scopes) if scopes else tuple(sorted(SCOPES)),
         )
         with self._lock:
@@ -125,7 +133,10 @@ class ServiceRegistry:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {s.client_id: {k: v for k, v in asdict(s).items() if k != "client_id"} for s in self._services.values()}
+        data = {
+            s.client_id: {k: v for k, v in asdict(s).items() if k != "client_id"}
+            for s in self._services.values()
+        }
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -50,7 +50,9 @@ class SimulatedSigner:
         self.private_key = private_key
         self.chain = list(chain)
 
-    def sign_hash(self, data: bytes, sig_algo: str = "SHA256withRSA", *, none_with_rsa_digestinfo: bool = True) -> bytes:
+    def sign_hash(
+        self, data: bytes, sig_algo: str = "SHA256withRSA", *, none_with_rsa_digestinfo: bool = True
+    ) -> bytes:
         """A raw PKCS#1 v1.5 signature value, as iAM Smart's hash signing returns it."""
         if sig_algo == "SHA256withRSA":
             return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -115,8 +117,9 @@ class PdfBatchSigner:
     ``sign_pdf_digest`` when ``pdf_tst`` is set).
     """
 
-    def __init__(self, key: rsa.RSAPrivateKey, template: bytes, attrs: bytes, digest_marker: bytes,
-                 sig_marker: bytes) -> None:
+    def __init__(
+        self, key: rsa.RSAPrivateKey, template: bytes, attrs: bytes, digest_marker: bytes, sig_marker: bytes
+    ) -> None:
         self._key = key
         self._cms_head, self._cms_mid, self._cms_tail = _split3(template, digest_marker, sig_marker)
         self._attrs_head, self._attrs_tail = _split2(attrs, digest_marker)
@@ -132,7 +135,9 @@ class PdfBatchSigner:
             cert_registry=SimpleCertificateStore.from_certs([_asn1_cert(c) for c in signer.chain[:1]]),
         )
         ci = await template_signer.async_sign(
-            digest_marker, "sha256", use_pades=False,
+            digest_marker,
+            "sha256",
+            use_pades=False,
             signed_attr_settings=PdfCMSSignedAttributes(signing_time=signing_time),
         )
         assert template_signer.signed_bytes is not None
@@ -142,8 +147,9 @@ class PdfBatchSigner:
         """The DER detached CMS over one 32-byte docDigest."""
         if len(doc_digest) != 32:
             raise UnsupportedHashError("docDigest must be a 32-byte SHA-256 digest")
-        signature = self._key.sign(self._attrs_head + doc_digest + self._attrs_tail, padding.PKCS1v15(),
-                                   hashes.SHA256())
+        signature = self._key.sign(
+            self._attrs_head + doc_digest + self._attrs_tail, padding.PKCS1v15(), hashes.SHA256()
+        )
         return self._cms_head + doc_digest + self._cms_mid + signature + self._cms_tail
 
 

@@ -28,7 +28,15 @@ from ..files import atomic_write
 from .pki import SandboxPki
 from .remote_signer import SimulatedSigner
 
-__all__ = ["DEFAULT_USERS", "AutoAction", "SandboxUser", "UnknownUserError", "UserDirectory", "UserStatus", "UserType"]
+__all__ = [
+    "DEFAULT_USERS",
+    "AutoAction",
+    "SandboxUser",
+    "UnknownUserError",
+    "UserDirectory",
+    "UserStatus",
+    "UserType",
+]
 
 
 class UserType(StrEnum):
@@ -106,9 +114,13 @@ class SandboxUser:
     def public(self) -> dict[str, object]:
         """The JSON the sandbox's user list shows (test data, so the fake HKID is shown)."""
         return {
-            "hkid": self.hkid, "name_en": self.name_en, "name_zh": self.name_zh,
-            "user_type": self.user_type.value, "status": self.status.value,
-            "auto_action": self.auto_action.value, "auto_delay_ms": self.auto_delay_ms,
+            "hkid": self.hkid,
+            "name_en": self.name_en,
+            "name_zh": self.name_zh,
+            "user_type": self.user_type.value,
+            "status": self.status.value,
+            "auto_action": self.auto_action.value,
+            "auto_delay_ms": self.auto_delay_ms,
             "last_modified_ms": self.last_modified_ms,
         }
 
@@ -131,11 +143,16 @@ class UserDirectory:
         for ident in DEFAULT_USERS:
             s = state.get(ident.user_id, {})
             self._users[ident.user_id] = SandboxUser(
-                ident.user_id, ident.hkid, ident.name_en, ident.name_zh,
-                UserType(s.get("user_type", ident.user_type)), UserStatus(s.get("status", ident.status)),
+                ident.user_id,
+                ident.hkid,
+                ident.name_en,
+                ident.name_zh,
+                UserType(s.get("user_type", ident.user_type)),
+                UserStatus(s.get("status", ident.status)),
                 int(s.get("last_modified_ms", now_ms)),
                 s.get("deregistered_at_ms", now_ms if ident.status is UserStatus.DEREGISTERED else None),
-                AutoAction(s.get("auto_action", AutoAction.NONE)), int(s.get("auto_delay_ms", 0)),
+                AutoAction(s.get("auto_action", AutoAction.NONE)),
+                int(s.get("auto_delay_ms", 0)),
             )
         self._signers: dict[str, SimulatedSigner] = {}
         for user in self._users.values():
@@ -212,8 +229,9 @@ class UserDirectory:
             if cert_file.is_file() and key is not None:
                 cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
             else:
-                issued = self.pki.issue_signer(f"{user.name_en} {user.name_zh}", key=key,
-                                               subject_serial=self.holder_id(user, client_id))
+                issued = self.pki.issue_signer(
+                    f"{user.name_en} {user.name_zh}", key=key, subject_serial=self.holder_id(user, client_id)
+                )
                 cert, key = issued.certificate, issued.private_key
                 if not key_file.is_file():
                     atomic_write(key_file, issued.key_pem(), private=True)
@@ -227,8 +245,10 @@ class UserDirectory:
 
     def certificates(self, user: SandboxUser) -> list[x509.Certificate]:
         """Every certificate issued to the user so far (one per online service, and the default one)."""
-        return [x509.load_pem_x509_certificate(p.read_bytes())
-                for p in sorted(self.directory.glob(f"{user.user_id}*.cert.pem"))]
+        return [
+            x509.load_pem_x509_certificate(p.read_bytes())
+            for p in sorted(self.directory.glob(f"{user.user_id}*.cert.pem"))
+        ]
 
     # ------------------------------------------------------------------ changes
 
@@ -267,8 +287,11 @@ class UserDirectory:
     def _save(self) -> None:
         state = {
             u.user_id: {
-                "user_type": u.user_type.value, "status": u.status.value, "last_modified_ms": u.last_modified_ms,
-                "deregistered_at_ms": u.deregistered_at_ms, "auto_action": u.auto_action.value,
+                "user_type": u.user_type.value,
+                "status": u.status.value,
+                "last_modified_ms": u.last_modified_ms,
+                "deregistered_at_ms": u.deregistered_at_ms,
+                "auto_action": u.auto_action.value,
                 "auto_delay_ms": u.auto_delay_ms,
             }
             for u in self._users.values()

@@ -73,7 +73,9 @@ def _indication(sub: Any) -> Indication:
 
 def has_signature_timestamp(signer_info: cms.SignerInfo) -> bool:
     try:
-        return any(a["type"].native == "signature_time_stamp_token" for a in (signer_info["unsigned_attrs"] or ()))
+        return any(
+            a["type"].native == "signature_time_stamp_token" for a in (signer_info["unsigned_attrs"] or ())
+        )
     except Exception:  # noqa: BLE001
         return False
 
@@ -95,8 +97,10 @@ def signature_timestamp_time(signer_info: cms.SignerInfo) -> dt.datetime | None:
 def _local_knowledge(emb: EmbeddedPdfSignature) -> LocalKnowledge:
     """OCSP responses, CRLs and certificates from the DSS and the CMS revocation archive."""
     parts: list[LocalKnowledge] = []
-    for extract in (lambda: ades._dss_to_local_knowledge(reader=emb.reader),
-                    lambda: ades._adobe_revinfo_archival_to_local_knowledge(emb)):
+    for extract in (
+        lambda: ades._dss_to_local_knowledge(reader=emb.reader),
+        lambda: ades._adobe_revinfo_archival_to_local_knowledge(emb),
+    ):
         try:
             parts.append(extract())
         except Exception as exc:  # noqa: BLE001 - a hostile DSS must not stop the verification
@@ -108,7 +112,9 @@ def _local_knowledge(emb: EmbeddedPdfSignature) -> LocalKnowledge:
     )
 
 
-def build_spec(options: VerifyOptions, local_knowledge: LocalKnowledge | None = None) -> SignatureValidationSpec:
+def build_spec(
+    options: VerifyOptions, local_knowledge: LocalKnowledge | None = None
+) -> SignatureValidationSpec:
     """The validation policy: trust-list anchors only, revocation information required."""
     policy = CertValidationPolicySpec(
         trust_manager=SimpleTrustManager.build(trust_roots=options.trust.anchors),
@@ -166,15 +172,24 @@ async def run_ades(emb: EmbeddedPdfSignature, options: VerifyOptions, process: s
     try:
         return await asyncio.wait_for(_run(emb, options, process), timeout=options.signature_timeout)
     except TimeoutError:
-        return AdesOutcome(process, Indication.INDETERMINATE, AdESIndeterminate.TRY_LATER.name,
-                           error=f"validation did not finish within {options.signature_timeout:g} s")
+        return AdesOutcome(
+            process,
+            Indication.INDETERMINATE,
+            AdESIndeterminate.TRY_LATER.name,
+            error=f"validation did not finish within {options.signature_timeout:g} s",
+        )
     except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on hostile input
         sub = getattr(exc, "ades_subindication", None)
         if sub is None:
-            return AdesOutcome(process, Indication.TOTAL_FAILED, AdESFailure.FORMAT_FAILURE.name,
-                               error=f"{type(exc).__name__}: {exc}")
-        return AdesOutcome(process, _indication(sub), getattr(sub, "name", str(sub)),
-                           error=f"{type(exc).__name__}: {exc}")
+            return AdesOutcome(
+                process,
+                Indication.TOTAL_FAILED,
+                AdESFailure.FORMAT_FAILURE.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        return AdesOutcome(
+            process, _indication(sub), getattr(sub, "name", str(sub)), error=f"{type(exc).__name__}: {exc}"
+        )
 
 
 def dss_validation_context(dss: Any, options: VerifyOptions):

@@ -80,7 +80,10 @@ def key_usage_ok(cert: x509.Certificate, profile: TrustProfile | None) -> tuple[
     if cert.key_usage_value is None:
         return False, "the signer certificate has no keyUsage extension"
     if not usages & SIGNING_KEY_USAGES:
-        return False, f"the signer certificate's key usage ({', '.join(sorted(usages)) or 'none'}) allows no signing"
+        return (
+            False,
+            f"the signer certificate's key usage ({', '.join(sorted(usages)) or 'none'}) allows no signing",
+        )
     if profile is not None:
         missing = set(profile.required_key_usage) - usages
         if missing:
@@ -131,8 +134,13 @@ def chain_from_path(path: ValidationPath, moment: dt.datetime) -> ChainResult:
     if not bad:
         return ChainResult(path, True, True)
     names = ", ".join(c.subject.human_friendly for c in bad)
-    return ChainResult(path, True, False, f"not valid at {moment.isoformat()}: {names}",
-                       not_yet_valid=any(moment < c.not_valid_before for c in bad))
+    return ChainResult(
+        path,
+        True,
+        False,
+        f"not valid at {moment.isoformat()}: {names}",
+        not_yet_valid=any(moment < c.not_valid_before for c in bad),
+    )
 
 
 async def check_chain(
@@ -148,7 +156,10 @@ async def check_chain(
 
     def context(at: dt.datetime) -> ValidationContext:
         return ValidationContext(
-            trust_roots=anchors, other_certs=list(others), moment=at, allow_fetching=False,
+            trust_roots=anchors,
+            other_certs=list(others),
+            moment=at,
+            allow_fetching=False,
             revocation_mode="soft-fail",
         )
 
@@ -160,20 +171,30 @@ async def check_chain(
     except (ExpiredError, NotYetValidError) as exc:
         # The path exists; find it again at a moment where the leaf is valid, to report on it.
         path = None
-        for probe in (leaf.not_valid_before + dt.timedelta(seconds=1), leaf.not_valid_after - dt.timedelta(seconds=1)):
+        for probe in (
+            leaf.not_valid_before + dt.timedelta(seconds=1),
+            leaf.not_valid_after - dt.timedelta(seconds=1),
+        ):
             try:
-                path = await CertificateValidator(leaf, validation_context=context(probe)).async_validate_path()
+                path = await CertificateValidator(
+                    leaf, validation_context=context(probe)
+                ).async_validate_path()
                 break
             except Exception:  # noqa: BLE001 - any failure: no path to report on
                 path = None
         return ChainResult(
-            path, True, False, f"a certificate of the chain was not valid at {moment.isoformat()}: {exc}",
+            path,
+            True,
+            False,
+            f"a certificate of the chain was not valid at {moment.isoformat()}: {exc}",
             not_yet_valid=isinstance(exc, NotYetValidError),
         )
     except (PathValidationError, ValidationError) as exc:
         return ChainResult(None, True, False, f"the certificate chain does not validate: {exc}", broken=True)
     except Exception as exc:  # noqa: BLE001 - hostile certificates raise anything
-        return ChainResult(None, False, False, f"the certificate chain cannot be processed: {exc}", broken=True)
+        return ChainResult(
+            None, False, False, f"the certificate chain cannot be processed: {exc}", broken=True
+        )
 
 
 def leaf_valid_at(cert: x509.Certificate, moment: dt.datetime) -> bool:

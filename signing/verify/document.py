@@ -53,7 +53,8 @@ def _check_file(path: Path, options: VerifyOptions) -> tuple[str, int]:
         size = path.stat().st_size
         if size > options.max_file_size:
             raise UnreadablePdfError(
-                f"the file is {size} bytes, more than the {options.max_file_size} allowed", code="file_too_large"
+                f"the file is {size} bytes, more than the {options.max_file_size} allowed",
+                code="file_too_large",
             )
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -68,7 +69,9 @@ def _check_file(path: Path, options: VerifyOptions) -> tuple[str, int]:
     except OSError as exc:
         raise UnreadablePdfError(f"cannot read {path}: {exc.strerror}", code="not_a_pdf") from exc
     if b"%PDF-" not in head:
-        raise UnreadablePdfError("the file is not a PDF (no %PDF- header in its first 1024 bytes)", code="not_a_pdf")
+        raise UnreadablePdfError(
+            "the file is not a PDF (no %PDF- header in its first 1024 bytes)", code="not_a_pdf"
+        )
     return h.hexdigest(), size
 
 
@@ -79,11 +82,14 @@ def _open_reader(stream) -> PdfFileReader:
     except Exception as exc:
         text = str(exc) or type(exc).__name__
         if "EOF" in text or "startxref" in text or "xref" in text.lower():
-            raise UnreadablePdfError(f"the PDF is truncated or its cross-reference data is damaged: {text}") from exc
+            raise UnreadablePdfError(
+                f"the PDF is truncated or its cross-reference data is damaged: {text}"
+            ) from exc
         raise UnreadablePdfError(f"the PDF is damaged and cannot be read: {text}") from exc
     if reader.encrypted:
         raise UnreadablePdfError(
-            "the PDF is encrypted; its signatures cannot be verified without decrypting it", code="encrypted_pdf"
+            "the PDF is encrypted; its signatures cannot be verified without decrypting it",
+            code="encrypted_pdf",
         )
     return reader
 
@@ -105,12 +111,16 @@ def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[S
             emb.sig_object_type  # noqa: B018
             good.append(emb)
         except Exception as exc:  # noqa: BLE001 - hostile signature dictionaries and CMS
-            broken.append(broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}"))
+            broken.append(
+                broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}")
+            )
     good.sort(key=lambda e: e.signed_revision)
     return good, broken, notes
 
 
-def _dss(reader: PdfFileReader) -> tuple[list[x509.Certificate], dict[str, int], DocumentSecurityStore | None]:
+def _dss(
+    reader: PdfFileReader,
+) -> tuple[list[x509.Certificate], dict[str, int], DocumentSecurityStore | None]:
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except Exception:  # noqa: BLE001 - NoDSSFoundError, or a damaged DSS: treat as absent
@@ -123,24 +133,34 @@ def _dss(reader: PdfFileReader) -> tuple[list[x509.Certificate], dict[str, int],
     return certs, counts, dss
 
 
-async def _verify_doc_timestamp(emb: EmbeddedPdfSignature, dss: DocumentSecurityStore | None,
-                                options: VerifyOptions) -> DocumentTimestampReport:
+async def _verify_doc_timestamp(
+    emb: EmbeddedPdfSignature, dss: DocumentSecurityStore | None, options: VerifyOptions
+) -> DocumentTimestampReport:
     vc = dss_validation_context(dss, options)
     try:
-        status = await asyncio.wait_for(async_validate_pdf_timestamp(emb, validation_context=vc),
-                                        timeout=options.signature_timeout)
+        status = await asyncio.wait_for(
+            async_validate_pdf_timestamp(emb, validation_context=vc), timeout=options.signature_timeout
+        )
         level = getattr(status.diff_result, "modification_level", None)
         coverage = getattr(status.coverage, "name", None)
         unmodified = (level is not None and level.value <= 1) or coverage == "ENTIRE_FILE"
         return DocumentTimestampReport(
-            field=str(emb.field_name), time=status.timestamp, intact=bool(status.intact), valid=bool(status.valid),
+            field=str(emb.field_name),
+            time=status.timestamp,
+            intact=bool(status.intact),
+            valid=bool(status.valid),
             trusted=bool(status.trusted),
             tsa=status.signing_cert.subject.human_friendly if status.signing_cert else None,
-            revision=emb.signed_revision, unmodified=bool(unmodified),
+            revision=emb.signed_revision,
+            unmodified=bool(unmodified),
         )
     except Exception as exc:  # noqa: BLE001
         return DocumentTimestampReport(
-            field=str(emb.field_name), time=None, intact=False, valid=False, trusted=False,
+            field=str(emb.field_name),
+            time=None,
+            intact=False,
+            valid=False,
+            trusted=False,
             revision=emb.signed_revision,
             reasons=(f"the document timestamp cannot be validated: {type(exc).__name__}: {exc}",),
         )
@@ -177,8 +197,9 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
             dss_certs=dss_certs,
             dss_has_revinfo=bool(dss_counts.get("dss_ocsps") or dss_counts.get("dss_crls")),
             dss_counts=dss_counts,
-            valid_doc_timestamp_revisions=[t.revision for t in doc_timestamps
-                                           if t.intact and t.valid and t.revision is not None],
+            valid_doc_timestamp_revisions=[
+                t.revision for t in doc_timestamps if t.intact and t.valid and t.revision is not None
+            ],
             doc_timestamp_revisions=[e.signed_revision for e in doc_ts_embs],
             dss=dss,
             file_sha256=sha256,
@@ -188,16 +209,24 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
         deadline = asyncio.get_running_loop().time() + options.document_timeout
         for index, emb in enumerate(sig_embs):
             if index >= options.max_signatures or asyncio.get_running_loop().time() > deadline:
-                reports.append(unchecked_signature(
-                    str(emb.field_name), "not verified: the file exceeds this verifier's limits "
-                    f"({options.max_signatures} signatures, {options.document_timeout:g} s)"))
+                reports.append(
+                    unchecked_signature(
+                        str(emb.field_name),
+                        "not verified: the file exceeds this verifier's limits "
+                        f"({options.max_signatures} signatures, {options.document_timeout:g} s)",
+                    )
+                )
                 continue
             try:
                 reports.append(await verify_signature(emb, ctx))
             except Exception as exc:
                 logger.exception("signature %s could not be verified", emb.field_name)
-                reports.append(broken_signature(str(emb.field_name),
-                                                f"the signature could not be verified: {type(exc).__name__}: {exc}"))
+                reports.append(
+                    broken_signature(
+                        str(emb.field_name),
+                        f"the signature could not be verified: {type(exc).__name__}: {exc}",
+                    )
+                )
     if not reports and not broken:
         notes.append("the document has no signature")
     return VerificationReport(

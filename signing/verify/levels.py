@@ -49,7 +49,9 @@ def pades_level(e: LevelEvidence) -> tuple[str | None, tuple[str, ...]]:
     if not e.signed_attributes & ESS_ATTRIBUTES:
         return None, ("not PAdES baseline: no ESS signing-certificate-v2 attribute in the signed attributes",)
     if "signing_time" in e.signed_attributes:
-        return None, ("not PAdES baseline: a signingTime signed attribute is present (PAdES puts the time in /M)",)
+        return None, (
+            "not PAdES baseline: a signingTime signed attribute is present (PAdES puts the time in /M)",
+        )
     if not e.intact:
         return None, ("no PAdES level: the signature is not intact",)
     level = "B-B"

@@ -16,10 +16,16 @@ _T: dict[str, dict[str, str]] = {
     "title": {"en": "Signature verification report", "zh-Hant": "簽署核實報告"},
     "file": {"en": "File", "zh-Hant": "檔案"},
     "validated_at": {"en": "Validated as of", "zh-Hant": "核實時點"},
-    "mode_offline": {"en": "offline (only the validation data in the file)", "zh-Hant": "離線（只用檔案內的驗證資料）"},
+    "mode_offline": {
+        "en": "offline (only the validation data in the file)",
+        "zh-Hant": "離線（只用檔案內的驗證資料）",
+    },
     "mode_online": {"en": "online (revocation data may be fetched)", "zh-Hant": "在線（可擷取撤銷資料）"},
     "trust_list": {"en": "Trust list", "zh-Hant": "信任清單"},
-    "overall_ok": {"en": "RESULT: every signature TOTAL-PASSED", "zh-Hant": "結果：所有簽署均為 TOTAL-PASSED（全部通過）"},
+    "overall_ok": {
+        "en": "RESULT: every signature TOTAL-PASSED",
+        "zh-Hant": "結果：所有簽署均為 TOTAL-PASSED（全部通過）",
+    },
     "overall_bad": {"en": "RESULT: not every signature passed", "zh-Hant": "結果：並非所有簽署均通過"},
     "no_signature": {"en": "The document has no signature.", "zh-Hant": "文件沒有任何簽署。"},
     "signature": {"en": "Signature", "zh-Hant": "簽署"},
@@ -30,8 +36,10 @@ _T: dict[str, dict[str, str]] = {
     "level": {"en": "PAdES level", "zh-Hant": "PAdES 級別"},
     "level_none": {"en": "none (not PAdES baseline)", "zh-Hant": "無（並非 PAdES 基線）"},
     "checks": {"en": "Checks", "zh-Hant": "檢查項目"},
-    "eto": {"en": "Electronic Transactions Ordinance (Cap. 553) s.6(1A)",
-            "zh-Hant": "《電子交易條例》（第553章）第6(1A)條"},
+    "eto": {
+        "en": "Electronic Transactions Ordinance (Cap. 553) s.6(1A)",
+        "zh-Hant": "《電子交易條例》（第553章）第6(1A)條",
+    },
     "verdict": {"en": "ETO verdict", "zh-Hant": "條例評估"},
     "reasons": {"en": "Why", "zh-Hant": "原因"},
     "doc_ts": {"en": "Document timestamp", "zh-Hant": "文件時間戳"},
@@ -50,56 +58,102 @@ _INDICATION = {
 }
 
 _TIME_SOURCE = {
-    "signature_timestamp": {"en": "proven by a trusted signature timestamp", "zh-Hant": "由受信任的簽署時間戳證明"},
+    "signature_timestamp": {
+        "en": "proven by a trusted signature timestamp",
+        "zh-Hant": "由受信任的簽署時間戳證明",
+    },
     "claimed": {"en": "only claimed by the signer (not proof)", "zh-Hant": "只是簽署人自稱（並非證明）"},
-    "validation_time": {"en": "unknown; the checks used the validation time", "zh-Hant": "不詳；檢查以核實時點進行"},
+    "validation_time": {
+        "en": "unknown; the checks used the validation time",
+        "zh-Hant": "不詳；檢查以核實時點進行",
+    },
 }
 
 _CHECKS = {
-    "integrity": {"en": "signed bytes unchanged, byte range complete", "zh-Hant": "已簽署的內容未被更改，位元組範圍完整"},
+    "integrity": {
+        "en": "signed bytes unchanged, byte range complete",
+        "zh-Hant": "已簽署的內容未被更改，位元組範圍完整",
+    },
     "signature_value": {"en": "signature value verifies", "zh-Hant": "簽署值核實無誤"},
-    "recognized_ca": {"en": "certificate chains to a recognized CA of the trust list",
-                      "zh-Hant": "證書鏈連接至信任清單中的認可核證機關"},
+    "recognized_ca": {
+        "en": "certificate chains to a recognized CA of the trust list",
+        "zh-Hant": "證書鏈連接至信任清單中的認可核證機關",
+    },
     "valid_at_signing_time": {"en": "certificates valid at the signing time", "zh-Hant": "證書於簽署時有效"},
-    "not_revoked": {"en": "not revoked at the signing time (with evidence)", "zh-Hant": "簽署時未被撤銷（有證據）"},
+    "not_revoked": {
+        "en": "not revoked at the signing time (with evidence)",
+        "zh-Hant": "簽署時未被撤銷（有證據）",
+    },
     "key_usage": {"en": "key usage allows signing", "zh-Hant": "密鑰用途容許簽署"},
     "unmodified": {"en": "no disallowed change after signing", "zh-Hant": "簽署後沒有不允許的更改"},
 }
 
 _LIMBS = {
     "supported_by_recognized_certificate": {
-        "en": "(c) supported by a recognized certificate", "zh-Hant": "(c) 獲認可證書支持"},
+        "en": "(c) supported by a recognized certificate",
+        "zh-Hant": "(c) 獲認可證書支持",
+    },
     "generated_within_validity": {
-        "en": "(d) generated within the validity of that certificate", "zh-Hant": "(d) 在該證書有效期內產生"},
+        "en": "(d) generated within the validity of that certificate",
+        "zh-Hant": "(d) 在該證書有效期內產生",
+    },
     "used_in_accordance_with_terms": {
-        "en": "(e) used in accordance with the terms of that certificate", "zh-Hant": "(e) 按照該證書的條款使用"},
+        "en": "(e) used in accordance with the terms of that certificate",
+        "zh-Hant": "(e) 按照該證書的條款使用",
+    },
 }
 
 _SUB = {
-    "HASH_FAILURE": {"en": "the document bytes covered by the signature were changed",
-                     "zh-Hant": "簽署所涵蓋的文件內容已被更改"},
+    "HASH_FAILURE": {
+        "en": "the document bytes covered by the signature were changed",
+        "zh-Hant": "簽署所涵蓋的文件內容已被更改",
+    },
     "SIG_CRYPTO_FAILURE": {"en": "the signature value is not valid", "zh-Hant": "簽署值無效"},
-    "FORMAT_FAILURE": {"en": "the signature or the document structure is not acceptable",
-                       "zh-Hant": "簽署或文件結構不可接受"},
-    "REVOKED": {"en": "the certificate was revoked before the signing time", "zh-Hant": "證書在簽署時間之前已被撤銷"},
-    "NO_CERTIFICATE_CHAIN_FOUND": {"en": "no chain to a root in the trust list", "zh-Hant": "沒有連接至信任清單根證書的證書鏈"},
+    "FORMAT_FAILURE": {
+        "en": "the signature or the document structure is not acceptable",
+        "zh-Hant": "簽署或文件結構不可接受",
+    },
+    "REVOKED": {
+        "en": "the certificate was revoked before the signing time",
+        "zh-Hant": "證書在簽署時間之前已被撤銷",
+    },
+    "NO_CERTIFICATE_CHAIN_FOUND": {
+        "en": "no chain to a root in the trust list",
+        "zh-Hant": "沒有連接至信任清單根證書的證書鏈",
+    },
     "CERTIFICATE_CHAIN_GENERAL_FAILURE": {
         "en": "the chain could not be validated (often: no revocation information; try online, or use an LT/LTA file)",
-        "zh-Hant": "證書鏈未能核實（通常因缺乏撤銷資料；可在線核實或使用 LT/LTA 檔案）"},
-    "OUT_OF_BOUNDS_NO_POE": {"en": "a certificate was outside its validity period and there is no proof the signature "
-                                   "existed while it was valid",
-                             "zh-Hant": "證書不在有效期內，且沒有證據顯示簽署於有效期內產生"},
-    "NOT_YET_VALID": {"en": "the signature was made before the certificate became valid",
-                      "zh-Hant": "簽署於證書生效之前產生"},
-    "CHAIN_CONSTRAINTS_FAILURE": {"en": "the certificate does not meet the constraints (key usage, profile, policy)",
-                                  "zh-Hant": "證書不符合限制（密鑰用途、證書類別或政策）"},
-    "TRY_LATER": {"en": "revocation information is not yet available or stale", "zh-Hant": "撤銷資料尚未提供或已過時"},
-    "REVOKED_NO_POE": {"en": "the certificate is revoked and nothing proves the signature was made before",
-                       "zh-Hant": "證書已被撤銷，且沒有證據顯示簽署於撤銷前產生"},
-    "SIG_CONSTRAINTS_FAILURE": {"en": "the signature does not meet the signature constraints",
-                                "zh-Hant": "簽署不符合簽署限制"},
-    "NO_SIGNING_CERTIFICATE_FOUND": {"en": "the signer's certificate is missing or not bound to the signature",
-                                     "zh-Hant": "簽署人證書缺失或未與簽署綁定"},
+        "zh-Hant": "證書鏈未能核實（通常因缺乏撤銷資料；可在線核實或使用 LT/LTA 檔案）",
+    },
+    "OUT_OF_BOUNDS_NO_POE": {
+        "en": "a certificate was outside its validity period and there is no proof the signature "
+        "existed while it was valid",
+        "zh-Hant": "證書不在有效期內，且沒有證據顯示簽署於有效期內產生",
+    },
+    "NOT_YET_VALID": {
+        "en": "the signature was made before the certificate became valid",
+        "zh-Hant": "簽署於證書生效之前產生",
+    },
+    "CHAIN_CONSTRAINTS_FAILURE": {
+        "en": "the certificate does not meet the constraints (key usage, profile, policy)",
+        "zh-Hant": "證書不符合限制（密鑰用途、證書類別或政策）",
+    },
+    "TRY_LATER": {
+        "en": "revocation information is not yet available or stale",
+        "zh-Hant": "撤銷資料尚未提供或已過時",
+    },
+    "REVOKED_NO_POE": {
+        "en": "the certificate is revoked and nothing proves the signature was made before",
+        "zh-Hant": "證書已被撤銷，且沒有證據顯示簽署於撤銷前產生",
+    },
+    "SIG_CONSTRAINTS_FAILURE": {
+        "en": "the signature does not meet the signature constraints",
+        "zh-Hant": "簽署不符合簽署限制",
+    },
+    "NO_SIGNING_CERTIFICATE_FOUND": {
+        "en": "the signer's certificate is missing or not bound to the signature",
+        "zh-Hant": "簽署人證書缺失或未與簽署綁定",
+    },
     "CRYPTO_CONSTRAINTS_FAILURE": {"en": "an algorithm is not acceptable", "zh-Hant": "所用演算法不可接受"},
 }
 
@@ -130,10 +184,14 @@ def _signature(s: SignatureReport, index: int, lang: str) -> list[str]:
     if s.sub_indication in _SUB:
         lines.append(f"  {_SUB[s.sub_indication][lang]}")
     if s.signer:
-        lines += [f"  {_t('signer', lang)}: {s.signer.name}",
-                  f"  {_t('issuer', lang)}: {s.signer.issuer}",
-                  f"  {_t('serial', lang)}: {s.signer.serial}"]
-    lines.append(f"  {_t('time', lang)}: {iso(s.signing_time) or '-'} ({_TIME_SOURCE[s.time_source.value][lang]})")
+        lines += [
+            f"  {_t('signer', lang)}: {s.signer.name}",
+            f"  {_t('issuer', lang)}: {s.signer.issuer}",
+            f"  {_t('serial', lang)}: {s.signer.serial}",
+        ]
+    lines.append(
+        f"  {_t('time', lang)}: {iso(s.signing_time) or '-'} ({_TIME_SOURCE[s.time_source.value][lang]})"
+    )
     lines.append(f"  {_t('level', lang)}: {s.pades_level or _t('level_none', lang)}")
     lines.append(f"  {_t('checks', lang)}:")
     checks = s.checks.to_json()
@@ -156,14 +214,22 @@ def render_text(report: VerificationReport, lang: str = "en") -> str:
     """The report as plain text in ``lang`` (``en`` or ``zh-Hant``)."""
     if lang not in LANGUAGES:
         raise ValueError(f"unsupported language {lang!r}; use one of {', '.join(LANGUAGES)}")
-    lines = [_t("title", lang), "=" * 40,
-             f"{_t('file', lang)}: SHA-256 {report.file_sha256} ({report.file_size} bytes, {report.revisions} revision(s))",
-             (f"{_t('validated_at', lang)}: {iso(report.validation_time)}; "
-              f"{_t('mode_offline', lang) if report.offline else _t('mode_online', lang)}"),
-             (f"{_t('trust_list', lang)}: {report.trust_list_version} "
-              f"({', '.join(p['id'] for p in report.trust_profiles) or '-'})"),
-             "",
-             _t("overall_ok", lang) if report.valid else _t("overall_bad", lang), ""]
+    lines = [
+        _t("title", lang),
+        "=" * 40,
+        f"{_t('file', lang)}: SHA-256 {report.file_sha256} ({report.file_size} bytes, {report.revisions} revision(s))",
+        (
+            f"{_t('validated_at', lang)}: {iso(report.validation_time)}; "
+            f"{_t('mode_offline', lang) if report.offline else _t('mode_online', lang)}"
+        ),
+        (
+            f"{_t('trust_list', lang)}: {report.trust_list_version} "
+            f"({', '.join(p['id'] for p in report.trust_profiles) or '-'})"
+        ),
+        "",
+        _t("overall_ok", lang) if report.valid else _t("overall_bad", lang),
+        "",
+    ]
     if not report.signatures:
         lines += [_t("no_signature", lang), ""]
     for i, s in enumerate(report.signatures, 1):

@@ -52,8 +52,10 @@ class TimeSource(StrEnum):
 #: What this verification does not decide (eto-verification.md §9); shown in every report.
 LIMITATIONS: tuple[str, ...] = (
     "Legal effect also depends on matters this verification does not decide.",
-    ("It does not decide whether a government entity is a party (s.6(1A) or s.6(1)), whether the recipient "
-     "consented, or whether the signer had authority to sign."),
+    (
+        "It does not decide whether a government entity is a party (s.6(1A) or s.6(1)), whether the recipient "
+        "consented, or whether the signer had authority to sign."
+    ),
     "It does not decide whether the document is excluded by Schedule 1, Cap. 553B, Schedule 2 or s.16.",
     "It does not compare any transaction value with the certificate's reliance limit.",
     "It does not create or rely on any presumption of authenticity or integrity.",

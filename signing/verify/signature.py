@@ -70,24 +70,43 @@ def unchecked_signature(field_name: str, reason: str) -> SignatureReport:
     from dataclasses import replace
 
     report = broken_signature(field_name, reason)
-    return replace(report, indication=Indication.INDETERMINATE, sub_indication="GENERIC",
-                   eto=replace(report.eto, verdict="INDETERMINATE",
-                               reasons={"supported_by_recognized_certificate": ("not verified",)}))
+    return replace(
+        report,
+        indication=Indication.INDETERMINATE,
+        sub_indication="GENERIC",
+        eto=replace(
+            report.eto,
+            verdict="INDETERMINATE",
+            reasons={"supported_by_recognized_certificate": ("not verified",)},
+        ),
+    )
 
 
 def broken_signature(field_name: str, reason: str, subfilter: str | None = None) -> SignatureReport:
     """A signature that cannot even be read: TOTAL-FAILED / FORMAT_FAILURE, with the reason."""
     checks = Checks(
-        integrity=False, signature_value=False, recognized_ca=False, valid_at_signing_time=False,
-        not_revoked=None, key_usage=False, unmodified=False, digest_matches=None, byte_range=None,
+        integrity=False,
+        signature_value=False,
+        recognized_ca=False,
+        valid_at_signing_time=False,
+        not_revoked=None,
+        key_usage=False,
+        unmodified=False,
+        digest_matches=None,
+        byte_range=None,
     )
     return SignatureReport(
         field=field_name,
         indication=Indication.TOTAL_FAILED,
         sub_indication="FORMAT_FAILURE",
         checks=checks,
-        eto=EtoAssessment(False, False, False, "INVALID",
-                          {"supported_by_recognized_certificate": ("the signature cannot be read",)}),
+        eto=EtoAssessment(
+            False,
+            False,
+            False,
+            "INVALID",
+            {"supported_by_recognized_certificate": ("the signature cannot be read",)},
+        ),
         subfilter=subfilter,
         reasons=(reason,),
     )
@@ -145,7 +164,9 @@ def _integrity(emb: EmbeddedPdfSignature, max_later_revisions: int) -> _Integrit
             try:
                 found = emb.evaluate_signature_coverage()
             except Exception as exc2:  # noqa: BLE001
-                return _Integrity(None, None, docmdp, digest_error=f"the /ByteRange cannot be processed: {exc2}")
+                return _Integrity(
+                    None, None, docmdp, digest_error=f"the /ByteRange cannot be processed: {exc2}"
+                )
         message = f"the changes after signing cannot be analysed: {exc}"
         _record_refusal(emb, found, message)
         return _Integrity(found, ModificationLevel.OTHER, docmdp, diff_message=message)
@@ -201,8 +222,9 @@ def _own_digest_matches(emb: EmbeddedPdfSignature) -> bool | None:
 # ---------------------------------------------------------------------------------------------- trust
 
 
-def _choose_profile(trust: TrustList, anchor: x509.Certificate | None, leaf: x509.Certificate
-                    ) -> TrustProfile | None:
+def _choose_profile(
+    trust: TrustList, anchor: x509.Certificate | None, leaf: x509.Certificate
+) -> TrustProfile | None:
     if anchor is None:
         return None
     candidates = trust.profiles_for_anchor(anchor)
@@ -214,8 +236,9 @@ def _choose_profile(trust: TrustList, anchor: x509.Certificate | None, leaf: x50
     return candidates[0] if candidates else None
 
 
-def _revocation(outcome: AdesOutcome, moment: dt.datetime, ctx: SignatureContext
-                ) -> tuple[bool | None, dict[str, Any]]:
+def _revocation(
+    outcome: AdesOutcome, moment: dt.datetime, ctx: SignatureContext
+) -> tuple[bool | None, dict[str, Any]]:
     status = outcome.status
     details = getattr(status, "revocation_details", None)
     revoked_at = getattr(details, "revocation_date", None)
@@ -237,7 +260,9 @@ def _revocation(outcome: AdesOutcome, moment: dt.datetime, ctx: SignatureContext
         result = None
     if result is True and revoked_at is not None:
         info["revoked_after_signing"] = True
-    info["status"] = {True: "not revoked at T", False: "revoked at or before T", None: "not established"}[result]
+    info["status"] = {True: "not revoked at T", False: "revoked at or before T", None: "not established"}[
+        result
+    ]
     return result, info
 
 
@@ -257,8 +282,9 @@ class _SigningTime:
         return self.tst_time
 
 
-async def _signing_time(emb: EmbeddedPdfSignature, status: Any, ctx: SignatureContext,
-                        reasons: list[str]) -> _SigningTime:
+async def _signing_time(
+    emb: EmbeddedPdfSignature, status: Any, ctx: SignatureContext, reasons: list[str]
+) -> _SigningTime:
     """C5: T from a trusted signature timestamp, else the claimed time, else the validation time."""
     try:
         claimed = emb.self_reported_timestamp
@@ -276,7 +302,9 @@ async def _signing_time(emb: EmbeddedPdfSignature, status: Any, ctx: SignatureCo
     elif claimed is not None:
         moment, source = claimed, TimeSource.CLAIMED
         if tst_time is not None:
-            reasons.append("the signature timestamp could not be validated, so the signing time is only claimed")
+            reasons.append(
+                "the signature timestamp could not be validated, so the signing time is only claimed"
+            )
     else:
         moment, source = ctx.validation_time, TimeSource.VALIDATION_TIME
     if moment.tzinfo is None:
@@ -294,8 +322,14 @@ class _TrustChecks:
     recognition: bool | None
 
 
-async def _trust_checks(emb: EmbeddedPdfSignature, leaf: x509.Certificate, outcome: AdesOutcome,
-                        moment: dt.datetime, ctx: SignatureContext, reasons: list[str]) -> _TrustChecks:
+async def _trust_checks(
+    emb: EmbeddedPdfSignature,
+    leaf: x509.Certificate,
+    outcome: AdesOutcome,
+    moment: dt.datetime,
+    ctx: SignatureContext,
+    reasons: list[str],
+) -> _TrustChecks:
     """C3/C4 (chain to a trust-list root, profile), C6 (validity at T), C7 (recognition), C10 (policy)."""
     validated_path = getattr(outcome.status, "validation_path", None)
     if validated_path is not None and outcome.indication is Indication.TOTAL_PASSED:
@@ -312,11 +346,22 @@ async def _trust_checks(emb: EmbeddedPdfSignature, leaf: x509.Certificate, outco
         reasons.append(f"the issuing CA is not one the profile {profile.id} allows")
     if profile is not None and policy_ok is False:
         reasons.append(f"no certificate policy under {', '.join(profile.policy_oid_prefixes)}")
-    recognized = bool(chain.chain_found and chain.path is not None and profile is not None and issuer_ok
-                      and policy_ok is not False)
+    recognized = bool(
+        chain.chain_found
+        and chain.path is not None
+        and profile is not None
+        and issuer_ok
+        and policy_ok is not False
+    )
     valid_at_t = chain.valid_at_t if chain.chain_found else cert_checks.leaf_valid_at(leaf, moment)
-    return _TrustChecks(chain, profile, policy_ok, recognized, bool(valid_at_t),
-                        profile.recognized_at(moment) if profile else None)
+    return _TrustChecks(
+        chain,
+        profile,
+        policy_ok,
+        recognized,
+        bool(valid_at_t),
+        profile.recognized_at(moment) if profile else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -334,7 +379,9 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     """Every check on one /Sig signature; never raises on a damaged signature."""
     field_name = emb.field_name
     try:
-        subfilter = str(emb.sig_object.get("/SubFilter")) if emb.sig_object.get("/SubFilter") is not None else None
+        subfilter = (
+            str(emb.sig_object.get("/SubFilter")) if emb.sig_object.get("/SubFilter") is not None else None
+        )
     except Exception:  # noqa: BLE001
         subfilter = None
     if subfilter not in SUPPORTED_SUBFILTERS:
@@ -342,7 +389,9 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     try:
         leaf = emb.signer_cert
     except Exception as exc:  # noqa: BLE001
-        report = broken_signature(field_name, f"the signer's certificate is not in the signature: {exc}", subfilter)
+        report = broken_signature(
+            field_name, f"the signer's certificate is not in the signature: {exc}", subfilter
+        )
         return _replace_sub(report, Indication.INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND")
     reasons: list[str] = []
 
@@ -369,8 +418,10 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     chain, profile = trust.chain, trust.profile
     not_revoked, revocation = _revocation(outcome, moment, ctx)
     if revocation.get("revoked_after_signing"):
-        reasons.append(f"the certificate was revoked at {revocation['revoked_at']}, after the signing time; "
-                       "this does not affect a signature made before")
+        reasons.append(
+            f"the certificate was revoked at {revocation['revoked_at']}, after the signing time; "
+            "this does not affect a signature made before"
+        )
     ku_ok, ku_problem = cert_checks.key_usage_ok(leaf, profile)
     if ku_problem:
         reasons.append(ku_problem)
@@ -403,18 +454,26 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         signature_timestamp=(when.ts_trusted if when.tst_time is not None else None),
         crypto_strength=strong,
     )
-    level, level_notes = pades_level(LevelEvidence(
-        subfilter=subfilter,
-        signed_attributes=attr_names,
-        intact=checks.integrity and signature_value,
-        timestamp_valid=when.ts_valid,
-        dss_has_revinfo=ctx.dss_has_revinfo,
-        document_timestamp_after=any(r > emb.signed_revision for r in ctx.valid_doc_timestamp_revisions),
-    ))
+    level, level_notes = pades_level(
+        LevelEvidence(
+            subfilter=subfilter,
+            signed_attributes=attr_names,
+            intact=checks.integrity and signature_value,
+            timestamp_valid=when.ts_valid,
+            dss_has_revinfo=ctx.dss_has_revinfo,
+            document_timestamp_after=any(r > emb.signed_revision for r in ctx.valid_doc_timestamp_revisions),
+        )
+    )
     reasons.extend(level_notes)
     indication, sub = _aggregate(outcome, checks, chain, source, subfilter, has_ess, integ, reasons)
-    eto = assess(EtoInputs(checks=checks, indication=indication, time_source=source,
-                           profile=profile if trust.recognized else None))
+    eto = assess(
+        EtoInputs(
+            checks=checks,
+            indication=indication,
+            time_source=source,
+            profile=profile if trust.recognized else None,
+        )
+    )
     return SignatureReport(
         field=field_name,
         indication=indication,
@@ -436,8 +495,10 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         revision=emb.signed_revision,
         signed_revision_sha256=_signed_revision_sha256(emb, ctx) if integ.byte_range_ok else None,
         revocation=revocation,
-        chain=tuple({"subject": c.subject.human_friendly, "sha256": cert_checks.identity(c).certificate_sha256}
-                    for c in chain.certificates()),
+        chain=tuple(
+            {"subject": c.subject.human_friendly, "sha256": cert_checks.identity(c).certificate_sha256}
+            for c in chain.certificates()
+        ),
         reasons=tuple(dict.fromkeys(reasons)),
     )
 
@@ -448,9 +509,16 @@ def _replace_sub(report: SignatureReport, indication: Indication, sub: str) -> S
     return replace(report, indication=indication, sub_indication=sub)
 
 
-def _aggregate(outcome: AdesOutcome, c: Checks, chain: cert_checks.ChainResult, source: TimeSource,
-               subfilter: str | None, has_ess: bool, integ: _Integrity, reasons: list[str]
-               ) -> tuple[Indication, str | None]:
+def _aggregate(
+    outcome: AdesOutcome,
+    c: Checks,
+    chain: cert_checks.ChainResult,
+    source: TimeSource,
+    subfilter: str | None,
+    has_ess: bool,
+    integ: _Integrity,
+    reasons: list[str],
+) -> tuple[Indication, str | None]:
     """One ETSI indication: the first failing check in order of gravity (eto-verification.md §6)."""
     failed, indet = Indication.TOTAL_FAILED, Indication.INDETERMINATE
     if c.digest_matches is False:
@@ -462,12 +530,18 @@ def _aggregate(outcome: AdesOutcome, c: Checks, chain: cert_checks.ChainResult, 
         reasons.insert(0, "the signature value does not verify with the signer's key")
         return failed, "SIG_CRYPTO_FAILURE"
     if not c.byte_range:
-        reasons.insert(0, f"the /ByteRange does not cover the document as PDF requires (coverage "
-                          f"{integ.coverage.name if integ.coverage else 'unknown'})")
+        reasons.insert(
+            0,
+            f"the /ByteRange does not cover the document as PDF requires (coverage "
+            f"{integ.coverage.name if integ.coverage else 'unknown'})",
+        )
         return failed, "FORMAT_FAILURE"
     if not c.unmodified:
-        reasons.insert(0, f"the document was modified after signing in a way that is not allowed "
-                          f"(modification level {integ.level.name if integ.level else 'unknown'})")
+        reasons.insert(
+            0,
+            f"the document was modified after signing in a way that is not allowed "
+            f"(modification level {integ.level.name if integ.level else 'unknown'})",
+        )
         return failed, "FORMAT_FAILURE"
     if c.not_revoked is False and source is TimeSource.SIGNATURE_TIMESTAMP:
         reasons.insert(0, "the certificate was revoked before the time proven by the signature timestamp")
