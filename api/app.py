@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from .context import ServiceContext
-from .errors import install_error_handlers
-from .routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
-from .routes.sandbox_pki import pki_router
-from .routes.verifications import router as verifications_router
-from .routes.verify_page import router as verify_page_router
-from .sandbox_app import build_sandbox, sandbox_asgi
-from .settings import Settings
+from api.context import ServiceContext
+from api.errors import install_error_handlers
+from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
+from api.routes.verifications import router as verifications_router
+from api.routes.verify_page import router as verify_page_router
+from api.sandbox.app import build_sandbox, sandbox_asgi
+from api.sandbox.pki import pki_router
+from api.settings import Settings
 
 __all__ = ["create_app"]
 

@@ -7,15 +7,14 @@ from functools import cached_property
 
 from sqlalchemy.engine import Engine
 
+from api.flows.iamsmart_gateway import IamSmartSetup, build_iamsmart_setup
+from api.settings import Settings
+from api.store.db import make_engine, migrate
+from api.store.files import DocumentStore
+from api.store.models import utcnow
+from api.store.secrets import load_or_create_secret
 from signing.iamsmart.client import IamSmartClient
 from signing.sandbox.pki import SandboxPki
-
-from .db import make_engine, migrate
-from .iamsmart_gateway import IamSmartSetup, build_iamsmart_setup
-from .models import utcnow
-from .secrets_store import load_or_create_secret
-from .settings import Settings
-from .storage import DocumentStore
 
 __all__ = ["ServiceContext"]
 
@@ -50,24 +49,24 @@ class ServiceContext:
 
     @cached_property
     def queue(self):
-        from .tasks import TaskQueue
+        from api.worker.tasks import TaskQueue
 
         return TaskQueue(self.settings, lambda: self)
 
     @cached_property
     def cpu(self):
-        from .cpu import CpuPool
+        from api.flows.cpu import CpuPool
 
         return CpuPool(self.settings.cpu_workers)
 
     def new_batch_flow(self, client: IamSmartClient):
-        from .batch_flow import BatchFlow
+        from api.flows.batch import BatchFlow
 
         return BatchFlow(self, client)
 
     def new_flow(self):
         """A signing flow with its own iAM Smart client (one per event loop; the caller closes it)."""
-        from .signing_flow import SigningFlow
+        from api.flows.signing import SigningFlow
 
         return SigningFlow(
             self.settings,

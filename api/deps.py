@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
-from .errors import ApiError
-from .keys import organisation_for_key
-from .models import Organisation
-from .settings import Settings
-from .storage import DocumentStore
+from api.errors import ApiError
+from api.settings import Settings
+from api.store.files import DocumentStore
+from api.store.keys import organisation_for_key
+from api.store.models import Organisation
 
 __all__ = ["SessionDep", "OrgDep", "StoreDep", "SettingsDep", "IdempotencyKey"]
 

@@ -10,7 +10,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
-from api.routes.sandbox_pki import pki_router
+from api.sandbox.pki import pki_router
 from fixtures.generate import simple_pdf
 from signing.sandbox.pki import IssuedCertificate, SandboxPki
 from signing.sandbox.remote_signer import SimulatedSigner

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from api.sandbox_app import create_sandbox_server, service_registry
+from api.sandbox.app import create_sandbox_server, service_registry
 from api.settings import Settings
 from signing.iamsmart.bulk import split_multipart
 from signing.iamsmart.client import IamSmartClient, Token

@@ -12,8 +12,8 @@ import pytest
 from sqlmodel import Session
 
 from api.app import create_app
-from api.keys import create_api_key
 from api.settings import Settings
+from api.store.keys import create_api_key
 
 from .databases import BACKENDS, database_url
 from .support import LoopbackServer

@@ -378,7 +378,7 @@ def test_wrong_key_and_absent_server_end_with_one_clear_line(tmp_path):
 def test_declined_documents_get_a_new_batch_of_their_own_on_the_next_run(tmp_path):
     from sqlmodel import Session, select
 
-    from api.models import Batch, BatchItem
+    from api.store.models import Batch, BatchItem
 
     from .service_fixtures import running_service
 

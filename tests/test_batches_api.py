@@ -81,8 +81,9 @@ def test_declined_documents_give_a_partial_batch(service, tmp_path):
             "/v1/batches",
             json={"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER}, "level": "B-B"},
         ).json()
-        from api.models import Batch, BatchItem
         from sqlmodel import select
+
+        from api.store.models import Batch, BatchItem
 
         with service.app.state.flow.session() as s:
             business_id = s.get(Batch, batch["id"]).business_id

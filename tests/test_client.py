@@ -289,9 +289,8 @@ def test_async_batch_pending_download_refused_then_cancelled(svc, tmp_path):
 
 
 def test_idempotency_key_makes_create_safe_to_repeat(svc, tmp_path):
-    from fixtures.generate import simple_pdf
-
     from api.client import IamsignClient
+    from fixtures.generate import simple_pdf
 
     pdf = simple_pdf(tmp_path / "idem.pdf")
     with IamsignClient(svc.url, svc.key) as client:

@@ -6,8 +6,8 @@ Callbacks and browser redirects land on a small receiving app on another loopbac
 from __future__ import annotations
 
 import base64
-import urllib.parse
 import hashlib
+import urllib.parse
 from urllib.parse import parse_qs, urlsplit
 
 import httpx

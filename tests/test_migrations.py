@@ -6,7 +6,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from api.db import alembic_config, migrate
+from api.store.db import alembic_config, migrate
 
 from .databases import BACKENDS, database_url
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from typer.testing import CliRunner
 
-from api.cli import app as cli_app
+from api.cli.main import app as cli_app
 from signing.iamsmart.client import IamSmartClient
 from signing.iamsmart.config import ClientConfig
 from signing.iamsmart.protocol import (
@@ -248,7 +248,7 @@ async def test_add_service_command(sandbox: Sandbox, tmp_path) -> None:
 
 async def test_mounted_in_create_app_with_the_services_own_registration(tmp_path) -> None:
     from api.app import create_app
-    from api.iamsmart_setup import client_config
+    from api.flows.iamsmart_setup import client_config
     from api.settings import Settings
 
     server = LoopbackServer()
@@ -279,7 +279,7 @@ async def test_mounted_in_create_app_with_the_services_own_registration(tmp_path
 
 
 def test_environment_selection(tmp_path) -> None:
-    from api.iamsmart_setup import ConfigurationError, client_config
+    from api.flows.iamsmart_setup import ConfigurationError, client_config
     from api.settings import Settings
 
     key_file = tmp_path / "kek.pem"
@@ -335,7 +335,7 @@ async def test_client_transport_errors(sandbox: Sandbox) -> None:
 
 
 def test_sandbox_state_is_stable_across_restarts(tmp_path) -> None:
-    from api.sandbox_app import build_sandbox
+    from api.sandbox.app import build_sandbox
     from api.settings import Settings
     from signing.sandbox.pki import SandboxPki
 

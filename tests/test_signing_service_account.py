@@ -71,7 +71,7 @@ def _callback_body(service, business_id: str, content: dict, *, kek_public=None,
 
 
 def _request_row(service, req_id):
-    from api.models import SigningRequest
+    from api.store.models import SigningRequest
 
     with service.app.state.flow.session() as s:
         return s.get(SigningRequest, req_id)
@@ -180,7 +180,7 @@ def test_duplicate_and_concurrent_callbacks_make_one_revision(service, tmp_path)
         assert post(0) == "duplicate"
         audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
         assert [e["event"] for e in audit["entries"]].count("completed") == 1
-        from api.models import Document
+        from api.store.models import Document
 
         with service.app.state.flow.session() as s:
             from sqlmodel import select
@@ -224,7 +224,7 @@ def test_the_sweeper_expires_requests_by_the_service_clock(service, tmp_path):
 
 
 def test_webhook_is_signed_and_retried(service, tmp_path):
-    from api.webhooks import SIGNATURE_HEADER, verify_payload, webhook_secret_for
+    from api.worker.webhooks import SIGNATURE_HEADER, verify_payload, webhook_secret_for
 
     received: list[tuple[bytes, str]] = []
     attempts = {"n": 0}
@@ -240,7 +240,7 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
         received.append((await request.body(), request.headers[SIGNATURE_HEADER]))
         return {"ok": True}
 
-    import api.webhooks as webhooks
+    import api.worker.webhooks as webhooks
 
     saved = webhooks.BACKOFF_SECONDS
     webhooks.BACKOFF_SECONDS = (0.2,) * 6
@@ -285,7 +285,7 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
 def test_audit_tampering_is_detected(service, tmp_path):
     from sqlalchemy import update
 
-    from api.models import AuditEntry
+    from api.store.models import AuditEntry
 
     with service.client() as c:
         doc = _upload(c, tmp_path)

@@ -48,8 +48,8 @@ def service(tmp_path_factory) -> Service:
     from sqlmodel import Session
 
     from api.app import create_app
-    from api.keys import create_api_key
     from api.settings import Settings
+    from api.store.keys import create_api_key
 
     data = tmp_path_factory.mktemp("verify-page-service")
     server = LoopbackServer()

@@ -12,9 +12,8 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
+from api.errors import ApiError
 from signing.iamsmart.errors import IamSmartError
-
-from ..errors import ApiError
 
 router = APIRouter(prefix="/v1/auth/iamsmart", tags=["iAM Smart login"])
 

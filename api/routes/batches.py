@@ -12,13 +12,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
-from ..batch_flow import MAX_BATCH_DOCUMENTS
-from ..deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
-from ..errors import ApiError
-from ..identity import SignerSpec
-from ..models import Batch, BatchItem, Document
-from .documents import owned_document
-from .signing_requests import ErrorOut, SignerIn
+from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.errors import ApiError
+from api.flows.batch import MAX_BATCH_DOCUMENTS
+from api.flows.identity import SignerSpec
+from api.routes.documents import owned_document
+from api.routes.signing_requests import ErrorOut, SignerIn
+from api.store.models import Batch, BatchItem, Document
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 

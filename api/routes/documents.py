@@ -8,13 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from api.deps import OrgDep, SessionDep, SettingsDep, StoreDep
+from api.errors import ApiError
+from api.store.models import Document
+from api.store.uploads import receive_pdf_upload
 from signing.errors import InputPdfError
 from signing.inspect import inspect_pdf
-
-from ..deps import OrgDep, SessionDep, SettingsDep, StoreDep
-from ..errors import ApiError
-from ..models import Document
-from ..uploads import receive_pdf_upload
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 

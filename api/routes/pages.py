@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import select
 
-from ..errors import ApiError
-from ..models import Batch, BatchItem, Document, SigningRequest
+from api.errors import ApiError
+from api.store.models import Batch, BatchItem, Document, SigningRequest
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))

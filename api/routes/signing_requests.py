@@ -10,14 +10,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
+from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.errors import ApiError
+from api.flows.audit import audit_entries, verify_chain
+from api.flows.identity import SignerSpec
+from api.routes.documents import owned_document
+from api.store.models import Document, SigningRequest
 from signing.model import PadesLevel
-
-from ..audit import audit_entries, verify_chain
-from ..deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
-from ..errors import ApiError
-from ..identity import SignerSpec
-from ..models import Document, SigningRequest
-from .documents import owned_document
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
 
@@ -206,7 +205,7 @@ webhook_router = APIRouter(prefix="/v1", tags=["webhooks"])
 @webhook_router.get("/webhook-secret")
 def get_webhook_secret(request: Request, org: OrgDep) -> dict:
     """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks."""
-    from ..webhooks import webhook_secret_for
+    from api.worker.webhooks import webhook_secret_for
 
     return {
         "webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),

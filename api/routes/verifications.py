@@ -14,13 +14,12 @@ from collections import deque
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from api.deps import SettingsDep, StoreDep
+from api.errors import ApiError
+from api.store.uploads import receive_pdf_upload
 from signing.errors import UnreadablePdfError, VerificationError
 from signing.trust import TrustList
 from signing.verify import VerifyOptions, verify_pdf_sync
-
-from ..deps import SettingsDep, StoreDep
-from ..errors import ApiError
-from ..uploads import receive_pdf_upload
 
 __all__ = ["RateLimiter", "router"]
 

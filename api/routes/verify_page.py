@@ -14,10 +14,9 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from api.routes.pages import templates
 from signing.verify.render import _CHECKS, _INDICATION, _LIMBS, _LIMITATIONS_ZH, _SUB, _T, _TIME_SOURCE
 from signing.verify.report import LIMITATIONS
-
-from .pages import templates
 
 __all__ = ["router"]
 

@@ -14,11 +14,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from api.flows.iamsmart_setup import client_config
+from api.settings import Settings
 from signing.iamsmart.config import ClientConfig
 from signing.services import SigningServices
-
-from .iamsmart_setup import client_config
-from .settings import Settings
 
 __all__ = ["IamSmartSetup", "build_iamsmart_setup", "issued_by_trusted_issuer"]
 

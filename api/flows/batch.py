@@ -27,19 +27,18 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
+from api.flows.crashpoints import crashpoint
+from api.flows.identity import SignerSpec, resolve_signer
+from api.flows.signing import signed_name
+from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
+from api.worker.leases import heartbeat
+from api.worker.webhooks import enqueue_webhook
 from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
 from signing.iamsmart.client import IamSmartClient, SigningResult
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.model import PreparedSignature
-
-from .cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
-from .faults import crashpoint
-from .identity import SignerSpec, resolve_signer
-from .leases import heartbeat
-from .models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
-from .signing_flow import signed_name
-from .webhooks import enqueue_webhook
 
 __all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
 

@@ -23,8 +23,8 @@ def serve(
     """Run the service on its embedded defaults (SQLite, local files, the built-in sandbox)."""
     import uvicorn
 
-    from .app import create_app
-    from .settings import Settings
+    from api.app import create_app
+    from api.settings import Settings
 
     settings = Settings(host=host, port=port, data_dir=data_dir)
     application = create_app(settings)
@@ -47,8 +47,8 @@ def worker(
     import signal
     import threading
 
-    from .context import ServiceContext
-    from .settings import Settings
+    from api.context import ServiceContext
+    from api.settings import Settings
 
     settings = Settings(data_dir=data_dir)
     ctx = ServiceContext(settings)
@@ -73,11 +73,10 @@ def iamsmart_renew_key(
     """revokeKey + getKey: make iAM Smart issue a CEK under the current KEK now (after a KEK rollover)."""
     import asyncio
 
+    from api.flows.iamsmart_setup import client_config
+    from api.settings import Settings
     from signing.iamsmart.client import IamSmartClient
     from signing.iamsmart.errors import IamSmartError
-
-    from .iamsmart_setup import client_config
-    from .settings import Settings
 
     async def renew() -> str:
         async with IamSmartClient(client_config(Settings(data_dir=data_dir))) as client:
@@ -106,9 +105,9 @@ def keys_create(
     """Create an API key and print it once (only its SHA-256 is stored)."""
     from sqlmodel import Session
 
-    from .db import make_engine, migrate
-    from .keys import create_api_key
-    from .settings import Settings
+    from api.settings import Settings
+    from api.store.db import make_engine, migrate
+    from api.store.keys import create_api_key
 
     settings = Settings(data_dir=data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,8 +116,8 @@ def keys_create(
     with Session(engine) as session:
         secret, row = create_api_key(session, name, key_name)
         organisation_id = row.organisation_id
-    from .secrets_store import load_or_create_secret
-    from .webhooks import webhook_secret_for
+    from api.store.secrets import load_or_create_secret
+    from api.worker.webhooks import webhook_secret_for
 
     server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
     typer.echo(secret)
@@ -145,8 +144,8 @@ def sandbox(
         return
     import uvicorn
 
-    from .sandbox_app import create_sandbox_server
-    from .settings import Settings
+    from api.sandbox.app import create_sandbox_server
+    from api.settings import Settings
 
     settings = Settings(host=host, port=port, data_dir=data_dir)
     application = create_sandbox_server(settings)
@@ -168,9 +167,8 @@ def sandbox_add_service(
     data_dir: Path = typer.Option(Path("./data"), help="The sandbox's data folder."),
 ) -> None:
     """Register an online service with the sandbox and print its client secret once."""
+    from api.sandbox.app import service_registry
     from signing.sandbox.registry import RegistryError
-
-    from .sandbox_app import service_registry
 
     try:
         service = service_registry(data_dir).register(
@@ -295,7 +293,7 @@ def batch_sign(
     timeout: float = typer.Option(3600.0, "--timeout", min=1, help="Seconds to wait for a batch to finish."),
 ) -> None:
     """Sign a folder of PDFs as one batch, resumably (help: _BATCH_SIGN_HELP)."""
-    from .batch_cli import SignConfig, UsageError, default_out, run_sign
+    from api.cli.batch import SignConfig, UsageError, default_out, run_sign
 
     try:
         code = run_sign(
@@ -329,7 +327,7 @@ def batch_status(
     ),
 ) -> None:
     """What the folder's state file says, and what the server says of its batches."""
-    from .batch_cli import run_status
+    from api.cli.batch import run_status
 
     raise typer.Exit(run_status(out, api_key, server))
 
@@ -355,7 +353,7 @@ def batch_verify(
     jobs: int = typer.Option(0, "--jobs", min=0, help="Worker processes (default: one per CPU)."),
 ) -> None:
     """Verify every signed file of OUTDIR and count the indications; exit 0 only if all are TOTAL-PASSED."""
-    from .batch_verify import TrustConfig, run_verify
+    from api.cli.batch_verify import TrustConfig, run_verify
 
     raise typer.Exit(run_verify(out, TrustConfig(trust_list, tuple(trust), data_dir, offline), jobs))
 

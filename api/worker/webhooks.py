@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from .models import WebhookDelivery, utcnow
+from api.store.models import WebhookDelivery, utcnow
 
 __all__ = [
     "webhook_secret_for",

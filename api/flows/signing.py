@@ -24,6 +24,15 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from api.flows.audit import append_audit
+from api.flows.crashpoints import crashpoint
+from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
+from api.flows.identity import SignerSpec, resolve_signer
+from api.settings import Settings
+from api.store.files import DocumentStore
+from api.store.models import Document, Organisation, SigningRequest, utcnow
+from api.worker.leases import heartbeat
+from api.worker.webhooks import enqueue_webhook
 from signing import cms as cms_checks
 from signing import pades
 from signing.errors import FinishInProgressError, PreparedStateError, SigningError
@@ -32,16 +41,6 @@ from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
-
-from .audit import append_audit
-from .faults import crashpoint
-from .iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
-from .identity import SignerSpec, resolve_signer
-from .leases import heartbeat
-from .models import Document, Organisation, SigningRequest, utcnow
-from .settings import Settings
-from .storage import DocumentStore
-from .webhooks import enqueue_webhook
 
 __all__ = ["SigningFlow", "TERMINAL_STATUSES"]
 

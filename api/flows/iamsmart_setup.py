@@ -5,14 +5,13 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from api.settings import Settings
 from signing.iamsmart.config import (
     ClientConfig,
     Environment,
     LocalCredentials,
     load_or_create_local_credentials,
 )
-
-from .settings import Settings
 
 __all__ = ["ConfigurationError", "client_config", "local_credentials"]
 

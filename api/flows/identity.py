@@ -10,10 +10,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from api.errors import ApiError
 from signing.iamsmart.client import Token
 from signing.iamsmart.protocol import hkic_hash, normalise_hkid
-
-from .errors import ApiError
 
 __all__ = ["HkidSigner", "hkid_signer", "keyed_hash", "SignerSpec", "ResolvedSigner", "resolve_signer"]
 

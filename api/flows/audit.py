@@ -12,7 +12,7 @@ import json
 
 from sqlmodel import Session, select
 
-from .models import AuditEntry, utcnow
+from api.store.models import AuditEntry, utcnow
 
 __all__ = ["append_audit", "audit_entries", "verify_chain", "GENESIS"]
 

@@ -57,11 +57,10 @@ def verify_pdf_signatures(jobs: list[tuple[str, str, bytes]], issuers_der: list[
     """The ids among ``(id, record_json, cms_der)`` whose CMS fits its record and comes from an issuer."""
     from cryptography import x509
 
+    from api.flows.iamsmart_gateway import issued_by_trusted_issuer
     from signing.cms import check_external_cms
     from signing.errors import SigningError
     from signing.model import PreparedSignature
-
-    from .iamsmart_gateway import issued_by_trusted_issuer
 
     issuers = tuple(x509.load_der_x509_certificate(d) for d in issuers_der)
     good = []

@@ -29,8 +29,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .batch_state import FAILED_STATUSES, STATE_NAME, BatchRecord, FileEntry, RunState, sha256_file
-from .client import AsyncIamsignClient, Batch, ErrorInfo, IamsignConnectionError, IamsignError
+from api.cli.batch_state import FAILED_STATUSES, STATE_NAME, BatchRecord, FileEntry, RunState, sha256_file
+from api.client import AsyncIamsignClient, Batch, ErrorInfo, IamsignConnectionError, IamsignError
 
 __all__ = ["LEVELS", "MAX_BATCH", "SignConfig", "UsageError", "default_out", "find_pdfs", "run_sign"]
 
@@ -536,7 +536,7 @@ def run_status(out: Path, api_key: str | None, server: str | None = None) -> int
 
 
 def _server_view(server: str, api_key: str, batch_id: str) -> str:
-    from .client import IamsignClient
+    from api.client import IamsignClient
 
     try:
         with IamsignClient(server, api_key, retries=1, timeout=10) as client:

@@ -9,6 +9,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import TypeAdapter
 
+from api.flows.iamsmart_setup import local_credentials
+from api.sandbox.pki import pki_router
+from api.sandbox.routes import sandbox_subapp
+from api.settings import Settings
 from signing.iamsmart.protocol import SCOPES
 from signing.sandbox.clock import MovableClock
 from signing.sandbox.engine import SandboxEngine
@@ -16,11 +20,6 @@ from signing.sandbox.options import SandboxOptions
 from signing.sandbox.pki import SandboxPki
 from signing.sandbox.registry import ServiceRegistry
 from signing.sandbox.users import UserDirectory
-
-from .iamsmart_setup import local_credentials
-from .routes.sandbox import sandbox_subapp
-from .routes.sandbox_pki import pki_router
-from .settings import Settings
 
 __all__ = ["build_sandbox", "create_sandbox_server", "sandbox_asgi", "service_registry"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .batch_state import RunState
+from api.cli.batch_state import RunState
 
 __all__ = ["FileVerdict", "TrustConfig", "run_verify", "verify_folder"]
 

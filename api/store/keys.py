@@ -7,7 +7,7 @@ import secrets
 
 from sqlmodel import Session, select
 
-from .models import ApiKey, Organisation
+from api.store.models import ApiKey, Organisation
 
 __all__ = ["create_api_key", "organisation_for_key"]
 

@@ -22,7 +22,7 @@ from huey import RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from huey.exceptions import TaskException
 
-from .settings import Settings
+from api.settings import Settings
 
 __all__ = ["TaskQueue", "EmbeddedConsumer"]
 
@@ -98,7 +98,7 @@ class TaskQueue:
 
     def _run_sweep(self) -> bool:
         async def job(flow) -> None:
-            from .webhooks import deliver_due
+            from api.worker.webhooks import deliver_due
 
             await flow.sweep()
             await self.context().new_batch_flow(flow.client).sweep()

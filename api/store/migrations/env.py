@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import api.models  # noqa: F401 - registers the tables
+import api.store.models  # noqa: F401 - registers the tables
 
 config = context.config
 target_metadata = SQLModel.metadata

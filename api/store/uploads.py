@@ -15,8 +15,8 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
-from .errors import ApiError
-from .storage import DocumentStore, StoredFile
+from api.errors import ApiError
+from api.store.files import DocumentStore, StoredFile
 
 __all__ = ["StagedUpload", "receive_pdf_upload"]
 
