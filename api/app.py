@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.context import ServiceContext
 from api.errors import install_error_handlers
@@ -55,8 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (environment defaults when omitted)."""
     ctx = ServiceContext(settings or Settings())
     settings = ctx.settings
-    app = FastAPI(
-        title="iamsign", version="0.1.0", description="PAdES signing with iAM Smart+", lifespan=_lifespan
+    # Swagger UI at /docs and ReDoc at /redoc from fastapi-offline's bundled files: no CDN, works offline.
+    app = FastAPIOffline(
+        title="iamsign",
+        version="0.1.0",
+        description="PAdES signing with iAM Smart+",
+        lifespan=_lifespan,
+        static_url="/static/api-docs",
     )
     app.state.context = ctx
     app.state.settings = settings
