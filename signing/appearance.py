@@ -15,7 +15,7 @@ from pyhanko.stamp import TextStampStyle
 
 from .model import Appearance
 
-__all__ = ["cjk_font_path", "stamp_style", "default_stamp_style"]
+__all__ = ["cjk_font_path", "default_stamp_style", "stamp_style"]
 
 
 @functools.cache

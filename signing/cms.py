@@ -31,12 +31,12 @@ from .model import SignatureProfile
 __all__ = [
     "RSA_SHA256",
     "CheckedCms",
+    "add_signature_timestamp",
+    "build_signed_data",
     "check_external_cms",
+    "has_signature_timestamp",
     "load_certificate",
     "verify_raw_signature",
-    "build_signed_data",
-    "add_signature_timestamp",
-    "has_signature_timestamp",
 ]
 
 #: The signature mechanism of iAM Smart's hash signing (RSASSA-PKCS1-v1_5 with SHA-256).
@@ -65,7 +65,7 @@ def load_certificate(der: bytes) -> x509.Certificate:
         cert = x509.Certificate.load(der)
         cert.native  # noqa: B018 - force a full parse
         return cert
-    except Exception as exc:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
+    except Exception as exc:  # asn1crypto raises many kinds on garbage
         raise CertificateMissingError(f"the returned certificate is not valid DER X.509: {exc}") from exc
 
 
@@ -101,7 +101,7 @@ def check_external_cms(
         return _check_external_cms(cms_der, document_digest, md_algorithm, profile)
     except SigningError:
         raise
-    except Exception as exc:  # noqa: BLE001 - asn1crypto raises many kinds on garbage
+    except Exception as exc:  # asn1crypto raises many kinds on garbage
         raise MalformedCmsError(f"the signature is not a readable CMS SignedData: {exc}") from exc
 
 
@@ -147,7 +147,7 @@ def _check_external_cms(
         raise InvalidSignatureError(
             "the CMS signature does not verify with the certificate inside it"
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - unsupported mechanism etc.
+    except Exception as exc:  # unsupported mechanism etc.
         raise InvalidSignatureError(f"the CMS signature cannot be verified: {exc}") from exc
 
     has_ess = bool(
@@ -172,7 +172,7 @@ def verify_raw_signature(signature: bytes, signed_attrs_der: bytes, cert: x509.C
             "the returned signature does not verify as SHA256withRSA over the signed attributes with the "
             "returned certificate (wrong document, wrong key, or a sigAlgo that signed other bytes)"
         ) from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InvalidSignatureError(f"the returned signature cannot be verified: {exc}") from exc
 
 
@@ -208,7 +208,7 @@ async def build_signed_data(
         )
     except PyHankoSigningError as exc:
         raise TimestampError(f"the signature timestamp could not be obtained: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - network errors of the TSA client
+    except Exception as exc:  # network errors of the TSA client
         if timestamper is not None:
             raise TimestampError(f"the time-stamping authority did not answer: {exc}") from exc
         raise
@@ -229,7 +229,7 @@ async def add_signature_timestamp(cms_der: bytes, timestamper: TimeStamper) -> b
         attr = await TSTProvider(
             digest_algorithm="sha256", data_to_ts=si["signature"].native, timestamper=timestamper
         ).get_attribute()
-    except Exception as exc:  # noqa: BLE001 - aiohttp and TSA protocol errors
+    except Exception as exc:  # aiohttp and TSA protocol errors
         raise TimestampError(f"the time-stamping authority did not answer: {exc}") from exc
     unsigned = list(si["unsigned_attrs"]) if si["unsigned_attrs"].native else []
     si["unsigned_attrs"] = cms.CMSAttributes([*unsigned, attr])

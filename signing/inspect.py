@@ -53,6 +53,6 @@ def inspect_pdf(path: Path) -> PdfInfo:
         raise
     except (PdfReadError, PdfError) as exc:
         raise DamagedPdfError(f"the PDF is damaged and cannot be read: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - hostile files raise all sorts
+    except Exception as exc:  # hostile files raise all sorts
         raise DamagedPdfError(f"the PDF is damaged and cannot be read: {exc}") from exc
     return PdfInfo(pages=pages, signature_count=signed)

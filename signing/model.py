@@ -10,13 +10,13 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "Appearance",
     "PadesLevel",
+    "PreparedSignature",
     "RemoteMode",
     "SigAlgo",
-    "SignatureProfile",
-    "Appearance",
     "SignOptions",
-    "PreparedSignature",
+    "SignatureProfile",
     "SignedResult",
 ]
 

@@ -191,9 +191,9 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
             profile, ext_signer = _phase1_signer(options)
             new_field_spec = None
             if options.appearance is not None and not exists:
-                box = tuple(int(round(v)) for v in options.appearance.box)
+                x1, y1, x2, y2 = (round(v) for v in options.appearance.box)
                 new_field_spec = fields.SigFieldSpec(
-                    field_name, on_page=_page_index(writer, options.appearance.page), box=box
+                    field_name, on_page=_page_index(writer, options.appearance.page), box=(x1, y1, x2, y2)
                 )
             meta = PdfSignatureMetadata(
                 field_name=field_name,
@@ -382,7 +382,7 @@ async def _embed(
     step as it is done: ``embedded``, ``dss``, ``document_timestamp``, ``published``.
     """
     _check_fits(record, cms_der)
-    notes = list(notes)
+    note_list = list(notes)
     has_dss = has_doc_ts = False
     stage = on_stage or (lambda _name: None)
     digest = PreparedByteRangeDigest(
@@ -415,7 +415,7 @@ async def _embed(
     has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
     achieved = level if record.profile is SignatureProfile.PADES_BASELINE else None
     if achieved is None:
-        notes.append(
+        note_list.append(
             "not PAdES baseline: /adbe.pkcs7.detached without signing-certificate-v2 in the signed attributes"
             if record.mode is RemoteMode.HASH
             else "not PAdES baseline: the remote signer built an adbe.pkcs7-style CMS"
@@ -430,7 +430,7 @@ async def _embed(
         has_document_timestamp=has_doc_ts,
         signer_certificate_der=cert.dump(),
         size=output_path.stat().st_size,
-        notes=tuple(notes),
+        notes=tuple(note_list),
     )
 
 

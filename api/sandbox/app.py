@@ -15,6 +15,7 @@ from api.sandbox.routes import sandbox_subapp
 from api.settings import Settings
 from signing.iamsmart.protocol import SCOPES
 from signing.sandbox.clock import MovableClock
+from signing.sandbox.core import SandboxCore
 from signing.sandbox.engine import SandboxEngine
 from signing.sandbox.options import SandboxOptions
 from signing.sandbox.pki import SandboxPki
@@ -64,7 +65,7 @@ def build_sandbox(
     registry = service_registry(settings.data_dir)
     _register_self(settings, registry)
     users = UserDirectory(settings.data_dir / "sandbox" / "users", pki, clock.now_ms())
-    return SandboxEngine(options, registry, users, pki, clock)
+    return SandboxEngine(SandboxCore.create(options, registry, users, pki, clock))
 
 
 def sandbox_asgi(engine: SandboxEngine) -> FastAPI:

@@ -1,8 +1,9 @@
 """Bulk signing in the simulated iAM Smart (protocol doc §8, §11 bulk line, §12.4).
 
 ``/bdss/initiateRequest`` (logged in), ``/bdss/anonymous/initiateRequest``, ``/bdss/getBSQCToken``,
-``/bdss/ackResult``, ``/bdss/enquireStatus`` and ``/bdss/cancelRequest``. The engine's gate checks the
-headers, nonce and CEK and decrypts the body; its courier delivers; its users sign. Statuses::
+``/bdss/ackResult``, ``/bdss/enquireStatus`` and ``/bdss/cancelRequest``. The desk receives the sandbox's
+:class:`~signing.sandbox.core.SandboxCore`: its gate checks the headers, nonce and CEK and decrypts the body;
+its courier delivers; its users sign. Statuses::
 
     SS001 pending --approve--> SS002 signing / delivering --> SS003 completed
     SS001 --cancel (hook or cancelRequest)--> SS004 ; SS001 --reject/fail/timeout/D71004/D71005--> SS005
@@ -20,7 +21,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -30,12 +31,10 @@ from signing.iamsmart.codes import ReturnCode
 from signing.iamsmart.protocol import b64decode_strict, bulk_sign_code, callback_envelope, check_fields
 
 from .bulk_results import BulkDoc, pages, result_parts, sign_documents, signable
+from .core import SandboxCore, check_stepup
 from .errors import HookError, SandboxError
 from .registry import RegisteredService
 from .users import SandboxUser
-
-if TYPE_CHECKING:
-    from .engine import SandboxEngine
 
 __all__ = ["BulkDesk", "BulkRequest"]
 
@@ -139,10 +138,10 @@ def _doc(item: dict[str, Any]) -> BulkDoc:
 
 
 class BulkDesk:
-    """The bulk APIs and bulk requests of one :class:`SandboxEngine`."""
+    """The bulk APIs and bulk requests of one sandbox."""
 
-    def __init__(self, engine: SandboxEngine) -> None:
-        self.engine = engine
+    def __init__(self, core: SandboxCore) -> None:
+        self.core = core
         self._requests: dict[tuple[str, str], BulkRequest] = {}
 
     def routes(self) -> dict[str, tuple[bool, Callable[[RegisteredService, Any], Awaitable[Any]]]]:
@@ -154,9 +153,6 @@ class BulkDesk:
             "/bdss/enquireStatus": (False, self._enquire),
             "/bdss/cancelRequest": (False, self._cancel),
         }
-
-    def has(self, client_id: str, business_id: str) -> bool:
-        return (client_id, business_id) in self._requests
 
     def find(self, business_id: str, client_id: str | None = None) -> list[BulkRequest]:
         return [
@@ -186,14 +182,14 @@ class BulkDesk:
     async def _initiate(
         self, service: RegisteredService, payload: dict[str, Any], *, anonymous: bool
     ) -> dict[str, Any]:
-        eng = self.engine
+        core = self.core
         F.check_bulk_request(payload, anonymous=anonymous)
         for name in ("redirectURI", "callbackResultURI"):
             if payload.get(name) and not service.allows_redirect(payload[name]):
                 raise SandboxError(ReturnCode.REDIRECT_URI_NOT_REGISTERED, f"{name} is not registered")
-        eng.check_stepup(payload)
+        check_stepup(payload)
         docs = [_doc(item) for item in payload["documents"]]
-        if not eng.options.bulk_decline_unsignable:
+        if not core.options.bulk_decline_unsignable:
             bad = next((d for d in docs if not signable(d)), None)
             if bad is not None:
                 raise SandboxError(ReturnCode.PARAMETER_INVALID, f"document {bad.id} cannot be signed")
@@ -203,14 +199,14 @@ class BulkDesk:
         by_qr = not source.startswith("App_") if source else True
         if anonymous:
             hkic = payload.get("HKICHash")
-            user = eng.users.by_hkic_hash(hkic) if hkic else None
+            user = core.users.by_hkic_hash(hkic) if hkic else None
         else:
-            token, user = eng.token_user(service, payload)
+            token, user = core.token_user(service, payload)
             if "eidapi_bulksign" not in token.scopes:
                 raise SandboxError(ReturnCode.INSUFFICIENT_SCOPE)
             open_id, by_qr = token.open_id, token.by_qr
         business_id = payload["businessID"]
-        if eng.business_id_taken(service.client_id, business_id):
+        if core.business_id_taken(service.client_id, business_id):
             raise SandboxError(ReturnCode.DUPLICATE_BUSINESS_ID, content={"businessID": business_id})
         if not anonymous and user is not None and not user.can_sign:
             raise SandboxError(ReturnCode.BULK_USER_NOT_ALLOWED, content={"businessID": business_id})
@@ -220,7 +216,7 @@ class BulkDesk:
             if open_id is not None
             else bulk_sign_code(digests, hkic_hash=payload.get("HKICHash"), client_id=service.client_id)
         )
-        now = eng.clock.now_ms()
+        now = core.clock.now_ms()
         req = BulkRequest(
             client_id=service.client_id,
             business_id=business_id,
@@ -241,9 +237,10 @@ class BulkDesk:
             bsqc_token=secrets.token_hex(16),
             max_callback_sigs=F.max_callback_sigs(payload),
             created_ms=now,
-            expires_ms=now + eng.options.bulk_ticket_lifetime_ms,
+            expires_ms=now + core.options.bulk_ticket_lifetime_ms,
         )
         self._requests[(service.client_id, business_id)] = req
+        core.claim_business_id(service.client_id, business_id)
         log.info(
             "sandbox bulk request %s/%s %s%d documents pending",
             req.client_id,
@@ -252,16 +249,16 @@ class BulkDesk:
             len(docs),
         )
         if req.redirect_uri:
-            eng.spawn(self._send_token(req))
+            core.spawn(self._send_token(req))
         if not anonymous and user is not None and req.hkic_hash and req.hkic_hash != user.hkic_hash:
-            eng.spawn(self.fail(req, ReturnCode.BULK_HKIC_MISMATCH))
+            core.spawn(self.fail(req, ReturnCode.BULK_HKIC_MISMATCH))
         elif user is not None:
             self._schedule_auto(req, user)
         return {"authByQR": by_qr, "ticketID": req.ticket_id}
 
     async def _get_bsqc_token(self, service: RegisteredService, payload: dict[str, Any]) -> dict[str, Any]:
         check_fields(F.GET_BSQC_TOKEN, payload)
-        _token, user = self.engine.token_user(service, payload)
+        _token, user = self.core.token_user(service, payload)
         wanted = payload.get("businessID")
         mine = [
             r
@@ -287,7 +284,7 @@ class BulkDesk:
         if open_id is not None:
             expected = req.open_id
             if expected is None and req.user_id is not None:
-                expected = self.engine.users.open_id(self.engine.users.get(req.user_id), req.client_id)
+                expected = self.core.users.open_id(self.core.users.get(req.user_id), req.client_id)
             if expected is None or not hmac.compare_digest(expected.encode(), open_id.encode()):
                 raise SandboxError(ReturnCode.OPENID_NOT_FOUND)
         return req
@@ -303,7 +300,7 @@ class BulkDesk:
             raise SandboxError(ReturnCode.BULK_TOKEN_NOT_FOUND, content={"businessID": payload["businessID"]})
         if req.status is not BulkStatus.PENDING:
             raise SandboxError(ReturnCode.BULK_NOT_PENDING, content={"businessID": req.business_id})
-        await self.fail(req, ReturnCode.BULK_CANCELLED, callback=self.engine.options.bulk_cancel_callback)
+        await self.fail(req, ReturnCode.BULK_CANCELLED, callback=self.core.options.bulk_cancel_callback)
 
     async def _ack(self, service: RegisteredService, payload: dict[str, Any]) -> None:
         whole, per_doc = F.parse_bulk_ack(payload)
@@ -318,7 +315,7 @@ class BulkDesk:
             raise refuse("unknown, still pending or already acknowledged")
         if (
             req.closed_ms is not None
-            and self.engine.clock.now_ms() > req.closed_ms + self.engine.options.ack_window_ms
+            and self.core.clock.now_ms() > req.closed_ms + self.core.options.ack_window_ms
         ):
             raise refuse("the acknowledgement window has passed")
         delivered = req.outcome is ReturnCode.SUCCESS and (req.closed_ms is None or any(req.pages_ok))
@@ -344,7 +341,7 @@ class BulkDesk:
     # ================================================================== the user's decision
 
     def _schedule_auto(self, req: BulkRequest, user: SandboxUser) -> None:
-        self.engine.schedule_auto(
+        self.core.schedule_auto(
             user,
             lambda: req.status is BulkStatus.PENDING,
             lambda u: self.approve(req, u),
@@ -365,7 +362,7 @@ class BulkDesk:
             return
         req.user_id, req.status = user.user_id, BulkStatus.IN_PROGRESS
         log.info("sandbox bulk request %s/%s approved", req.client_id, req.business_id)
-        self.engine.spawn(self._sign_and_deliver(req, user))
+        self.core.spawn(self._sign_and_deliver(req, user))
 
     async def fail(self, req: BulkRequest, code: ReturnCode, *, callback: bool = True) -> None:
         """End a pending request with a D71xxx outcome: only ``sigMetada`` goes to ``callbackResultURI``."""
@@ -378,22 +375,21 @@ class BulkDesk:
         req.failed_ids = list(req.ids)
         log.info("sandbox bulk request %s/%s -> %s", req.client_id, req.business_id, code.value)
         if callback:
-            self.engine.spawn(self._deliver_failure(req))
+            self.core.spawn(self._deliver_failure(req))
         else:
-            req.closed_ms = self.engine.clock.now_ms()
+            req.closed_ms = self.core.clock.now_ms()
 
     async def hook(
         self, req: BulkRequest, action: str, hkid: str | None, ids: list[str] | None
     ) -> BulkRequest:
-        """The engine's ``/v1/requests/{businessID}/{action}`` hooks for a bulk request."""
+        """The sandbox's ``/v1/requests/{businessID}/{action}`` hooks for a bulk request."""
         if req.status is not BulkStatus.PENDING:
             raise HookError(409, "not_pending", f"the request is {req.status.value}")
-        eng = self.engine
         if action == "approve":
             if hkid is not None:
-                user = eng.user_by_hkid(hkid)
+                user = self.core.user_by_hkid(hkid)
             elif req.user_id is not None:
-                user = eng.users.get(req.user_id)
+                user = self.core.users.get(req.user_id)
             else:
                 raise HookError(422, "hkid_needed", "no sandbox user has this HKICHash; give hkid")
             await self.approve(req, user)
@@ -422,15 +418,15 @@ class BulkDesk:
         content: dict[str, Any] = {"businessID": req.business_id, "BSQCToken": req.bsqc_token}
         if req.state is not None:
             content["state"] = req.state
-        if self.engine.options.nest_callback_content:
+        if self.core.options.nest_callback_content:
             content = {"content": content}
         try:
-            sealer = self.engine.sealer(req.client_id)
+            sealer = self.core.sealer(req.client_id)
         except SandboxError:
             req.token_callback = "failed"
             return
         body = callback_envelope(ReturnCode.SUCCESS, sealer.encrypt(content), sealer.secret_key)
-        ok = await self.engine.courier.deliver("POST", req.redirect_uri, body)
+        ok = await self.core.courier.deliver("POST", req.redirect_uri, body)
         req.token_callback = "sent" if ok else "failed"
 
     def _metadata(self, req: BulkRequest, seq: int, *, cert: str | None) -> dict[str, Any]:
@@ -456,30 +452,30 @@ class BulkDesk:
     ) -> bool | None:
         """One multipart result callback; None when it cannot be built (no KEK)."""
         try:
-            sealer = self.engine.sealer(req.client_id)
+            sealer = self.core.sealer(req.client_id)
         except SandboxError:
             return None
-        raw = await asyncio.to_thread(result_parts, code, content, signatures, self.engine.options, sealer)
-        return await self.engine.courier.deliver(
+        raw = await asyncio.to_thread(result_parts, code, content, signatures, self.core.options, sealer)
+        return await self.core.courier.deliver(
             "POST", req.callback_result_uri, None, self._count(req), raw=raw
         )
 
     async def _deliver_failure(self, req: BulkRequest) -> None:
         assert req.outcome is not None
         await self._post(req, req.outcome, self._metadata(req, 1, cert=None), None)
-        req.all_sent, req.closed_ms = True, self.engine.clock.now_ms()
+        req.all_sent, req.closed_ms = True, self.core.clock.now_ms()
 
     async def _sign_and_deliver(self, req: BulkRequest, user: SandboxUser) -> None:
-        eng = self.engine
-        signer = eng.users.signer(user, req.client_id)
+        core = self.core
+        signer = core.users.signer(user, req.client_id)
         try:
             batch = await sign_documents(
                 req.documents,
                 signer,
                 declined=frozenset(req.declined),
-                signing_time=eng.clock.now(),
-                options=eng.options,
-                timestamper=eng.pki.timestamper() if eng.options.pdf_tst else None,
+                signing_time=core.clock.now(),
+                options=core.options,
+                timestamper=core.pdf_timestamper(),
             )
         except Exception as exc:  # noqa: BLE001 - the request fails with D71002, the sandbox goes on
             log.error(
@@ -501,7 +497,7 @@ class BulkDesk:
             req.all_sent = seq == len(chunks)
             ok = await self._post(req, ReturnCode.SUCCESS, self._metadata(req, seq, cert=cert), chunk)
             req.pages_ok.append(bool(ok))
-        req.status, req.closed_ms = BulkStatus.COMPLETED, eng.clock.now_ms()
+        req.status, req.closed_ms = BulkStatus.COMPLETED, core.clock.now_ms()
         log.info(
             "sandbox bulk request %s/%s: %d signed, %d declined, %d callbacks",
             req.client_id,

@@ -5,8 +5,10 @@ returns the response envelope. Outbound traffic (result callbacks, the redirect 
 anonymous flow when no browser is involved) goes through httpx. Lifetimes run on a
 :class:`~signing.sandbox.clock.MovableClock`; header timestamps and nonces on the wall clock.
 
-Bulk signing lives in :mod:`signing.sandbox.bulk` (``self.bulk``), which reuses this engine's gate,
-courier, users and token checks; the phone and the test hooks here reach both kinds of request.
+What both desks share (gate, courier, users, clock, tokens, businessIDs, background tasks) is the
+:class:`~signing.sandbox.core.SandboxCore` the engine receives. Bulk signing lives in
+:mod:`signing.sandbox.bulk` (``self.bulk``), which receives the same core; the phone and the test hooks
+here reach both kinds of request.
 
 State (CEKs, nonces, codes, tokens, signing requests, QR sessions) is kept in memory: a restart of the
 sandbox forgets pending requests, like a fresh test environment. Registered services, users, keys and
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import re
 import secrets
@@ -28,7 +29,6 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from signing.iamsmart import fields as F
@@ -51,14 +51,15 @@ from signing.iamsmart.protocol import (
 
 from .bulk import BulkDesk, BulkRequest
 from .clock import MovableClock
+from .core import AccessToken, SandboxCore, check_stepup
 from .delivery import Courier
 from .errors import HookError, SandboxError
-from .gate import RequestGate, Sealer
-from .options import SandboxOptions, SecretKeyPlaintext
+from .gate import RequestGate
+from .options import SandboxOptions
 from .pki import SandboxPki
 from .registry import RegisteredService, ServiceRegistry
 from .remote_signer import UnsupportedHashError
-from .users import SandboxUser, UnknownUserError, UserDirectory, UserStatus
+from .users import SandboxUser, UserDirectory, UserStatus
 
 __all__ = ["QrSession", "RequestStatus", "SandboxEngine", "SigningRequest"]
 
@@ -92,18 +93,6 @@ class _AuthCode:
     client_id: str
     user_id: str
     scopes: tuple[str, ...]
-    expires_ms: int
-    by_qr: bool
-    business_id: str | None = None
-
-
-@dataclass
-class _Token:
-    client_id: str
-    user_id: str
-    open_id: str
-    scopes: tuple[str, ...]
-    issued_ms: int
     expires_ms: int
     by_qr: bool
     business_id: str | None = None
@@ -192,30 +181,15 @@ def _with_query(uri: str, params: Mapping[str, str | None]) -> str:
 
 
 class SandboxEngine:
-    """The simulated iAM Smart, for any number of registered online services."""
+    """The simulated iAM Smart, for any number of registered online services: logins, single-document
+    signing requests, the phone and the test hooks; bulk requests through :attr:`bulk`."""
 
-    def __init__(
-        self,
-        options: SandboxOptions,
-        registry: ServiceRegistry,
-        users: UserDirectory,
-        pki: SandboxPki,
-        clock: MovableClock,
-        http_factory: Callable[[], httpx.AsyncClient] | None = None,
-    ) -> None:
-        self.options = options
-        self.registry = registry
-        self.users = users
-        self.pki = pki
-        self.clock = clock
-        self.courier = Courier(options, http_factory)
-        self.gate = RequestGate(options, registry, clock)
+    def __init__(self, core: SandboxCore) -> None:
+        self.core = core
         self._codes: dict[str, _AuthCode] = {}
-        self._tokens: dict[str, _Token] = {}
         self._requests: dict[tuple[str, str], SigningRequest] = {}
         self._tickets: dict[str, tuple[str, str]] = {}
         self._qr: dict[str, QrSession] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[Any] | None = None
         self._routes: dict[str, tuple[bool, Callable[[RegisteredService, Any], Awaitable[Any]]]] = {
             "/security/getKey": (True, self._get_key),
@@ -229,20 +203,43 @@ class SandboxEngine:
             "/anonymous/signing/getResult": (False, lambda s, p: self._get_result(s, p, "hash")),
             "/anonymous/pdfsigning/getResult": (False, lambda s, p: self._get_result(s, p, "pdf")),
         }
-        self.bulk = BulkDesk(self)
+        self.bulk = BulkDesk(core)
         self._routes.update(self.bulk.routes())
 
     @property
     def api_paths(self) -> tuple[str, ...]:
         return tuple(self._routes)
 
-    # ================================================================== background work
+    # the core's parts, for the HTTP face and the tests
+    @property
+    def options(self) -> SandboxOptions:
+        return self.core.options
 
-    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    @property
+    def registry(self) -> ServiceRegistry:
+        return self.core.registry
+
+    @property
+    def users(self) -> UserDirectory:
+        return self.core.users
+
+    @property
+    def pki(self) -> SandboxPki:
+        return self.core.pki
+
+    @property
+    def clock(self) -> MovableClock:
+        return self.core.clock
+
+    @property
+    def gate(self) -> RequestGate:
+        return self.core.gate
+
+    @property
+    def courier(self) -> Courier:
+        return self.core.courier
+
+    # ================================================================== background work
 
     def ensure_ticker(self, period_s: float = 1.0) -> None:
         """Start (once, in the running loop) the task that fires timeouts in real time."""
@@ -262,9 +259,9 @@ class SandboxEngine:
                 log.exception("sandbox sweep failed")
 
     async def aclose(self) -> None:
-        for task in list(self._tasks) + ([self._ticker] if self._ticker else []):
-            task.cancel()
-        await self.courier.aclose()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        await self.core.aclose()
 
     async def sweep(self) -> None:
         """Fire what the clock says is due: D70003 for requests past their ticket; forget stale state."""
@@ -274,7 +271,7 @@ class SandboxEngine:
                 await self._fail(req, ReturnCode.SIGNING_TIMEOUT)
         await self.bulk.sweep(now)
         self._codes = {k: v for k, v in self._codes.items() if v.expires_ms > now}
-        self._tokens = {k: v for k, v in self._tokens.items() if v.expires_ms > now}
+        self.core.forget_expired_tokens(now)
         self._qr = {k: v for k, v in self._qr.items() if v.expires_ms > now}
 
     async def advance_clock(self, ms: int) -> int:
@@ -464,7 +461,7 @@ class SandboxEngine:
             raise SandboxError(ReturnCode.AUTH_CODE_INVALID, "the account is de-registered")
         open_id = self.users.open_id(user, service.client_id)
         access = secrets.token_urlsafe(32)
-        self._tokens[access] = _Token(
+        self.core.tokens[access] = AccessToken(
             service.client_id,
             user.user_id,
             open_id,
@@ -484,21 +481,6 @@ class SandboxEngine:
             "userType": user.user_type.value,
             "scope": " ".join(code.scopes),
         }
-
-    def token_user(
-        self, service: RegisteredService, payload: Mapping[str, Any]
-    ) -> tuple[_Token, SandboxUser]:
-        token = self._tokens.get(payload["accessToken"])
-        if token is None or token.client_id != service.client_id or token.expires_ms <= self.clock.now_ms():
-            raise SandboxError(ReturnCode.ACCESS_TOKEN_INVALID)
-        user = self.users.get(token.user_id)
-        if user.status is UserStatus.DEREGISTERED or (
-            user.deregistered_at_ms is not None and token.issued_ms <= user.deregistered_at_ms
-        ):
-            raise SandboxError(ReturnCode.ACCESS_TOKEN_INVALID, "the account was de-registered")
-        if payload["openID"] != token.open_id:
-            raise SandboxError(ReturnCode.OPENID_NOT_FOUND)
-        return token, user
 
     # ================================================================== signing requests
 
@@ -524,19 +506,19 @@ class SandboxEngine:
                 raise SandboxError(ReturnCode.PARAMETER_INVALID, "NONEwithRSA needs a 32-byte digest")
         elif len(data) != 32:
             raise SandboxError(ReturnCode.PARAMETER_INVALID, "docDigest must be a SHA-256 digest")
-        self.check_stepup(payload)
+        check_stepup(payload)
         user: SandboxUser | None
         by_qr = True
         if anonymous:
             user = self.users.by_hkic_hash(payload["HKICHash"])
             open_id = None
         else:
-            token, user = self.token_user(service, payload)
+            token, user = self.core.token_user(service, payload)
             if "eidapi_sign" not in token.scopes:
                 raise SandboxError(ReturnCode.INSUFFICIENT_SCOPE)
             open_id, by_qr = token.open_id, token.by_qr
         key = (service.client_id, payload["businessID"])
-        if self.business_id_taken(*key):
+        if self.core.business_id_taken(*key):
             raise SandboxError(
                 ReturnCode.DUPLICATE_BUSINESS_ID, content={"businessID": payload["businessID"]}
             )
@@ -572,6 +554,7 @@ class SandboxEngine:
             expires_ms=now + lifetime,
         )
         self._requests[key] = req
+        self.core.claim_business_id(*key)
         self._tickets[req.ticket_id] = key
         log.info(
             "sandbox request %s/%s %s%s pending",
@@ -581,7 +564,7 @@ class SandboxEngine:
             kind,
         )
         if not anonymous and user is not None and req.hkic_hash and req.hkic_hash != user.hkic_hash:
-            self.spawn(self._fail(req, ReturnCode.HKIC_MISMATCH))
+            self.core.spawn(self._fail(req, ReturnCode.HKIC_MISMATCH))
         elif user is not None:
             self._schedule_auto(req, user)
         content: dict[str, Any] = {"signCode": sign_code}
@@ -590,54 +573,13 @@ class SandboxEngine:
         content["ticketID"] = req.ticket_id
         return content
 
-    def business_id_taken(self, client_id: str, business_id: str) -> bool:
-        """businessIDs are unique per client across single and bulk requests (D20011)."""
-        return (client_id, business_id) in self._requests or self.bulk.has(client_id, business_id)
-
-    @staticmethod
-    def check_stepup(payload: Mapping[str, Any]) -> None:
-        period = payload.get("stepupAuthPeriod")
-        if period and int(period) > 720:
-            raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthPeriod above 720 hours")
-        method = payload.get("stepupAuthMethod")
-        if method:
-            try:
-                parsed = json.loads(method)
-            except ValueError:
-                raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthMethod is not JSON") from None
-            ok = (
-                isinstance(parsed, dict)
-                and len(parsed) == 1
-                and next(iter(parsed)) in ("unary", "and")
-                and isinstance(next(iter(parsed.values())), list)
-                and all(m in ("FR", "NFC") for m in next(iter(parsed.values())))
-            )
-            if not ok:
-                raise SandboxError(ReturnCode.PARAMETER_INVALID, "stepupAuthMethod")
-
     def _schedule_auto(self, req: SigningRequest, user: SandboxUser) -> None:
-        self.schedule_auto(
+        self.core.schedule_auto(
             user,
             lambda: req.status is RequestStatus.PENDING,
             lambda u: self._approve(req, u),
             lambda: self._fail(req, ReturnCode.SIGNING_REJECTED),
         )
-
-    def schedule_auto(self, user: SandboxUser, still_pending, approve, reject) -> None:
-        """The simulated phone's own decision (a user on auto-approve or auto-reject), after its delay."""
-        if user.auto_action.value == "none":
-            return
-
-        async def act() -> None:
-            await asyncio.sleep(user.auto_delay_ms / 1000)
-            if not still_pending():
-                return
-            if user.auto_action.value == "approve":
-                await approve(self.users.get(user.user_id))
-            else:
-                await reject()
-
-        self.spawn(act())
 
     async def _sign(self, req: SigningRequest, user: SandboxUser) -> dict[str, Any]:
         signer = self.users.signer(user, req.client_id)
@@ -656,8 +598,7 @@ class SandboxEngine:
                 }
             )
         else:
-            timestamper = self.pki.timestamper() if self.options.pdf_tst else None
-            cms_der = await signer.sign_pdf_digest(req.data, self.clock.now(), timestamper)
+            cms_der = await signer.sign_pdf_digest(req.data, self.clock.now(), self.core.pdf_timestamper())
             out["pdfSignature"] = base64.b64encode(cms_der).decode()
         return out
 
@@ -679,13 +620,13 @@ class SandboxEngine:
         req.user_id = user.user_id
         log.info("sandbox request %s/%s signed", req.client_id, req.business_id)
         if not req.anonymous:
-            self.spawn(self._deliver_callback(req))
+            self.core.spawn(self._deliver_callback(req))
             return None
         code = self._new_code(req.client_id, user, ("eidapi_sign",), True, req.business_id)
         url = _with_query(req.redirect_uri, {"code": code, "state": req.state, "businessID": req.business_id})
         if via_browser:
             return url
-        self.spawn(self._drive_redirect(req, url))
+        self.core.spawn(self._drive_redirect(req, url))
         return None
 
     async def _fail(self, req: SigningRequest, code: ReturnCode, *, via_browser: bool = False) -> str | None:
@@ -696,7 +637,7 @@ class SandboxEngine:
         log.info("sandbox request %s/%s -> %s", req.client_id, req.business_id, code.value)
         if not req.anonymous:
             req.status = RequestStatus.SIGNED  # outcome decided, callback on its way
-            self.spawn(self._deliver_callback(req))
+            self.core.spawn(self._deliver_callback(req))
             return None
         req.status, req.closed_ms = RequestStatus.CLOSED, self.clock.now_ms()
         url = _with_query(
@@ -705,24 +646,14 @@ class SandboxEngine:
         if via_browser:
             return url
         if self.options.anonymous_error_redirect:
-            self.spawn(self._drive_redirect(req, url))
+            self.core.spawn(self._drive_redirect(req, url))
         return None
 
     # ================================================================== outbound
 
-    def sealer(self, client_id: str) -> Sealer:
-        """Encryption for an outbound callback: the client's current CEK (renewed if expired), wrapped."""
-        service = self.registry.get(client_id)
-        kek = service.kek_public_key() if service else None
-        if kek is None:
-            raise SandboxError(ReturnCode.KEK_INVALID)
-        cek = self.gate.current_cek(client_id)
-        as_text = self.options.secretkey_plaintext is SecretKeyPlaintext.BASE64
-        return Sealer(cek.key, wrap_cek(kek, cek.key, as_base64_text=as_text))
-
     def callback_body(self, req: SigningRequest) -> dict[str, Any]:
         """The callback envelope for ``req``'s outcome, encrypted with the client's current CEK."""
-        sealer = self.sealer(req.client_id)
+        sealer = self.core.sealer(req.client_id)
         content: dict[str, Any] = (
             dict(req.result) if req.outcome is ReturnCode.SUCCESS and req.result else req.echo()
         )
@@ -766,7 +697,7 @@ class SandboxEngine:
         self, service: RegisteredService, payload: dict[str, Any], kind: str
     ) -> dict[str, Any]:
         check_fields(F.GET_RESULT, payload)
-        token, _user = self.token_user(service, payload)
+        token, _user = self.core.token_user(service, payload)
         bid = token.business_id
         if bid is None or (payload.get("businessID") and payload["businessID"] != bid):
             raise SandboxError(ReturnCode.NOT_FOUND, "no anonymous signing result for this token")
@@ -804,10 +735,8 @@ class SandboxEngine:
     # ================================================================== phone and hooks
 
     def user_by_hkid(self, hkid: str) -> SandboxUser:
-        try:
-            return self.users.by_hkid(hkid)
-        except UnknownUserError:
-            raise HookError(404, "unknown_user", "no sandbox user has this HKID") from None
+        """The sandbox user with this HKID, else a 404 hook error."""
+        return self.core.user_by_hkid(hkid)
 
     def pending_for(self, hkid: str) -> list[SigningRequest | BulkRequest]:
         """What waits on this user's phone (their account requests, anonymous ones for their HKICHash),

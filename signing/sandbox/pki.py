@@ -25,14 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from ..files import atomic_write
 
 __all__ = [
     "SANDBOX_POLICY_OID",
+    "IssuedCertificate",
     "Revocation",
     "SandboxPki",
-    "IssuedCertificate",
     "utcnow",
 ]
 
@@ -391,9 +392,9 @@ class SandboxPki:
                     serialization.NoEncryption(),
                 )
             ),
-            certs_to_embed=[
-                asn1_x509.Certificate.load(self.issuing_ca.public_bytes(serialization.Encoding.DER))
-            ],
+            certs_to_embed=SimpleCertificateStore.from_certs(
+                [asn1_x509.Certificate.load(self.issuing_ca.public_bytes(serialization.Encoding.DER))]
+            ),
             fixed_dt=self.clock(),
         )
 

@@ -154,7 +154,8 @@ class UserDirectory:
                 AutoAction(s.get("auto_action", AutoAction.NONE)),
                 int(s.get("auto_delay_ms", 0)),
             )
-        self._signers: dict[str, SimulatedSigner] = {}
+        # (user id, client id or None for the default certificate) -> signer: one certificate per service
+        self._signers: dict[tuple[str, str | None], SimulatedSigner] = {}
         for user in self._users.values():
             if user.user_type is UserType.SIGN:
                 self.signer(user)
