@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signing.errors import (
@@ -18,7 +20,7 @@ from signing.errors import (
     SigningError,
 )
 
-__all__ = ["ApiError", "install_error_handlers", "error_body"]
+__all__ = ["ApiError", "error_body", "install_error_handlers", "is_out_of_space", "no_room_error"]
 
 log = logging.getLogger("iamsign.api")
 
@@ -42,6 +44,26 @@ _SIGNING_STATUS: list[tuple[type[SigningError], int]] = [
     (InputPdfError, 422),
     (FieldError, 422),
 ]
+
+DATABASE_RETRY_AFTER_S = 5
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True for a write that failed because the disk (or the quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
+def no_room_error() -> ApiError:
+    return ApiError(507, "insufficient_storage", "the service has no room to store this now; try again later")
+
+
+def _database_away(exc: BaseException) -> bool:
+    """The database cannot be reached (down, restarting, connection cut), as opposed to a bad query."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}
 
@@ -75,9 +97,33 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        if not _database_away(exc):
+            return _internal(exc)
+        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+        return JSONResponse(
+            error_body("database_unavailable", "the service's database is unavailable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(OSError)
+    async def _os_error(_: Request, exc: OSError) -> JSONResponse:
+        if is_out_of_space(exc):
+            log.warning("storage full: %s", exc)
+            err = no_room_error()
+            return JSONResponse(error_body(err.code, err.message), status_code=err.status)
+        return _internal(exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred; it has been logged"), status_code=500
-        )
+        return _internal(exc)
+
+
+def _internal(exc: BaseException) -> JSONResponse:
+    """An unexpected error: logged with its traceback, answered without one."""
+    log.error("unexpected error", exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "an unexpected error occurred; it has been logged"), status_code=500
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +34,15 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(data: Path, backend: str = "sqlite", **settings_kw) -> Iterator[Service]:
-    """create_app on ``backend`` served on a loopback port, with two organisations' keys."""
-    with database_url(backend, Path(data)) as url:
+def running_service(
+    data: Path, backend: str = "sqlite", route_database: Callable[[str], str] | None = None, **settings_kw
+) -> Iterator[Service]:
+    """create_app on ``backend`` served on a loopback port, with two organisations' keys.
+
+    ``route_database`` rewrites the database URL the service uses (to send it through a test link).
+    """
+    with database_url(backend, Path(data)) as fresh:
+        url = route_database(fresh) if route_database else fresh
         server = LoopbackServer()
         kw = dict(max_upload_bytes=2 * 1024 * 1024, sweep_interval_s=0.3)
         kw.update(settings_kw)

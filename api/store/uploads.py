@@ -15,7 +15,7 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
-from api.errors import ApiError
+from api.errors import ApiError, is_out_of_space, no_room_error
 from api.store.files import DocumentStore, StoredFile
 
 __all__ = ["StagedUpload", "receive_pdf_upload"]
@@ -132,6 +132,11 @@ async def receive_pdf_upload(
         return StagedUpload(part.finish(), part.filename or "upload.pdf")
     except ApiError:
         part.abort()
+        raise
+    except OSError as exc:
+        part.abort()
+        if is_out_of_space(exc):
+            raise no_room_error() from exc
         raise
     except Exception as exc:  # noqa: BLE001 - malformed multipart bodies
         part.abort()
