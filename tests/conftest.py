@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,30 @@ from signing.services import SigningServices
 from .service_fixtures import service  # noqa: F401 - the running service, for every test module
 from .support import LoopbackServer
 
+_FUZZ_SEED = pytest.StashKey[int]()
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def pytest_configure(config):
+    """New fuzz cases every run: a fresh Hypothesis seed unless ``--hypothesis-seed`` replays one."""
+    from hypothesis import core
+
+    seed = config.getoption("--hypothesis-seed", default=None)
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    core.global_force_seed = int(seed)
+    config.stash[_FUZZ_SEED] = int(seed)
+
+
+def pytest_report_header(config):
+    seed = config.stash.get(_FUZZ_SEED, None)
+    return f"fuzz seed: {seed} (replay a failure with --hypothesis-seed={seed})"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The seed again at the end, where it is seen even under ``-q``."""
+    terminalreporter.write_line(pytest_report_header(config))
 
 
 def asn1(cert) -> asn1_x509.Certificate:

@@ -1,6 +1,8 @@
 """Hostile input: mutated PDFs and multipart bodies thrown at upload and verification.
 
-2,400 generated cases plus hand-made bombs: no 5xx, no request over 10 s, bounded memory, nothing left behind.
+600 generated cases per test by default (``IAMSIGN_FUZZ_EXAMPLES`` changes it), new ones on every run (the
+seed is in the report header), plus hand-made bombs: no 5xx, no request over 10 s, bounded memory, nothing
+left behind. A mutated PDF that ever fails is kept under ``tests/fuzz_regressions/`` (see tests/fuzzing.py).
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fixtures.generate import simple_pdf
 from signing.model import PadesLevel, RemoteMode, SignOptions
 
+from . import fuzzing
+from .fuzzing import REGRESSIONS, fuzz_settings, kept_if_failing
 from .pades_helpers import sign_with_phone
 from .service_fixtures import running_service
 
-CASES = 600  # per test below; four tests -> 2,400 cases
+CASES = 600  # per test below in CI; IAMSIGN_FUZZ_EXAMPLES overrides it
 MAX_SECONDS = 10.0
 
 
@@ -92,34 +96,40 @@ def _post(client: httpx.Client, path: str, **kw) -> httpx.Response:
     return r
 
 
-_SETTINGS = settings(
-    max_examples=CASES,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+_SETTINGS = fuzz_settings(CASES)
+
+
+def check_upload(client: httpx.Client, data: bytes) -> None:
+    """An uploaded PDF, however broken, is stored or refused with a clear 4xx."""
+    r = _post(client, "/v1/documents", files={"file": ("x.pdf", data, "application/pdf")})
+    assert r.status_code in (201, 413, 415, 422), r.text
+
+
+def check_verification(client: httpx.Client, data: bytes) -> None:
+    """A PDF handed to public verification, however broken, gets a report or a clear 4xx."""
+    r = _post(
+        client,
+        "/v1/verifications",
+        params={"offline": "true"},
+        files={"file": ("x.pdf", data, "application/pdf")},
+    )
+    assert r.status_code in (200, 413, 415, 422), r.text
 
 
 @_SETTINGS
 @given(seed=st.integers(0, 1), ops=mutations)
 def test_mutated_pdfs_at_upload(fuzz_service, seeds, seed, ops):
-    with fuzz_service.client() as c:
-        r = _post(c, "/v1/documents", files={"file": ("x.pdf", _mutate(seeds[seed], ops), "application/pdf")})
-        assert r.status_code in (201, 413, 415, 422), r.text
+    data = _mutate(seeds[seed], ops)
+    with fuzz_service.client() as c, kept_if_failing("upload", data):
+        check_upload(c, data)
 
 
 @_SETTINGS
 @given(seed=st.integers(0, 1), ops=mutations)
 def test_mutated_pdfs_at_verification(fuzz_service, seeds, seed, ops):
-    with httpx.Client(base_url=fuzz_service.url, timeout=30) as c:
-        r = _post(
-            c,
-            "/v1/verifications",
-            params={"offline": "true"},
-            files={"file": ("x.pdf", _mutate(seeds[seed], ops), "application/pdf")},
-        )
-        assert r.status_code in (200, 413, 415, 422), r.text
+    data = _mutate(seeds[seed], ops)
+    with httpx.Client(base_url=fuzz_service.url, timeout=30) as c, kept_if_failing("verification", data):
+        check_verification(c, data)
 
 
 boundaries = st.text(alphabet="abcXYZ019-_'()+,./:=? ", min_size=0, max_size=80)
@@ -233,3 +243,44 @@ def test_nothing_left_behind_and_no_server_errors(fuzz_service):
     assert leftovers == []
     assert not any(code >= 500 for code in Stats.statuses), Stats.statuses
     print(f"\nfuzz: statuses {dict(sorted(Stats.statuses.items()))}, slowest request {Stats.slowest:.2f}s")
+
+
+def _kept_inputs(target: str) -> list[Path]:
+    return sorted((REGRESSIONS / target).glob("*.bin"))
+
+
+@pytest.mark.parametrize("path", _kept_inputs("upload"), ids=lambda p: p.name)
+def test_kept_upload_regressions(fuzz_service, path):
+    with fuzz_service.client() as c:
+        check_upload(c, path.read_bytes())
+
+
+@pytest.mark.parametrize("path", _kept_inputs("verification"), ids=lambda p: p.name)
+def test_kept_verification_regressions(fuzz_service, path):
+    with httpx.Client(base_url=fuzz_service.url, timeout=30) as c:
+        check_verification(c, path.read_bytes())
+
+
+def test_a_failing_input_is_kept_once_after_shrinking(tmp_path, monkeypatch):
+    """The keeping itself: a check that fails writes exactly one file, the shrunk input, on the final replay."""
+    monkeypatch.setattr(fuzzing, "REGRESSIONS", tmp_path)
+
+    @fuzz_settings(50)
+    @given(data=st.binary(min_size=1, max_size=64))
+    def fails_on_a_byte_above_200(data):
+        with kept_if_failing("verification", data):
+            assert all(b <= 200 for b in data)
+
+    with pytest.raises(AssertionError):
+        fails_on_a_byte_above_200()
+    kept = list((tmp_path / "verification").iterdir())
+    assert len(kept) == 1
+    assert kept[0].read_bytes() == bytes([201])  # shrunk to the smallest failing input
+
+
+def test_the_budget_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IAMSIGN_FUZZ_EXAMPLES", "12345")
+    assert fuzz_settings(CASES).max_examples == 12345
+    monkeypatch.delenv("IAMSIGN_FUZZ_EXAMPLES")
+    assert fuzz_settings(CASES).max_examples == CASES
+    assert fuzz_settings(CASES).derandomize is False

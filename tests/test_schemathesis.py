@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from .fuzzing import fuzz_settings
 from .service_fixtures import running_service
 
-EXAMPLES = 50  # per operation
+EXAMPLES = 50  # per operation in CI; IAMSIGN_FUZZ_EXAMPLES overrides it
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,7 @@ def test_every_operation_against_the_schema(api):
     for op in operations:
 
         @given(case=op.as_strategy())
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
+        @fuzz_settings(EXAMPLES)
         def check(case):
             case.call_and_validate(
                 base_url=api.url,
