@@ -77,3 +77,24 @@ def test_full_disk_answers_507_and_leaves_no_partial_file(tmp_path):
         # Space is there again for what fits: the service did not wedge itself.
         r = c.post("/v1/documents", files={"file": ("small.pdf", _pdf(64 * 1024), "application/pdf")})
         assert r.status_code != 507, r.text
+
+
+def test_queue_away_leaves_recorded_work_for_the_sweep_instead_of_failing_the_callback(tmp_path, caplog):
+    """A result already stored must not turn into a 500 because Redis is restarting: the enqueue says so
+    in one line and returns False; the sweep re-enqueues received-but-not-embedded work later."""
+    from api.settings import Settings
+    from api.worker.tasks import TaskQueue
+
+    from .faults import CuttableLink
+
+    link = CuttableLink(("127.0.0.1", 6379))
+    link.cut()
+    try:
+        settings = Settings(data_dir=tmp_path, queue_url=f"redis://127.0.0.1:{link.port}/0")
+        queue = TaskQueue(settings, context_factory=lambda: None)
+        assert queue.enqueue_embed("sr_x") is False
+        assert queue.enqueue_embed_batch("bt_x") is False
+        assert "queue unavailable" in caplog.text
+        assert queue.huey.dequeue() is None  # the consumer's read waits and retries instead of raising
+    finally:
+        link.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +37,37 @@ class EmbeddedConsumer(Consumer):
         pass
 
 
+class _PatientDequeue:
+    """Huey's consumer logs a full traceback and retries at once when the queue is unreachable: thousands
+    of lines a minute while Redis restarts. Here an unreachable queue is one warning per half minute and a
+    retry each second; nothing is lost (the queue holds the jobs, the sweep re-enqueues recorded work)."""
+
+    _quiet_until = 0.0
+
+    storage: Any
+    deserialize_task: Callable[[bytes], Any]
+
+    def dequeue(self):
+        try:
+            data = self.storage.dequeue()
+        except Exception as exc:  # noqa: BLE001 - any queue backend's connection error
+            now = time.monotonic()
+            if now >= _PatientDequeue._quiet_until:
+                log.warning("queue unreachable (%s); retrying every second", exc.__class__.__name__)
+                _PatientDequeue._quiet_until = now + 30
+            time.sleep(1)
+            return None
+        return None if data is None else self.deserialize_task(data)
+
+
+class _RedisQueue(_PatientDequeue, RedisHuey):
+    pass
+
+
+class _SqliteQueue(_PatientDequeue, SqliteHuey):
+    pass
+
+
 class TaskQueue:
     """The service's queue and its jobs. ``context_factory`` builds what a job needs in this process."""
 
@@ -43,10 +75,10 @@ class TaskQueue:
         self.settings = settings
         name = f"iamsign-{settings.queue_name}"
         if settings.queue_url:
-            self.huey = RedisHuey(name, url=settings.queue_url, blocking=True, read_timeout=1)
+            self.huey = _RedisQueue(name, url=settings.queue_url, blocking=True, read_timeout=1)
         else:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self.huey = SqliteHuey(name, filename=str(settings.data_dir / "queue.db"), timeout=30)
+            self.huey = _SqliteQueue(name, filename=str(settings.data_dir / "queue.db"), timeout=30)
         self._context_factory = context_factory
         self._context = None
         self._context_lock = threading.Lock()
@@ -61,13 +93,24 @@ class TaskQueue:
 
     # ------------------------------------------------------------------ enqueueing
 
-    def enqueue_embed(self, request_id: str) -> None:
+    def enqueue_embed(self, request_id: str) -> bool:
         """Embed the result received for ``request_id`` (and augment it) in the background."""
-        self._embed(request_id)
+        return self._enqueue(self._embed, request_id)
 
-    def enqueue_embed_batch(self, batch_id: str) -> None:
+    def enqueue_embed_batch(self, batch_id: str) -> bool:
         """Embed the signatures received for a batch in the background (worker processes)."""
-        self._embed_batch(batch_id)
+        return self._enqueue(self._embed_batch, batch_id)
+
+    @staticmethod
+    def _enqueue(task: Callable[[str], Any], key: str) -> bool:
+        """Enqueue, or say the queue is away: the work is already recorded in the database, and the sweep
+        hands every received-but-not-embedded result to the queue again once it is back."""
+        try:
+            task(key)
+        except Exception as exc:  # noqa: BLE001 - any queue backend's connection error
+            log.warning("queue unavailable, %s left for the sweep: %s", key, exc.__class__.__name__)
+            return False
+        return True
 
     # ------------------------------------------------------------------ jobs
 
