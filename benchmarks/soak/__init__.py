@@ -1,0 +1,1 @@
+"""The soak: flows under faults (see run.py)."""
