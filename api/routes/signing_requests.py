@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
 from api.errors import ApiError
-from api.flows.audit import audit_entries, verify_chain
+from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
 from api.routes.documents import owned_document
 from api.store.models import Document, SigningRequest
@@ -172,10 +172,11 @@ def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store
 
 @router.get("/{request_id}/audit")
 def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
-    """The hash-chained audit trail; ``chain_intact`` is recomputed on every read."""
+    """The hash-chained audit trail; ``chain_intact`` is recomputed on every read (entries, and the head
+    hash and count the request recorded)."""
     req = owned_request(session, org, request_id)
     entries = audit_entries(session, req.id)
-    broken = verify_chain(entries)
+    broken = check_trail(req, entries)
     return {
         "signing_request_id": req.id,
         "chain_intact": broken is None,
