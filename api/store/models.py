@@ -73,7 +73,8 @@ class Document(SQLModel, table=True):
     signature_count: int
     created_at: dt.datetime = Field(default_factory=utcnow)
     deleted_at: dt.datetime | None = Field(
-        default=None, description="deleted (by its organisation or retention): content gone, row kept for audit"
+        default=None,
+        description="deleted (by its organisation or retention): content gone, row kept for audit",
     )
 
 
