@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.worker.egress import EgressRefused
 from signing.errors import (
     DamagedPdfError,
     EncryptedPdfError,
@@ -18,7 +19,7 @@ from signing.errors import (
     SigningError,
 )
 
-__all__ = ["ApiError", "install_error_handlers", "error_body"]
+__all__ = ["ApiError", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("iamsign.api")
 
@@ -50,6 +51,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(EgressRefused)
+    async def _egress(_: Request, exc: EgressRefused) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=422)
 
     @app.exception_handler(SigningError)
     async def _signing_error(_: Request, exc: SigningError) -> JSONResponse:

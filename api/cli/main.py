@@ -14,6 +14,48 @@ def _root() -> None:
     """iamsign: PDF signing with iAM Smart+ (and its sandbox)."""
 
 
+def _settings(command: str, **overrides):
+    """The settings from the environment and ``overrides``; exit 2 with one line per problem."""
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = "IAMSIGN_" + "_".join(str(p) for p in err["loc"][:1]).upper()
+            typer.echo(f"iamsign {command}: {where}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+    problems = settings.problems()
+    for line in problems:
+        typer.echo(f"iamsign {command}: {line}", err=True)
+    if problems:
+        typer.echo(
+            f"iamsign {command}: {len(problems)} problem(s) in the {settings.environment} configuration; "
+            "not starting (docs/deploy.md)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+@app.command("check-config")
+def check_config(
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+) -> None:
+    """Check the IAMSIGN_* settings as `iamsign serve` would, without starting: exit 0 if runnable, 2 if not."""
+    settings = _settings("check-config", data_dir=data_dir)
+    mounted = "mounted at /sandbox and trusted" if settings.sandbox_mounted else "not mounted, not trusted"
+    typer.echo(f"iamsign check-config: the {settings.environment} configuration is complete")
+    typer.echo(f"  public URL:  {settings.base_url}")
+    typer.echo(f"  sandbox:     {mounted}")
+    typer.echo(
+        f"  TSA:         {settings.tsa_url or ('the sandbox TSA' if settings.sandbox_mounted else 'none')}"
+    )
+    typer.echo(f"  default level: {settings.default_level}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -24,13 +66,12 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from api.settings import Settings
 
-    settings = Settings(host=host, port=port, data_dir=data_dir)
+    settings = _settings("serve", host=host, port=port, data_dir=data_dir)
     application = create_app(settings)
     typer.echo(f"iamsign listening on {settings.base_url}  (data in {data_dir.resolve()})")
     typer.echo(f"  API docs:        {settings.base_url}/docs")
-    if settings.sandbox_enabled:
+    if settings.sandbox_mounted:
         typer.echo(f"  sandbox:         {settings.base_url}/sandbox/  (simulated phones, users, root CA)")
         typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
     typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow the')
@@ -48,9 +89,8 @@ def worker(
     import threading
 
     from api.context import ServiceContext
-    from api.settings import Settings
 
-    settings = Settings(data_dir=data_dir)
+    settings = _settings("worker", data_dir=data_dir)
     ctx = ServiceContext(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,7 +145,7 @@ def keys_create(
     """Create an API key and print it once (only its SHA-256 is stored)."""
     from sqlmodel import Session
 
-    from api.settings import Settings
+    from api.settings import Settings, reveal
     from api.store.db import make_engine, migrate
     from api.store.keys import create_api_key
 
@@ -119,7 +159,7 @@ def keys_create(
     from api.store.secrets import load_or_create_secret
     from api.worker.webhooks import webhook_secret_for
 
-    server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
+    server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
     typer.echo(secret)
     typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
     typer.echo(
@@ -227,11 +267,11 @@ def verify(
     moment = None
     if at is not None:
         try:
-            moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(at)
         except ValueError:
             fail("invalid_option", f"--at {at!r} is not an ISO 8601 date or time")
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
     try:
         trusted = TrustList.load(trust_list or DEFAULT_TRUST_LIST, data_dir=data_dir)
         extra = [c for pem_file in trust for c in _load_trust_file(load_certificates, pem_file)]

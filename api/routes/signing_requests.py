@@ -10,12 +10,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
-from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
 from api.routes.documents import owned_document
 from api.store.models import Document, SigningRequest
+from api.worker.egress import checked_webhook_url
 from signing.model import PadesLevel
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
@@ -37,7 +38,9 @@ class SigningRequestCreate(BaseModel):
     document_id: str
     signer: SignerIn
     mode: Literal["pdf", "hash"] = "pdf"
-    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] = "B-LTA"
+    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] | None = Field(
+        None, description="PAdES level; default IAMSIGN_DEFAULT_LEVEL (B-LTA)"
+    )
     reason: str | None = Field(None, max_length=500)
     location: str | None = Field(None, max_length=200)
     appearance: AppearanceIn | None = None
@@ -97,22 +100,23 @@ async def create_signing_request(
     request: Request,
     org: OrgDep,
     session: SessionDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SigningRequestPublic:
     """Prepare the document and ask iAM Smart for the signer's approval."""
     doc = owned_document(session, org, body.document_id)
-    PadesLevel(body.level)
+    level = PadesLevel(body.level or settings.default_level).value
     req = await request.app.state.flow.create(
         session,
         org,
         doc,
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
         mode=body.mode,
-        level=body.level,
+        level=level,
         reason=body.reason,
         location=body.location,
         appearance=body.appearance.model_dump() if body.appearance else None,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),
         idempotency_key=idempotency_key,
     )
     session.refresh(req)
