@@ -15,7 +15,7 @@ from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
 from api.routes.documents import owned_document
-from api.store.models import Document, SigningRequest
+from api.store.models import Document, Organisation, SigningRequest
 from api.worker.egress import checked_webhook_url
 from signing.model import PadesLevel
 
@@ -206,14 +206,49 @@ def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
 
 webhook_router = APIRouter(prefix="/v1", tags=["webhooks"])
 
+_SCHEME = (
+    't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>[,v1=<the same under the previous secret>]'
+)
+
+
+def _webhook_secrets(request: Request, org: Organisation) -> dict:
+    from api.worker.webhooks import organisation_webhook_secrets
+
+    secrets = organisation_webhook_secrets(request.app.state.server_secret, org)
+    until = org.webhook_previous_valid_until if len(secrets) > 1 else None
+    return {
+        "webhook_secret": secrets[0].decode(),
+        "previous_webhook_secret": secrets[1].decode() if len(secrets) > 1 else None,
+        "previous_valid_until": until.isoformat() if until else None,
+        "header": "X-Iamsign-Signature",
+        "scheme": _SCHEME,
+    }
+
 
 @webhook_router.get("/webhook-secret")
 def get_webhook_secret(request: Request, org: OrgDep) -> dict:
-    """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks."""
-    from api.worker.webhooks import webhook_secret_for
+    """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks (and the previous one while
+    a rotation's overlap lasts)."""
+    return _webhook_secrets(request, org)
 
-    return {
-        "webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),
-        "header": "X-Iamsign-Signature",
-        "scheme": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>',
-    }
+
+class WebhookSecretRotate(BaseModel):
+    overlap_seconds: int = Field(
+        86400,
+        ge=0,
+        le=30 * 86400,
+        description="How long webhooks also carry a signature under the previous secret (default a day)",
+    )
+
+
+@webhook_router.post("/webhook-secret/rotate")
+def rotate_webhook_secret(
+    request: Request, org: OrgDep, session: SessionDep, body: WebhookSecretRotate | None = None
+) -> dict:
+    """Start signing webhooks with a new secret; during the overlap each webhook carries both signatures,
+    so receivers can switch to the new secret at any moment of it."""
+    from api.worker.webhooks import rotate_webhook_secret as rotate
+
+    row = session.get(Organisation, org.id)
+    rotate(session, row, dt.timedelta(seconds=(body or WebhookSecretRotate()).overlap_seconds))
+    return _webhook_secrets(request, row)

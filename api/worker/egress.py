@@ -24,9 +24,16 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class EgressRefused(ValueError):
-    """The URL may not be reached from the service (``code`` for the API error)."""
+    """The URL may not be reached from the service (``code`` for the API error).
+
+    ``final`` when the address itself is refused (retrying cannot help), not when a name did not resolve.
+    """
 
     code = "webhook_url_refused"
+
+    def __init__(self, message: str, *, final: bool = True) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 def networks(allowed: Iterable[str]) -> tuple[Network, ...]:
@@ -87,7 +94,7 @@ async def check_url(url: str, allowed: tuple[Network, ...] = (), *, unresolvable
     except OSError as exc:
         if unresolvable_ok:
             return
-        raise EgressRefused(f"the host {host!r} does not resolve: {exc}") from exc
+        raise EgressRefused(f"the host {host!r} does not resolve: {exc}", final=False) from exc
     for address in addresses:
         if why := refusal(address, allowed):
             raise EgressRefused(f"webhook URL refused: {host} -> {why}")
@@ -116,7 +123,7 @@ async def pin(url: str, allowed: tuple[Network, ...] = ()) -> PinnedTarget:
     try:
         addresses = await _resolve(host, port)
     except OSError as exc:
-        raise EgressRefused(f"the host {host!r} does not resolve: {exc}") from exc
+        raise EgressRefused(f"the host {host!r} does not resolve: {exc}", final=False) from exc
     for address in addresses:
         if why := refusal(address, allowed):
             raise EgressRefused(f"webhook URL refused: {host} -> {why}")
