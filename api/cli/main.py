@@ -136,36 +136,90 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
 
 
-@keys_app.command("create")
-def keys_create(
-    name: str = typer.Argument(..., help="Organisation the key belongs to (created if new)."),
-    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
-    key_name: str = typer.Option("default", help="A label for this key."),
-) -> None:
-    """Create an API key and print it once (only its SHA-256 is stored)."""
-    from sqlmodel import Session
-
-    from api.settings import Settings, reveal
+def _key_store(data_dir: Path):
+    """The settings and a migrated engine of the service's database."""
+    from api.settings import Settings
     from api.store.db import make_engine, migrate
-    from api.store.keys import create_api_key
 
     settings = Settings(data_dir=data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
-    with Session(engine) as session:
-        secret, row = create_api_key(session, name, key_name)
-        organisation_id = row.organisation_id
-    from api.store.secrets import load_or_create_secret
-    from api.worker.webhooks import webhook_secret_for
+    return settings, engine
 
-    server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="Organisation the key belongs to (created if new)."),
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+    key_name: str = typer.Option("default", help="A label for this key."),
+    expires_in_days: int | None = typer.Option(
+        None, "--expires-in-days", min=1, help="Refuse the key after this many days (default: no expiry)."
+    ),
+) -> None:
+    """Create an API key and print it once (only its SHA-256 is stored)."""
+    import datetime as dt
+
+    from sqlmodel import Session
+
+    from api.settings import reveal
+    from api.store.keys import create_api_key
+    from api.store.models import Organisation, utcnow
+    from api.store.secrets import load_or_create_secret
+    from api.worker.webhooks import organisation_webhook_secrets
+
+    settings, engine = _key_store(data_dir)
+    expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    with Session(engine) as session:
+        secret, row = create_api_key(session, name, key_name, expires_at=expires)
+        org = session.get(Organisation, row.organisation_id)
+        server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
+        webhook_secret = organisation_webhook_secrets(server_secret, org)[0].decode()
+        key_id = row.id
     typer.echo(secret)
-    typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
-    typer.echo(
-        f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, organisation_id).decode()})",
-        err=True,
-    )
+    typer.echo(f"(API key {key_id} for {name!r}; shown once, store it now)", err=True)
+    if expires:
+        typer.echo(f"(it expires {expires.isoformat(timespec='seconds')})", err=True)
+    typer.echo(f"(webhook secret of {name!r}: {webhook_secret})", err=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+    organisation: str | None = typer.Option(None, "--organisation", help="Only this organisation's keys."),
+) -> None:
+    """Every API key: id, organisation, label, prefix, created, expires, state (never the key itself)."""
+    from sqlmodel import Session
+
+    from api.store.keys import key_state, list_api_keys
+
+    _settings_unused, engine = _key_store(data_dir)
+    with Session(engine) as session:
+        rows = list_api_keys(session, organisation)
+    typer.echo("id\torganisation\tname\tprefix\tcreated\texpires\tstate")
+    for key, org in rows:
+        expires = key.expires_at.isoformat(timespec="seconds") if key.expires_at else "never"
+        created = key.created_at.isoformat(timespec="seconds")
+        typer.echo(f"{key.id}\t{org.name}\t{key.name}\t{key.prefix}\t{created}\t{expires}\t{key_state(key)}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: str = typer.Argument(..., help="The key's id or prefix, as `iamsign keys list` shows them."),
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+) -> None:
+    """Revoke an API key: it is refused (401) from now on."""
+    from sqlmodel import Session
+
+    from api.store.keys import revoke_api_key
+
+    _settings_unused, engine = _key_store(data_dir)
+    with Session(engine) as session:
+        row = revoke_api_key(session, key)
+    if row is None:
+        typer.echo(f"iamsign keys revoke: no single key has the id or prefix {key!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {row.id} ({row.prefix}...)")
 
 
 sandbox_app = typer.Typer(invoke_without_command=True, help="Run the iAM Smart sandbox alone, or manage it.")
