@@ -60,6 +60,17 @@ class ServiceContext:
 
         return CpuPool(self.settings.cpu_workers)
 
+    def apply_retention(self) -> list[str]:
+        """Delete the documents older than ``retention_days`` (the sweep runs this); the ids deleted."""
+        if not self.settings.retention_days:
+            return []
+        from sqlmodel import Session
+
+        from api.flows.lifecycle import apply_retention
+
+        with Session(self.engine) as session:
+            return apply_retention(session, self.store, self.settings.retention_days, self.clock())
+
     def new_batch_flow(self, client: IamSmartClient):
         from api.flows.batch import BatchFlow
 

@@ -16,9 +16,9 @@ from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS
 from api.flows.identity import SignerSpec
-from api.routes.documents import owned_document
+from api.routes.documents import live_document, owned_document
 from api.routes.signing_requests import ErrorOut, SignerIn
-from api.store.models import Batch, BatchItem, Document
+from api.store.models import Batch, BatchItem
 from api.worker.egress import checked_webhook_url
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -160,7 +160,7 @@ def get_batch_signed_document(
         raise ApiError(404, "not_found", f"document {document_id} is not in batch {batch_id}")
     if item.status != "completed":
         raise ApiError(409, "not_completed", f"that document is {_ITEM_PUBLIC.get(item.status, item.status)}")
-    doc = session.get(Document, item.signed_document_id)
+    doc = live_document(session, item.signed_document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
@@ -175,11 +175,11 @@ def get_batch_zip(
         .where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")
         .order_by(BatchItem.position)
     ).all()
+    docs = [live_document(session, it.signed_document_id) for it in items]  # 410 before any zip is made
     tmp = store.temp_path(".zip")
     used: set[str] = set()
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for it in items:
-            doc = session.get(Document, it.signed_document_id)
+        for doc in docs:
             name = doc.filename
             n = 1
             while name in used:

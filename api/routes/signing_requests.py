@@ -14,8 +14,8 @@ from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
-from api.routes.documents import owned_document
-from api.store.models import Document, Organisation, SigningRequest
+from api.routes.documents import live_document, owned_document
+from api.store.models import Organisation, SigningRequest
 from api.worker.egress import checked_webhook_url
 from signing.model import PadesLevel
 
@@ -170,7 +170,7 @@ def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
         raise ApiError(409, "not_completed", f"the request is {req.status}; there is no signed document")
-    doc = session.get(Document, req.signed_document_id)
+    doc = live_document(session, req.signed_document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 

@@ -102,6 +102,7 @@ class TaskQueue:
         async def job(flow) -> None:
             await flow.sweep()
             await self.context().new_batch_flow(flow.client).sweep()
+            await asyncio.to_thread(self.context().apply_retention)
 
         self._run(job)
         return True  # a stored result tells the ticker this sweep is done
