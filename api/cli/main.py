@@ -173,6 +173,7 @@ def keys_create(
     with Session(engine) as session:
         secret, row = create_api_key(session, name, key_name, expires_at=expires)
         org = session.get(Organisation, row.organisation_id)
+        assert org is not None  # created with the key
         server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
         webhook_secret = organisation_webhook_secrets(server_secret, org)[0].decode()
         key_id = row.id

@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.store.models import AuditEntry, SigningRequest, utcnow
 
@@ -77,7 +77,7 @@ def append_audit(
     session.add(entry)
     session.exec(
         update(SigningRequest)
-        .where(SigningRequest.id == request_id)
+        .where(col(SigningRequest.id) == request_id)
         .values(audit_head_hash=entry.entry_hash, audit_count=entry.seq)
     )
     return entry

@@ -81,9 +81,9 @@ def owned_document(session, org, document_id: str) -> Document:
     return doc
 
 
-def live_document(session, document_id: str) -> Document:
+def live_document(session, document_id: str | None) -> Document:
     """A signed revision to serve, or 410 when it was deleted (by its organisation or retention)."""
-    doc = session.get(Document, document_id)
+    doc = session.get(Document, document_id) if document_id else None
     if doc is None or doc.deleted_at is not None:
         raise ApiError(410, "document_deleted", f"the document {document_id} was deleted")
     return doc

@@ -249,6 +249,6 @@ def rotate_webhook_secret(
     so receivers can switch to the new secret at any moment of it."""
     from api.worker.webhooks import rotate_webhook_secret as rotate
 
-    row = session.get(Organisation, org.id)
+    row = session.get(Organisation, org.id) or org
     rotate(session, row, dt.timedelta(seconds=(body or WebhookSecretRotate()).overlap_seconds))
     return _webhook_secrets(request, row)

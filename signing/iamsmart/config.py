@@ -125,11 +125,12 @@ def load_kek_private_key(path: Path, pin: str | None = None) -> rsa.RSAPrivateKe
         from cryptography.hazmat.primitives.serialization import pkcs12
 
         try:
-            key, _cert, _chain = pkcs12.load_key_and_certificates(data, password)
+            bundled, _cert, _chain = pkcs12.load_key_and_certificates(data, password)
         except ValueError as exc:
             raise KekError(f"{path} is not a readable PKCS#12 file (or the PIN is wrong)") from exc
-        if key is None:
+        if bundled is None:
             raise KekError(f"{path} holds no private key")
+        key = bundled
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KekError(f"{path} must hold an RSA private key")
     return key
