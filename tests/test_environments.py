@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -105,6 +106,28 @@ def test_production_with_nothing_set_refuses_to_start(tmp_path):
             assert sum(setting in line for line in lines) == 1, (setting, run.stderr)
         assert "Traceback" not in run.stderr and "listening" not in run.stdout
     assert not (tmp_path / "data" / "sandbox").exists()  # nothing was started, nothing generated
+
+
+def test_serve_in_production_with_everything_set_has_no_sandbox(tmp_path, production_env):
+    from .processes import ServiceProcess, free_port
+
+    port = free_port()
+    args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    proc = ServiceProcess("production", args, {}, tmp_path, port=port)
+    proc.env = {k: v for k, v in os.environ.items() if not k.startswith("IAMSIGN_")}
+    proc.env.update(production_env, IAMSIGN_CPU_WORKERS="1")
+    proc.start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=10) as c:
+            assert c.get("/healthz").status_code == 200
+            assert c.get("/sandbox/").status_code == 404
+            assert c.get("/sandbox/pki/root.pem").status_code == 404
+            for path in HOOKS:
+                assert c.post(path, json={}).status_code == 404, path
+    finally:
+        proc.stop()
+    assert "nothing of the sandbox" in proc.log()
+    assert not (tmp_path / "data" / "sandbox").exists() and not (tmp_path / "data" / "secrets").exists()
 
 
 def test_check_config_passes_with_everything_set(tmp_path, production_env):

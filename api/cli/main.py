@@ -74,8 +74,12 @@ def serve(
     if settings.sandbox_mounted:
         typer.echo(f"  sandbox:         {settings.base_url}/sandbox/  (simulated phones, users, root CA)")
         typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
-    typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow the')
-    typer.echo("        README's 'Try it by hand' (upload, signing request, approve on the sandbox phone).")
+        typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow')
+        typer.echo(
+            "        the README's 'Try it by hand' (upload, signing request, approve on the sandbox phone)."
+        )
+    else:
+        typer.echo(f"  environment:     {settings.environment} (nothing of the sandbox mounted or trusted)")
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
