@@ -178,14 +178,24 @@ def keys_create(
         secret, row = create_api_key(session, name, key_name, expires_at=expires)
         org = session.get(Organisation, row.organisation_id)
         assert org is not None  # created with the key
-        server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
-        webhook_secret = organisation_webhook_secrets(server_secret, org)[0].decode()
+        webhook_secret = None
+        if (
+            settings.server_secret is not None or settings.environment == "sandbox"
+        ):  # never a stray secret file
+            server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
+            webhook_secret = organisation_webhook_secrets(server_secret, org)[0].decode()
         key_id = row.id
     typer.echo(secret)
     typer.echo(f"(API key {key_id} for {name!r}; shown once, store it now)", err=True)
     if expires:
         typer.echo(f"(it expires {expires.isoformat(timespec='seconds')})", err=True)
-    typer.echo(f"(webhook secret of {name!r}: {webhook_secret})", err=True)
+    if webhook_secret:
+        typer.echo(f"(webhook secret of {name!r}: {webhook_secret})", err=True)
+    else:
+        typer.echo(
+            "(webhook secret: GET /v1/webhook-secret with the key, or set IAMSIGN_SERVER_SECRET here)",
+            err=True,
+        )
 
 
 @keys_app.command("list")
