@@ -8,7 +8,7 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 
 from api.flows.iamsmart_gateway import IamSmartSetup, build_iamsmart_setup
-from api.settings import Settings
+from api.settings import Settings, reveal
 from api.store.db import make_engine, migrate
 from api.store.files import DocumentStore
 from api.store.models import utcnow
@@ -24,6 +24,7 @@ class ServiceContext:
 
     def __init__(self, settings: Settings, *, run_migrations: bool = True) -> None:
         self.settings = settings
+        settings.require_runnable()  # ITE/production: every credential given, nothing of the sandbox
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = make_engine(
             settings.effective_database_url, settings.db_pool_size, settings.db_max_overflow
@@ -31,13 +32,13 @@ class ServiceContext:
         if run_migrations:
             migrate(self.engine)
         self.store = DocumentStore(settings.documents_dir)
-        self.secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
+        self.secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
         self.clock = utcnow
         """The service's notion of now (tests move it); every flow of this process reads it."""
 
     @cached_property
     def sandbox_pki(self) -> SandboxPki | None:
-        if not self.settings.sandbox_enabled:
+        if not self.settings.sandbox_mounted:
             return None
         return SandboxPki.open_or_create(
             self.settings.sandbox_pki_dir, f"{self.settings.base_url}/sandbox/pki"
@@ -58,6 +59,17 @@ class ServiceContext:
         from api.flows.cpu import CpuPool
 
         return CpuPool(self.settings.cpu_workers)
+
+    def apply_retention(self) -> list[str]:
+        """Delete the documents older than ``retention_days`` (the sweep runs this); the ids deleted."""
+        if not self.settings.retention_days:
+            return []
+        from sqlmodel import Session
+
+        from api.flows.lifecycle import apply_retention
+
+        with Session(self.engine) as session:
+            return apply_retention(session, self.store, self.settings.retention_days, self.clock())
 
     def new_batch_flow(self, client: IamSmartClient):
         from api.flows.batch import BatchFlow

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.worker.egress import EgressRefused
 from signing.errors import (
     DamagedPdfError,
     EncryptedPdfError,
@@ -72,6 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(EgressRefused)
+    async def _egress(_: Request, exc: EgressRefused) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=422)
 
     @app.exception_handler(SigningError)
     async def _signing_error(_: Request, exc: SigningError) -> JSONResponse:

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Environment", "Level", "Settings", "SettingsProblems", "reveal"]
+
+Environment = Literal["sandbox", "ite", "production"]
+Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
+#: Settings read before IAMSIGN_ENVIRONMENT existed; set, they would silently mean nothing.
+_RETIRED = {
+    "IAMSIGN_SANDBOX_ENABLED": "IAMSIGN_ENVIRONMENT",
+    "IAMSIGN_IAMSMART_ENVIRONMENT": "IAMSIGN_ENVIRONMENT",
+}
+
+
+class SettingsProblems(ValueError):
+    """The settings cannot run as they are; ``problems`` has one line per missing or wrong item."""
+
+    def __init__(self, environment: str, problems: list[str]) -> None:
+        super().__init__(f"the {environment} configuration is incomplete: " + "; ".join(problems))
+        self.environment, self.problems = environment, problems
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The text of ``secret`` at the one place it is used (``None`` when unset)."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 class Settings(BaseSettings):
     """Everything configurable, with embedded single-machine defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="IAMSIGN_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IAMSIGN_", env_file=None, extra="forbid")
+
+    environment: Environment = Field(
+        "sandbox",
+        description="sandbox (the built-in iAM Smart sandbox, mounted and trusted), ite or production "
+        "(nothing of the sandbox mounted or trusted; the service refuses to start while settings are missing).",
+    )
 
     data_dir: Path = Field(
         Path("./data"), description="Folder for the SQLite file, documents and sandbox PKI."
@@ -24,23 +54,26 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL clients and iAM Smart reach this service at; default http://HOST:PORT."
     )
-    sandbox_enabled: bool = Field(True, description="Mount the built-in iAM Smart sandbox at /sandbox.")
     sandbox_options: dict[str, Any] = Field(
         default_factory=dict,
         description="Simulator switches (signing.sandbox.options.SandboxOptions fields), e.g. as JSON in "
         "IAMSIGN_SANDBOX_OPTIONS='{\"callback_retries\": 0}'.",
     )
-    iamsmart_environment: str = Field(
-        "sandbox", description="iAM Smart environment: sandbox, ite or production."
-    )
     iamsmart_base_url: str | None = Field(
-        None, description="Override the API base (default: per environment)."
+        None,
+        description="Override the API base (default: per environment); in sandbox, an external sandbox "
+        "(`iamsign sandbox`), which then is not mounted in-process.",
     )
     iamsmart_client_id: str | None = Field(None, description="clientID from the e-service portal.")
     iamsmart_client_secret: SecretStr | None = Field(
         None, description="clientSecret from the e-service portal."
     )
-    iamsmart_kek_key_file: Path | None = Field(None, description="PEM private key of the key-encryption key.")
+    iamsmart_kek_key_file: Path | None = Field(
+        None, description="Private key of the key-encryption key: PEM, or PKCS#12 (.p12/.pfx) with its PIN."
+    )
+    iamsmart_kek_pin: SecretStr | None = Field(
+        None, description="PIN (password) of an encrypted PEM or PKCS#12 KEK file."
+    )
     iamsmart_previous_kek_key_files: list[Path] = Field(
         default_factory=list,
         description="Older KEK private keys kept during a rollover, so that CEKs and callbacks wrapped under "
@@ -53,10 +86,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest accepted upload, in bytes.")
     db_pool_size: int = Field(10, ge=1, le=200, description="Database connections kept open per process.")
     db_max_overflow: int = Field(30, ge=0, le=500, description="Extra connections allowed under load.")
-    server_secret: str | None = Field(
+    server_secret: SecretStr | None = Field(
         None,
-        description="Key for the keyed hashes of signer IDs and webhook signatures; default: generated "
-        "once into DATA_DIR/secrets (give the same value to every replica).",
+        description="Key for the keyed hashes of signer IDs and webhook signatures (32+ bytes, Base64 or "
+        "text); in sandbox, generated once into DATA_DIR/secrets when not given (the same on every replica).",
     )
     iamsmart_cert_issuer_files: list[Path] = Field(
         default_factory=list,
@@ -66,6 +99,9 @@ class Settings(BaseSettings):
         default_factory=list, description="PEM roots for B-LT revocation gathering (sandbox root added)."
     )
     tsa_url: str | None = Field(None, description="RFC 3161 TSA; default the sandbox TSA in sandbox mode.")
+    default_level: Level = Field(
+        "B-LTA", description="PAdES level of a request or batch that names none (B-T and up need a TSA)."
+    )
     service_name: str = Field("iamsign", description="Shown to the signer in the iAM Smart app.")
     department: str | None = Field(None, description="Department shown in the iAM Smart app.")
     request_ttl_s: int = Field(
@@ -88,6 +124,38 @@ class Settings(BaseSettings):
     queue_name: str = Field("default", description="Queue name (several services may share one Redis).")
     embedded_worker: bool = Field(True, description="Run queue workers inside `iamsign serve`.")
     workers: int = Field(2, ge=1, le=64, description="Worker threads of each consumer.")
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR, JSON list) webhooks may reach although loopback, link-local, private or "
+        "reserved, e.g. '[\"127.0.0.0/8\"]' for a receiver on the same host; none by default.",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="Timeout of one webhook delivery.")
+    webhook_concurrency: int = Field(32, ge=1, le=256, description="Webhook deliveries in flight per sweep.")
+    webhook_per_organisation: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Deliveries in flight per organisation (a slow receiver delays only its own).",
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Remove documents (and their signed revisions) older than this many days; the audit keeps "
+        "a tombstone. Unset: keep documents until deleted.",
+    )
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError -> a clear validation error
+        return value
+
+    @property
+    def sandbox_mounted(self) -> bool:
+        """The built-in sandbox is mounted, and its CA and TSA trusted: only in the sandbox environment,
+        and not when ``iamsmart_base_url`` names an external sandbox."""
+        return self.environment == "sandbox" and not self.iamsmart_base_url
 
     @property
     def base_url(self) -> str:
@@ -104,3 +172,91 @@ class Settings(BaseSettings):
     @property
     def sandbox_pki_dir(self) -> Path:
         return self.data_dir / "sandbox" / "pki"
+
+    def problems(self) -> list[str]:
+        """What stops this configuration from running, one line each (``iamsign check-config``).
+
+        The sandbox runs on its generated defaults; ITE and production need every credential and trust
+        setting given explicitly, so that nothing of the sandbox is used by accident.
+        """
+        found = [
+            f"{old} is no longer read: set {new}=sandbox|ite|production"
+            for old, new in _RETIRED.items()
+            if old in os.environ
+        ]
+        if self.environment == "sandbox":
+            return found
+        env = self.environment
+        if not self.iamsmart_client_id:
+            found.append(f"IAMSIGN_IAMSMART_CLIENT_ID is missing (the clientID of the {env} e-service)")
+        if not reveal(self.iamsmart_client_secret):
+            found.append(
+                f"IAMSIGN_IAMSMART_CLIENT_SECRET is missing (the clientSecret of the {env} e-service)"
+            )
+        found.extend(self._kek_problems())
+        found.extend(self._issuer_problems())
+        if self.default_level != "B-B" and not self.tsa_url:
+            found.append(
+                f"IAMSIGN_TSA_URL is missing (the default level {self.default_level} needs a time-stamping "
+                "authority; or set IAMSIGN_DEFAULT_LEVEL=B-B)"
+            )
+        elif self.tsa_url and not self.tsa_url.startswith(("https://", "http://")):
+            found.append(f"IAMSIGN_TSA_URL {self.tsa_url!r} is not an http(s) URL")
+        if not self.public_url:
+            found.append("IAMSIGN_PUBLIC_URL is missing (the https:// address iAM Smart and signers reach)")
+        elif not self.public_url.startswith("https://"):
+            found.append(f"IAMSIGN_PUBLIC_URL {self.public_url!r} is not an https:// URL")
+        secret = reveal(self.server_secret)
+        if not secret:
+            found.append("IAMSIGN_SERVER_SECRET is missing (32 or more random bytes, Base64)")
+        elif len(_secret_bytes(secret)) < 32:
+            found.append(
+                f"IAMSIGN_SERVER_SECRET is {len(_secret_bytes(secret))} bytes; it needs at least 32 "
+                "(e.g. `openssl rand -base64 32`)"
+            )
+        return found
+
+    def require_runnable(self) -> None:
+        """Raise :class:`SettingsProblems` when :meth:`problems` finds any."""
+        if found := self.problems():
+            raise SettingsProblems(self.environment, found)
+
+    def _kek_problems(self) -> list[str]:
+        from signing.iamsmart.config import KekError, load_kek_private_key
+
+        if self.iamsmart_kek_key_file is None:
+            return ["IAMSIGN_IAMSMART_KEK_KEY_FILE is missing (the KEK private key, PEM or PKCS#12)"]
+        found = []
+        for path in (self.iamsmart_kek_key_file, *self.iamsmart_previous_kek_key_files):
+            try:
+                load_kek_private_key(path, reveal(self.iamsmart_kek_pin))
+            except KekError as exc:
+                found.append(f"IAMSIGN_IAMSMART_KEK_KEY_FILE: {exc}")
+        return found
+
+    def _issuer_problems(self) -> list[str]:
+        from cryptography import x509
+
+        if not self.iamsmart_cert_issuer_files:
+            what = "JSON list of PEM files of the CAs that issue iAM Smart-Cert"
+            return [f"IAMSIGN_IAMSMART_CERT_ISSUER_FILES is missing ({what})"]
+        found = []
+        for path in self.iamsmart_cert_issuer_files:
+            try:
+                x509.load_pem_x509_certificates(Path(path).read_bytes())
+            except OSError as exc:
+                found.append(f"IAMSIGN_IAMSMART_CERT_ISSUER_FILES: cannot read {path}: {exc.strerror}")
+            except ValueError:
+                found.append(f"IAMSIGN_IAMSMART_CERT_ISSUER_FILES: {path} holds no PEM certificate")
+        return found
+
+
+def _secret_bytes(value: str) -> bytes:
+    """The bytes a server secret stands for: Base64 when it decodes to 16 bytes or more, else its text."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) >= 16:
+            return raw
+    except ValueError:
+        pass
+    return value.encode()

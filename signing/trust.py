@@ -169,6 +169,10 @@ class TrustList:
         )
         return replace(self, profiles=self.profiles + extra)
 
+    def without_sandbox(self) -> TrustList:
+        """This list less its sandbox profiles (what ITE and production trust)."""
+        return replace(self, profiles=tuple(p for p in self.profiles if p.kind is not ProfileKind.SANDBOX))
+
     @classmethod
     def empty(cls) -> TrustList:
         return cls(profiles=(), version="empty")

@@ -44,7 +44,12 @@ def running_service(
     with database_url(backend, Path(data)) as fresh:
         url = route_database(fresh) if route_database else fresh
         server = LoopbackServer()
-        kw = dict(max_upload_bytes=2 * 1024 * 1024, sweep_interval_s=0.3)
+        # webhook receivers of the tests listen on loopback, which the SSRF guard refuses unless allowed
+        kw: dict = {
+            "max_upload_bytes": 2 * 1024 * 1024,
+            "sweep_interval_s": 0.3,
+            "webhook_allowed_networks": ["127.0.0.0/8"],
+        }
         kw.update(settings_kw)
         settings = Settings(data_dir=Path(data), host="127.0.0.1", port=server.port, database_url=url, **kw)
         app = create_app(settings)

@@ -291,7 +291,7 @@ def test_environment_selection(tmp_path) -> None:
     ite = client_config(
         Settings(
             data_dir=tmp_path,
-            iamsmart_environment="ite",
+            environment="ite",
             iamsmart_client_id="cid",
             iamsmart_client_secret="s",
             iamsmart_kek_key_file=key_file,
@@ -301,7 +301,7 @@ def test_environment_selection(tmp_path) -> None:
     prod = client_config(
         Settings(
             data_dir=tmp_path,
-            iamsmart_environment="production",
+            environment="production",
             iamsmart_client_id="cid",
             iamsmart_client_secret="s",
             iamsmart_kek_key_file=key_file,
@@ -309,9 +309,9 @@ def test_environment_selection(tmp_path) -> None:
     )
     assert prod.base_url == "https://apigw.iamsmart.gov.hk/api/v1"
     with pytest.raises(ConfigurationError):
-        client_config(Settings(data_dir=tmp_path, iamsmart_environment="production"))
-    with pytest.raises(ConfigurationError):
-        client_config(Settings(data_dir=tmp_path, iamsmart_environment="moon"))
+        client_config(Settings(data_dir=tmp_path, environment="production"))
+    with pytest.raises(ValueError):  # an unknown environment is a validation error of the settings
+        Settings(data_dir=tmp_path, environment="moon")
 
 
 async def test_client_transport_errors(sandbox: Sandbox) -> None:

@@ -102,7 +102,7 @@ def start_topology(
     env = {
         "IAMSIGN_DATABASE_URL": database_url,
         "IAMSIGN_PUBLIC_URL": proxy.url,
-        "IAMSIGN_SANDBOX_ENABLED": "false",
+        "IAMSIGN_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # the test receivers listen on loopback
         "IAMSIGN_IAMSMART_BASE_URL": f"http://127.0.0.1:{sandbox_port}/sandbox/api/v1",
         "IAMSIGN_IAMSMART_CERT_ISSUER_FILES": json.dumps([str(pki / "ca.cert.pem")]),
         "IAMSIGN_TRUST_ROOT_FILES": json.dumps([str(pki / "root.cert.pem")]),

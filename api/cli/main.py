@@ -14,6 +14,48 @@ def _root() -> None:
     """iamsign: PDF signing with iAM Smart+ (and its sandbox)."""
 
 
+def _settings(command: str, **overrides):
+    """The settings from the environment and ``overrides``; exit 2 with one line per problem."""
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = "IAMSIGN_" + "_".join(str(p) for p in err["loc"][:1]).upper()
+            typer.echo(f"iamsign {command}: {where}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+    problems = settings.problems()
+    for line in problems:
+        typer.echo(f"iamsign {command}: {line}", err=True)
+    if problems:
+        typer.echo(
+            f"iamsign {command}: {len(problems)} problem(s) in the {settings.environment} configuration; "
+            "not starting (docs/deploy.md)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+@app.command("check-config")
+def check_config(
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+) -> None:
+    """Check the IAMSIGN_* settings as `iamsign serve` would, without starting: exit 0 if runnable, 2 if not."""
+    settings = _settings("check-config", data_dir=data_dir)
+    mounted = "mounted at /sandbox and trusted" if settings.sandbox_mounted else "not mounted, not trusted"
+    typer.echo(f"iamsign check-config: the {settings.environment} configuration is complete")
+    typer.echo(f"  public URL:  {settings.base_url}")
+    typer.echo(f"  sandbox:     {mounted}")
+    typer.echo(
+        f"  TSA:         {settings.tsa_url or ('the sandbox TSA' if settings.sandbox_mounted else 'none')}"
+    )
+    typer.echo(f"  default level: {settings.default_level}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -24,17 +66,20 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from api.settings import Settings
 
-    settings = Settings(host=host, port=port, data_dir=data_dir)
+    settings = _settings("serve", host=host, port=port, data_dir=data_dir)
     application = create_app(settings)
     typer.echo(f"iamsign listening on {settings.base_url}  (data in {data_dir.resolve()})")
     typer.echo(f"  API docs:        {settings.base_url}/docs")
-    if settings.sandbox_enabled:
+    if settings.sandbox_mounted:
         typer.echo(f"  sandbox:         {settings.base_url}/sandbox/  (simulated phones, users, root CA)")
         typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
-    typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow the')
-    typer.echo("        README's 'Try it by hand' (upload, signing request, approve on the sandbox phone).")
+        typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow')
+        typer.echo(
+            "        the README's 'Try it by hand' (upload, signing request, approve on the sandbox phone)."
+        )
+    else:
+        typer.echo(f"  environment:     {settings.environment} (nothing of the sandbox mounted or trusted)")
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
@@ -48,9 +93,8 @@ def worker(
     import threading
 
     from api.context import ServiceContext
-    from api.settings import Settings
 
-    settings = Settings(data_dir=data_dir)
+    settings = _settings("worker", data_dir=data_dir)
     ctx = ServiceContext(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,36 +140,101 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
 
 
-@keys_app.command("create")
-def keys_create(
-    name: str = typer.Argument(..., help="Organisation the key belongs to (created if new)."),
-    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
-    key_name: str = typer.Option("default", help="A label for this key."),
-) -> None:
-    """Create an API key and print it once (only its SHA-256 is stored)."""
-    from sqlmodel import Session
-
+def _key_store(data_dir: Path):
+    """The settings and a migrated engine of the service's database."""
     from api.settings import Settings
     from api.store.db import make_engine, migrate
-    from api.store.keys import create_api_key
 
     settings = Settings(data_dir=data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
-    with Session(engine) as session:
-        secret, row = create_api_key(session, name, key_name)
-        organisation_id = row.organisation_id
-    from api.store.secrets import load_or_create_secret
-    from api.worker.webhooks import webhook_secret_for
+    return settings, engine
 
-    server_secret = load_or_create_secret(settings.data_dir, "server", settings.server_secret)
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="Organisation the key belongs to (created if new)."),
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+    key_name: str = typer.Option("default", help="A label for this key."),
+    expires_in_days: int | None = typer.Option(
+        None, "--expires-in-days", min=1, help="Refuse the key after this many days (default: no expiry)."
+    ),
+) -> None:
+    """Create an API key and print it once (only its SHA-256 is stored)."""
+    import datetime as dt
+
+    from sqlmodel import Session
+
+    from api.settings import reveal
+    from api.store.keys import create_api_key
+    from api.store.models import Organisation, utcnow
+    from api.store.secrets import load_or_create_secret
+    from api.worker.webhooks import organisation_webhook_secrets
+
+    settings, engine = _key_store(data_dir)
+    expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    with Session(engine) as session:
+        secret, row = create_api_key(session, name, key_name, expires_at=expires)
+        org = session.get(Organisation, row.organisation_id)
+        assert org is not None  # created with the key
+        webhook_secret = None
+        if (
+            settings.server_secret is not None or settings.environment == "sandbox"
+        ):  # never a stray secret file
+            server_secret = load_or_create_secret(settings.data_dir, "server", reveal(settings.server_secret))
+            webhook_secret = organisation_webhook_secrets(server_secret, org)[0].decode()
+        key_id = row.id
     typer.echo(secret)
-    typer.echo(f"(API key for {name!r}; shown once, store it now)", err=True)
-    typer.echo(
-        f"(webhook secret of {name!r}: {webhook_secret_for(server_secret, organisation_id).decode()})",
-        err=True,
-    )
+    typer.echo(f"(API key {key_id} for {name!r}; shown once, store it now)", err=True)
+    if expires:
+        typer.echo(f"(it expires {expires.isoformat(timespec='seconds')})", err=True)
+    if webhook_secret:
+        typer.echo(f"(webhook secret of {name!r}: {webhook_secret})", err=True)
+    else:
+        typer.echo(
+            "(webhook secret: GET /v1/webhook-secret with the key, or set IAMSIGN_SERVER_SECRET here)",
+            err=True,
+        )
+
+
+@keys_app.command("list")
+def keys_list(
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+    organisation: str | None = typer.Option(None, "--organisation", help="Only this organisation's keys."),
+) -> None:
+    """Every API key: id, organisation, label, prefix, created, expires, state (never the key itself)."""
+    from sqlmodel import Session
+
+    from api.store.keys import key_state, list_api_keys
+
+    _settings_unused, engine = _key_store(data_dir)
+    with Session(engine) as session:
+        rows = list_api_keys(session, organisation)
+    typer.echo("id\torganisation\tname\tprefix\tcreated\texpires\tstate")
+    for key, org in rows:
+        expires = key.expires_at.isoformat(timespec="seconds") if key.expires_at else "never"
+        created = key.created_at.isoformat(timespec="seconds")
+        typer.echo(f"{key.id}\t{org.name}\t{key.name}\t{key.prefix}\t{created}\t{expires}\t{key_state(key)}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: str = typer.Argument(..., help="The key's id or prefix, as `iamsign keys list` shows them."),
+    data_dir: Path = typer.Option(Path("./data"), help="The service's data folder."),
+) -> None:
+    """Revoke an API key: it is refused (401) from now on."""
+    from sqlmodel import Session
+
+    from api.store.keys import revoke_api_key
+
+    _settings_unused, engine = _key_store(data_dir)
+    with Session(engine) as session:
+        row = revoke_api_key(session, key)
+    if row is None:
+        typer.echo(f"iamsign keys revoke: no single key has the id or prefix {key!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {row.id} ({row.prefix}...)")
 
 
 sandbox_app = typer.Typer(invoke_without_command=True, help="Run the iAM Smart sandbox alone, or manage it.")
@@ -227,11 +336,11 @@ def verify(
     moment = None
     if at is not None:
         try:
-            moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(at)
         except ValueError:
             fail("invalid_option", f"--at {at!r} is not an ISO 8601 date or time")
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
     try:
         trusted = TrustList.load(trust_list or DEFAULT_TRUST_LIST, data_dir=data_dir)
         extra = [c for pem_file in trust for c in _load_trust_file(load_certificates, pem_file)]

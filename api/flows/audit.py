@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
-from api.store.models import AuditEntry, utcnow
+from api.store.models import AuditEntry, SigningRequest, utcnow
 
-__all__ = ["append_audit", "audit_entries", "verify_chain", "GENESIS"]
+__all__ = ["GENESIS", "append_audit", "audit_entries", "check_trail", "verify_chain"]
 
 GENESIS = "0" * 64
 
@@ -74,6 +75,11 @@ def append_audit(
     )
     entry.entry_hash = _entry_hash(entry)
     session.add(entry)
+    session.exec(
+        update(SigningRequest)
+        .where(col(SigningRequest.id) == request_id)
+        .values(audit_head_hash=entry.entry_hash, audit_count=entry.seq)
+    )
     return entry
 
 
@@ -84,4 +90,17 @@ def verify_chain(entries: list[AuditEntry]) -> int | None:
         if entry.seq != expected_seq or entry.prev_hash != prev or _entry_hash(entry) != entry.entry_hash:
             return entry.seq
         prev = entry.entry_hash
+    return None
+
+
+def check_trail(req: SigningRequest, entries: list[AuditEntry]) -> int | None:
+    """``None`` when ``entries`` are the request's whole intact trail, else the first ``seq`` that is wrong
+    or missing (the chain itself, or its length and head against what the request recorded)."""
+    broken = verify_chain(entries)
+    if broken is not None:
+        return broken
+    if len(entries) != req.audit_count:  # entries removed from the end (or added past the recorded head)
+        return min(len(entries), req.audit_count) + 1
+    if (entries[-1].entry_hash if entries else None) != req.audit_head_hash:
+        return len(entries)
     return None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.settings import Settings
+from api.settings import Settings, reveal
 from signing.iamsmart.config import (
     ClientConfig,
     Environment,
+    KekError,
     LocalCredentials,
+    load_kek_private_key,
     load_or_create_local_credentials,
 )
 
@@ -32,10 +33,7 @@ def client_config(settings: Settings) -> ClientConfig:
     ITE / production: the host of the protocol doc §1 (or ``iamsmart_base_url``) and the configured
     clientID, clientSecret and KEK key file, all required.
     """
-    try:
-        env = Environment(settings.iamsmart_environment)
-    except ValueError as exc:
-        raise ConfigurationError(f"unknown iAM Smart environment {settings.iamsmart_environment!r}") from exc
+    env = Environment(settings.environment)
     base = settings.iamsmart_base_url or env.default_base_url or f"{settings.base_url}/sandbox/api/v1"
     if env is Environment.SANDBOX and not settings.iamsmart_client_id:
         creds = local_credentials(settings)
@@ -46,17 +44,17 @@ def client_config(settings: Settings) -> ClientConfig:
         raise ConfigurationError(
             f"{env.value} needs IAMSIGN_IAMSMART_CLIENT_ID, IAMSIGN_IAMSMART_CLIENT_SECRET and IAMSIGN_IAMSMART_KEK_KEY_FILE"
         )
-    keys = tuple(_kek(p) for p in (settings.iamsmart_kek_key_file, *settings.iamsmart_previous_kek_key_files))
+    pin = reveal(settings.iamsmart_kek_pin)
+    keys = tuple(
+        _kek(p, pin) for p in (settings.iamsmart_kek_key_file, *settings.iamsmart_previous_kek_key_files)
+    )
     return ClientConfig(
         base, settings.iamsmart_client_id, settings.iamsmart_client_secret.get_secret_value(), keys
     )
 
 
-def _kek(path) -> rsa.RSAPrivateKey:
+def _kek(path, pin: str | None) -> rsa.RSAPrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cannot read the KEK private key {path}: {exc}") from exc
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigurationError(f"the KEK key file {path} must hold an RSA private key")
-    return key
+        return load_kek_private_key(path, pin)
+    except KekError as exc:
+        raise ConfigurationError(f"the KEK private key: {exc}") from exc

@@ -12,13 +12,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
-from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS
 from api.flows.identity import SignerSpec
-from api.routes.documents import owned_document
+from api.routes.documents import live_document, owned_document
 from api.routes.signing_requests import ErrorOut, SignerIn
-from api.store.models import Batch, BatchItem, Document
+from api.store.models import Batch, BatchItem
+from api.worker.egress import checked_webhook_url
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -26,7 +27,9 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 class BatchCreate(BaseModel):
     document_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS)
     signer: SignerIn
-    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] = "B-LTA"
+    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] | None = Field(
+        None, description="PAdES level; default IAMSIGN_DEFAULT_LEVEL (B-LTA)"
+    )
     reason: str | None = Field(None, max_length=500)
     location: str | None = Field(None, max_length=200)
     webhook_url: HttpUrl | None = None
@@ -108,6 +111,7 @@ async def create_batch(
     request: Request,
     org: OrgDep,
     session: SessionDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Prepare every document and ask the signer for one approval of all of them."""
@@ -119,10 +123,10 @@ async def create_batch(
         org,
         docs,
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
-        level=body.level,
+        level=body.level or settings.default_level,
         reason=body.reason,
         location=body.location,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),
         idempotency_key=idempotency_key,
     )
     session.refresh(batch)
@@ -156,7 +160,7 @@ def get_batch_signed_document(
         raise ApiError(404, "not_found", f"document {document_id} is not in batch {batch_id}")
     if item.status != "completed":
         raise ApiError(409, "not_completed", f"that document is {_ITEM_PUBLIC.get(item.status, item.status)}")
-    doc = session.get(Document, item.signed_document_id)
+    doc = live_document(session, item.signed_document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
@@ -171,11 +175,11 @@ def get_batch_zip(
         .where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")
         .order_by(BatchItem.position)
     ).all()
+    docs = [live_document(session, it.signed_document_id) for it in items]  # 410 before any zip is made
     tmp = store.temp_path(".zip")
     used: set[str] = set()
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for it in items:
-            doc = session.get(Document, it.signed_document_id)
+        for doc in docs:
             name = doc.filename
             n = 1
             while name in used:

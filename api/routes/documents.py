@@ -1,4 +1,4 @@
-"""``/v1/documents``: upload a PDF (streamed, hashed, checked), read its metadata and content."""
+"""``/v1/documents``: upload a PDF (streamed, hashed, checked), read its metadata and content, delete it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
+from api.flows.lifecycle import DocumentInUse, delete_document
 from api.store.models import Document
 from api.store.uploads import receive_pdf_upload
 from signing.errors import InputPdfError
@@ -75,8 +76,16 @@ async def upload_document(
 def owned_document(session, org, document_id: str) -> Document:
     """The organisation's document, or 404 (another organisation's ids do not exist for it)."""
     doc = session.get(Document, document_id)
-    if doc is None or doc.organisation_id != org.id:
+    if doc is None or doc.organisation_id != org.id or doc.deleted_at is not None:
         raise ApiError(404, "not_found", f"no document {document_id}")
+    return doc
+
+
+def live_document(session, document_id: str | None) -> Document:
+    """A signed revision to serve, or 410 when it was deleted (by its organisation or retention)."""
+    doc = session.get(Document, document_id) if document_id else None
+    if doc is None or doc.deleted_at is not None:
+        raise ApiError(410, "document_deleted", f"the document {document_id} was deleted")
     return doc
 
 
@@ -89,3 +98,23 @@ def get_document(document_id: str, org: OrgDep, session: SessionDep) -> Document
 def get_document_content(document_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
     doc = owned_document(session, org, document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
+
+
+class DocumentDeleted(BaseModel):
+    id: str
+    deleted_document_ids: list[str]
+
+
+@router.delete(
+    "/{document_id}",
+    response_model=DocumentDeleted,
+    responses={409: {"description": "a pending signing request or an unfinished batch uses it"}},
+)
+def remove_document(document_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> DocumentDeleted:
+    """Delete the document and the signed revisions made from it; their audit trails keep a tombstone."""
+    doc = owned_document(session, org, document_id)
+    try:
+        deleted = delete_document(session, store, doc, actor=f"org:{org.id}")
+    except DocumentInUse as exc:
+        raise ApiError(409, "document_in_use", str(exc)) from None
+    return DocumentDeleted(id=doc.id, deleted_document_ids=deleted)

@@ -10,12 +10,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
-from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
-from api.flows.audit import audit_entries, verify_chain
+from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
-from api.routes.documents import owned_document
-from api.store.models import Document, SigningRequest
+from api.routes.documents import live_document, owned_document
+from api.store.models import Organisation, SigningRequest
+from api.worker.egress import checked_webhook_url
 from signing.model import PadesLevel
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
@@ -37,7 +38,9 @@ class SigningRequestCreate(BaseModel):
     document_id: str
     signer: SignerIn
     mode: Literal["pdf", "hash"] = "pdf"
-    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] = "B-LTA"
+    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] | None = Field(
+        None, description="PAdES level; default IAMSIGN_DEFAULT_LEVEL (B-LTA)"
+    )
     reason: str | None = Field(None, max_length=500)
     location: str | None = Field(None, max_length=200)
     appearance: AppearanceIn | None = None
@@ -97,22 +100,23 @@ async def create_signing_request(
     request: Request,
     org: OrgDep,
     session: SessionDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SigningRequestPublic:
     """Prepare the document and ask iAM Smart for the signer's approval."""
     doc = owned_document(session, org, body.document_id)
-    PadesLevel(body.level)
+    level = PadesLevel(body.level or settings.default_level).value
     req = await request.app.state.flow.create(
         session,
         org,
         doc,
         SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
         mode=body.mode,
-        level=body.level,
+        level=level,
         reason=body.reason,
         location=body.location,
         appearance=body.appearance.model_dump() if body.appearance else None,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),
         idempotency_key=idempotency_key,
     )
     session.refresh(req)
@@ -166,16 +170,17 @@ def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
         raise ApiError(409, "not_completed", f"the request is {req.status}; there is no signed document")
-    doc = session.get(Document, req.signed_document_id)
+    doc = live_document(session, req.signed_document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
 @router.get("/{request_id}/audit")
 def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
-    """The hash-chained audit trail; ``chain_intact`` is recomputed on every read."""
+    """The hash-chained audit trail; ``chain_intact`` is recomputed on every read (entries, and the head
+    hash and count the request recorded)."""
     req = owned_request(session, org, request_id)
     entries = audit_entries(session, req.id)
-    broken = verify_chain(entries)
+    broken = check_trail(req, entries)
     return {
         "signing_request_id": req.id,
         "chain_intact": broken is None,
@@ -201,14 +206,49 @@ def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
 
 webhook_router = APIRouter(prefix="/v1", tags=["webhooks"])
 
+_SCHEME = (
+    't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>[,v1=<the same under the previous secret>]'
+)
+
+
+def _webhook_secrets(request: Request, org: Organisation) -> dict:
+    from api.worker.webhooks import organisation_webhook_secrets
+
+    secrets = organisation_webhook_secrets(request.app.state.server_secret, org)
+    until = org.webhook_previous_valid_until if len(secrets) > 1 else None
+    return {
+        "webhook_secret": secrets[0].decode(),
+        "previous_webhook_secret": secrets[1].decode() if len(secrets) > 1 else None,
+        "previous_valid_until": until.isoformat() if until else None,
+        "header": "X-Iamsign-Signature",
+        "scheme": _SCHEME,
+    }
+
 
 @webhook_router.get("/webhook-secret")
 def get_webhook_secret(request: Request, org: OrgDep) -> dict:
-    """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks."""
-    from api.worker.webhooks import webhook_secret_for
+    """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks (and the previous one while
+    a rotation's overlap lasts)."""
+    return _webhook_secrets(request, org)
 
-    return {
-        "webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),
-        "header": "X-Iamsign-Signature",
-        "scheme": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>',
-    }
+
+class WebhookSecretRotate(BaseModel):
+    overlap_seconds: int = Field(
+        86400,
+        ge=0,
+        le=30 * 86400,
+        description="How long webhooks also carry a signature under the previous secret (default a day)",
+    )
+
+
+@webhook_router.post("/webhook-secret/rotate")
+def rotate_webhook_secret(
+    request: Request, org: OrgDep, session: SessionDep, body: WebhookSecretRotate | None = None
+) -> dict:
+    """Start signing webhooks with a new secret; during the overlap each webhook carries both signatures,
+    so receivers can switch to the new secret at any moment of it."""
+    from api.worker.webhooks import rotate_webhook_secret as rotate
+
+    row = session.get(Organisation, org.id) or org
+    rotate(session, row, dt.timedelta(seconds=(body or WebhookSecretRotate()).overlap_seconds))
+    return _webhook_secrets(request, row)

@@ -9,15 +9,15 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "Organisation",
     "ApiKey",
-    "Document",
-    "SigningRequest",
     "AuditEntry",
-    "WebhookDelivery",
     "Batch",
-    "BatchItem",
     "BatchCallbackPage",
+    "BatchItem",
+    "Document",
+    "Organisation",
+    "SigningRequest",
+    "WebhookDelivery",
     "new_id",
     "utcnow",
 ]
@@ -38,6 +38,12 @@ class Organisation(SQLModel, table=True):
     id: str = Field(default_factory=lambda: new_id("org"), primary_key=True, max_length=40)
     name: str = Field(max_length=200, unique=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
+    webhook_secret_generation: int = Field(
+        default=0, description="bumped by each rotation; the webhook secret is derived from it"
+    )
+    webhook_previous_valid_until: dt.datetime | None = Field(
+        default=None, description="until then webhooks also carry a signature under the previous secret"
+    )
 
 
 class ApiKey(SQLModel, table=True):
@@ -50,6 +56,7 @@ class ApiKey(SQLModel, table=True):
     key_sha256: str = Field(unique=True, max_length=64)
     prefix: str = Field(max_length=16, description="first characters, to recognise a key in listings")
     created_at: dt.datetime = Field(default_factory=utcnow)
+    expires_at: dt.datetime | None = Field(default=None, description="refused from then on; None: no expiry")
     revoked_at: dt.datetime | None = None
 
 
@@ -65,6 +72,10 @@ class Document(SQLModel, table=True):
     pages: int
     signature_count: int
     created_at: dt.datetime = Field(default_factory=utcnow)
+    deleted_at: dt.datetime | None = Field(
+        default=None,
+        description="deleted (by its organisation or retention): content gone, row kept for audit",
+    )
 
 
 class SigningRequest(SQLModel, table=True):
@@ -104,6 +115,10 @@ class SigningRequest(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     iamsmart_code: str | None = Field(default=None, max_length=16)
+    audit_head_hash: str | None = Field(
+        default=None, max_length=64, description="entry_hash of the last audit entry (truncation shows)"
+    )
+    audit_count: int = Field(default=0, description="how many audit entries the request has")
     expires_at: dt.datetime
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)

@@ -1,7 +1,8 @@
 """Background work through huey: a SQLite file queue on one machine, Redis for many.
 
 Queued jobs: embedding a received signature (with its augmentation to the requested level), and the
-sweep (expiry, resuming work a dead process left behind, webhook delivery with retries). Every job claims
+sweep (expiry, resuming work a dead process left behind, retention). Each consumer also runs a webhook
+dispatcher (deliveries with retries, concurrent, bounded per organisation). Every job claims
 its database transition with a compare-and-set, so a job that two workers both pick up, or that is
 retried after a crash, completes at most once.
 
@@ -18,14 +19,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 from huey import RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 from huey.exceptions import TaskException
 
 from api.settings import Settings
+from api.worker.webhooks import WebhookDispatcher
 
-__all__ = ["TaskQueue", "EmbeddedConsumer"]
+__all__ = ["EmbeddedConsumer", "TaskQueue"]
 
 log = logging.getLogger("iamsign.tasks")
 
@@ -88,6 +89,7 @@ class TaskQueue:
             self._run_embed_batch
         )
         self._ticker: threading.Thread | None = None
+        self._webhooks: WebhookDispatcher | None = None
         self._consumer: EmbeddedConsumer | None = None
         self._stop = threading.Event()
 
@@ -141,13 +143,9 @@ class TaskQueue:
 
     def _run_sweep(self) -> bool:
         async def job(flow) -> None:
-            from api.worker.webhooks import deliver_due
-
             await flow.sweep()
             await self.context().new_batch_flow(flow.client).sweep()
-            async with httpx.AsyncClient(timeout=15) as http:
-                with flow.session() as session:
-                    await deliver_due(session, flow.secret, http)
+            await asyncio.to_thread(self.context().apply_retention)
 
         self._run(job)
         return True  # a stored result tells the ticker this sweep is done
@@ -170,6 +168,17 @@ class TaskQueue:
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="iamsign-sweep-ticker", daemon=True)
         self._ticker.start()
+        ctx, s = self.context(), self.settings
+        self._webhooks = WebhookDispatcher(
+            ctx.engine,
+            ctx.secret,
+            allowed_networks=s.webhook_allowed_networks,
+            timeout_s=s.webhook_timeout_s,
+            concurrency=s.webhook_concurrency,
+            per_organisation=s.webhook_per_organisation,
+            interval_s=s.sweep_interval_s,
+        )
+        self._webhooks.start()
 
     def _tick(self) -> None:
         """Enqueue a sweep at each interval; replicas ticking together are harmless (claims, leases)."""
@@ -183,11 +192,14 @@ class TaskQueue:
             if done or waited > 20:  # a sweep lost with a dead worker is replaced after 20 ticks
                 try:
                     pending, waited = self._sweep(), 0
-                except Exception:  # noqa: BLE001 - the queue may be briefly unreachable; try next tick
+                except Exception:
                     log.exception("could not enqueue the sweep")
 
     def stop_consumer(self) -> None:
         self._stop.set()
+        if self._webhooks is not None:
+            self._webhooks.stop()
+            self._webhooks = None
         if self._ticker is not None:
             self._ticker.join(timeout=5)
         if self._consumer is not None:

@@ -208,7 +208,6 @@ class Soak:
             "IAMSIGN_QUEUE_URL": self.redis.url,
             "IAMSIGN_QUEUE_NAME": uuid.uuid4().hex[:12],
             "IAMSIGN_PUBLIC_URL": self.front.url,
-            "IAMSIGN_SANDBOX_ENABLED": "false",
             "IAMSIGN_EMBEDDED_WORKER": "false",
             "IAMSIGN_IAMSMART_BASE_URL": f"{self.road.url}/sandbox/api/v1",
             "IAMSIGN_IAMSMART_CERT_ISSUER_FILES": json.dumps([str(pki / "ca.cert.pem")]),

@@ -13,7 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..files import atomic_write
 
-__all__ = ["ClientConfig", "Environment", "LocalCredentials", "load_or_create_local_credentials"]
+__all__ = [
+    "ClientConfig",
+    "Environment",
+    "KekError",
+    "LocalCredentials",
+    "load_kek_private_key",
+    "load_or_create_local_credentials",
+]
 
 
 class Environment(StrEnum):
@@ -90,3 +97,40 @@ def load_or_create_local_credentials(directory: Path, client_id: str = "iamsign-
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise ValueError(f"{key_file} does not hold an RSA private key")  # noqa: TRY004 - a bad file
     return LocalCredentials(data["client_id"], data["client_secret"], loaded)
+
+
+class KekError(ValueError):
+    """A key-encryption key file that cannot be used (unreadable, wrong PIN, not RSA)."""
+
+
+def load_kek_private_key(path: Path, pin: str | None = None) -> rsa.RSAPrivateKey:
+    """The RSA private key of a KEK file: PEM (encrypted with ``pin`` or not) or PKCS#12 with ``pin``.
+
+    The real iAM Smart sandbox programme hands out the KEK as a ``.p12``; a PEM export works the same.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KekError(f"cannot read {path}: {exc.strerror}") from exc
+    password = pin.encode() if pin else None
+    if b"-----BEGIN" in data:
+        try:
+            key = serialization.load_pem_private_key(data, password)
+        except TypeError as exc:  # encrypted without a PIN, or a PIN for a clear key
+            raise KekError(f"{path}: {exc} (IAMSIGN_IAMSMART_KEK_PIN)") from exc
+        except ValueError as exc:
+            raise KekError(f"{path} is not a readable PEM private key (or the PIN is wrong)") from exc
+    else:
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
+        try:
+            bundled, _cert, _chain = pkcs12.load_key_and_certificates(data, password)
+        except ValueError as exc:
+            raise KekError(f"{path} is not a readable PKCS#12 file (or the PIN is wrong)") from exc
+        if bundled is None:
+            raise KekError(f"{path} holds no private key")
+        key = bundled
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KekError(f"{path} must hold an RSA private key")
+    return key
