@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from api.context import ServiceContext
 from api.errors import install_error_handlers
+from api.openapi import TAGS, install_openapi
 from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
 from api.routes.verifications import router as verifications_router
 from api.routes.verify_page import router as verify_page_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="PAdES signing with iAM Smart+",
         lifespan=_lifespan,
         static_url="/static/api-docs",
+        openapi_tags=TAGS,
     )
     app.state.context = ctx
     app.state.settings = settings
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ctx.store
     app.state.server_secret = ctx.secret
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:

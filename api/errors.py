@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signing.errors import (
@@ -18,7 +19,7 @@ from signing.errors import (
     SigningError,
 )
 
-__all__ = ["ApiError", "install_error_handlers", "error_body"]
+__all__ = ["ApiError", "ErrorDetail", "ErrorEnvelope", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("iamsign.api")
 
@@ -29,6 +30,19 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable ``code`` to branch on and a plain ``message`` for people."""
+
+    code: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer of the API: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
 
 
 def error_body(code: str, message: str) -> dict:

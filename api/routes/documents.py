@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
+from api.openapi import PDF_UPLOAD, errors
 from api.store.models import Document
 from api.store.uploads import receive_pdf_upload
 from signing.errors import InputPdfError
@@ -42,11 +43,8 @@ class DocumentPublic(BaseModel):
     "",
     status_code=201,
     response_model=DocumentPublic,
-    responses={
-        413: {"description": "too large"},
-        415: {"description": "not a PDF"},
-        422: {"description": "damaged or encrypted PDF"},
-    },
+    responses=errors(400, 413, 415, 422),
+    openapi_extra=PDF_UPLOAD,
 )
 async def upload_document(
     request: Request, org: OrgDep, session: SessionDep, store: StoreDep, settings: SettingsDep
@@ -80,12 +78,12 @@ def owned_document(session, org, document_id: str) -> Document:
     return doc
 
 
-@router.get("/{document_id}", response_model=DocumentPublic)
+@router.get("/{document_id}", response_model=DocumentPublic, responses=errors(404))
 def get_document(document_id: str, org: OrgDep, session: SessionDep) -> DocumentPublic:
     return DocumentPublic.of(owned_document(session, org, document_id))
 
 
-@router.get("/{document_id}/content", response_class=FileResponse)
+@router.get("/{document_id}/content", response_class=FileResponse, responses=errors(404))
 def get_document_content(document_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
     doc = owned_document(session, org, document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)

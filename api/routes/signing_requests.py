@@ -14,6 +14,7 @@ from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, verify_chain
 from api.flows.identity import SignerSpec
+from api.openapi import errors
 from api.routes.documents import owned_document
 from api.store.models import Document, SigningRequest
 from signing.model import PadesLevel
@@ -42,6 +43,28 @@ class SigningRequestCreate(BaseModel):
     location: str | None = Field(None, max_length=200)
     appearance: AppearanceIn | None = None
     webhook_url: HttpUrl | None = None
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "document_id": "doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6",
+                    "signer": {"hkid": "A123456(3)"},
+                    "mode": "pdf",
+                    "level": "B-LTA",
+                    "reason": "Approval",
+                    "location": "Hong Kong",
+                    "appearance": {"page": -1, "box": [50, 50, 300, 120], "lines": ["CHAN Tai Man"]},
+                    "webhook_url": "https://school.example/hooks/iamsign",
+                },
+                {
+                    "document_id": "doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6",
+                    "signer": {"open_id": "<open_id from the login callback>", "access_token": "<token>"},
+                    "level": "B-T",
+                },
+            ]
+        }
+    }
 
 
 class ErrorOut(BaseModel):
@@ -91,7 +114,7 @@ def owned_request(session, org, request_id: str) -> SigningRequest:
     return req
 
 
-@router.post("", status_code=201, response_model=SigningRequestPublic)
+@router.post("", status_code=201, response_model=SigningRequestPublic, responses=errors(400, 404))
 async def create_signing_request(
     body: SigningRequestCreate,
     request: Request,
@@ -142,14 +165,14 @@ def list_signing_requests(
     return SigningRequestList(items=[public(request, r) for r in rows])
 
 
-@router.get("/{request_id}", response_model=SigningRequestPublic)
+@router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
 def get_signing_request(
     request_id: str, request: Request, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
     return public(request, owned_request(session, org, request_id))
 
 
-@router.post("/{request_id}/cancel", response_model=SigningRequestPublic)
+@router.post("/{request_id}/cancel", response_model=SigningRequestPublic, responses=errors(404, 409))
 async def cancel_signing_request(
     request_id: str, request: Request, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
@@ -161,7 +184,7 @@ async def cancel_signing_request(
     return public(request, req)
 
 
-@router.get("/{request_id}/signed-document", response_class=FileResponse)
+@router.get("/{request_id}/signed-document", response_class=FileResponse, responses=errors(404, 409))
 def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
@@ -170,7 +193,7 @@ def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
-@router.get("/{request_id}/audit")
+@router.get("/{request_id}/audit", responses=errors(404))
 def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
     """The hash-chained audit trail; ``chain_intact`` is recomputed on every read."""
     req = owned_request(session, org, request_id)
