@@ -19,6 +19,8 @@ from api.routes.verify_page import router as verify_page_router
 from api.sandbox.app import build_sandbox, sandbox_asgi
 from api.sandbox.pki import pki_router
 from api.settings import Settings
+from api.telemetry import install_telemetry
+from api.telemetry.metrics import StateCollector
 
 __all__ = ["create_app"]
 
@@ -73,6 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.server_secret = ctx.secret
     install_error_handlers(app)
     install_openapi(app)
+    install_telemetry(
+        app,
+        StateCollector(ctx.engine, lambda: ctx.queue.huey.pending_count()),
+        metrics=settings.metrics_enabled,
+    )
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:

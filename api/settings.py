@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     queue_name: str = Field("default", description="Queue name (several services may share one Redis).")
     embedded_worker: bool = Field(True, description="Run queue workers inside `iamsign serve`.")
     workers: int = Field(2, ge=1, le=64, description="Worker threads of each consumer.")
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Logs as readable text or as one JSON object a line (with request ids)."
+    )
 
     @property
     def base_url(self) -> str:

@@ -18,14 +18,15 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from api.store.models import WebhookDelivery, utcnow
+from api.telemetry.metrics import WEBHOOK_DELIVERIES
 
 __all__ = [
-    "webhook_secret_for",
+    "BACKOFF_SECONDS",
+    "deliver_due",
+    "enqueue_webhook",
     "sign_payload",
     "verify_payload",
-    "enqueue_webhook",
-    "deliver_due",
-    "BACKOFF_SECONDS",
+    "webhook_secret_for",
 ]
 
 SIGNATURE_HEADER = "X-Iamsign-Signature"
@@ -133,6 +134,7 @@ async def deliver_due(
                 d.given_up_at = utcnow()
             else:
                 d.next_attempt_at = utcnow() + dt.timedelta(seconds=BACKOFF_SECONDS[d.attempts - 1])
+        WEBHOOK_DELIVERIES.labels("delivered" if ok else "gave_up" if d.given_up_at else "retry").inc()
         session.add(d)
         session.commit()
     return delivered
