@@ -107,4 +107,6 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> logging.H
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "huey"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for chatty in ("httpx", "httpcore", "pyhanko", "pyhanko_certvalidator", "alembic"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))  # a line per HTTP call or fetch
     return handler
