@@ -12,12 +12,15 @@ from fastapi_offline import FastAPIOffline
 
 from api.context import ServiceContext
 from api.errors import install_error_handlers
-from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
+from api.openapi import TAGS, install_openapi
+from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests, webhooks
 from api.routes.verifications import router as verifications_router
 from api.routes.verify_page import router as verify_page_router
 from api.sandbox.app import build_sandbox, sandbox_asgi
 from api.sandbox.pki import pki_router
 from api.settings import Settings
+from api.telemetry import install_telemetry
+from api.telemetry.metrics import StateCollector
 
 __all__ = ["create_app"]
 
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="PAdES signing with iAM Smart+",
         lifespan=_lifespan,
         static_url="/static/api-docs",
+        openapi_tags=TAGS,
     )
     app.state.context = ctx
     app.state.settings = settings
@@ -70,6 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ctx.store
     app.state.server_secret = ctx.secret
     install_error_handlers(app)
+    install_openapi(app)
+    install_telemetry(
+        app,
+        StateCollector(ctx.engine, lambda: ctx.queue.huey.pending_count()),
+        metrics=settings.metrics_enabled,
+    )
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
@@ -85,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(documents.router)
     app.include_router(signing_requests.router)
-    app.include_router(signing_requests.webhook_router)
+    app.include_router(webhooks.router)
     app.include_router(batches.router)
     app.include_router(iamsmart_callbacks.router)
     app.include_router(auth.router)

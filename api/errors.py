@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +22,15 @@ from signing.errors import (
     SigningError,
 )
 
-__all__ = ["ApiError", "error_body", "install_error_handlers", "is_out_of_space", "no_room_error"]
+__all__ = [
+    "ApiError",
+    "ErrorDetail",
+    "ErrorEnvelope",
+    "error_body",
+    "install_error_handlers",
+    "is_out_of_space",
+    "no_room_error",
+]
 
 log = logging.getLogger("iamsign.api")
 
@@ -32,6 +41,19 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable ``code`` to branch on and a plain ``message`` for people."""
+
+    code: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer of the API: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
 
 
 def error_body(code: str, message: str) -> dict:

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     queue_name: str = Field("default", description="Queue name (several services may share one Redis).")
     embedded_worker: bool = Field(True, description="Run queue workers inside `iamsign serve`.")
     workers: int = Field(2, ge=1, le=64, description="Worker threads of each consumer.")
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Logs as readable text or as one JSON object a line (with request ids)."
+    )
     webhook_allowed_networks: list[str] = Field(
         default_factory=list,
         description="Networks (CIDR, JSON list) webhooks may reach although loopback, link-local, private or "

@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from asn1crypto import x509
-from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers import OwnedFetcherBackend
+
+from signing.observe import ObservedFetcherBackend, ObservedTimeStamper
 
 __all__ = ["SigningServices"]
 
@@ -28,7 +31,7 @@ class SigningServices:
     @classmethod
     def with_tsa_url(cls, url: str, **kwargs) -> SigningServices:
         """Services with an RFC 3161 TSA at ``url`` (HTTP POST, ``application/timestamp-query``)."""
-        return cls(timestamper=HTTPTimeStamper(url, timeout=10), **kwargs)
+        return cls(timestamper=ObservedTimeStamper(url, timeout=10), **kwargs)
 
     def validation_context(self) -> ValidationContext:
         """A fresh context for gathering revocation info; the caller closes it with ``aclose``."""
@@ -37,4 +40,5 @@ class SigningServices:
             other_certs=list(self.other_certs),
             allow_fetching=self.allow_fetching,
             revocation_mode="hard-fail",
+            fetcher_backend=OwnedFetcherBackend(ObservedFetcherBackend()) if self.allow_fetching else None,
         )

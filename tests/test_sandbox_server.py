@@ -161,8 +161,9 @@ async def test_users_pages_and_hooks(sandbox: Sandbox) -> None:
         assert (await http.post("/qr/nope/approve", json={"hkid": HKID_SIGNER})).status_code == 404
         phone = await http.get(f"/phone/{HKID_SIGNER}")
         assert phone.status_code == 200 and "陳大文" in phone.text
+        assert "沒有待處理的要求" in phone.text and "沙盒" in phone.text  # the pages speak both languages
         r = await http.get(f"{sandbox.url}/sandbox/")
-        assert r.status_code == 200 and "LEE Siu Ming" in r.text
+        assert r.status_code == 200 and "LEE Siu Ming" in r.text and "身份證號碼" in r.text
         assert (await http.get("/codes")).json()["D70003"] == "Signing timeout"
         clock = (await http.get("/clock")).json()
         assert abs(clock["now_ms"] - clock["offset_ms"] - time.time() * 1000) < 5_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -66,35 +67,64 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.telemetry import configure_logging
 
     settings = _settings("serve", host=host, port=port, data_dir=data_dir)
+    configure_logging(settings.log_format)
     application = create_app(settings)
-    typer.echo(f"iamsign listening on {settings.base_url}  (data in {data_dir.resolve()})")
-    typer.echo(f"  API docs:        {settings.base_url}/docs")
+    for line in serve_banner(settings, data_dir):
+        typer.echo(line)
+    # Logging stays as configured above; the access lines (with request ids) come from api.telemetry.
+    uvicorn.run(application, host=host, port=port, log_level="info", log_config=None, access_log=False)
+
+
+def serve_banner(settings, data_dir: Path) -> list[str]:
+    """What ``serve`` prints: this replica's own address first, then where clients reach the service."""
+    own = f"http://{settings.host}:{settings.port}"
+    lines = [f"iamsign listening on {own}  (data in {data_dir.resolve()})"]
+    if settings.base_url != own:
+        lines.append(f"  public URL:      {settings.base_url}  (IAMSIGN_PUBLIC_URL, shared by every replica)")
+    base = settings.base_url
+    lines.append(f"  API docs:        {base}/docs")
+    if settings.metrics_enabled:
+        lines.append(f"  metrics:         {own}/metrics  (Prometheus; this replica's)")
     if settings.sandbox_mounted:
-        typer.echo(f"  sandbox:         {settings.base_url}/sandbox/  (simulated phones, users, root CA)")
-        typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
-        typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow')
-        typer.echo(
-            "        the README's 'Try it by hand' (upload, signing request, approve on the sandbox phone)."
+        lines.append(f"  sandbox:         {base}/sandbox/  (simulated phones, users, root CA)")
+        lines.append(f"  sandbox root CA: {base}/sandbox/pki/root.pem")
+        lines.append(
+            'Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow the'
+        )
+        lines.append(
+            "        README's 'Try it by hand' (upload, signing request, approve on the sandbox phone)."
         )
     else:
-        typer.echo(f"  environment:     {settings.environment} (nothing of the sandbox mounted or trusted)")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+        lines.append(f"  environment:     {settings.environment} (nothing of the sandbox mounted or trusted)")
+    return lines
 
 
 @app.command()
 def worker(
     data_dir: Path = typer.Option(Path("./data"), help="The service's data folder (same as the replicas')."),
     workers: int = typer.Option(2, min=1, max=64, help="Worker threads."),
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port (/metrics)."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address of the metrics port.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run background workers only (embedding, expiry sweep, webhooks); give it the replicas' IAMSIGN_* environment."""
     import signal
     import threading
 
     from api.context import ServiceContext
+    from api.telemetry import configure_logging
 
     settings = _settings("worker", data_dir=data_dir)
+    configure_logging(settings.log_format)
     ctx = ServiceContext(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,6 +132,14 @@ def worker(
     ctx.queue.start_consumer(workers)
     where = settings.queue_url or f"SQLite queue in {(data_dir / 'queue.db').resolve()}"
     typer.echo(f"iamsign worker: {workers} thread(s) on {where}; Ctrl+C to stop")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from api.telemetry.metrics import StateCollector, build_registry
+
+        registry = build_registry(StateCollector(ctx.engine, ctx.queue.huey.pending_count))
+        start_http_server(metrics_port, addr=metrics_host, registry=registry)
+        typer.echo(f"  metrics:         http://{metrics_host}:{metrics_port}/metrics")
     stop.wait()
     ctx.queue.stop_consumer()
 

@@ -32,6 +32,7 @@ from api.flows.crashpoints import crashpoint
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.signing import signed_name
 from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
+from api.telemetry.logs import bind_batch
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
 from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
@@ -40,7 +41,7 @@ from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.model import PreparedSignature
 
-__all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
+__all__ = ["BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS", "BatchFlow"]
 
 log = logging.getLogger("iamsign.batches")
 
@@ -270,6 +271,7 @@ class BatchFlow:
             batch = self.find(session, cb.business_id)
             if batch is None:
                 return "unknown"
+            bind_batch(batch.id)
             if batch.status in BATCH_TERMINAL:
                 return "late"
             if code != ReturnCode.SUCCESS.value:
@@ -362,6 +364,7 @@ class BatchFlow:
 
     async def embed(self, batch_id: str) -> None:
         """Embed every received signature of the batch (in worker processes), then close the batch if done."""
+        bind_batch(batch_id)
         spec = self.ctx.iamsmart.services_spec()
         with self.session() as session:
             batch = session.get(Batch, batch_id)
@@ -499,6 +502,7 @@ class BatchFlow:
     # ------------------------------------------------------------------ cancel, sweep
 
     async def cancel(self, session: Session, batch: Batch) -> bool:
+        bind_batch(batch.id)
         if batch.status != "pending":
             return False
         if batch.bsqc_token:

@@ -31,6 +31,7 @@ from api.flows.identity import SignerSpec, resolve_signer
 from api.settings import Settings
 from api.store.files import DocumentStore
 from api.store.models import Document, Organisation, SigningRequest, utcnow
+from api.telemetry.logs import bind_signing_request
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
 from signing import cms as cms_checks
@@ -42,7 +43,7 @@ from signing.iamsmart.errors import IamSmartError
 from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
 
-__all__ = ["SigningFlow", "TERMINAL_STATUSES"]
+__all__ = ["TERMINAL_STATUSES", "SigningFlow"]
 
 log = logging.getLogger("iamsign.flow")
 
@@ -203,6 +204,7 @@ class SigningFlow:
         )
         session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
         req_id = f"sr_{uuid.uuid4().hex}"
+        bind_signing_request(req_id)  # every later line of this call is about it
         prepared_name = f"{req_id}.pdf"
         record: PreparedSignature = await asyncio.to_thread(
             _run,
@@ -297,13 +299,13 @@ class SigningFlow:
         token: Token | None,
         filename: str,
     ):
-        common = dict(
-            business_id=req.business_id,
-            service_name=self.settings.service_name,
-            document_name=filename[:255],
-            department=self.settings.department,
-            state=req.business_id,
-        )
+        common = {
+            "business_id": req.business_id,
+            "service_name": self.settings.service_name,
+            "document_name": filename[:255],
+            "department": self.settings.department,
+            "state": req.business_id,
+        }
         if req.flow == "anonymous":
             if record.mode is RemoteMode.PDF:
                 return await self.client.anonymous_sign_pdf(
@@ -348,6 +350,7 @@ class SigningFlow:
             if req is None:
                 log.warning("answer for an unknown businessID refused")
                 return "unknown"
+            bind_signing_request(req.id)
             if req.status != "pending":
                 return "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
             if code != ReturnCode.SUCCESS.value:
@@ -441,6 +444,7 @@ class SigningFlow:
 
     async def embed(self, req_id: str) -> None:
         """Check and embed a received result; exactly one caller wins the claim."""
+        bind_signing_request(req_id)
         with self.session() as session:
             if not self._claim(session, req_id, "result_received", phase="embedding"):
                 return
@@ -645,6 +649,7 @@ class SigningFlow:
             log.warning("ackResult %s for %s failed: %s", result.value, business_id, exc)
 
     async def cancel(self, session: Session, req: SigningRequest, actor: str) -> bool:
+        bind_signing_request(req.id)
         return self._finish_unsuccessfully(
             session, req, "cancelled", "cancelled", "cancelled by the online service", actor=actor, ack=False
         )

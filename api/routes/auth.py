@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
 from api.errors import ApiError
+from api.openapi import errors
 from signing.iamsmart.errors import IamSmartError
 
 router = APIRouter(prefix="/v1/auth/iamsmart", tags=["iAM Smart login"])
@@ -37,7 +38,7 @@ def login(request: Request, lang: str = "zh-HK") -> RedirectResponse:
     return RedirectResponse(url, status_code=302)
 
 
-@router.get("/callback")
+@router.get("/callback", responses=errors(400))
 async def login_callback(
     request: Request, code: str | None = None, error_code: str | None = None, state: str | None = None
 ) -> dict:

@@ -16,6 +16,7 @@ from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS
 from api.flows.identity import SignerSpec
+from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.routes.signing_requests import ErrorOut, SignerIn
 from api.store.models import Batch, BatchItem
@@ -33,6 +34,21 @@ class BatchCreate(BaseModel):
     reason: str | None = Field(None, max_length=500)
     location: str | None = Field(None, max_length=200)
     webhook_url: HttpUrl | None = None
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "document_ids": ["doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6", "doc_01J9Z3M1A3S5D7F9G1H3J5K7L9"],
+                    "signer": {"hkid": "A123456(3)"},
+                    "level": "B-LTA",
+                    "reason": "Approval",
+                    "location": "Hong Kong",
+                    "webhook_url": "https://school.example/hooks/iamsign",
+                }
+            ]
+        }
+    }
 
 
 class BatchDocumentOut(BaseModel):
@@ -105,7 +121,7 @@ def _owned(session, org, batch_id: str) -> Batch:
     return batch
 
 
-@router.post("", status_code=201, response_model=BatchPublic)
+@router.post("", status_code=201, response_model=BatchPublic, responses=errors(400, 404))
 async def create_batch(
     body: BatchCreate,
     request: Request,
@@ -133,12 +149,12 @@ async def create_batch(
     return _public(request, session, batch)
 
 
-@router.get("/{batch_id}", response_model=BatchPublic)
+@router.get("/{batch_id}", response_model=BatchPublic, responses=errors(404))
 def get_batch(batch_id: str, request: Request, org: OrgDep, session: SessionDep) -> BatchPublic:
     return _public(request, session, _owned(session, org, batch_id))
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchPublic)
+@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=errors(404, 409))
 async def cancel_batch(batch_id: str, request: Request, org: OrgDep, session: SessionDep) -> BatchPublic:
     batch = _owned(session, org, batch_id)
     if not await request.app.state.batch_flow.cancel(session, batch):
@@ -148,7 +164,11 @@ async def cancel_batch(batch_id: str, request: Request, org: OrgDep, session: Se
     return _public(request, session, batch)
 
 
-@router.get("/{batch_id}/documents/{document_id}/signed-document", response_class=FileResponse)
+@router.get(
+    "/{batch_id}/documents/{document_id}/signed-document",
+    response_class=FileResponse,
+    responses=errors(404, 409, 410),
+)
 def get_batch_signed_document(
     batch_id: str, document_id: str, org: OrgDep, session: SessionDep, store: StoreDep
 ) -> FileResponse:
@@ -164,7 +184,7 @@ def get_batch_signed_document(
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
-@router.get("/{batch_id}/signed.zip", response_class=FileResponse)
+@router.get("/{batch_id}/signed.zip", response_class=FileResponse, responses=errors(404))
 def get_batch_zip(
     batch_id: str, org: OrgDep, session: SessionDep, store: StoreDep, background: BackgroundTasks
 ) -> FileResponse:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from api.deps import OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.lifecycle import DocumentInUse, delete_document
+from api.openapi import PDF_UPLOAD, errors
 from api.store.models import Document
 from api.store.uploads import receive_pdf_upload
 from signing.errors import InputPdfError
@@ -43,11 +44,8 @@ class DocumentPublic(BaseModel):
     "",
     status_code=201,
     response_model=DocumentPublic,
-    responses={
-        413: {"description": "too large"},
-        415: {"description": "not a PDF"},
-        422: {"description": "damaged or encrypted PDF"},
-    },
+    responses=errors(400, 413, 415, 422, 507),
+    openapi_extra=PDF_UPLOAD,
 )
 async def upload_document(
     request: Request, org: OrgDep, session: SessionDep, store: StoreDep, settings: SettingsDep
@@ -89,12 +87,12 @@ def live_document(session, document_id: str | None) -> Document:
     return doc
 
 
-@router.get("/{document_id}", response_model=DocumentPublic)
+@router.get("/{document_id}", response_model=DocumentPublic, responses=errors(404))
 def get_document(document_id: str, org: OrgDep, session: SessionDep) -> DocumentPublic:
     return DocumentPublic.of(owned_document(session, org, document_id))
 
 
-@router.get("/{document_id}/content", response_class=FileResponse)
+@router.get("/{document_id}/content", response_class=FileResponse, responses=errors(404))
 def get_document_content(document_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
     doc = owned_document(session, org, document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
@@ -108,7 +106,7 @@ class DocumentDeleted(BaseModel):
 @router.delete(
     "/{document_id}",
     response_model=DocumentDeleted,
-    responses={409: {"description": "a pending signing request or an unfinished batch uses it"}},
+    responses=errors(404, 409),
 )
 def remove_document(document_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> DocumentDeleted:
     """Delete the document and the signed revisions made from it; their audit trails keep a tombstone."""

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.openapi import errors
 from signing.iamsmart.errors import IamSmartError
 
 router = APIRouter(prefix="/v1/iamsmart", tags=["iAM Smart callbacks"])
@@ -16,7 +17,7 @@ _MAX_CALLBACK = 1024 * 1024
 _MAX_BULK_CALLBACK = 64 * 1024 * 1024  # 1000 CMS of a few KB each, Base64 and encrypted
 
 
-@router.post("/callback", include_in_schema=True)
+@router.post("/callback", responses=errors(400, 404, 413))
 async def signing_callback(request: Request) -> JSONResponse:
     """iAM Smart POSTs the signing result here. Forged, unreadable or unknown answers change nothing."""
     body = await request.body()
@@ -41,7 +42,11 @@ async def signing_callback(request: Request) -> JSONResponse:
     return JSONResponse({"received": True, "outcome": outcome})
 
 
-@router.get("/redirect", response_class=HTMLResponse)
+@router.get(
+    "/redirect",
+    response_class=HTMLResponse,
+    responses={404: {"description": "Unknown request (an HTML page)", "content": {"text/html": {}}}},
+)
 async def signing_redirect(request: Request) -> HTMLResponse:
     """The signer's browser returns here after approving on the phone (anonymous signing)."""
     q = request.query_params
@@ -57,7 +62,7 @@ async def signing_redirect(request: Request) -> HTMLResponse:
     )
 
 
-@router.post("/bulk/token")
+@router.post("/bulk/token", responses=errors(400, 404, 413))
 async def bulk_token_callback(request: Request) -> JSONResponse:
     """iAM Smart sends a bulk request's BSQC token here (needed to enquire or cancel)."""
     body = await request.body()
@@ -80,7 +85,7 @@ async def bulk_token_callback(request: Request) -> JSONResponse:
     return JSONResponse({"received": status == 200, "outcome": outcome}, status_code=status)
 
 
-@router.post("/bulk/callback")
+@router.post("/bulk/callback", responses=errors(400, 404, 413))
 async def bulk_result_callback(request: Request) -> JSONResponse:
     """iAM Smart POSTs bulk results here: multipart ``sigMetada`` (+ ``sigFile``), possibly in pages."""
     from signing.iamsmart.bulk import split_multipart

@@ -14,8 +14,9 @@ from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
+from api.openapi import errors
 from api.routes.documents import live_document, owned_document
-from api.store.models import Organisation, SigningRequest
+from api.store.models import SigningRequest
 from api.worker.egress import checked_webhook_url
 from signing.model import PadesLevel
 
@@ -45,6 +46,28 @@ class SigningRequestCreate(BaseModel):
     location: str | None = Field(None, max_length=200)
     appearance: AppearanceIn | None = None
     webhook_url: HttpUrl | None = None
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "document_id": "doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6",
+                    "signer": {"hkid": "A123456(3)"},
+                    "mode": "pdf",
+                    "level": "B-LTA",
+                    "reason": "Approval",
+                    "location": "Hong Kong",
+                    "appearance": {"page": -1, "box": [50, 50, 300, 120], "lines": ["CHAN Tai Man"]},
+                    "webhook_url": "https://school.example/hooks/iamsign",
+                },
+                {
+                    "document_id": "doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6",
+                    "signer": {"open_id": "<open_id from the login callback>", "access_token": "<token>"},
+                    "level": "B-T",
+                },
+            ]
+        }
+    }
 
 
 class ErrorOut(BaseModel):
@@ -94,7 +117,7 @@ def owned_request(session, org, request_id: str) -> SigningRequest:
     return req
 
 
-@router.post("", status_code=201, response_model=SigningRequestPublic)
+@router.post("", status_code=201, response_model=SigningRequestPublic, responses=errors(400, 404))
 async def create_signing_request(
     body: SigningRequestCreate,
     request: Request,
@@ -146,14 +169,14 @@ def list_signing_requests(
     return SigningRequestList(items=[public(request, r) for r in rows])
 
 
-@router.get("/{request_id}", response_model=SigningRequestPublic)
+@router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
 def get_signing_request(
     request_id: str, request: Request, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
     return public(request, owned_request(session, org, request_id))
 
 
-@router.post("/{request_id}/cancel", response_model=SigningRequestPublic)
+@router.post("/{request_id}/cancel", response_model=SigningRequestPublic, responses=errors(404, 409))
 async def cancel_signing_request(
     request_id: str, request: Request, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
@@ -165,7 +188,7 @@ async def cancel_signing_request(
     return public(request, req)
 
 
-@router.get("/{request_id}/signed-document", response_class=FileResponse)
+@router.get("/{request_id}/signed-document", response_class=FileResponse, responses=errors(404, 409, 410))
 def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
@@ -174,7 +197,7 @@ def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
-@router.get("/{request_id}/audit")
+@router.get("/{request_id}/audit", responses=errors(404))
 def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
     """The hash-chained audit trail; ``chain_intact`` is recomputed on every read (entries, and the head
     hash and count the request recorded)."""
@@ -202,53 +225,3 @@ def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
             for e in entries
         ],
     }
-
-
-webhook_router = APIRouter(prefix="/v1", tags=["webhooks"])
-
-_SCHEME = (
-    't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>[,v1=<the same under the previous secret>]'
-)
-
-
-def _webhook_secrets(request: Request, org: Organisation) -> dict:
-    from api.worker.webhooks import organisation_webhook_secrets
-
-    secrets = organisation_webhook_secrets(request.app.state.server_secret, org)
-    until = org.webhook_previous_valid_until if len(secrets) > 1 else None
-    return {
-        "webhook_secret": secrets[0].decode(),
-        "previous_webhook_secret": secrets[1].decode() if len(secrets) > 1 else None,
-        "previous_valid_until": until.isoformat() if until else None,
-        "header": "X-Iamsign-Signature",
-        "scheme": _SCHEME,
-    }
-
-
-@webhook_router.get("/webhook-secret")
-def get_webhook_secret(request: Request, org: OrgDep) -> dict:
-    """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks (and the previous one while
-    a rotation's overlap lasts)."""
-    return _webhook_secrets(request, org)
-
-
-class WebhookSecretRotate(BaseModel):
-    overlap_seconds: int = Field(
-        86400,
-        ge=0,
-        le=30 * 86400,
-        description="How long webhooks also carry a signature under the previous secret (default a day)",
-    )
-
-
-@webhook_router.post("/webhook-secret/rotate")
-def rotate_webhook_secret(
-    request: Request, org: OrgDep, session: SessionDep, body: WebhookSecretRotate | None = None
-) -> dict:
-    """Start signing webhooks with a new secret; during the overlap each webhook carries both signatures,
-    so receivers can switch to the new secret at any moment of it."""
-    from api.worker.webhooks import rotate_webhook_secret as rotate
-
-    row = session.get(Organisation, org.id) or org
-    rotate(session, row, dt.timedelta(seconds=(body or WebhookSecretRotate()).overlap_seconds))
-    return _webhook_secrets(request, row)

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep, StoreDep
 from api.errors import ApiError
+from api.openapi import PDF_UPLOAD, errors
 from api.store.uploads import receive_pdf_upload
 from signing.errors import UnreadablePdfError, VerificationError
 from signing.trust import TrustList
@@ -71,12 +72,8 @@ def _trust(request: Request, settings) -> TrustList:
 
 @router.post(
     "",
-    responses={
-        413: {"description": "too large"},
-        415: {"description": "not a PDF"},
-        422: {"description": "damaged or encrypted PDF"},
-        429: {"description": "rate limited"},
-    },
+    responses=errors(400, 413, 415, 422, 429),
+    openapi_extra=PDF_UPLOAD,
 )
 async def create_verification(
     request: Request,

@@ -15,7 +15,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from api.routes.pages import templates
-from signing.verify.render import _CHECKS, _INDICATION, _LIMBS, _LIMITATIONS_ZH, _SUB, _T, _TIME_SOURCE
+from signing.verify.reasons_zh import EXACT, PATTERNS, UNTRANSLATED_PREFIX
+from signing.verify.render import (
+    _CHECKS,
+    _INDICATION,
+    _LIMBS,
+    _LIMITATIONS_ZH,
+    _SUB,
+    _T,
+    _TIME_SOURCE,
+    VERDICTS,
+)
 from signing.verify.report import LIMITATIONS
 
 __all__ = ["router"]
@@ -56,29 +66,6 @@ _EXTRA_CHECKS = {
     ),
 }
 
-#: eto-verification.md §7 verdicts in plain words. None of them is a legal conclusion.
-_VERDICTS = {
-    "ETO_S6_1A_TECHNICAL_CONDITIONS_MET": _pair(
-        "The technical conditions of s.6(1A) are shown by the file.", "檔案顯示符合第6(1A)條的技術條件。"
-    ),
-    "ETO_S6_1A_NOT_SATISFIED": _pair(
-        "A recognized certificate, but its validity or its terms are not met.",
-        "屬認可證書，但不符合其有效期或條款。",
-    ),
-    "CRYPTO_VALID_NOT_RECOGNIZED": _pair(
-        "The signature is technically intact, but the certificate is not shown to be a recognized "
-        "certificate.",
-        "簽署在技術上完整，但未能證明證書屬認可證書。",
-    ),
-    "INDETERMINATE": _pair(
-        "The evidence in the file is not enough to decide.", "檔案內的證據不足以作出判斷。"
-    ),
-    "INVALID": _pair(
-        "The signature fails a technical check, so s.6(1A) is not met.",
-        "簽署未能通過技術檢查，因此不符合第6(1A)條。",
-    ),
-}
-
 #: Error codes of POST /v1/verifications (and of the upload itself) as a recipient should read them.
 _ERRORS = {
     "not_a_pdf": _pair("This file is not a PDF.", "此檔案並非 PDF 檔案。"),
@@ -115,25 +102,8 @@ _ERRORS = {
     ),
 }
 
-#: The limb reasons of signing/verify/eto.py in Traditional Chinese (exact English text -> Chinese). A reason
-#: missing here is shown in English only; the "kind" reason carries an id and is matched by the page script.
-_REASONS_ZH = {
-    "the signature is not an intact digital signature of this document (s.2)": "此簽署並非本文件完整的數碼簽署（第2條）",
-    "the signer certificate is not bound to the signature": "簽署人證書未與簽署綁定",
-    "the certificate does not chain to a root in the trust list": "證書未連接至信任清單內的根證書",
-    "the certificate matches no recognized-certificate profile of the trust list": "證書不符合信任清單內任何認可證書類別",
-    "the signing time is not proven by a trusted timestamp (only claimed)": "簽署時間未有受信任的時間戳證明（只是自稱）",
-    "the signing time is not proven by a trusted timestamp (only unknown)": "簽署時間未有受信任的時間戳證明（時間不詳）",
-    "a certificate of the chain was not valid at the signing time": "證書鏈中有證書於簽署時無效",
-    "revocation at the signing time is not excluded by the evidence": "現有證據未能排除證書於簽署時已被撤銷",
-    "the certificate was revoked at the signing time": "證書於簽署時已被撤銷",
-    "no recognition interval covers the signing time": "簽署時間不在任何認可期內",
-    "the trust list has no recognition-interval data for this profile": "信任清單沒有此證書類別的認可期資料",
-    "limb (c) is not met": "不符合 (c) 項",
-    "the key usage of the certificate does not allow signing": "證書的密鑰用途不容許簽署",
-    "the certificate policy does not match the profile": "證書政策不符合證書類別",
-    "the trust entry names no certificate policy, so the certificate's terms cannot be checked": "信任清單項目沒有指明證書政策，因此無法核對證書的條款",
-}
+#: Every reason the verifier writes, in Traditional Chinese (exact texts; the patterns are sent to the script).
+_REASONS_ZH = EXACT
 
 _PAGE = {
     "signature": _pair("Signature", "簽署"),
@@ -146,9 +116,7 @@ _PAGE = {
     "checks": _pair("All checks", "所有檢查項目"),
     "eto": _lib(_T)["eto"],
     "verdict": _lib(_T)["verdict"],
-    "reasons": _pair(
-        "Technical details (from the verifier, in English)", "技術細節（由核實程式提供，只有英文）"
-    ),
+    "reasons": _pair("Technical details", "技術細節"),
     "why_not": _pair("Not shown because", "未能證明的原因"),
     "evidence": _pair("Evidence", "證據"),
     "yes": _lib(_T)["yes"],
@@ -203,10 +171,11 @@ def page_labels() -> dict:
         "checks": {**_lib(_CHECKS), **_EXTRA_CHECKS},
         "limbs": _lib(_LIMBS),
         "sub": _lib(_SUB),
-        "verdict": _VERDICTS,
+        "verdict": _lib(VERDICTS),
         "errors": _ERRORS,
         "reasons_zh": _REASONS_ZH,
-        "kind_reason_zh": "所配對的信任清單項目 {id} 屬「{kind}」類，並非根據第22條或第34條認可的證書類別",
+        "reason_patterns": PATTERNS,
+        "untranslated_zh": UNTRANSLATED_PREFIX,
         "page": _PAGE,
     }
 

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from api.store.models import Organisation, WebhookDelivery, utcnow
+from api.telemetry.metrics import WEBHOOK_DELIVERIES
 from api.worker.egress import EgressRefused, networks, pin
 
 __all__ = [
@@ -264,6 +265,7 @@ class WebhookDispatcher:
                     d.given_up_at = utcnow()
                 else:
                     d.next_attempt_at = utcnow() + dt.timedelta(seconds=BACKOFF_SECONDS[d.attempts - 1])
+            WEBHOOK_DELIVERIES.labels("delivered" if ok else "gave_up" if d.given_up_at else "retry").inc()
             session.add(d)
             session.commit()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from urllib.parse import urlencode
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from signing.observe import observed_call
 
 from . import fields as F
 from .bulk import (
@@ -59,6 +62,8 @@ __all__ = [
     "SigningResult",
     "Token",
 ]
+
+_D_CODE = re.compile(r"D\d{5}")  # iAM Smart's return codes; anything else is reported as "other"
 
 
 class SigningResult(StrEnum):
@@ -238,6 +243,14 @@ class IamSmartClient:
         return env
 
     async def _post_signed_once(self, path: str, body: bytes) -> ResponseEnvelope:
+        with observed_call("iamsmart", path) as outcome:
+            outcome.value = "transport_error"
+            env = await self._post_signed_raw(path, body)
+            code = getattr(env.code, "value", env.code)
+            outcome.value = code if _D_CODE.fullmatch(str(code)) else "other"
+            return env
+
+    async def _post_signed_raw(self, path: str, body: bytes) -> ResponseEnvelope:
         nonce = self._nonce_factory() if self._nonce_factory else None
         headers = signed_headers(
             self.config.client_id, self.config.client_secret, body, self._timestamp(), nonce

@@ -1,14 +1,15 @@
 """A readable rendering of a report, in English (``en``) or Traditional Chinese (``zh-Hant``).
 
-The technical reasons inside the report (mostly from pyHanko) stay in English; everything the reader
-needs to understand the result (indications, checks, the ETO limbs, limitations) is translated.
+Everything is translated: indications, checks, the ETO limbs and verdict, every reason and note the
+verifier writes (``reasons_zh``), limitations. Only detail quoted from pyHanko stays in English, labelled so.
 """
 
 from __future__ import annotations
 
+from .reasons_zh import reason_zh_or_marked
 from .report import LIMITATIONS, Indication, SignatureReport, VerificationReport, iso
 
-__all__ = ["LANGUAGES", "render_text"]
+__all__ = ["LANGUAGES", "VERDICTS", "render_text"]
 
 LANGUAGES = ("en", "zh-Hant")
 
@@ -49,6 +50,32 @@ _T: dict[str, dict[str, str]] = {
     "unknown": {"en": "not established", "zh-Hant": "未能確定"},
     "met": {"en": "met", "zh-Hant": "符合"},
     "not_met": {"en": "not shown", "zh-Hant": "未能證明"},
+    "skipped": {"en": "skipped", "zh-Hant": "已略過"},
+}
+
+#: eto-verification.md §7 verdicts in plain words. None of them is a legal conclusion.
+VERDICTS: dict[str, dict[str, str]] = {
+    "ETO_S6_1A_TECHNICAL_CONDITIONS_MET": {
+        "en": "The technical conditions of s.6(1A) are shown by the file.",
+        "zh-Hant": "檔案顯示符合第6(1A)條的技術條件。",
+    },
+    "ETO_S6_1A_NOT_SATISFIED": {
+        "en": "A recognized certificate, but its validity or its terms are not met.",
+        "zh-Hant": "屬認可證書，但不符合其有效期或條款。",
+    },
+    "CRYPTO_VALID_NOT_RECOGNIZED": {
+        "en": "The signature is technically intact, but the certificate is not shown to be a recognized "
+        "certificate.",
+        "zh-Hant": "簽署在技術上完整，但未能證明證書屬認可證書。",
+    },
+    "INDETERMINATE": {
+        "en": "The evidence in the file is not enough to decide.",
+        "zh-Hant": "檔案內的證據不足以作出判斷。",
+    },
+    "INVALID": {
+        "en": "The signature fails a technical check, so s.6(1A) is not met.",
+        "zh-Hant": "簽署未能通過技術檢查，因此不符合第6(1A)條。",
+    },
 }
 
 _INDICATION = {
@@ -172,6 +199,11 @@ def _t(key: str, lang: str) -> str:
     return _T[key][lang]
 
 
+def _say(text: str, lang: str) -> str:
+    """One of the verifier's reasons or notes in ``lang``."""
+    return text if lang == "en" else reason_zh_or_marked(text)
+
+
 def _flag(value: bool | None, lang: str) -> str:
     return _t("unknown", lang) if value is None else _t("yes", lang) if value else _t("no", lang)
 
@@ -202,11 +234,16 @@ def _signature(s: SignatureReport, index: int, lang: str) -> list[str]:
     for key, label in _LIMBS.items():
         lines.append(f"    [{_t('met', lang) if eto[key] else _t('not_met', lang)}] {label[lang]}")
         for why in s.eto.reasons.get(key, ()):
-            lines.append(f"        - {why}")
-    lines.append(f"  {_t('verdict', lang)}: {s.eto.verdict}")
+            lines.append(f"        - {_say(why, lang)}")
+    plain = VERDICTS.get(s.eto.verdict, {}).get(lang)
+    lines.append(
+        f"  {_t('verdict', lang)}: {plain} ({s.eto.verdict})"
+        if plain
+        else f"  {_t('verdict', lang)}: {s.eto.verdict}"
+    )
     if s.reasons:
         lines.append(f"  {_t('reasons', lang)}:")
-        lines += [f"    - {r}" for r in s.reasons]
+        lines += [f"    - {_say(r, lang)}" for r in s.reasons]
     return lines
 
 
@@ -217,7 +254,12 @@ def render_text(report: VerificationReport, lang: str = "en") -> str:
     lines = [
         _t("title", lang),
         "=" * 40,
-        f"{_t('file', lang)}: SHA-256 {report.file_sha256} ({report.file_size} bytes, {report.revisions} revision(s))",
+        f"{_t('file', lang)}: SHA-256 {report.file_sha256} "
+        + (
+            f"({report.file_size} bytes, {report.revisions} revision(s))"
+            if lang == "en"
+            else f"（{report.file_size} 位元組，{report.revisions} 個版本）"
+        ),
         (
             f"{_t('validated_at', lang)}: {iso(report.validation_time)}; "
             f"{_t('mode_offline', lang) if report.offline else _t('mode_online', lang)}"
@@ -240,9 +282,9 @@ def render_text(report: VerificationReport, lang: str = "en") -> str:
     if report.document_timestamps:
         lines.append("")
     for skipped in report.trust_list_skipped:
-        lines.append(f"* {_t('trust_list', lang)}: skipped {skipped}")
+        lines.append(f"* {_t('trust_list', lang)}: {_t('skipped', lang)} {skipped}")
     for note in report.notes:
-        lines.append(f"* {note}")
+        lines.append(f"* {_say(note, lang)}")
     lines.append(f"{_t('limitations', lang)}:")
     lines += [f"  - {item}" for item in (LIMITATIONS if lang == "en" else _LIMITATIONS_ZH)]
     return "\n".join(lines) + "\n"
