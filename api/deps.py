@@ -14,7 +14,7 @@ from api.store.files import DocumentStore
 from api.store.keys import organisation_for_key
 from api.store.models import Organisation
 
-__all__ = ["SessionDep", "OrgDep", "StoreDep", "SettingsDep", "IdempotencyKey"]
+__all__ = ["IdempotencyKey", "OrgDep", "SessionDep", "SettingsDep", "StoreDep"]
 
 
 def _session(request: Request) -> Iterator[Session]:

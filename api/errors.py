@@ -18,7 +18,7 @@ from signing.errors import (
     SigningError,
 )
 
-__all__ = ["ApiError", "install_error_handlers", "error_body"]
+__all__ = ["ApiError", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("iamsign.api")
 

@@ -38,7 +38,7 @@ def running_service(data: Path, backend: str = "sqlite", **settings_kw) -> Itera
     """create_app on ``backend`` served on a loopback port, with two organisations' keys."""
     with database_url(backend, Path(data)) as url:
         server = LoopbackServer()
-        kw = dict(max_upload_bytes=2 * 1024 * 1024, sweep_interval_s=0.3)
+        kw = {"max_upload_bytes": 2 * 1024 * 1024, "sweep_interval_s": 0.3}
         kw.update(settings_kw)
         settings = Settings(data_dir=Path(data), host="127.0.0.1", port=server.port, database_url=url, **kw)
         app = create_app(settings)

@@ -10,6 +10,7 @@ import resource
 import time
 import zlib
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -76,7 +77,7 @@ mutations = st.lists(
 
 class Stats:
     slowest = 0.0
-    statuses: dict[int, int] = {}
+    statuses: ClassVar[dict[int, int]] = {}
 
 
 def _post(client: httpx.Client, path: str, **kw) -> httpx.Response:

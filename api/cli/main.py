@@ -227,11 +227,11 @@ def verify(
     moment = None
     if at is not None:
         try:
-            moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(at)
         except ValueError:
             fail("invalid_option", f"--at {at!r} is not an ISO 8601 date or time")
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
     try:
         trusted = TrustList.load(trust_list or DEFAULT_TRUST_LIST, data_dir=data_dir)
         extra = [c for pem_file in trust for c in _load_trust_file(load_certificates, pem_file)]

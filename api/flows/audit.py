@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from api.store.models import AuditEntry, utcnow
 
-__all__ = ["append_audit", "audit_entries", "verify_chain", "GENESIS"]
+__all__ = ["GENESIS", "append_audit", "audit_entries", "verify_chain"]
 
 GENESIS = "0" * 64
 

@@ -40,7 +40,7 @@ from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.model import PreparedSignature
 
-__all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
+__all__ = ["BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS", "BatchFlow"]
 
 log = logging.getLogger("iamsign.batches")
 

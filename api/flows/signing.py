@@ -42,7 +42,7 @@ from signing.iamsmart.errors import IamSmartError
 from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
 
-__all__ = ["SigningFlow", "TERMINAL_STATUSES"]
+__all__ = ["TERMINAL_STATUSES", "SigningFlow"]
 
 log = logging.getLogger("iamsign.flow")
 
@@ -297,13 +297,13 @@ class SigningFlow:
         token: Token | None,
         filename: str,
     ):
-        common = dict(
-            business_id=req.business_id,
-            service_name=self.settings.service_name,
-            document_name=filename[:255],
-            department=self.settings.department,
-            state=req.business_id,
-        )
+        common = {
+            "business_id": req.business_id,
+            "service_name": self.settings.service_name,
+            "document_name": filename[:255],
+            "department": self.settings.department,
+            "state": req.business_id,
+        }
         if req.flow == "anonymous":
             if record.mode is RemoteMode.PDF:
                 return await self.client.anonymous_sign_pdf(

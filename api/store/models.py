@@ -9,15 +9,15 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "Organisation",
     "ApiKey",
-    "Document",
-    "SigningRequest",
     "AuditEntry",
-    "WebhookDelivery",
     "Batch",
-    "BatchItem",
     "BatchCallbackPage",
+    "BatchItem",
+    "Document",
+    "Organisation",
+    "SigningRequest",
+    "WebhookDelivery",
     "new_id",
     "utcnow",
 ]

@@ -133,7 +133,7 @@ async def receive_pdf_upload(
     except ApiError:
         part.abort()
         raise
-    except Exception as exc:  # noqa: BLE001 - malformed multipart bodies
+    except Exception as exc:  # malformed multipart bodies
         part.abort()
         if part.size > limit:
             raise ApiError(413, "too_large", f"the file exceeds the upload limit of {limit} bytes") from exc

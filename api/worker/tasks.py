@@ -24,7 +24,7 @@ from huey.exceptions import TaskException
 
 from api.settings import Settings
 
-__all__ = ["TaskQueue", "EmbeddedConsumer"]
+__all__ = ["EmbeddedConsumer", "TaskQueue"]
 
 log = logging.getLogger("iamsign.tasks")
 
@@ -140,7 +140,7 @@ class TaskQueue:
             if done or waited > 20:  # a sweep lost with a dead worker is replaced after 20 ticks
                 try:
                     pending, waited = self._sweep(), 0
-                except Exception:  # noqa: BLE001 - the queue may be briefly unreachable; try next tick
+                except Exception:  # the queue may be briefly unreachable; try next tick
                     log.exception("could not enqueue the sweep")
 
     def stop_consumer(self) -> None:

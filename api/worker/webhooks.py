@@ -20,12 +20,12 @@ from sqlmodel import Session, select
 from api.store.models import WebhookDelivery, utcnow
 
 __all__ = [
-    "webhook_secret_for",
+    "BACKOFF_SECONDS",
+    "deliver_due",
+    "enqueue_webhook",
     "sign_payload",
     "verify_payload",
-    "enqueue_webhook",
-    "deliver_due",
-    "BACKOFF_SECONDS",
+    "webhook_secret_for",
 ]
 
 SIGNATURE_HEADER = "X-Iamsign-Signature"
