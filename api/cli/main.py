@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -216,7 +217,7 @@ def verify(
     for name in ("pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
-    def fail(code: str, message: str) -> None:
+    def fail(code: str, message: str) -> NoReturn:
         typer.echo(f"iamsign verify: {message}", err=True)
         if as_json:
             typer.echo(json.dumps({"error": {"code": code, "message": message}}))

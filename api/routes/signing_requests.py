@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
-from sqlmodel import select
+from sqlmodel import col, select
 
-from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.deps import FlowDep, IdempotencyKey, OrgDep, ServerSecretDep, SessionDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, verify_chain
 from api.flows.identity import SignerSpec
+from api.flows.signing import SigningFlow
 from api.routes.documents import owned_document
 from api.store.models import Document, SigningRequest
 from signing.model import PadesLevel
@@ -65,8 +66,7 @@ class SigningRequestPublic(BaseModel):
     updated_at: dt.datetime
 
 
-def public(request: Request, req: SigningRequest) -> SigningRequestPublic:
-    flow = request.app.state.flow
+def public(flow: SigningFlow, req: SigningRequest) -> SigningRequestPublic:
     return SigningRequestPublic(
         id=req.id,
         status=req.status,
@@ -94,7 +94,7 @@ def owned_request(session, org, request_id: str) -> SigningRequest:
 @router.post("", status_code=201, response_model=SigningRequestPublic)
 async def create_signing_request(
     body: SigningRequestCreate,
-    request: Request,
+    flow: FlowDep,
     org: OrgDep,
     session: SessionDep,
     idempotency_key: IdempotencyKey = None,
@@ -102,7 +102,7 @@ async def create_signing_request(
     """Prepare the document and ask iAM Smart for the signer's approval."""
     doc = owned_document(session, org, body.document_id)
     PadesLevel(body.level)
-    req = await request.app.state.flow.create(
+    req = await flow.create(
         session,
         org,
         doc,
@@ -116,7 +116,7 @@ async def create_signing_request(
         idempotency_key=idempotency_key,
     )
     session.refresh(req)
-    return public(request, req)
+    return public(flow, req)
 
 
 class SigningRequestList(BaseModel):
@@ -125,7 +125,7 @@ class SigningRequestList(BaseModel):
 
 @router.get("", response_model=SigningRequestList)
 def list_signing_requests(
-    request: Request,
+    flow: FlowDep,
     org: OrgDep,
     session: SessionDep,
     document_id: str | None = None,
@@ -138,27 +138,27 @@ def list_signing_requests(
         q = q.where(SigningRequest.document_id == document_id)
     if status:
         q = q.where(SigningRequest.status == status)
-    rows = session.exec(q.order_by(SigningRequest.created_at.desc()).limit(limit)).all()
-    return SigningRequestList(items=[public(request, r) for r in rows])
+    rows = session.exec(q.order_by(col(SigningRequest.created_at).desc()).limit(limit)).all()
+    return SigningRequestList(items=[public(flow, r) for r in rows])
 
 
 @router.get("/{request_id}", response_model=SigningRequestPublic)
 def get_signing_request(
-    request_id: str, request: Request, org: OrgDep, session: SessionDep
+    request_id: str, flow: FlowDep, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
-    return public(request, owned_request(session, org, request_id))
+    return public(flow, owned_request(session, org, request_id))
 
 
 @router.post("/{request_id}/cancel", response_model=SigningRequestPublic)
 async def cancel_signing_request(
-    request_id: str, request: Request, org: OrgDep, session: SessionDep
+    request_id: str, flow: FlowDep, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
     req = owned_request(session, org, request_id)
-    if req.status != "pending" or not await request.app.state.flow.cancel(session, req, f"org:{org.id}"):
+    if req.status != "pending" or not await flow.cancel(session, req, f"org:{org.id}"):
         session.refresh(req)
         raise ApiError(409, "not_pending", f"the request is {req.status} and can no longer be cancelled")
     session.refresh(req)
-    return public(request, req)
+    return public(flow, req)
 
 
 @router.get("/{request_id}/signed-document", response_class=FileResponse)
@@ -166,7 +166,7 @@ def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
         raise ApiError(409, "not_completed", f"the request is {req.status}; there is no signed document")
-    doc = session.get(Document, req.signed_document_id)
+    doc = session.get_one(Document, req.signed_document_id)
     return FileResponse(store.path_for(doc.sha256), media_type="application/pdf", filename=doc.filename)
 
 
@@ -203,12 +203,12 @@ webhook_router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
 @webhook_router.get("/webhook-secret")
-def get_webhook_secret(request: Request, org: OrgDep) -> dict:
+def get_webhook_secret(server_secret: ServerSecretDep, org: OrgDep) -> dict:
     """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks."""
     from api.worker.webhooks import webhook_secret_for
 
     return {
-        "webhook_secret": webhook_secret_for(request.app.state.server_secret, org.id).decode(),
+        "webhook_secret": webhook_secret_for(server_secret, org.id).decode(),
         "header": "X-Iamsign-Signature",
         "scheme": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>',
     }

@@ -15,7 +15,7 @@ import time
 
 import httpx
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.store.models import WebhookDelivery, utcnow
 
@@ -87,11 +87,11 @@ async def deliver_due(
     due = session.exec(
         select(WebhookDelivery)
         .where(
-            WebhookDelivery.delivered_at.is_(None),
-            WebhookDelivery.given_up_at.is_(None),
-            WebhookDelivery.next_attempt_at <= now,
+            col(WebhookDelivery.delivered_at).is_(None),
+            col(WebhookDelivery.given_up_at).is_(None),
+            col(WebhookDelivery.next_attempt_at) <= now,
         )
-        .order_by(WebhookDelivery.next_attempt_at)
+        .order_by(col(WebhookDelivery.next_attempt_at))
         .limit(limit)
     ).all()
     delivered = 0
@@ -99,9 +99,9 @@ async def deliver_due(
         lease = session.exec(
             update(WebhookDelivery)
             .where(
-                WebhookDelivery.id == d.id,
-                WebhookDelivery.next_attempt_at == d.next_attempt_at,
-                WebhookDelivery.delivered_at.is_(None),
+                col(WebhookDelivery.id) == d.id,
+                col(WebhookDelivery.next_attempt_at) == d.next_attempt_at,
+                col(WebhookDelivery.delivered_at).is_(None),
             )
             .values(next_attempt_at=utcnow() + dt.timedelta(seconds=60))
         )
