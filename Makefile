@@ -1,9 +1,9 @@
-# The two quick-start commands: `make run` and `make test`.
+# The two quick-start commands: `make run` and `make test`; `make lint` runs the checks CI runs first.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test clean
+.PHONY: run test lint install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest -q
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy signing api
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

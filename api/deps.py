@@ -1,4 +1,8 @@
-"""FastAPI dependencies as ``Annotated`` aliases: the session, the calling organisation, the stores."""
+"""FastAPI dependencies as ``Annotated`` aliases: the session, the calling organisation, the stores, the flows.
+
+Routes declare what they need with these (``flow: FlowDep``) instead of reading ``request.app.state``; the
+objects themselves are built once by ``api.app.create_app`` and its lifespan.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,28 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from api.errors import ApiError
+from api.flows.batch import BatchFlow
+from api.flows.ratelimit import RateLimiter
+from api.flows.signing import SigningFlow
 from api.settings import Settings
 from api.store.files import DocumentStore
 from api.store.keys import organisation_for_key
 from api.store.models import Organisation
+from signing.trust import TrustList
 
-__all__ = ["IdempotencyKey", "OrgDep", "SessionDep", "SettingsDep", "StoreDep"]
+__all__ = [
+    "BatchFlowDep",
+    "CurrentOrg",
+    "FlowDep",
+    "IdempotencyKey",
+    "OrgDep",
+    "ServerSecretDep",
+    "SessionDep",
+    "SettingsDep",
+    "StoreDep",
+    "TrustListDep",
+    "VerificationLimiterDep",
+]
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -60,7 +80,9 @@ def _organisation(
     return org
 
 
-OrgDep = Annotated[Organisation, Depends(_organisation)]
+CurrentOrg = Annotated[Organisation, Depends(_organisation)]
+"""The organisation whose API key authorised the request (401 without one)."""
+OrgDep = CurrentOrg  # the earlier name, still used by routes
 
 IdempotencyKey = Annotated[
     str | None,
@@ -70,3 +92,53 @@ IdempotencyKey = Annotated[
         description="Any unique string: sending the same POST again with it returns the first result",
     ),
 ]
+
+
+def _flow(request: Request) -> SigningFlow:
+    return request.app.state.flow
+
+
+FlowDep = Annotated[SigningFlow, Depends(_flow)]
+"""The service's signing-request flow (one per event loop, made by the app's lifespan)."""
+
+
+def _batch_flow(request: Request) -> BatchFlow:
+    return request.app.state.batch_flow
+
+
+BatchFlowDep = Annotated[BatchFlow, Depends(_batch_flow)]
+
+
+def _server_secret(request: Request) -> bytes:
+    return request.app.state.server_secret
+
+
+ServerSecretDep = Annotated[bytes, Depends(_server_secret)]
+"""The server secret that webhook keys are derived from."""
+
+
+def _verification_limiter(request: Request) -> RateLimiter:
+    state = request.app.state
+    limiter = getattr(state, "verification_limiter", None)  # tests may put their own in place
+    if limiter is None:
+        limiter = state.verification_limiter = RateLimiter()
+    return limiter
+
+
+VerificationLimiterDep = Annotated[RateLimiter, Depends(_verification_limiter)]
+"""The per-client rate limit of ``POST /v1/verifications`` (made on first use)."""
+
+
+def _trust_list(request: Request, settings: SettingsDep) -> TrustList:
+    state = request.app.state
+    trust = getattr(state, "verification_trust", None)
+    if trust is None:
+        trust = TrustList.load(data_dir=settings.data_dir)
+        if settings.environment != "sandbox":  # the sandbox CA is trusted in the sandbox only
+            trust = trust.without_sandbox()
+        state.verification_trust = trust
+    return trust
+
+
+TrustListDep = Annotated[TrustList, Depends(_trust_list)]
+"""The trust list verifications are checked against (loaded on first use)."""

@@ -148,8 +148,8 @@ def main() -> None:
         core_s = core_time(files, tmp, args.level)
 
     print(f"{args.documents} one-page PDFs, one batch, level {args.level}, {os.cpu_count()} cores")
-    print(f"| step | time |")
-    print(f"|---|---|")
+    print("| step | time |")
+    print("|---|---|")
     print(f"| upload (8 parallel clients, not part of the batch) | {upload_s:.2f} s |")
     print(f"| POST /v1/batches (prepare all, send the bulk request) | {created_s:.2f} s |")
     print(f"| batch wall time: POST until every document signed | {batch_s:.2f} s |")

@@ -62,7 +62,7 @@ from .model import (
 )
 from .services import SigningServices
 
-__all__ = ["prepare_for_signing", "finish_with_cms", "finish_with_raw_signature", "open_pdf_writer"]
+__all__ = ["finish_with_cms", "finish_with_raw_signature", "open_pdf_writer", "prepare_for_signing"]
 
 _MD = "sha256"
 _SUBFILTER = {
@@ -119,7 +119,7 @@ def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
         if "EOF" in text or "startxref" in text:
             raise DamagedPdfError(f"the PDF is truncated or its end is damaged: {text}") from exc
         raise DamagedPdfError(f"the PDF is damaged and cannot be read: {text}") from exc
-    except Exception as exc:  # noqa: BLE001 - malformed files raise all sorts
+    except Exception as exc:  # malformed files raise all sorts
         raise DamagedPdfError(f"the PDF is damaged and cannot be read: {exc}") from exc
     if writer.prev.encrypted:
         raise EncryptedPdfError("the PDF is encrypted; signing encrypted PDFs is not supported")
@@ -185,7 +185,9 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
     tmp = _temp_beside(prepared_path)
     try:
         _copy(source, tmp)
-        with open(tmp, "r+b") as f:
+        # pyHanko writes in place through a seekable sync file; callers run this coroutine on a loop of
+        # its own (asyncio.to_thread / a worker process), never on the service's event loop
+        with open(tmp, "r+b") as f:  # noqa: ASYNC230
             writer = open_pdf_writer(f)
             field_name, exists = _choose_field(writer, options)
             profile, ext_signer = _phase1_signer(options)
@@ -388,7 +390,8 @@ async def _embed(
     digest = PreparedByteRangeDigest(
         record.document_digest, record.reserved_region_start, record.reserved_region_end
     )
-    with open(prepared_path, "r+b") as f:
+    # a sync file for pyHanko and flock; run off the service's event loop, as prepare_for_signing is
+    with open(prepared_path, "r+b") as f:  # noqa: ASYNC230
         try:  # one finisher at a time per prepared file, even across processes
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -442,7 +445,7 @@ async def _add_dss(f, field_name: str, services: SigningServices) -> None:
     vc = services.validation_context()
     try:
         await async_add_validation_info(embedded, vc, in_place=True)
-    except Exception as exc:  # noqa: BLE001 - path building, fetch and parse errors
+    except Exception as exc:  # path building, fetch and parse errors
         raise RevocationInfoError(
             f"could not gather revocation information for B-LT (chain or OCSP/CRL unavailable): {exc}"
         ) from exc
@@ -463,7 +466,7 @@ async def _add_document_timestamp(f, services: SigningServices) -> None:
         )
     except SigningError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise TimestampError(f"the document timestamp for B-LTA could not be added: {exc}") from exc
     finally:
         await vc.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,30 +64,29 @@ async def validate(pki: TestPki, path: Path, *, offline: bool = False) -> Valida
 
     ``offline``: no fetching, revocation required, fed from the file's DSS (what an LT/LTA file must carry).
     """
-    with open(path, "rb") as f:
-        reader = PdfFileReader(f, strict=True)
-        dss = DocumentSecurityStore.read_dss(reader) if "/DSS" in reader.root else None
-        statuses, doc_ts, subfilters = [], [], []
-        for emb in reader.embedded_signatures:
-            if offline:
-                assert dss is not None, "offline validation needs a DSS"
-                vc = dss.as_validation_context(
-                    {
-                        "trust_roots": [asn1(pki.pki.root)],
-                        "allow_fetching": False,
-                        "revocation_mode": "require",
-                    }
-                )
+    reader = PdfFileReader(io.BytesIO(path.read_bytes()), strict=True)
+    dss = DocumentSecurityStore.read_dss(reader) if "/DSS" in reader.root else None
+    statuses, doc_ts, subfilters = [], [], []
+    for emb in reader.embedded_signatures:
+        if offline:
+            assert dss is not None, "offline validation needs a DSS"
+            vc = dss.as_validation_context(
+                {
+                    "trust_roots": [asn1(pki.pki.root)],
+                    "allow_fetching": False,
+                    "revocation_mode": "require",
+                }
+            )
+        else:
+            vc = ValidationContext(
+                trust_roots=[asn1(pki.pki.root)], allow_fetching=True, revocation_mode="hard-fail"
+            )
+        try:
+            if emb.sig_object_type == "/DocTimeStamp":
+                doc_ts.append(await async_validate_pdf_timestamp(emb, validation_context=vc))
             else:
-                vc = ValidationContext(
-                    trust_roots=[asn1(pki.pki.root)], allow_fetching=True, revocation_mode="hard-fail"
-                )
-            try:
-                if emb.sig_object_type == "/DocTimeStamp":
-                    doc_ts.append(await async_validate_pdf_timestamp(emb, validation_context=vc))
-                else:
-                    statuses.append(await async_validate_pdf_signature(emb, vc))
-                    subfilters.append(str(emb.sig_object["/SubFilter"]))
-            finally:
-                await vc.aclose()
-        return Validation(statuses, doc_ts, dss is not None, subfilters)
+                statuses.append(await async_validate_pdf_signature(emb, vc))
+                subfilters.append(str(emb.sig_object["/SubFilter"]))
+        finally:
+            await vc.aclose()
+    return Validation(statuses, doc_ts, dss is not None, subfilters)

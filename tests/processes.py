@@ -53,7 +53,8 @@ class ServiceProcess:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            # PR_SET_PDEATHSIG has no Popen equivalent; prctl is async-signal-safe, so fork+preexec is safe here
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         log.close()
         if wait and self.port:
@@ -102,6 +103,7 @@ def cli(args: list[str], env: dict[str, str]) -> str:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,  # a failure is raised below, with the command's stderr
     )
     if done.returncode != 0:
         raise RuntimeError(f"iamsign {' '.join(args)} failed:\n{done.stderr}")

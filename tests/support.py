@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Self
 
 import uvicorn
 
@@ -40,7 +41,7 @@ class LoopbackServer:
             self._thread.join(timeout=10)
         self.sock.close()
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

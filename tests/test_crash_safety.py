@@ -13,7 +13,7 @@ from cryptography import x509
 
 from fixtures.generate import simple_pdf
 
-from .test_replicas import SIGNER, _approve, login
+from .test_replicas import _approve, login
 from .topology import start_topology
 
 # where the process dies -> what the request must end as

@@ -12,6 +12,7 @@ import resource
 import time
 import zlib
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -80,7 +81,7 @@ mutations = st.lists(
 
 class Stats:
     slowest = 0.0
-    statuses: dict[int, int] = {}
+    statuses: ClassVar[dict[int, int]] = {}
 
 
 def _post(client: httpx.Client, path: str, **kw) -> httpx.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -19,17 +20,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 MODES = {
     # name: (options, expected profile)
-    "pdf": (dict(mode=RemoteMode.PDF), SignatureProfile.PKCS7_DETACHED),
+    "pdf": ({"mode": RemoteMode.PDF}, SignatureProfile.PKCS7_DETACHED),
     "hash-known-cert": (
-        dict(mode=RemoteMode.HASH, sig_algo=SigAlgo.SHA256_WITH_RSA),
+        {"mode": RemoteMode.HASH, "sig_algo": SigAlgo.SHA256_WITH_RSA},
         SignatureProfile.PADES_BASELINE,
     ),
     "hash-known-cert-none-with-rsa": (
-        dict(mode=RemoteMode.HASH, sig_algo=SigAlgo.NONE_WITH_RSA),
+        {"mode": RemoteMode.HASH, "sig_algo": SigAlgo.NONE_WITH_RSA},
         SignatureProfile.PADES_BASELINE,
     ),
-    "hash-unknown-cert": (dict(mode=RemoteMode.HASH), SignatureProfile.PKCS7_DETACHED),
+    "hash-unknown-cert": ({"mode": RemoteMode.HASH}, SignatureProfile.PKCS7_DETACHED),
 }
+
+
+def _reader(path: Path) -> PdfFileReader:
+    """A pyHanko reader over the file's bytes (read whole: these test files are small)."""
+    return PdfFileReader(io.BytesIO(path.read_bytes()))
 
 
 def _options(test_pki, mode: str, level: PadesLevel, **extra) -> SignOptions:
@@ -84,16 +90,15 @@ async def test_round_trip_every_mode_and_level(test_pki, letter, tmp_path, mode,
 async def test_pades_signature_has_ess_and_no_signing_time(test_pki, letter, tmp_path):
     out = tmp_path / "signed.pdf"
     await sign_with_phone(test_pki, letter, out, _options(test_pki, "hash-known-cert", PadesLevel.B_B))
-    with open(out, "rb") as f:
-        (emb,) = PdfFileReader(f).embedded_signatures
-        attr_types = {a["type"].native for a in emb.signer_info["signed_attrs"]}
+    (emb,) = _reader(out).embedded_signatures
+    attr_types = {a["type"].native for a in emb.signer_info["signed_attrs"]}
     assert "signing_certificate_v2" in attr_types
     assert "signing_time" not in attr_types
 
 
 async def test_second_and_third_signers_keep_earlier_signatures_intact(test_pki, letter, tmp_path):
     second, second_phone = test_pki.new_signer("LEE Siu Ming 李小明")
-    third, third_phone = test_pki.new_signer("WONG Mei Ling 黃美玲")
+    _third, third_phone = test_pki.new_signer("WONG Mei Ling 黃美玲")
     one, two, three = tmp_path / "one.pdf", tmp_path / "two.pdf", tmp_path / "three.pdf"
     await sign_with_phone(test_pki, letter, one, _options(test_pki, "pdf", PadesLevel.B_LTA))
     await sign_with_phone(
@@ -120,30 +125,31 @@ async def test_second_and_third_signers_keep_earlier_signatures_intact(test_pki,
     assert v.statuses[1].modification_level <= ModificationLevel.FORM_FILLING
     assert v.statuses[2].modification_level == ModificationLevel.NONE
     # three distinct fields were created
-    with open(three, "rb") as f:
-        fields = [s.field_name for s in PdfFileReader(f).embedded_signatures]
+    fields = [s.field_name for s in _reader(three).embedded_signatures]
     assert fields[:1] == ["Signature1"] and len(set(fields)) == len(fields)
 
 
-async def test_reuses_an_existing_empty_field(test_pki, letter, tmp_path):
+def _with_empty_field(source: Path, out: Path, name: str) -> Path:
+    """``source`` plus an empty signature field ``name`` on page 1, written to ``out``."""
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields
 
-    with_field = tmp_path / "with-field.pdf"
-    with open(letter, "rb") as inf, open(with_field, "wb") as outf:
+    with open(source, "rb") as inf, open(out, "wb") as outf:
         w = IncrementalPdfFileWriter(inf)
-        fields.append_signature_field(
-            w, fields.SigFieldSpec("ApproverSignature", on_page=0, box=(50, 50, 250, 110))
-        )
+        fields.append_signature_field(w, fields.SigFieldSpec(name, on_page=0, box=(50, 50, 250, 110)))
         w.write(outf)
+    return out
+
+
+async def test_reuses_an_existing_empty_field(test_pki, letter, tmp_path):
+    with_field = _with_empty_field(letter, tmp_path / "with-field.pdf", "ApproverSignature")
     out = tmp_path / "signed.pdf"
     result = await sign_with_phone(
         test_pki, with_field, out, _options(test_pki, "pdf", PadesLevel.B_B, field_name="ApproverSignature")
     )
     assert result.achieved_level is None
-    with open(out, "rb") as f:
-        sigs = PdfFileReader(f).embedded_signatures
-        assert [s.field_name for s in sigs] == ["ApproverSignature"]
+    sigs = _reader(out).embedded_signatures
+    assert [s.field_name for s in sigs] == ["ApproverSignature"]
 
 
 async def test_visible_stamp_renders_traditional_chinese(test_pki, letter, tmp_path):
@@ -162,23 +168,22 @@ async def test_visible_stamp_renders_traditional_chinese(test_pki, letter, tmp_p
     )
     v = await validate(test_pki, out)
     assert v.statuses[0].bottom_line
-    with open(out, "rb") as f:
-        reader = PdfFileReader(f)
-        (emb,) = reader.embedded_signatures
-        widget = emb.sig_field
-        rect = [float(x) for x in widget["/Rect"]]
-        assert rect == [300, 50, 560, 130]
-        page2 = reader.root["/Pages"]["/Kids"][1].get_object()
-        assert any(a.get_object().get("/T") == emb.field_name for a in page2["/Annots"])
-        normal_ap = widget["/AP"]["/N"]
-        # find the embedded CJK font and the Unicode mapping of the glyphs used
-        fonts = _fonts_in(normal_ap)
-        assert any("NotoSansCJK" in str(font["/BaseFont"]) for font in fonts), fonts
-        to_unicode = b"".join(font["/ToUnicode"].data for font in fonts if "/ToUnicode" in font)
-        for ch in "陳大文簽署人香港":
-            assert f"<{ord(ch):04X}>".encode() in to_unicode.upper(), ch
-        descendant = next(font for font in fonts if "/DescendantFonts" in font)["/DescendantFonts"][0]
-        assert "/FontFile3" in descendant["/FontDescriptor"] or "/FontFile2" in descendant["/FontDescriptor"]
+    reader = _reader(out)
+    (emb,) = reader.embedded_signatures
+    widget = emb.sig_field
+    rect = [float(x) for x in widget["/Rect"]]
+    assert rect == [300, 50, 560, 130]
+    page2 = reader.root["/Pages"]["/Kids"][1].get_object()
+    assert any(a.get_object().get("/T") == emb.field_name for a in page2["/Annots"])
+    normal_ap = widget["/AP"]["/N"]
+    # find the embedded CJK font and the Unicode mapping of the glyphs used
+    fonts = _fonts_in(normal_ap)
+    assert any("NotoSansCJK" in str(font["/BaseFont"]) for font in fonts), fonts
+    to_unicode = b"".join(font["/ToUnicode"].data for font in fonts if "/ToUnicode" in font)
+    for ch in "陳大文簽署人香港":
+        assert f"<{ord(ch):04X}>".encode() in to_unicode.upper(), ch
+    descendant = next(font for font in fonts if "/DescendantFonts" in font)["/DescendantFonts"][0]
+    assert "/FontFile3" in descendant["/FontDescriptor"] or "/FontFile2" in descendant["/FontDescriptor"]
 
 
 def _fonts_in(xobject, seen=None) -> list:
@@ -230,17 +235,25 @@ print(json.dumps({"label": r.label, "size": r.size}))
 """
 
 
+def _python(script: str, *args: str) -> str:
+    """Run ``script`` in a fresh interpreter (a process of its own, as after a restart); its stdout."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+
+
 @pytest.mark.parametrize("mode", ["pdf", "hash"])
 async def test_prepare_and_finish_in_separate_processes(test_pki, letter, tmp_path, mode):
     import datetime as dt
 
     prepared, record_path, out = tmp_path / "prepared.pdf", tmp_path / "record.json", tmp_path / "signed.pdf"
     cert_hex = test_pki.signer.cert_der.hex() if mode == "hash" else "-"
-    env_cwd = dict(cwd=REPO, check=True, capture_output=True, text=True, timeout=120)
-    subprocess.run(
-        [sys.executable, "-c", PREPARE_SCRIPT, str(letter), str(prepared), str(record_path), mode, cert_hex],
-        **env_cwd,
-    )
+    _python(PREPARE_SCRIPT, str(letter), str(prepared), str(record_path), mode, cert_hex)
     record = json.loads(record_path.read_text())
     assert record["level"] == "B-LTA" and record["mode"] == mode
 
@@ -256,23 +269,18 @@ async def test_prepare_and_finish_in_separate_processes(test_pki, letter, tmp_pa
     (tmp_path / "cert.der").write_bytes(test_pki.signer.cert_der)
     (tmp_path / "root.der").write_bytes(test_pki.pki.cert_der("root"))
     (tmp_path / "ca.der").write_bytes(test_pki.pki.cert_der("ca"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            FINISH_SCRIPT,
-            str(record_path),
-            str(prepared),
-            str(out),
-            str(tmp_path / "value.bin"),
-            str(tmp_path / "cert.der"),
-            str(tmp_path / "root.der"),
-            str(tmp_path / "ca.der"),
-            test_pki.tsa_url,
-        ],
-        **env_cwd,
+    done = _python(
+        FINISH_SCRIPT,
+        str(record_path),
+        str(prepared),
+        str(out),
+        str(tmp_path / "value.bin"),
+        str(tmp_path / "cert.der"),
+        str(tmp_path / "root.der"),
+        str(tmp_path / "ca.der"),
+        test_pki.tsa_url,
     )
-    label = json.loads(done.stdout)["label"]
+    label = json.loads(done)["label"]
     assert label == (
         "PAdES B-LTA"
         if mode == "hash"

@@ -34,6 +34,7 @@ def _wait_status(c, req_id: str, timeout: float = 60) -> dict:
 
 def _validate(service, pdf_bytes: bytes, tmp_path):
     import asyncio
+    import io
 
     from asn1crypto import x509 as asn1_x509
     from pyhanko.pdf_utils.reader import PdfFileReader
@@ -46,17 +47,16 @@ def _validate(service, pdf_bytes: bytes, tmp_path):
     path.write_bytes(pdf_bytes)
 
     async def run():
-        with open(path, "rb") as f:
-            reader = PdfFileReader(f)
-            dss = DocumentSecurityStore.read_dss(reader)
-            vc = dss.as_validation_context(
-                {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"}
-            )
-            sigs = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
-            status = await async_validate_pdf_signature(sigs[0], vc)
-            await vc.aclose()
-            n_doc_ts = sum(1 for s in reader.embedded_signatures if s.sig_object_type == "/DocTimeStamp")
-            return status, n_doc_ts
+        reader = PdfFileReader(io.BytesIO(path.read_bytes()))
+        dss = DocumentSecurityStore.read_dss(reader)
+        vc = dss.as_validation_context(
+            {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "require"}
+        )
+        sigs = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
+        status = await async_validate_pdf_signature(sigs[0], vc)
+        await vc.aclose()
+        n_doc_ts = sum(1 for s in reader.embedded_signatures if s.sig_object_type == "/DocTimeStamp")
+        return status, n_doc_ts
 
     return asyncio.run(run())
 
@@ -182,31 +182,31 @@ def test_bad_requests_get_json_errors_not_500s(service, tmp_path):
         doc = _upload(c, tmp_path)
         cases = [
             (
-                dict(content=b"{not json", headers={"content-type": "application/json"}),
+                {"content": b"{not json", "headers": {"content-type": "application/json"}},
                 422,
                 "invalid_request",
             ),
-            (dict(json={"signer": {"hkid": SIGNER}}), 422, "invalid_request"),
-            (dict(json={"document_id": "doc_missing", "signer": {"hkid": SIGNER}}), 404, "not_found"),
-            (dict(json={"document_id": doc["id"], "signer": {}}), 422, "invalid_signer"),
+            ({"json": {"signer": {"hkid": SIGNER}}}, 422, "invalid_request"),
+            ({"json": {"document_id": "doc_missing", "signer": {"hkid": SIGNER}}}, 404, "not_found"),
+            ({"json": {"document_id": doc["id"], "signer": {}}}, 422, "invalid_signer"),
             (
-                dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-X"}),
+                {"json": {"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-X"}},
                 422,
                 "invalid_request",
             ),
             (
-                dict(
-                    json={
+                {
+                    "json": {
                         "document_id": doc["id"],
                         "signer": {"hkid": SIGNER},
                         "appearance": {"page": 7, "lines": ["陳大文"]},
                     }
-                ),
+                },
                 422,
                 "field_error",
             ),
             (
-                dict(json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "webhook_url": "not a url"}),
+                {"json": {"document_id": doc["id"], "signer": {"hkid": SIGNER}, "webhook_url": "not a url"}},
                 422,
                 "invalid_request",
             ),

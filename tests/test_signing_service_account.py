@@ -240,7 +240,7 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
         received.append((await request.body(), request.headers[SIGNATURE_HEADER]))
         return {"ok": True}
 
-    import api.worker.webhooks as webhooks
+    from api.worker import webhooks
 
     saved = webhooks.BACKOFF_SECONDS
     webhooks.BACKOFF_SECONDS = (0.2,) * 6

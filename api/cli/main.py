@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -363,7 +363,7 @@ def verify(
     for name in ("pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
-    def fail(code: str, message: str) -> None:
+    def fail(code: str, message: str) -> NoReturn:
         typer.echo(f"iamsign verify: {message}", err=True)
         if as_json:
             typer.echo(json.dumps({"error": {"code": code, "message": message}}))

@@ -39,7 +39,9 @@ def _entry_hash(entry: AuditEntry) -> str:
 
 def audit_entries(session: Session, request_id: str) -> list[AuditEntry]:
     return list(
-        session.exec(select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.seq))
+        session.exec(
+            select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(col(AuditEntry.seq))
+        )
     )
 
 
@@ -57,7 +59,10 @@ def append_audit(
 ) -> AuditEntry:
     """Add the next entry (the caller commits, in the same transaction as the transition it records)."""
     last = session.exec(
-        select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(AuditEntry.seq.desc()).limit(1)
+        select(AuditEntry)
+        .where(AuditEntry.request_id == request_id)
+        .order_by(col(AuditEntry.seq).desc())
+        .limit(1)
     ).first()
     entry = AuditEntry(
         request_id=request_id,

@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
@@ -153,7 +153,11 @@ class BatchFlow:
             )
             return batch
         bulk_docs = [
-            BulkDocument.pdf(it.id, d.filename[:255], PreparedSignature.loads(it.record_json).document_digest)
+            BulkDocument.pdf(
+                it.id,
+                d.filename[:255],
+                PreparedSignature.loads(_stored(it.record_json, it.id)).document_digest,
+            )
             for d, it in wanted
         ]
         try:
@@ -192,7 +196,11 @@ class BatchFlow:
         values["updated_at"] = self.ctx.clock()
         r = session.exec(
             update(Batch)
-            .where(Batch.id == batch_id, Batch.phase.in_(phases), Batch.status.in_(("pending", "signing")))
+            .where(
+                col(Batch.id) == batch_id,
+                col(Batch.phase).in_(phases),
+                col(Batch.status).in_(("pending", "signing")),
+            )
             .values(**values)
         )
         return r.rowcount == 1
@@ -200,7 +208,9 @@ class BatchFlow:
     def _claim_item(self, session: Session, item_id: str, from_status: str, **values: Any) -> bool:
         values["updated_at"] = self.ctx.clock()
         r = session.exec(
-            update(BatchItem).where(BatchItem.id == item_id, BatchItem.status == from_status).values(**values)
+            update(BatchItem)
+            .where(col(BatchItem.id) == item_id, col(BatchItem.status) == from_status)
+            .values(**values)
         )
         return r.rowcount == 1
 
@@ -228,7 +238,7 @@ class BatchFlow:
         item_status = status if status in ("cancelled", "expired", "rejected") else "failed"
         session.exec(
             update(BatchItem)
-            .where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+            .where(col(BatchItem.batch_id) == batch.id, col(BatchItem.status) == "pending")
             .values(status=item_status, error_code=code, error_message=message, updated_at=utcnow())
         )
         self._webhook(session, batch, status)
@@ -259,7 +269,7 @@ class BatchFlow:
             batch = self.find(session, business_id)
             if batch is None or not token:
                 return "unknown"
-            session.exec(update(Batch).where(Batch.id == batch.id).values(bsqc_token=token[:64]))
+            session.exec(update(Batch).where(col(Batch.id) == batch.id).values(bsqc_token=token[:64]))
             session.commit()
         return "accepted"
 
@@ -284,7 +294,7 @@ class BatchFlow:
                         select(BatchItem.id, BatchItem.record_json).where(
                             BatchItem.batch_id == batch.id,
                             BatchItem.status == "pending",
-                            BatchItem.id.in_(list(page)),
+                            col(BatchItem.id).in_(list(page)),
                         )
                     ).all()
                 )
@@ -307,7 +317,9 @@ class BatchFlow:
         with self.session() as session:
             accepted = 0
             if good:
-                t = BatchItem.__table__  # one executemany of compare-and-set updates (Core, not ORM bulk)
+                # one executemany of compare-and-set updates (Core, not ORM bulk); SQLModel sets __table__ on
+                # table classes at runtime but does not declare it
+                t = BatchItem.__table__  # type: ignore[attr-defined]
                 accepted = (
                     session.connection()
                     .execute(
@@ -328,7 +340,7 @@ class BatchFlow:
                 session.add(BatchCallbackPage(batch_id=batch.id, seq=cb.callback_seq, received_at=now))
             session.exec(
                 update(Batch)
-                .where(Batch.id == batch.id)
+                .where(col(Batch.id) == batch.id)
                 .values(callbacks_expected=cb.total_callbacks, updated_at=now)
             )
             self._claim_batch(session, batch.id, ("sent",), phase="receiving", status="signing")
@@ -341,7 +353,7 @@ class BatchFlow:
                 # all pages in: whatever is still pending was declined
                 session.exec(
                     update(BatchItem)
-                    .where(BatchItem.batch_id == batch.id, BatchItem.status == "pending")
+                    .where(col(BatchItem.batch_id) == batch.id, col(BatchItem.status) == "pending")
                     .values(
                         status="declined",
                         error_code="declined",
@@ -367,7 +379,7 @@ class BatchFlow:
         bind_batch(batch_id)
         spec = self.ctx.iamsmart.services_spec()
         with self.session() as session:
-            batch = session.get(Batch, batch_id)
+            batch = session.get_one(Batch, batch_id)
             received = session.exec(
                 select(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.status == "received")
             ).all()
@@ -379,7 +391,7 @@ class BatchFlow:
                 it.record_json,
                 str(folder / it.prepared_name),
                 str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
-                base64.b64decode(json.loads(it.result_json)["pdfSignature"]),
+                base64.b64decode(json.loads(_stored(it.result_json, it.id))["pdfSignature"]),
             )
             for it in mine
         ]
@@ -416,7 +428,7 @@ class BatchFlow:
                 {
                     d.id: d
                     for d in session.exec(
-                        select(Document).where(Document.id.in_([it.document_id for it in mine]))
+                        select(Document).where(col(Document.id).in_([it.document_id for it in mine]))
                     )
                 }
                 if mine
@@ -463,7 +475,7 @@ class BatchFlow:
             self.session,
             lambda: (
                 update(BatchItem)
-                .where(BatchItem.id.in_(item_ids), BatchItem.status == "embedding")
+                .where(col(BatchItem.id).in_(item_ids), col(BatchItem.status) == "embedding")
                 .values(updated_at=self.ctx.clock())
             ),
             self.settings.stale_after_s,
@@ -471,7 +483,7 @@ class BatchFlow:
 
     async def _close_if_done(self, batch_id: str) -> None:
         with self.session() as session:
-            batch = session.get(Batch, batch_id)
+            batch = session.get_one(Batch, batch_id)
             if batch.status in BATCH_TERMINAL or batch.phase != "receiving":
                 return
             if (
@@ -527,7 +539,9 @@ class BatchFlow:
         with self.session() as session:
             for batch in session.exec(
                 select(Batch).where(
-                    Batch.status == "pending", Batch.expires_at < now, Batch.phase.in_(("prepared", "sent"))
+                    Batch.status == "pending",
+                    Batch.expires_at < now,
+                    col(Batch.phase).in_(("prepared", "sent")),
                 )
             ).all():
                 self._end(
@@ -567,3 +581,10 @@ class BatchFlow:
             session.commit()
         for batch_id in batches:
             self.ctx.queue.enqueue_embed_batch(batch_id)
+
+
+def _stored(value: str | None, item_id: str) -> str:
+    """A JSON column the item has by now (the record once prepared, the result once received)."""
+    if value is None:
+        raise ValueError(f"batch item {item_id} reached this step without its stored JSON")
+    return value

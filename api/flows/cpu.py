@@ -13,7 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuPool", "prepare_pdfs", "verify_pdf_signatures", "finish_pdf", "finish_pdfs", "chunks"]
+__all__ = ["CpuPool", "chunks", "finish_pdf", "finish_pdfs", "prepare_pdfs", "verify_pdf_signatures"]
 
 
 def _services(spec: dict):

@@ -94,18 +94,14 @@ def issued_by_trusted_issuer(
         if cert.issuer != issuer.subject:
             continue
         key = issuer.public_key()
+        digest = cert.signature_hash_algorithm
+        if digest is None:  # Ed25519/Ed448 signatures: not made by an RSA or EC issuer key
+            continue
         try:
             if isinstance(key, rsa.RSAPublicKey):
-                key.verify(
-                    cert.signature,
-                    cert.tbs_certificate_bytes,
-                    padding.PKCS1v15(),
-                    cert.signature_hash_algorithm,
-                )
+                key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
             elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(
-                    cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
-                )
+                key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
             else:
                 continue
         except InvalidSignature:

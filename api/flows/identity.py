@@ -14,7 +14,7 @@ from api.errors import ApiError
 from signing.iamsmart.client import Token
 from signing.iamsmart.protocol import hkic_hash, normalise_hkid
 
-__all__ = ["HkidSigner", "hkid_signer", "keyed_hash", "SignerSpec", "ResolvedSigner", "resolve_signer"]
+__all__ = ["HkidSigner", "ResolvedSigner", "SignerSpec", "hkid_signer", "keyed_hash", "resolve_signer"]
 
 
 def keyed_hash(secret: bytes, kind: str, value: str) -> str:

@@ -17,12 +17,12 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.flows.audit import append_audit
 from api.flows.crashpoints import crashpoint
@@ -57,6 +57,23 @@ _STATUS_FOR_CODE = {
 
 def _code_text(code: Any) -> str:
     return code.value if isinstance(code, ReturnCode) else str(code)
+
+
+class _Initiation(TypedDict):
+    """The arguments every iAM Smart signing initiation takes."""
+
+    business_id: str
+    service_name: str
+    document_name: str
+    department: str | None
+    state: str
+
+
+def _to_be_signed(record: PreparedSignature) -> bytes:
+    """The bytes the signer's key signs in hash mode (phase 1 always records them there)."""
+    if record.to_be_signed is None:
+        raise ValueError("a hash-mode signature was prepared without the bytes to be signed")
+    return record.to_be_signed
 
 
 class SigningFlow:
@@ -123,12 +140,12 @@ class SigningFlow:
         phases = (expect_phase,) if isinstance(expect_phase, str) else expect_phase
         values["updated_at"] = self.clock()
         conditions = [
-            SigningRequest.id == req_id,
-            SigningRequest.status == "pending",
-            SigningRequest.phase.in_(phases),
+            col(SigningRequest.id) == req_id,
+            col(SigningRequest.status) == "pending",
+            col(SigningRequest.phase).in_(phases),
         ]
         if expect_updated_at is not None:
-            conditions.append(SigningRequest.updated_at == expect_updated_at)
+            conditions.append(col(SigningRequest.updated_at) == expect_updated_at)
         result = session.exec(update(SigningRequest).where(*conditions).values(**values))
         return result.rowcount == 1
 
@@ -161,7 +178,7 @@ class SigningFlow:
                 SigningRequest.status == "completed",
                 SigningRequest.mode == "hash",
             )
-            .order_by(SigningRequest.updated_at.desc())
+            .order_by(col(SigningRequest.updated_at).desc())
             .limit(1)
         ).all()
         for row in rows:
@@ -299,14 +316,18 @@ class SigningFlow:
         token: Token | None,
         filename: str,
     ):
-        common = {
-            "business_id": req.business_id,
-            "service_name": self.settings.service_name,
-            "document_name": filename[:255],
-            "department": self.settings.department,
-            "state": req.business_id,
-        }
+        common = _Initiation(
+            business_id=req.business_id,
+            service_name=self.settings.service_name,
+            document_name=filename[:255],
+            department=self.settings.department,
+            state=req.business_id,
+        )
+        # resolve_signer gives the anonymous flow an HKICHash and the account flow a token; hash mode
+        # always prepares the bytes to be signed
         if req.flow == "anonymous":
+            if hkic is None:
+                raise ValueError("anonymous signing needs the signer's HKICHash")
             if record.mode is RemoteMode.PDF:
                 return await self.client.anonymous_sign_pdf(
                     doc_digest=record.document_digest,
@@ -315,19 +336,21 @@ class SigningFlow:
                     **common,
                 )
             return await self.client.anonymous_sign_hash(
-                hash_code=record.to_be_signed,
+                hash_code=_to_be_signed(record),
                 hkic_hash=hkic,
                 redirect_uri=self.redirect_url,
                 sig_algo=record.sig_algo,
                 **common,
             )
+        if token is None:
+            raise ValueError("account signing needs the signer's iAM Smart token")
         if record.mode is RemoteMode.PDF:
             return await self.client.account_sign_pdf(
                 token=token, doc_digest=record.document_digest, redirect_uri=self.callback_url, **common
             )
         return await self.client.account_sign_hash(
             token=token,
-            hash_code=record.to_be_signed,
+            hash_code=_to_be_signed(record),
             redirect_uri=self.callback_url,
             sig_algo=record.sig_algo,
             **common,
@@ -453,9 +476,11 @@ class SigningFlow:
 
     async def _embed_claimed(self, req_id: str) -> None:
         with self.session() as session:
-            req = session.get(SigningRequest, req_id)
-            source = session.get(Document, req.document_id)
+            req = session.get_one(SigningRequest, req_id)  # claimed just now: it exists
+            source = session.get_one(Document, req.document_id)
             record = PreparedSignature.loads(req.record_json)
+            if req.result_json is None:
+                raise ValueError(f"{req_id} was claimed for embedding without a stored result")
             result = json.loads(req.result_json)
             signed_path = self._signed_path(req)
             try:
@@ -528,7 +553,7 @@ class SigningFlow:
             self.session,
             lambda: (
                 update(SigningRequest)
-                .where(SigningRequest.id == req_id, SigningRequest.phase == "embedding")
+                .where(col(SigningRequest.id) == req_id, col(SigningRequest.phase) == "embedding")
                 .values(updated_at=self.clock())
             ),
             self.settings.stale_after_s,
@@ -541,6 +566,8 @@ class SigningFlow:
             cert_der = base64.b64decode(result["cert"])
             cert = cms_checks.load_certificate(cert_der)
             cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
+            if record.signed_attrs_der is None:
+                raise ValueError("a hash-mode signature was prepared without its signed attributes")
             cms_checks.verify_raw_signature(
                 base64.b64decode(result["signature"]), record.signed_attrs_der, cert
             )
@@ -664,7 +691,7 @@ class SigningFlow:
                 select(SigningRequest)
                 .where(
                     SigningRequest.status == "pending",
-                    SigningRequest.phase.in_(("prepared", "sent")),
+                    col(SigningRequest.phase).in_(("prepared", "sent")),
                     SigningRequest.expires_at < now,
                 )
                 .limit(500)
@@ -704,7 +731,7 @@ class SigningFlow:
                 select(SigningRequest)
                 .where(
                     SigningRequest.status == "pending",
-                    SigningRequest.phase.in_(("result_received", "embedding")),
+                    col(SigningRequest.phase).in_(("result_received", "embedding")),
                     SigningRequest.updated_at < stale,
                 )
                 .limit(100)

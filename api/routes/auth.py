@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
+from api.deps import FlowDep, SettingsDep
 from api.errors import ApiError
 from api.openapi import errors
 from signing.iamsmart.errors import IamSmartError
@@ -25,12 +26,11 @@ router = APIRouter(prefix="/v1/auth/iamsmart", tags=["iAM Smart login"])
     response_class=RedirectResponse,
     responses={302: {"description": "Redirect to iAM Smart's getQR page"}},
 )
-def login(request: Request, lang: str = "zh-HK") -> RedirectResponse:
+def login(flow: FlowDep, settings: SettingsDep, lang: str = "zh-HK") -> RedirectResponse:
     """Redirect to iAM Smart's QR / app login asking for the signing scope."""
-    flow = request.app.state.flow
     state = secrets.token_urlsafe(18)[:24]
     url = flow.client.qr_url(
-        f"{request.app.state.settings.base_url}/v1/auth/iamsmart/callback",
+        f"{settings.base_url}/v1/auth/iamsmart/callback",
         ("eidapi_auth", "eidapi_sign"),
         state=state,
         lang=lang if lang in ("en-US", "zh-HK", "zh-CN") else "zh-HK",
@@ -40,13 +40,13 @@ def login(request: Request, lang: str = "zh-HK") -> RedirectResponse:
 
 @router.get("/callback", responses=errors(400))
 async def login_callback(
-    request: Request, code: str | None = None, error_code: str | None = None, state: str | None = None
+    flow: FlowDep, code: str | None = None, error_code: str | None = None, state: str | None = None
 ) -> dict:
     """Exchange iAM Smart's code for the signer's token."""
     if error_code or not code:
         raise ApiError(400, "login_failed", f"iAM Smart login did not succeed ({error_code or 'no code'})")
     try:
-        token = await request.app.state.flow.client.get_token(code)
+        token = await flow.client.get_token(code)
     except IamSmartError as exc:
         raise ApiError(400, "login_failed", f"iAM Smart refused the login code: {exc}") from None
     return {

@@ -7,14 +7,14 @@ import os
 import zipfile
 from typing import Literal
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
-from sqlmodel import select
+from sqlmodel import col, select
 
-from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
+from api.deps import BatchFlowDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
-from api.flows.batch import MAX_BATCH_DOCUMENTS
+from api.flows.batch import MAX_BATCH_DOCUMENTS, BatchFlow
 from api.flows.identity import SignerSpec
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
@@ -82,9 +82,9 @@ class BatchPublic(BaseModel):
 _ITEM_PUBLIC = {"received": "signing", "embedding": "signing"}
 
 
-def _public(request: Request, session, batch: Batch) -> BatchPublic:
+def _public(batch_flow: BatchFlow, session, batch: Batch) -> BatchPublic:
     items = session.exec(
-        select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)
+        select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(col(BatchItem.position))
     ).all()
     docs = [
         BatchDocumentOut(
@@ -106,7 +106,7 @@ def _public(request: Request, session, batch: Batch) -> BatchPublic:
         sign_code=batch.sign_code,
         expires_at=batch.expires_at,
         level=batch.level,
-        signer_url=request.app.state.batch_flow.signer_url(batch),
+        signer_url=batch_flow.signer_url(batch),
         counts=BatchCounts(total=len(docs), completed=done, pending=open_, failed=len(docs) - done - open_),
         documents=docs,
         created_at=batch.created_at,
@@ -124,7 +124,7 @@ def _owned(session, org, batch_id: str) -> Batch:
 @router.post("", status_code=201, response_model=BatchPublic, responses=errors(400, 404))
 async def create_batch(
     body: BatchCreate,
-    request: Request,
+    batch_flow: BatchFlowDep,
     org: OrgDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -134,7 +134,7 @@ async def create_batch(
     if len(set(body.document_ids)) != len(body.document_ids):
         raise ApiError(422, "duplicate_documents", "each document may appear only once in a batch")
     docs = [owned_document(session, org, d) for d in body.document_ids]
-    batch = await request.app.state.batch_flow.create(
+    batch = await batch_flow.create(
         session,
         org,
         docs,
@@ -146,22 +146,24 @@ async def create_batch(
         idempotency_key=idempotency_key,
     )
     session.refresh(batch)
-    return _public(request, session, batch)
+    return _public(batch_flow, session, batch)
 
 
 @router.get("/{batch_id}", response_model=BatchPublic, responses=errors(404))
-def get_batch(batch_id: str, request: Request, org: OrgDep, session: SessionDep) -> BatchPublic:
-    return _public(request, session, _owned(session, org, batch_id))
+def get_batch(batch_id: str, batch_flow: BatchFlowDep, org: OrgDep, session: SessionDep) -> BatchPublic:
+    return _public(batch_flow, session, _owned(session, org, batch_id))
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=errors(404, 409))
-async def cancel_batch(batch_id: str, request: Request, org: OrgDep, session: SessionDep) -> BatchPublic:
+async def cancel_batch(
+    batch_id: str, batch_flow: BatchFlowDep, org: OrgDep, session: SessionDep
+) -> BatchPublic:
     batch = _owned(session, org, batch_id)
-    if not await request.app.state.batch_flow.cancel(session, batch):
+    if not await batch_flow.cancel(session, batch):
         session.refresh(batch)
         raise ApiError(409, "not_pending", f"the batch is {batch.status} and can no longer be cancelled")
     session.refresh(batch)
-    return _public(request, session, batch)
+    return _public(batch_flow, session, batch)
 
 
 @router.get(
@@ -193,7 +195,7 @@ def get_batch_zip(
     items = session.exec(
         select(BatchItem)
         .where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")
-        .order_by(BatchItem.position)
+        .order_by(col(BatchItem.position))
     ).all()
     docs = [live_document(session, it.signed_document_id) for it in items]  # 410 before any zip is made
     tmp = store.temp_path(".zip")

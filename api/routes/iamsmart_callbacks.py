@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.deps import BatchFlowDep, FlowDep
 from api.openapi import errors
 from signing.iamsmart.errors import IamSmartError
 
@@ -18,14 +19,13 @@ _MAX_BULK_CALLBACK = 64 * 1024 * 1024  # 1000 CMS of a few KB each, Base64 and e
 
 
 @router.post("/callback", responses=errors(400, 404, 413))
-async def signing_callback(request: Request) -> JSONResponse:
+async def signing_callback(request: Request, flow: FlowDep) -> JSONResponse:
     """iAM Smart POSTs the signing result here. Forged, unreadable or unknown answers change nothing."""
     body = await request.body()
     if len(body) > _MAX_CALLBACK:
         return JSONResponse(
             {"error": {"code": "too_large", "message": "callback too large"}}, status_code=413
         )
-    flow = request.app.state.flow
     try:
         cb = flow.client.decrypt_callback(body)
     except (IamSmartError, ValueError, TypeError, KeyError) as exc:
@@ -47,13 +47,13 @@ async def signing_callback(request: Request) -> JSONResponse:
     response_class=HTMLResponse,
     responses={404: {"description": "Unknown request (an HTML page)", "content": {"text/html": {}}}},
 )
-async def signing_redirect(request: Request) -> HTMLResponse:
+async def signing_redirect(request: Request, flow: FlowDep) -> HTMLResponse:
     """The signer's browser returns here after approving on the phone (anonymous signing)."""
     q = request.query_params
     business_id = q.get("businessID") or q.get("state")
-    outcome = await request.app.state.flow.take_redirect(business_id, q.get("code"), q.get("error_code"))
-    with request.app.state.flow.session() as session:
-        req = request.app.state.flow.find_by_business_id(session, business_id)
+    outcome = await flow.take_redirect(business_id, q.get("code"), q.get("error_code"))
+    with flow.session() as session:
+        req = flow.find_by_business_id(session, business_id)
     if req is None:
         return HTMLResponse("<p>Unknown signing request. 找不到此簽署要求。</p>", status_code=404)
     return HTMLResponse(
@@ -63,22 +63,21 @@ async def signing_redirect(request: Request) -> HTMLResponse:
 
 
 @router.post("/bulk/token", responses=errors(400, 404, 413))
-async def bulk_token_callback(request: Request) -> JSONResponse:
+async def bulk_token_callback(request: Request, flow: FlowDep, batch_flow: BatchFlowDep) -> JSONResponse:
     """iAM Smart sends a bulk request's BSQC token here (needed to enquire or cancel)."""
     body = await request.body()
     if len(body) > _MAX_CALLBACK:
         return JSONResponse(
             {"error": {"code": "too_large", "message": "callback too large"}}, status_code=413
         )
-    flows = request.app.state
     try:
-        cb = flows.flow.client.decrypt_callback(body)
+        cb = flow.client.decrypt_callback(body)
     except (IamSmartError, ValueError, TypeError, KeyError):
         return JSONResponse(
             {"error": {"code": "undecryptable", "message": "the callback cannot be decrypted"}},
             status_code=400,
         )
-    outcome = flows.batch_flow.take_token(
+    outcome = batch_flow.take_token(
         cb.business_id, getattr(cb, "bsqc_token", None) or cb.content.get("BSQCToken")
     )
     status = 404 if outcome == "unknown" else 200
@@ -86,7 +85,7 @@ async def bulk_token_callback(request: Request) -> JSONResponse:
 
 
 @router.post("/bulk/callback", responses=errors(400, 404, 413))
-async def bulk_result_callback(request: Request) -> JSONResponse:
+async def bulk_result_callback(request: Request, batch_flow: BatchFlowDep) -> JSONResponse:
     """iAM Smart POSTs bulk results here: multipart ``sigMetada`` (+ ``sigFile``), possibly in pages."""
     from signing.iamsmart.bulk import split_multipart
 
@@ -97,7 +96,7 @@ async def bulk_result_callback(request: Request) -> JSONResponse:
         )
     try:
         parts = split_multipart(body, request.headers.get("content-type", ""))
-        outcome = await request.app.state.batch_flow.take_callback(parts)
+        outcome = await batch_flow.take_callback(parts)
     except (IamSmartError, ValueError, TypeError, KeyError) as exc:
         log.warning("bulk callback refused: %s", type(exc).__name__)
         return JSONResponse(

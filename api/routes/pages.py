@@ -9,7 +9,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import select
 
+from api.deps import FlowDep
 from api.errors import ApiError
+from api.flows.signing import SigningFlow
 from api.store.models import Batch, BatchItem, Document, SigningRequest
 
 router = APIRouter(include_in_schema=False)
@@ -27,9 +29,9 @@ STATUS_LABELS = {
 }
 
 
-def _request(request: Request, request_id: str) -> tuple[SigningRequest | Batch, str]:
+def _request(flow: SigningFlow, request_id: str) -> tuple[SigningRequest | Batch, str]:
     """A signing request or a batch (both have a signer page), and what to call its document(s)."""
-    with request.app.state.flow.session() as session:
+    with flow.session() as session:
         if request_id.startswith("bt_"):
             batch = session.get(Batch, request_id)
             if batch is None:
@@ -39,12 +41,12 @@ def _request(request: Request, request_id: str) -> tuple[SigningRequest | Batch,
         req = session.get(SigningRequest, request_id)
         if req is None:
             raise ApiError(404, "not_found", "no such signing request")
-        return req, session.get(Document, req.document_id).filename
+        return req, session.get_one(Document, req.document_id).filename
 
 
 @router.get("/sign/{request_id}", response_class=HTMLResponse)
-def signer_page(request_id: str, request: Request) -> HTMLResponse:
-    req, filename = _request(request, request_id)
+def signer_page(request_id: str, request: Request, flow: FlowDep) -> HTMLResponse:
+    req, filename = _request(flow, request_id)
     return templates.TemplateResponse(
         request,
         "sign.html",
@@ -54,7 +56,7 @@ def signer_page(request_id: str, request: Request) -> HTMLResponse:
             "status": req.status,
             "status_text": STATUS_LABELS.get(req.status, req.status),
             "labels": STATUS_LABELS,
-            "qr_url": request.app.state.flow.qr_url(req)
+            "qr_url": flow.qr_url(req)
             if isinstance(req, SigningRequest) and req.status == "pending"
             else None,
             "expires_at": req.expires_at.isoformat(timespec="seconds"),
@@ -64,7 +66,7 @@ def signer_page(request_id: str, request: Request) -> HTMLResponse:
 
 
 @router.get("/sign/{request_id}/status")
-def signer_status(request_id: str, request: Request) -> dict:
+def signer_status(request_id: str, flow: FlowDep) -> dict:
     """What the signer page polls: status only, nothing about the document or the signer."""
-    req, _ = _request(request, request_id)
+    req, _ = _request(flow, request_id)
     return {"status": req.status}

@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
-from sqlmodel import select
+from sqlmodel import col, select
 
-from api.deps import IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
+from api.deps import FlowDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.identity import SignerSpec
+from api.flows.signing import SigningFlow
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.store.models import SigningRequest
@@ -91,8 +92,7 @@ class SigningRequestPublic(BaseModel):
     updated_at: dt.datetime
 
 
-def public(request: Request, req: SigningRequest) -> SigningRequestPublic:
-    flow = request.app.state.flow
+def public(flow: SigningFlow, req: SigningRequest) -> SigningRequestPublic:
     return SigningRequestPublic(
         id=req.id,
         status=req.status,
@@ -120,7 +120,7 @@ def owned_request(session, org, request_id: str) -> SigningRequest:
 @router.post("", status_code=201, response_model=SigningRequestPublic, responses=errors(400, 404))
 async def create_signing_request(
     body: SigningRequestCreate,
-    request: Request,
+    flow: FlowDep,
     org: OrgDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -129,7 +129,7 @@ async def create_signing_request(
     """Prepare the document and ask iAM Smart for the signer's approval."""
     doc = owned_document(session, org, body.document_id)
     level = PadesLevel(body.level or settings.default_level).value
-    req = await request.app.state.flow.create(
+    req = await flow.create(
         session,
         org,
         doc,
@@ -143,7 +143,7 @@ async def create_signing_request(
         idempotency_key=idempotency_key,
     )
     session.refresh(req)
-    return public(request, req)
+    return public(flow, req)
 
 
 class SigningRequestList(BaseModel):
@@ -152,7 +152,7 @@ class SigningRequestList(BaseModel):
 
 @router.get("", response_model=SigningRequestList)
 def list_signing_requests(
-    request: Request,
+    flow: FlowDep,
     org: OrgDep,
     session: SessionDep,
     document_id: str | None = None,
@@ -165,27 +165,27 @@ def list_signing_requests(
         q = q.where(SigningRequest.document_id == document_id)
     if status:
         q = q.where(SigningRequest.status == status)
-    rows = session.exec(q.order_by(SigningRequest.created_at.desc()).limit(limit)).all()
-    return SigningRequestList(items=[public(request, r) for r in rows])
+    rows = session.exec(q.order_by(col(SigningRequest.created_at).desc()).limit(limit)).all()
+    return SigningRequestList(items=[public(flow, r) for r in rows])
 
 
 @router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
 def get_signing_request(
-    request_id: str, request: Request, org: OrgDep, session: SessionDep
+    request_id: str, flow: FlowDep, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
-    return public(request, owned_request(session, org, request_id))
+    return public(flow, owned_request(session, org, request_id))
 
 
 @router.post("/{request_id}/cancel", response_model=SigningRequestPublic, responses=errors(404, 409))
 async def cancel_signing_request(
-    request_id: str, request: Request, org: OrgDep, session: SessionDep
+    request_id: str, flow: FlowDep, org: OrgDep, session: SessionDep
 ) -> SigningRequestPublic:
     req = owned_request(session, org, request_id)
-    if req.status != "pending" or not await request.app.state.flow.cancel(session, req, f"org:{org.id}"):
+    if req.status != "pending" or not await flow.cancel(session, req, f"org:{org.id}"):
         session.refresh(req)
         raise ApiError(409, "not_pending", f"the request is {req.status} and can no longer be cancelled")
     session.refresh(req)
-    return public(request, req)
+    return public(flow, req)
 
 
 @router.get("/{request_id}/signed-document", response_class=FileResponse, responses=errors(404, 409, 410))

@@ -14,6 +14,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from api.deps import SettingsDep
 from api.routes.pages import templates
 from signing.verify.reasons_zh import EXACT, PATTERNS, UNTRANSLATED_PREFIX
 from signing.verify.render import (
@@ -181,10 +182,10 @@ def page_labels() -> dict:
 
 
 @router.get("/verify", response_class=HTMLResponse)
-def verify_page(request: Request) -> HTMLResponse:
+def verify_page(request: Request, settings: SettingsDep) -> HTMLResponse:
     """The upload form; results are drawn in the page from the JSON of ``POST /v1/verifications``."""
     nonce = secrets.token_urlsafe(16)
-    limit = request.app.state.settings.max_upload_bytes
+    limit = settings.max_upload_bytes
     response = templates.TemplateResponse(
         request,
         "verify.html",

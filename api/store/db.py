@@ -10,7 +10,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import create_engine
 
-__all__ = ["make_engine", "migrate", "alembic_config"]
+__all__ = ["alembic_config", "make_engine", "migrate"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
 
 from fastapi import Request
 from python_multipart import MultipartParser
@@ -17,6 +18,9 @@ from python_multipart.multipart import parse_options_header
 
 from api.errors import ApiError, is_out_of_space, no_room_error
 from api.store.files import DocumentStore, StoredFile
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 __all__ = ["StagedUpload", "receive_pdf_upload"]
 
@@ -36,7 +40,7 @@ class _FilePart:
     def __init__(self, store: DocumentStore, field: str, limit: int) -> None:
         self.store, self.field, self.limit = store, field, limit
         self.tmp = store.temp_path()
-        self.out = None
+        self.out: IO[bytes] | None = None  # opened when the target part's headers end
         self.hash = hashlib.sha256()
         self.size = 0
         self.filename: str | None = None
@@ -71,7 +75,7 @@ class _FilePart:
             self.out = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if not self._in_target:
+        if not self._in_target or self.out is None:  # out is open whenever _in_target is set
             return
         chunk = data[start:end]
         self.size += len(chunk)
@@ -83,21 +87,21 @@ class _FilePart:
     def on_part_end(self) -> None:
         self._in_target = False
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
-            name: getattr(self, name)
-            for name in (
-                "on_part_begin",
-                "on_header_field",
-                "on_header_value",
-                "on_header_end",
-                "on_headers_finished",
-                "on_part_data",
-                "on_part_end",
-            )
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
         }
 
     def finish(self) -> StoredFile:
+        """The staged file; called only once the part was found (``found`` is set when ``out`` opens)."""
+        if self.out is None:
+            raise RuntimeError("finish() before the file part was found")
         self.out.flush()
         os.fsync(self.out.fileno())
         self.out.close()
@@ -138,7 +142,7 @@ async def receive_pdf_upload(
         if is_out_of_space(exc):
             raise no_room_error() from exc
         raise
-    except Exception as exc:  # noqa: BLE001 - malformed multipart bodies
+    except Exception as exc:  # malformed multipart bodies
         part.abort()
         if part.size > limit:
             raise ApiError(413, "too_large", f"the file exceeds the upload limit of {limit} bytes") from exc

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+from sqlalchemy import Update
 from sqlmodel import Session
 
 __all__ = ["heartbeat"]
@@ -14,7 +15,7 @@ __all__ = ["heartbeat"]
 
 @contextlib.asynccontextmanager
 async def heartbeat(
-    session: Callable[[], Session], touch: Callable[[], object], stale_after_s: float
+    session: Callable[[], Session], touch: Callable[[], Update], stale_after_s: float
 ) -> AsyncIterator[None]:
     """Run ``touch()`` (an UPDATE statement factory) every quarter of ``stale_after_s`` until the block ends."""
     interval = max(0.5, stale_after_s / 4)

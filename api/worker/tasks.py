@@ -192,7 +192,7 @@ class TaskQueue:
             if done or waited > 20:  # a sweep lost with a dead worker is replaced after 20 ticks
                 try:
                     pending, waited = self._sweep(), 0
-                except Exception:
+                except Exception:  # the queue may be briefly unreachable; try next tick
                     log.exception("could not enqueue the sweep")
 
     def stop_consumer(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -27,9 +26,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from fixtures.generate import simple_pdf  # noqa: E402
-from tests.databases import database_url  # noqa: E402
-from tests.topology import start_topology  # noqa: E402
+from fixtures.generate import simple_pdf
+from tests.databases import database_url
+from tests.topology import start_topology
 
 SIGNER = "A123456(3)"
 STEPS = ("upload", "request", "approve", "completed", "download")
@@ -112,7 +111,7 @@ async def flows(top, pdf: bytes, clients: int, total: int) -> tuple[float, dict[
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
 
 
 async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[tuple[int, float]]:
@@ -172,7 +171,7 @@ def main() -> None:
                 },
             )
             stack.callback(top.stop)
-            stack.callback(lambda: _report_errors(tmp))
+            stack.callback(_report_errors, tmp)
             top.proxy_state["default"] = top.replicas[0].url
             pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
             print(f"\n### {backend}: end-to-end flows (B-B, PDF mode, HKID signer)\n")
