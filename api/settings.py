@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         default_factory=list, description="PEM roots for B-LT revocation gathering (sandbox root added)."
     )
     tsa_url: str | None = Field(None, description="RFC 3161 TSA; default the sandbox TSA in sandbox mode.")
+    augment_attempts: int = Field(
+        4, ge=1, le=10, description="Tries to reach the TSA/OCSP/CRL a level needs before a signature fails."
+    )
+    augment_retry_delay_s: float = Field(
+        1.0, ge=0, le=60, description="Wait before the second try; doubled before each next one."
+    )
     default_level: Level = Field(
         "B-LTA", description="PAdES level of a request or batch that names none (B-T and up need a TSA)."
     )

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from .databases import PG_ADMIN_URL
+
+SIGNER = "A123456(3)"
 from .faults import CuttableLink, small_filesystem
 from .service_fixtures import running_service
 
@@ -98,3 +100,84 @@ def test_queue_away_leaves_recorded_work_for_the_sweep_instead_of_failing_the_ca
         assert queue.huey.dequeue() is None  # the consumer's read waits and retries instead of raising
     finally:
         link.close()
+
+
+def _signing_request(c, level: str = "B-T") -> dict:
+    from fixtures.generate import simple_pdf
+
+    doc = c.post("/v1/documents", files={"file": ("a.pdf", _letter(simple_pdf), "application/pdf")}).json()
+    r = c.post(
+        "/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": level}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _letter(simple_pdf) -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        return simple_pdf(Path(d) / "letter.pdf").read_bytes()
+
+
+def _final(c, req_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = c.get(f"/v1/signing-requests/{req_id}").json()
+        if body["status"] != "pending":
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"still pending: {body}")
+
+
+@pytest.fixture
+def tsa_link():
+    link = CuttableLink(("127.0.0.1", 9))  # pointed at the service once it listens
+    yield link
+    link.close()
+
+
+def _through_tsa_link(tmp_path, link: CuttableLink, **kw):
+    svc = running_service(
+        tmp_path,
+        tsa_url=f"http://127.0.0.1:{link.port}/sandbox/pki/tsa",
+        augment_retry_delay_s=0.5,
+        **kw,
+    )
+    return svc
+
+
+def test_a_tsa_away_for_a_moment_is_retried_and_the_signature_completes(tmp_path, tsa_link):
+    with _through_tsa_link(tmp_path, tsa_link, augment_attempts=4) as svc, svc.client() as c:
+        tsa_link.upstream = ("127.0.0.1", svc.settings.port)
+        req = _signing_request(c)
+        tsa_link.cut()
+        assert (
+            c.post(
+                "/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]}
+            ).status_code
+            == 200
+        )
+        time.sleep(1.0)  # the first tries fail while the TSA is away
+        tsa_link.restore()
+        done = _final(c, req["id"])
+        assert done["status"] == "completed", done
+
+
+def test_a_tsa_away_for_good_fails_with_a_clear_code_after_the_retries(tmp_path, tsa_link):
+    with _through_tsa_link(tmp_path, tsa_link, augment_attempts=3) as svc, svc.client() as c:
+        tsa_link.upstream = ("127.0.0.1", svc.settings.port)
+        req = _signing_request(c)
+        tsa_link.cut()
+        t0 = time.monotonic()
+        assert (
+            c.post(
+                "/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]}
+            ).status_code
+            == 200
+        )
+        done = _final(c, req["id"])
+        assert done["status"] == "failed", done
+        assert done["error"]["code"] == "timestamp_unavailable"
+        assert time.monotonic() - t0 >= 0.5 + 1.0  # it waited through both retries first

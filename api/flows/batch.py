@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
 from api.flows.identity import SignerSpec, resolve_signer
+from api.flows.retry import retry_transient_jobs
 from api.flows.signing import signed_name
 from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
 from api.telemetry.logs import bind_batch
@@ -395,14 +396,21 @@ class BatchFlow:
             )
             for it in mine
         ]
-        async with self._heartbeat([it.id for it in mine]):
+
+        async def finish(some: list) -> list[dict]:
             parts = await asyncio.gather(
                 *(
                     self.ctx.cpu.run(finish_pdfs, part, spec)
-                    for part in chunks(jobs, self.ctx.cpu.workers * 4, at_most=25)
+                    for part in chunks(some, self.ctx.cpu.workers * 4, at_most=25)
                 )
             )
-        results = [r for part in parts for r in part]
+            return [r for part in parts for r in part]
+
+        settings = self.ctx.settings
+        async with self._heartbeat([it.id for it in mine]):
+            results = await retry_transient_jobs(
+                finish, jobs, settings.augment_attempts, settings.augment_retry_delay_s, f"batch {batch_id}"
+            )
         # another worker is finishing some of them right now (its claim was taken over): leave those to it
         busy = {
             it.id

@@ -28,6 +28,7 @@ from api.flows.audit import append_audit
 from api.flows.crashpoints import crashpoint
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.identity import SignerSpec, resolve_signer
+from api.flows.retry import retry_transient
 from api.settings import Settings
 from api.store.files import DocumentStore
 from api.store.models import Document, Organisation, SigningRequest, utcnow
@@ -489,8 +490,13 @@ class SigningFlow:
                     cert_der = base64.b64decode(result["cert"]) if req.mode == "hash" else None
                     crashpoint("embedding")
                     async with self._heartbeat(req.id):
-                        await asyncio.to_thread(
-                            _run, self._finish(record, req, result, cert_der, signed_path)
+                        await retry_transient(
+                            lambda: asyncio.to_thread(
+                                _run, self._finish(record, req, result, cert_der, signed_path)
+                            ),
+                            self.settings.augment_attempts,
+                            self.settings.augment_retry_delay_s,
+                            f"finishing {req.id}",
                         )
                 info = await asyncio.to_thread(inspect_pdf, signed_path)
                 stored = await asyncio.to_thread(self.store.adopt, signed_path)
