@@ -9,12 +9,13 @@ from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
 from api.errors import ApiError
+from api.flows.enrolment import EnrolmentFlow
 from api.settings import Settings
 from api.store.files import DocumentStore
 from api.store.keys import organisation_for_key
 from api.store.models import Organisation
 
-__all__ = ["SessionDep", "OrgDep", "StoreDep", "SettingsDep", "IdempotencyKey"]
+__all__ = ["EnrolmentDep", "IdempotencyKey", "OrgDep", "SessionDep", "SettingsDep", "StoreDep"]
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -53,6 +54,13 @@ def _organisation(request: Request, session: SessionDep) -> Organisation:
 
 
 OrgDep = Annotated[Organisation, Depends(_organisation)]
+
+
+def _enrolment(request: Request) -> EnrolmentFlow:
+    return request.app.state.enrolment
+
+
+EnrolmentDep = Annotated[EnrolmentFlow, Depends(_enrolment)]
 
 IdempotencyKey = Annotated[
     str | None,

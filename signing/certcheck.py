@@ -20,7 +20,7 @@ from pyhanko_certvalidator.errors import (
 
 from .services import SigningServices
 
-__all__ = ["CertificateStatus", "check_signer_certificate"]
+__all__ = ["CertificateStatus", "check_signer_certificate", "signer_certificate_in"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,19 @@ async def check_signer_certificate(cert_der: bytes, services: SigningServices) -
     finally:
         await vc.aclose()
     return CertificateStatus("good", "valid, chains to a trusted root, not revoked")
+
+
+def signer_certificate_in(path, field_name: str | None = None) -> bytes:
+    """The DER signer certificate of the (last, or ``field_name``) approval signature of a signed PDF."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    with open(path, "rb") as f:
+        reader = PdfFileReader(f, strict=False)
+        sigs = [
+            s
+            for s in reader.embedded_signatures
+            if s.sig_object_type == "/Sig" and (field_name is None or s.field_name == field_name)
+        ]
+        if not sigs:
+            raise ValueError("the document has no signature")
+        return sigs[-1].signer_cert.dump()

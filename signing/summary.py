@@ -121,5 +121,7 @@ def read_signature_summary(path: Path | str, field_name: str | None = None) -> S
     )
     if level is None:
         return SignatureSummary(SignatureProfile.PKCS7_DETACHED, None, augmentations)
-    profile = SignatureProfile.PADES_BASELINE if subfilter == PADES_SUBFILTER else SignatureProfile.PKCS7_DETACHED
+    profile = (
+        SignatureProfile.PADES_BASELINE if subfilter == PADES_SUBFILTER else SignatureProfile.PKCS7_DETACHED
+    )
     return SignatureSummary(profile, PadesLevel(level), augmentations)

@@ -1,0 +1,211 @@
+"""The achieved signature, said the same everywhere, and signer enrolment (issue 13).
+
+Each flow signs through the service and the sandbox; the API's ``signature``, the webhook payload, the
+audit entry and ``iamsign verify`` on the downloaded file must name the same profile and level.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from api.cli.main import app as cli_app
+from api.store.models import WebhookDelivery
+from fixtures.generate import simple_pdf
+
+from .service_fixtures import running_service
+
+SIGNER = "A123456(3)"  # the sandbox's iAM Smart+ user CHAN Tai Man
+LEVELS = ["B-B", "B-T", "B-LT", "B-LTA"]
+AUGMENTATIONS = {
+    "B-B": [],
+    "B-T": ["signature-timestamp"],
+    "B-LT": ["signature-timestamp", "dss"],
+    "B-LTA": ["signature-timestamp", "dss", "document-timestamp"],
+}
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    with running_service(tmp_path_factory.mktemp("profiles"), "sqlite") as s:
+        yield s
+
+
+def upload(c, tmp_path, name="letter.pdf") -> str:
+    pdf = simple_pdf(tmp_path / name)
+    r = c.post("/v1/documents", files={"file": (name, pdf.read_bytes(), "application/pdf")})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def approve(c, sign_code: str) -> None:
+    r = c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": sign_code})
+    assert r.status_code == 200, r.text
+
+
+def wait(c, path: str, timeout: float = 90, until=lambda b: b["status"] != "pending") -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = c.get(path).json()
+        if until(body):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{path} still {body}")
+
+
+def enrol(c) -> dict:
+    r = c.post("/v1/signers", json={"signer": {"hkid": SIGNER}})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "pending" and body["sign_code"], body
+    assert "enrol my iAM Smart-Cert" in body["statement"]
+    approve(c, body["sign_code"])
+    done = wait(c, f"/v1/signers/{body['id']}")
+    assert done["status"] == "enrolled", done
+    return done
+
+
+def forget_all(c, svc) -> None:
+    from api.store.models import SignerEnrolment
+
+    with Session(svc.app.state.engine) as s:
+        for row in s.exec(select(SignerEnrolment)).all():
+            assert c.delete(f"/v1/signers/{row.id}").status_code == 204
+
+
+def verify_cli(svc, path) -> dict:
+    root = svc.app.state.sandbox_pki.root.public_bytes(Encoding.PEM)
+    root_file = path.with_suffix(".root.pem")
+    root_file.write_bytes(root)
+    result = CliRunner().invoke(
+        cli_app,
+        ["verify", str(path), "--json", "--trust", str(root_file), "--data-dir", str(svc.settings.data_dir)],
+    )
+    report = json.loads(result.stdout)
+    return next(s for s in report["signatures"] if s["field"] == report["signatures"][0]["field"])
+
+
+def from_report(sig: dict) -> tuple[str, str | None]:
+    profile = "pades-baseline" if sig["pades_level"] else "pkcs7-detached"
+    return profile, sig["pades_level"]
+
+
+def webhook_body(svc, request_id: str) -> dict:
+    with Session(svc.app.state.engine) as s:
+        row = s.exec(select(WebhookDelivery).where(WebhookDelivery.request_id == request_id)).one()
+        return json.loads(row.body)
+
+
+def sign_once(c, svc, tmp_path, **body) -> tuple[dict, bytes]:
+    doc = upload(c, tmp_path)
+    r = c.post(
+        "/v1/signing-requests",
+        json={
+            "document_id": doc,
+            "signer": {"hkid": SIGNER},
+            "webhook_url": "http://127.0.0.1:9/hook",
+            **body,
+        },
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    approve(c, created["sign_code"])
+    done = wait(c, f"/v1/signing-requests/{created['id']}")
+    assert done["status"] == "completed", done
+    pdf = c.get(f"/v1/signing-requests/{created['id']}/signed-document").content
+    return done | {"created": created}, pdf
+
+
+def assert_agree(c, svc, tmp_path, done: dict, pdf: bytes) -> dict:
+    """API, webhook, audit and ``iamsign verify`` say the same profile and level; returns the signature."""
+    sig = done["signature"]
+    assert sig is not None
+    hook = webhook_body(svc, done["id"])
+    assert hook["signature"] == sig and hook["requested_level"] == done["requested_level"]
+    audit = c.get(f"/v1/signing-requests/{done['id']}/audit").json()["entries"]
+    completed = next(e for e in audit if e["event"] == "completed")
+    assert json.dumps(sig) in completed["detail"]
+    label = f"PAdES {sig['level']}" if sig["level"] else "PKCS#7 detached"
+    assert label in completed["detail"]
+    path = tmp_path / f"{done['id']}.pdf"
+    path.write_bytes(pdf)
+    report = verify_cli(svc, path)
+    assert from_report(report) == (sig["profile"], sig["level"]), report
+    assert report["indication"] == "TOTAL-PASSED", report
+    return sig
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_not_enrolled_default_is_pdf_mode_and_labelled_pkcs7(svc, tmp_path, level):
+    with svc.client() as c:
+        forget_all(c, svc)
+        done, pdf = sign_once(c, svc, tmp_path, level=level)
+        assert done["mode"] == "pdf" and done["requested_level"] == level == done["level"]
+        expected = {"profile": "pkcs7-detached", "level": None, "augmentations": AUGMENTATIONS[level]}
+        assert done["created"]["expected_signature"] == expected
+        assert assert_agree(c, svc, tmp_path, done, pdf) == expected
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_enrolled_signer_default_is_hash_mode_pades_at_each_level(svc, tmp_path, level):
+    with svc.client() as c:
+        forget_all(c, svc)
+        enrolled = enrol(c)
+        assert enrolled["certificate"]["fingerprint_sha256"] and "CHAN" in enrolled["certificate"]["subject"]
+        done, pdf = sign_once(c, svc, tmp_path, level=level)
+        expected = {"profile": "pades-baseline", "level": level, "augmentations": AUGMENTATIONS[level]}
+        assert done["mode"] == "hash"
+        assert done["created"]["expected_signature"] == expected
+        assert assert_agree(c, svc, tmp_path, done, pdf) == expected
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_enrolled_signer_in_pdf_mode_is_still_pkcs7(svc, tmp_path, level):
+    with svc.client() as c:
+        forget_all(c, svc)
+        enrol(c)
+        done, pdf = sign_once(c, svc, tmp_path, level=level, mode="pdf")
+        expected = {"profile": "pkcs7-detached", "level": None, "augmentations": AUGMENTATIONS[level]}
+        assert assert_agree(c, svc, tmp_path, done, pdf) == expected
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_hash_mode_without_enrolment_says_what_it_made(svc, tmp_path, level):
+    with svc.client() as c:
+        forget_all(c, svc)
+        done, pdf = sign_once(c, svc, tmp_path, level=level, mode="hash")
+        sig = assert_agree(c, svc, tmp_path, done, pdf)
+        assert sig == done["created"]["expected_signature"]  # what was promised is what was made
+
+
+def test_require_pades_refused_at_creation_with_the_reason(svc, tmp_path):
+    with svc.client() as c:
+        forget_all(c, svc)
+        doc = upload(c, tmp_path)
+        for extra in ({}, {"mode": "pdf"}, {"mode": "hash"}):
+            r = c.post(
+                "/v1/signing-requests",
+                json={
+                    "document_id": doc,
+                    "signer": {"hkid": SIGNER},
+                    "require_profile": "pades-baseline",
+                    **extra,
+                },
+            )
+            assert r.status_code == 422, r.text
+            err = r.json()["error"]
+            assert err["code"] == "profile_unavailable"
+            assert ("signingTime" in err["message"]) or ("POST /v1/signers" in err["message"])
+        enrol(c)
+        r = c.post(
+            "/v1/signing-requests",
+            json={"document_id": doc, "signer": {"hkid": SIGNER}, "require_profile": "pades-baseline"},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["expected_signature"]["profile"] == "pades-baseline"
+        c.post(f"/v1/signing-requests/{r.json()['id']}/cancel")
