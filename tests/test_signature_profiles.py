@@ -209,3 +209,63 @@ def test_require_pades_refused_at_creation_with_the_reason(svc, tmp_path):
         assert r.status_code == 201, r.text
         assert r.json()["expected_signature"]["profile"] == "pades-baseline"
         c.post(f"/v1/signing-requests/{r.json()['id']}/cancel")
+
+
+@pytest.fixture(scope="module")
+def renew_svc(tmp_path_factory):
+    """A service of its own: renewing changes the sandbox user's certificate for good."""
+    with running_service(tmp_path_factory.mktemp("renewal"), "sqlite") as s:
+        yield s
+
+
+def test_renewed_certificate_fails_the_next_request_at_once_and_reenrolment_restores(renew_svc, tmp_path):
+    svc = renew_svc
+    with svc.client() as c:
+        first = enrol(c)
+        done, _ = sign_once(c, svc, tmp_path, level="B-B")
+        assert done["signature"]["profile"] == "pades-baseline"
+        r = c.post(f"/sandbox/v1/users/{SIGNER}/renew-certificate")
+        assert r.status_code == 200, r.text
+        doc = upload(c, tmp_path)
+        started = time.monotonic()
+        r = c.post("/v1/signing-requests", json={"document_id": doc, "signer": {"hkid": SIGNER}})
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "signer_reenrolment_required"
+        assert time.monotonic() - started < 10  # answered at once, nothing sent to the signer
+        assert c.get("/v1/signing-requests", params={"status": "pending"}).json()["items"] == []
+        stale = c.get(f"/v1/signers/{first['id']}").json()
+        assert stale["status"] == "reenrolment_required"
+        assert stale["error"]["code"] == "signer_reenrolment_required"
+        again = enrol(c)
+        assert again["certificate"]["fingerprint_sha256"] != first["certificate"]["fingerprint_sha256"]
+        done, pdf = sign_once(c, svc, tmp_path, level="B-LT")
+        expected = {"profile": "pades-baseline", "level": "B-LT", "augmentations": AUGMENTATIONS["B-LT"]}
+        assert assert_agree(c, svc, tmp_path, done, pdf) == expected
+
+
+def test_renewal_seen_only_in_the_answer_fails_that_request_at_once(renew_svc, tmp_path):
+    """The old certificate left valid: the signer's answer, made with the new one, fails the request there
+    and then (no wait until expiry), and the enrolment asks for re-enrolment."""
+    svc = renew_svc
+    with svc.client() as c:
+        enrolled = enrol(c)
+        r = c.post(f"/sandbox/v1/users/{SIGNER}/renew-certificate", params={"revoke_old": "false"})
+        assert r.status_code == 200, r.text
+        doc = upload(c, tmp_path)
+        r = c.post("/v1/signing-requests", json={"document_id": doc, "signer": {"hkid": SIGNER}})
+        assert r.status_code == 201, r.text
+        assert r.json()["mode"] == "hash"
+        approve(c, r.json()["sign_code"])
+        done = wait(c, f"/v1/signing-requests/{r.json()['id']}", timeout=20)
+        assert done["status"] == "failed", done
+        assert done["error"]["code"] == "signer_reenrolment_required"
+        assert c.get(f"/v1/signers/{enrolled['id']}").json()["status"] == "reenrolment_required"
+        r = c.post("/v1/signing-requests", json={"document_id": doc, "signer": {"hkid": SIGNER}})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "signer_reenrolment_required"
+        enrol(c)
+        done, _ = sign_once(c, svc, tmp_path, level="B-T")
+        assert done["signature"] == {
+            "profile": "pades-baseline",
+            "level": "B-T",
+            "augmentations": ["signature-timestamp"],
+        }
