@@ -269,3 +269,50 @@ def test_renewal_seen_only_in_the_answer_fails_that_request_at_once(renew_svc, t
             "level": "B-T",
             "augmentations": ["signature-timestamp"],
         }
+
+
+def test_enrolled_signer_hash_mode_batch_of_20_is_pades_b_lta(svc, tmp_path):
+    with svc.client() as c:
+        forget_all(c, svc)
+        doc_ids = [upload(c, tmp_path, f"letter-{i}.pdf") for i in range(20)]
+        r = c.post(
+            "/v1/batches",
+            json={"document_ids": doc_ids, "signer": {"hkid": SIGNER}, "require_profile": "pades-baseline"},
+        )
+        assert r.status_code == 422 and r.json()["error"]["code"] == "profile_unavailable", r.text
+        enrol(c)
+        r = c.post(
+            "/v1/batches",
+            json={
+                "document_ids": doc_ids,
+                "signer": {"hkid": SIGNER},
+                "level": "B-LTA",
+                "require_profile": "pades-baseline",
+                "webhook_url": "http://127.0.0.1:9/hook",
+            },
+        )
+        assert r.status_code == 201, r.text
+        batch = r.json()
+        expected = {"profile": "pades-baseline", "level": "B-LTA", "augmentations": AUGMENTATIONS["B-LTA"]}
+        assert batch["mode"] == "hash" and batch["requested_level"] == "B-LTA"
+        assert batch["expected_signature"] == expected
+        approve(c, batch["sign_code"])
+        done = wait(
+            c,
+            f"/v1/batches/{batch['id']}",
+            timeout=180,
+            until=lambda b: b["status"] not in ("pending", "signing"),
+        )
+        assert done["status"] == "completed", done
+        hook = webhook_body(svc, batch["id"])
+        assert hook["requested_level"] == "B-LTA" and hook["mode"] == "hash"
+        by_doc = {d["document_id"]: d["signature"] for d in hook["documents"]}
+        for item in done["documents"]:
+            assert item["signature"] == expected == by_doc[item["document_id"]]
+            pdf = c.get(f"/v1/batches/{batch['id']}/documents/{item['document_id']}/signed-document")
+            path = tmp_path / f"{item['document_id']}.signed.pdf"
+            path.write_bytes(pdf.content)
+            report = verify_cli(svc, path)
+            assert report["indication"] == "TOTAL-PASSED", report
+            assert report["pades_level"] == "B-LTA", report
+            assert report["subfilter"] == "/ETSI.CAdES.detached"

@@ -27,20 +27,20 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
+from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_hash_signatures, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.signing import signed_name
 from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
-from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
+from signing.iamsmart.bulk import BulkDocument, BulkHashSignature, BulkPdfSignature
 from signing.iamsmart.client import IamSmartClient, SigningResult
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
-from signing.model import PreparedSignature
+from signing.model import PreparedSignature, RemoteMode
 
-__all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
+__all__ = ["BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS", "BatchFlow"]
 
 log = logging.getLogger("iamsign.batches")
 
@@ -86,8 +86,14 @@ class BatchFlow:
         location: str | None,
         webhook_url: str | None,
         idempotency_key: str | None = None,
+        mode: str = "pdf",
+        signer_certificate_der: bytes | None = None,
     ) -> Batch:
-        """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch."""
+        """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch.
+
+        ``mode="hash"`` with the signer's enrolled certificate sends hash items (``hashCode``): every
+        signature is PAdES baseline at ``level``. PDF mode sends ``docDigest`` items (PKCS#7).
+        """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             return earlier
         who = resolve_signer(self.ctx.secret, signer)
@@ -98,6 +104,7 @@ class BatchFlow:
             business_id=uuid.uuid4().hex,
             idempotency_key=idempotency_key,
             flow=who.flow,
+            mode=mode,
             level=level,
             signer_key=who.signer_key,
             reason=reason,
@@ -110,7 +117,13 @@ class BatchFlow:
         folder = self._folder(batch.id)
         folder.mkdir(parents=True, exist_ok=True)
         items = [BatchItem(batch_id=batch.id, document_id=d.id, position=i) for i, d in enumerate(documents)]
-        options = {"level": level, "reason": reason, "location": location}
+        options = {
+            "level": level,
+            "reason": reason,
+            "location": location,
+            "mode": mode,
+            "signer_certificate_der": signer_certificate_der if mode == "hash" else None,
+        }
         jobs = [
             (str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"))
             for d, it in zip(documents, items, strict=True)
@@ -151,10 +164,7 @@ class BatchFlow:
                 session, batch, "failed", "nothing_to_sign", "no document of the batch could be prepared"
             )
             return batch
-        bulk_docs = [
-            BulkDocument.pdf(it.id, d.filename[:255], PreparedSignature.loads(it.record_json).document_digest)
-            for d, it in wanted
-        ]
+        bulk_docs = [_bulk_document(it.id, d.filename[:255], it.record_json) for d, it in wanted]
         try:
             initiated = await self.client.bulk_initiate(
                 business_id=batch.business_id,
@@ -237,13 +247,32 @@ class BatchFlow:
 
     def _webhook(self, session: Session, batch: Batch, status: str) -> None:
         if batch.webhook_url:
+            items = session.exec(
+                select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)
+            ).all()
+            documents = [
+                {
+                    "document_id": it.document_id,
+                    "status": it.status,
+                    "signed_document_id": it.signed_document_id,
+                    "signature": json.loads(it.signature_json) if it.signature_json else None,
+                }
+                for it in items
+            ]
             enqueue_webhook(
                 session,
                 batch.organisation_id,
                 batch.id,
                 batch.webhook_url,
                 f"batch.{status}",
-                {"event": f"batch.{status}", "batch_id": batch.id, "status": status},
+                {
+                    "event": f"batch.{status}",
+                    "batch_id": batch.id,
+                    "status": status,
+                    "mode": batch.mode,
+                    "requested_level": batch.level,
+                    "documents": documents,
+                },
             )
 
     # ------------------------------------------------------------------ iAM Smart's answers
@@ -275,7 +304,10 @@ class BatchFlow:
             if code != ReturnCode.SUCCESS.value:
                 status = _STATUS_FOR_CODE.get(code, "failed")
                 return status if self._end(session, batch, status, code, message_for(code)) else "late"
-            page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
+            if batch.mode == "hash":
+                page = {sig.id: sig.signature for sig in cb.signatures if isinstance(sig, BulkHashSignature)}
+            else:
+                page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
             records = (
                 dict(
                     session.exec(
@@ -292,12 +324,18 @@ class BatchFlow:
         # verified in the signing processes, with no database connection held meanwhile
         jobs = [(i, record, page[i]) for i, record in records.items()]
         issuers = [c.public_bytes(Encoding.DER) for c in self.ctx.iamsmart.cert_issuers]
-        parts_ok = await asyncio.gather(
-            *(
+        if batch.mode == "hash":
+            cert_der = cb.cert_der or b""
+            checks = [
+                self.ctx.cpu.run(verify_hash_signatures, part, cert_der, issuers)
+                for part in chunks(jobs, self.ctx.cpu.workers)
+            ]
+        else:
+            checks = [
                 self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
                 for part in chunks(jobs, self.ctx.cpu.workers)
-            )
-        )
+            ]
+        parts_ok = await asyncio.gather(*checks)
         good = [i for part in parts_ok for i in part]
         if len(good) < len(page):
             log.warning("%d bulk signature(s) for batch %s refused", len(page) - len(good), batch.id)
@@ -313,10 +351,7 @@ class BatchFlow:
                         .where(t.c.id == bindparam("item_id"), t.c.status == "pending")
                         .values(status="received", result_json=bindparam("result"), updated_at=now),
                         [
-                            {
-                                "item_id": i,
-                                "result": json.dumps({"pdfSignature": base64.b64encode(page[i]).decode()}),
-                            }
+                            {"item_id": i, "result": json.dumps(_result(batch.mode, page[i], cb.cert_der))}
                             for i in good
                         ],
                     )
@@ -376,7 +411,7 @@ class BatchFlow:
                 it.record_json,
                 str(folder / it.prepared_name),
                 str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
-                base64.b64decode(json.loads(it.result_json)["pdfSignature"]),
+                _answer(json.loads(it.result_json)),
             )
             for it in mine
         ]
@@ -434,7 +469,12 @@ class BatchFlow:
             for (item, res, path), file in zip(ok, stored, strict=True):
                 doc_id = new_id("doc")
                 if self._claim_item(
-                    session, item.id, "embedding", status="completed", signed_document_id=doc_id
+                    session,
+                    item.id,
+                    "embedding",
+                    status="completed",
+                    signed_document_id=doc_id,
+                    signature_json=json.dumps(res["signature"]),
                 ):
                     src = sources[item.document_id]
                     session.add(
@@ -563,3 +603,29 @@ class BatchFlow:
             session.commit()
         for batch_id in batches:
             self.ctx.queue.enqueue_embed_batch(batch_id)
+
+
+def _bulk_document(item_id: str, name: str, record_json: str) -> BulkDocument:
+    """A bulk item: ``hashCode`` (hash mode, the signed attributes) or ``docDigest`` (PDF mode)."""
+    record = PreparedSignature.loads(record_json)
+    if record.mode is RemoteMode.HASH and record.to_be_signed is not None:
+        algo = record.sig_algo.value if record.sig_algo else None
+        return BulkDocument.hash(item_id, name, record.to_be_signed, algo)
+    return BulkDocument.pdf(item_id, name, record.document_digest)
+
+
+def _result(mode: str, value: bytes, cert_der: bytes | None) -> dict[str, str]:
+    """What is stored of a checked answer until it is embedded."""
+    if mode == "hash":
+        return {
+            "signature": base64.b64encode(value).decode(),
+            "cert": base64.b64encode(cert_der or b"").decode(),
+        }
+    return {"pdfSignature": base64.b64encode(value).decode()}
+
+
+def _answer(result: dict[str, str]) -> bytes | tuple[bytes, bytes]:
+    """The stored answer as :func:`api.flows.cpu.finish_pdf` takes it."""
+    if "pdfSignature" in result:
+        return base64.b64decode(result["pdfSignature"])
+    return base64.b64decode(result["signature"]), base64.b64decode(result["cert"])
