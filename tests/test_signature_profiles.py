@@ -316,3 +316,52 @@ def test_enrolled_signer_hash_mode_batch_of_20_is_pades_b_lta(svc, tmp_path):
             assert report["indication"] == "TOTAL-PASSED", report
             assert report["pades_level"] == "B-LTA", report
             assert report["subfilter"] == "/ETSI.CAdES.detached"
+
+
+def test_batch_cli_require_pades_and_the_manifest_says_what_was_signed(svc, tmp_path):
+    from api.cli.batch import SignConfig, run_sign
+
+    folder = tmp_path / "letters"
+    folder.mkdir()
+    for i in range(3):
+        simple_pdf(folder / f"l{i}.pdf", text=f"letter {i}")
+    with svc.client() as c:
+        forget_all(c, svc)
+
+        def run(out: str) -> tuple[int, dict]:
+            code = run_sign(
+                SignConfig(
+                    source=folder,
+                    out=tmp_path / out,
+                    server=svc.url,
+                    api_key=svc.key,
+                    hkid=SIGNER,
+                    level="B-LT",
+                    require_pades=True,
+                    poll_interval=0.1,
+                    timeout=120,
+                )
+            )
+            return code, json.loads((tmp_path / out / "manifest.json").read_text())
+
+        code, manifest = run("refused")  # not enrolled: the server refuses the batch, nothing is signed
+        assert code == 1
+        assert all("profile_unavailable" in f["error"] for f in manifest["files"]), manifest
+        enrol(c)
+        r = c.post(f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0})
+        assert r.status_code == 200, r.text
+        try:
+            code, manifest = run("signed")
+        finally:
+            c.post(f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "none"})
+        assert code == 0, manifest
+        for f in manifest["files"]:
+            assert f["status"] == "signed"
+            assert (f["requested_level"], f["signature_profile"], f["signature_level"]) == (
+                "B-LT",
+                "pades-baseline",
+                "B-LT",
+            )
+            assert f["signature_augmentations"] == "signature-timestamp dss"
+        header = (tmp_path / "signed" / "manifest.csv").read_text().splitlines()[0]
+        assert "signature_profile" in header and "signature_level" in header
