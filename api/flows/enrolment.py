@@ -131,8 +131,10 @@ class EnrolmentFlow:
             return row
         if req.status != "completed":
             return self._set(session, row, "failed", req.error_code or req.status, req.error_message)
-        signed = session.get(Document, req.signed_document_id)
+        signed = session.get(Document, req.signed_document_id) if req.signed_document_id else None
         try:
+            if signed is None:
+                raise ValueError("the enrolment signature's document is missing")
             cert_der = signer_certificate_in(self.store.path_for(signed.sha256))
             cert = x509.load_der_x509_certificate(cert_der)
         except (ValueError, OSError) as exc:
@@ -145,9 +147,10 @@ class EnrolmentFlow:
         status = await check_signer_certificate(cert_der, self.setup.signing_services)
         if not status.good:
             return self._set(session, row, "failed", f"certificate_{status.status}", status.message)
-        row = session.get(SignerEnrolment, row.id)
-        if row.status != "pending" or row.request_id != req.id:
-            return row
+        fresh = session.get(SignerEnrolment, row.id)
+        if fresh is None or fresh.status != "pending" or fresh.request_id != req.id:
+            return fresh or row
+        row = fresh
         row.cert_der_b64 = base64.b64encode(cert_der).decode()
         row.cert_sha256 = hashlib.sha256(cert_der).hexdigest()
         row.subject, row.issuer = cert.subject.rfc4514_string()[:500], cert.issuer.rfc4514_string()[:500]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.store.models import SignerEnrolment, utcnow
 
@@ -26,9 +26,9 @@ def mark_reenrolment_required(session: Session, organisation_id: str, signer_key
     r = session.exec(
         update(SignerEnrolment)
         .where(
-            SignerEnrolment.organisation_id == organisation_id,
-            SignerEnrolment.signer_key == signer_key,
-            SignerEnrolment.status == "enrolled",
+            col(SignerEnrolment.organisation_id) == organisation_id,
+            col(SignerEnrolment.signer_key) == signer_key,
+            col(SignerEnrolment.status) == "enrolled",
         )
         .values(
             status="reenrolment_required",
