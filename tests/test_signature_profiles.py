@@ -365,3 +365,25 @@ def test_batch_cli_require_pades_and_the_manifest_says_what_was_signed(svc, tmp_
             assert f["signature_augmentations"] == "signature-timestamp dss"
         header = (tmp_path / "signed" / "manifest.csv").read_text().splitlines()[0]
         assert "signature_profile" in header and "signature_level" in header
+
+
+def test_renewal_seen_in_a_hash_mode_batch_ends_it_at_once(renew_svc, tmp_path):
+    svc = renew_svc
+    with svc.client() as c:
+        enrolled = enrol(c)
+        r = c.post(f"/sandbox/v1/users/{SIGNER}/renew-certificate", params={"revoke_old": "false"})
+        assert r.status_code == 200, r.text
+        doc_ids = [upload(c, tmp_path, f"b{i}.pdf") for i in range(3)]
+        r = c.post("/v1/batches", json={"document_ids": doc_ids, "signer": {"hkid": SIGNER}, "level": "B-B"})
+        assert r.status_code == 201, r.text
+        assert r.json()["mode"] == "hash"
+        approve(c, r.json()["sign_code"])
+        done = wait(
+            c,
+            f"/v1/batches/{r.json()['id']}",
+            timeout=30,
+            until=lambda b: b["status"] not in ("pending", "signing"),
+        )
+        assert done["status"] == "failed" and done["error"]["code"] == "signer_reenrolment_required", done
+        assert all(d["status"] == "failed" for d in done["documents"])
+        assert c.get(f"/v1/signers/{enrolled['id']}").json()["status"] == "reenrolment_required"

@@ -29,6 +29,7 @@ from sqlmodel import Session, select
 
 from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_hash_signatures, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
+from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.signing import signed_name
 from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
@@ -339,6 +340,15 @@ class BatchFlow:
         good = [i for part in parts_ok for i in part]
         if len(good) < len(page):
             log.warning("%d bulk signature(s) for batch %s refused", len(page) - len(good), batch.id)
+        # genuine signatures by another certificate than the enrolled one: renewed since enrolment
+        if (
+            batch.mode == "hash"
+            and jobs
+            and not good
+            and _other_certificate(jobs[0], cb.cert_der)
+            and await self.ctx.cpu.run(verify_hash_signatures, jobs[:1], cb.cert_der or b"", issuers, False)
+        ):
+            return self._reenrolment_required(batch.id)
         now = self.ctx.clock()
         with self.session() as session:
             accepted = 0
@@ -386,6 +396,23 @@ class BatchFlow:
         crashpoint("batch_callback_received")
         self.ctx.queue.enqueue_embed_batch(batch.id)
         return f"accepted {accepted}"
+
+    def _reenrolment_required(self, batch_id: str) -> str:
+        """End the batch at once: the signer must enrol again (their certificate was renewed)."""
+        why = "the signer signed with another certificate than the enrolled one (renewed?)"
+        with self.session() as session:
+            batch = session.get(Batch, batch_id)
+            if batch is None:
+                return "unknown"
+            mark_reenrolment_required(session, batch.organisation_id, batch.signer_key, why)
+            ended = self._end(
+                session,
+                batch,
+                "failed",
+                REENROLMENT_CODE,
+                f"{why}; enrol the signer again (POST /v1/signers) and start a new batch",
+            )
+        return "failed" if ended else "late"
 
     @staticmethod
     def _pages_seen(session: Session, batch_id: str) -> int:
@@ -603,6 +630,12 @@ class BatchFlow:
             session.commit()
         for batch_id in batches:
             self.ctx.queue.enqueue_embed_batch(batch_id)
+
+
+def _other_certificate(job: tuple[str, str, bytes], cert_der: bytes | None) -> bool:
+    """The answer's certificate is not the one the item's signed attributes name."""
+    expected = PreparedSignature.loads(job[1]).signer_certificate_der
+    return expected is not None and cert_der is not None and cert_der != expected
 
 
 def _bulk_document(item_id: str, name: str, record_json: str) -> BulkDocument:

@@ -89,10 +89,14 @@ def verify_pdf_signatures(jobs: list[tuple[str, str, bytes]], issuers_der: list[
 
 
 def verify_hash_signatures(
-    jobs: list[tuple[str, str, bytes]], cert_der: bytes, issuers_der: list[bytes]
+    jobs: list[tuple[str, str, bytes]],
+    cert_der: bytes,
+    issuers_der: list[bytes],
+    same_certificate: bool = True,
 ) -> list[str]:
     """The ids among ``(id, record_json, signature)`` whose raw signature by ``cert_der`` covers the record's
-    signed attributes, for the certificate the record was built for, from an iAM Smart-Cert issuer."""
+    signed attributes, for the certificate the record was built for (unless ``same_certificate`` is False:
+    then only the signature counts), from an iAM Smart-Cert issuer."""
     from cryptography import x509
 
     from api.flows.iamsmart_gateway import issued_by_trusted_issuer
@@ -108,7 +112,8 @@ def verify_hash_signatures(
     for item_id, record_json, signature in jobs:
         record = PreparedSignature.loads(record_json)
         try:
-            cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
+            if same_certificate:
+                cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
             cms_checks.verify_raw_signature(signature, record.signed_attrs_der or b"", cert)
         except SigningError:
             continue
