@@ -12,8 +12,18 @@ from fastapi_offline import FastAPIOffline
 
 from api.context import ServiceContext
 from api.errors import install_error_handlers
+from api.flows.enrolment import EnrolmentFlow
 from api.openapi import TAGS, install_openapi
-from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests, webhooks
+from api.routes import (
+    auth,
+    batches,
+    documents,
+    iamsmart_callbacks,
+    pages,
+    signers,
+    signing_requests,
+    webhooks,
+)
 from api.routes.verifications import router as verifications_router
 from api.routes.verify_page import router as verify_page_router
 from api.sandbox.app import build_sandbox, sandbox_asgi
@@ -32,6 +42,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx: ServiceContext = app.state.context
     app.state.flow = ctx.new_flow()
     app.state.batch_flow = ctx.new_batch_flow(app.state.flow.client)
+    app.state.enrolment = EnrolmentFlow(app.state.flow, ctx.iamsmart, ctx.store, ctx.secret, ctx.settings)
     sandbox = getattr(app.state, "sandbox", None)
     if sandbox is not None:
         sandbox.ensure_ticker()
@@ -97,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(signing_requests.router)
     app.include_router(webhooks.router)
     app.include_router(batches.router)
+    app.include_router(signers.router)
     app.include_router(iamsmart_callbacks.router)
     app.include_router(auth.router)
     app.include_router(pages.router)

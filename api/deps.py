@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from api.errors import ApiError
 from api.flows.batch import BatchFlow
+from api.flows.enrolment import EnrolmentFlow
 from api.flows.ratelimit import RateLimiter
 from api.flows.signing import SigningFlow
 from api.settings import Settings
@@ -26,6 +27,7 @@ from signing.trust import TrustList
 __all__ = [
     "BatchFlowDep",
     "CurrentOrg",
+    "EnrolmentDep",
     "FlowDep",
     "IdempotencyKey",
     "OrgDep",
@@ -83,6 +85,13 @@ def _organisation(
 CurrentOrg = Annotated[Organisation, Depends(_organisation)]
 """The organisation whose API key authorised the request (401 without one)."""
 OrgDep = CurrentOrg  # the earlier name, still used by routes
+
+
+def _enrolment(request: Request) -> EnrolmentFlow:
+    return request.app.state.enrolment
+
+
+EnrolmentDep = Annotated[EnrolmentFlow, Depends(_enrolment)]
 
 IdempotencyKey = Annotated[
     str | None,

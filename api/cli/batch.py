@@ -61,6 +61,8 @@ class SignConfig:
     api_key: str
     hkid: str
     level: str = "B-LTA"
+    require_pades: bool = False
+    """Ask the server to refuse a batch that would not be PAdES baseline."""
     concurrency: int = 4
     reason: str | None = None
     give_up_after: float = 120.0
@@ -292,6 +294,7 @@ class SignRun:
                 level=self.cfg.level,
                 reason=self.cfg.reason,
                 idempotency_key=self.state.pending_batch_key,
+                require_profile="pades-baseline" if self.cfg.require_pades else None,
             )
         except IamsignConnectionError as exc:
             raise ServerAway(f"starting the batch: {exc.message}") from None
@@ -310,6 +313,8 @@ class SignRun:
             if e.document_id in in_batch:
                 e.status, e.batch_id, e.server_status, e.error = "batched", batch.id, batch.status, None
                 e.signed_document_id = e.sha256_after = None
+                e.requested_level = batch.requested_level or self.cfg.level
+                e.signature_profile = e.signature_level = e.signature_augmentations = None
         self.save(force=True)
         await self.follow(batch.id, batch)
 
@@ -368,6 +373,10 @@ class SignRun:
                     entry.server_status = d.status
                     if d.status == "completed" and d.signed_document_id and d.document_id not in downloads:
                         entry.signed_document_id = d.signed_document_id
+                        if d.signature is not None:
+                            entry.signature_profile = d.signature.profile
+                            entry.signature_level = d.signature.level
+                            entry.signature_augmentations = " ".join(d.signature.augmentations)
                         downloads[d.document_id] = asyncio.create_task(download(entry, d.document_id))
                     elif d.status in FAILED_STATUSES:
                         entry.status = d.status

@@ -43,6 +43,10 @@ MANIFEST_FIELDS = [
     "document_id",
     "signed_document_id",
     "batch_id",
+    "requested_level",
+    "signature_profile",
+    "signature_level",
+    "signature_augmentations",
 ]
 
 
@@ -78,6 +82,13 @@ class FileEntry:
     signed_document_id: str | None = None
     sha256_after: str | None = None
     error: str | None = None
+    requested_level: str | None = None
+    signature_profile: str | None = None
+    """What the server read from the signed file: ``pades-baseline`` or ``pkcs7-detached``."""
+    signature_level: str | None = None
+    """The PAdES baseline level achieved; None for a PKCS#7 signature."""
+    signature_augmentations: str | None = None
+    """Space-separated: signature-timestamp, dss, document-timestamp."""
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> FileEntry:

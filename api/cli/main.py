@@ -428,7 +428,17 @@ def batch_sign(
         help="Output folder (default: FOLDER-signed next to FOLDER); "
         "it also keeps the manifests and the state that makes runs resumable.",
     ),
-    level: str = typer.Option("B-LTA", "--level", help="PAdES level: B-B, B-T, B-LT or B-LTA."),
+    level: str = typer.Option(
+        "B-LTA",
+        "--level",
+        help="Requested level: B-B, B-T, B-LT or B-LTA. PAdES baseline at that level for an enrolled signer "
+        "(POST /v1/signers); otherwise a PKCS#7 signature with the same timestamps and LTV data.",
+    ),
+    require_pades: bool = typer.Option(
+        False,
+        "--require-pades",
+        help="Refuse to start unless every signature will be PAdES baseline (the signer must be enrolled).",
+    ),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Uploads/downloads at a time."),
     reason: str | None = typer.Option(None, "--reason", help="Reason recorded in each signature."),
     give_up_after: float = typer.Option(
@@ -451,6 +461,7 @@ def batch_sign(
                 api_key=api_key,
                 hkid=signer_hkid,
                 level=level,
+                require_pades=require_pades,
                 concurrency=concurrency,
                 reason=reason,
                 give_up_after=give_up_after,

@@ -15,6 +15,7 @@ from api.client.core import (
     IamsignConnectionError,
     IamsignError,
     IamsignTimeout,
+    Signature,
     SigningRequest,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "IamsignConnectionError",
     "IamsignError",
     "IamsignTimeout",
+    "Signature",
     "SigningRequest",
 ]

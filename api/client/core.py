@@ -47,6 +47,7 @@ __all__ = [
     "IamsignConnectionError",
     "IamsignError",
     "IamsignTimeout",
+    "Signature",
     "SigningRequest",
 ]
 
@@ -107,6 +108,14 @@ class Document(_Model):
     signature_count: int
 
 
+class Signature(_Model):
+    """What a signature is: ``profile`` (pades-baseline or pkcs7-detached), PAdES ``level`` or None."""
+
+    profile: str
+    level: str | None = None
+    augmentations: list[str] = []
+
+
 class SigningRequest(_Model):
     """One signer asked to sign one document."""
 
@@ -118,7 +127,13 @@ class SigningRequest(_Model):
     sign_code: str | None = None
     expires_at: str | None = None
     signer_url: str | None = None
+    mode: str | None = None
+    requested_level: str | None = None
     level: str | None = None
+    """Deprecated: the same as ``requested_level``."""
+    expected_signature: Signature | None = None
+    signature: Signature | None = None
+    """Once completed: what the signed file holds."""
 
     @property
     def done(self) -> bool:
@@ -137,6 +152,7 @@ class BatchDocument(_Model):
     status: str
     signed_document_id: str | None = None
     error: ErrorInfo | None = None
+    signature: Signature | None = None
 
 
 class Batch(_Model):
@@ -147,7 +163,10 @@ class Batch(_Model):
     error: ErrorInfo | None = None
     sign_code: str | None = None
     expires_at: str | None = None
+    mode: str | None = None
+    requested_level: str | None = None
     level: str | None = None
+    expected_signature: Signature | None = None
     signer_url: str | None = None
     counts: BatchCounts = BatchCounts()
     documents: list[BatchDocument] = []
@@ -270,13 +289,24 @@ class _Base:
 
     @staticmethod
     def _batch_body(
-        document_ids: list[str], hkid, open_id, access_token, level, reason, location, webhook_url
+        document_ids: list[str],
+        hkid,
+        open_id,
+        access_token,
+        level,
+        reason,
+        location,
+        webhook_url,
+        mode=None,
+        require_profile=None,
     ) -> dict[str, Any]:
         return _drop_none(
             {
                 "document_ids": list(document_ids),
                 "signer": _signer(hkid, open_id, access_token),
                 "level": level,
+                "mode": mode,
+                "require_profile": require_profile,
                 "reason": reason,
                 "location": location,
                 "webhook_url": webhook_url,
@@ -477,10 +507,24 @@ class IamsignClient(_Base):
         location: str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        mode: str | None = None,
+        require_profile: str | None = None,
     ) -> Batch:
-        """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
+        """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe.
+
+        ``require_profile="pades-baseline"`` makes the server refuse (422) a batch that would be PKCS#7.
+        """
         body = self._batch_body(
-            document_ids, hkid, open_id, access_token, level, reason, location, webhook_url
+            document_ids,
+            hkid,
+            open_id,
+            access_token,
+            level,
+            reason,
+            location,
+            webhook_url,
+            mode,
+            require_profile,
         )
         return Batch(
             **self._json(
@@ -728,10 +772,24 @@ class AsyncIamsignClient(_Base):
         location: str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        mode: str | None = None,
+        require_profile: str | None = None,
     ) -> Batch:
-        """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
+        """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe.
+
+        ``require_profile="pades-baseline"`` makes the server refuse (422) a batch that would be PKCS#7.
+        """
         body = self._batch_body(
-            document_ids, hkid, open_id, access_token, level, reason, location, webhook_url
+            document_ids,
+            hkid,
+            open_id,
+            access_token,
+            level,
+            reason,
+            location,
+            webhook_url,
+            mode,
+            require_profile,
         )
         return Batch(
             **await self._json(

@@ -27,8 +27,9 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
+from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_hash_signatures, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
+from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.retry import retry_transient_jobs
 from api.flows.signing import signed_name
@@ -36,11 +37,11 @@ from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Orga
 from api.telemetry.logs import bind_batch
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
-from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
+from signing.iamsmart.bulk import BulkDocument, BulkHashSignature, BulkPdfSignature
 from signing.iamsmart.client import IamSmartClient, SigningResult
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
-from signing.model import PreparedSignature
+from signing.model import PreparedSignature, RemoteMode
 
 __all__ = ["BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS", "BatchFlow"]
 
@@ -88,8 +89,14 @@ class BatchFlow:
         location: str | None,
         webhook_url: str | None,
         idempotency_key: str | None = None,
+        mode: str = "pdf",
+        signer_certificate_der: bytes | None = None,
     ) -> Batch:
-        """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch."""
+        """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch.
+
+        ``mode="hash"`` with the signer's enrolled certificate sends hash items (``hashCode``): every
+        signature is PAdES baseline at ``level``. PDF mode sends ``docDigest`` items (PKCS#7).
+        """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             return earlier
         who = resolve_signer(self.ctx.secret, signer)
@@ -100,6 +107,7 @@ class BatchFlow:
             business_id=uuid.uuid4().hex,
             idempotency_key=idempotency_key,
             flow=who.flow,
+            mode=mode,
             level=level,
             signer_key=who.signer_key,
             reason=reason,
@@ -112,7 +120,13 @@ class BatchFlow:
         folder = self._folder(batch.id)
         folder.mkdir(parents=True, exist_ok=True)
         items = [BatchItem(batch_id=batch.id, document_id=d.id, position=i) for i, d in enumerate(documents)]
-        options = {"level": level, "reason": reason, "location": location}
+        options = {
+            "level": level,
+            "reason": reason,
+            "location": location,
+            "mode": mode,
+            "signer_certificate_der": signer_certificate_der if mode == "hash" else None,
+        }
         jobs = [
             (str(self.store.path_for(d.sha256)), str(folder / f"{it.id}.pdf"))
             for d, it in zip(documents, items, strict=True)
@@ -154,12 +168,7 @@ class BatchFlow:
             )
             return batch
         bulk_docs = [
-            BulkDocument.pdf(
-                it.id,
-                d.filename[:255],
-                PreparedSignature.loads(_stored(it.record_json, it.id)).document_digest,
-            )
-            for d, it in wanted
+            _bulk_document(it.id, d.filename[:255], _stored(it.record_json, it.id)) for d, it in wanted
         ]
         try:
             initiated = await self.client.bulk_initiate(
@@ -249,13 +258,32 @@ class BatchFlow:
 
     def _webhook(self, session: Session, batch: Batch, status: str) -> None:
         if batch.webhook_url:
+            items = session.exec(
+                select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(col(BatchItem.position))
+            ).all()
+            documents = [
+                {
+                    "document_id": it.document_id,
+                    "status": it.status,
+                    "signed_document_id": it.signed_document_id,
+                    "signature": json.loads(it.signature_json) if it.signature_json else None,
+                }
+                for it in items
+            ]
             enqueue_webhook(
                 session,
                 batch.organisation_id,
                 batch.id,
                 batch.webhook_url,
                 f"batch.{status}",
-                {"event": f"batch.{status}", "batch_id": batch.id, "status": status},
+                {
+                    "event": f"batch.{status}",
+                    "batch_id": batch.id,
+                    "status": status,
+                    "mode": batch.mode,
+                    "requested_level": batch.level,
+                    "documents": documents,
+                },
             )
 
     # ------------------------------------------------------------------ iAM Smart's answers
@@ -288,7 +316,10 @@ class BatchFlow:
             if code != ReturnCode.SUCCESS.value:
                 status = _STATUS_FOR_CODE.get(code, "failed")
                 return status if self._end(session, batch, status, code, message_for(code)) else "late"
-            page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
+            if batch.mode == "hash":
+                page = {sig.id: sig.signature for sig in cb.signatures if isinstance(sig, BulkHashSignature)}
+            else:
+                page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
             records = (
                 dict(
                     session.exec(
@@ -305,15 +336,30 @@ class BatchFlow:
         # verified in the signing processes, with no database connection held meanwhile
         jobs = [(i, record, page[i]) for i, record in records.items()]
         issuers = [c.public_bytes(Encoding.DER) for c in self.ctx.iamsmart.cert_issuers]
-        parts_ok = await asyncio.gather(
-            *(
+        if batch.mode == "hash":
+            cert_der = cb.cert_der or b""
+            checks = [
+                self.ctx.cpu.run(verify_hash_signatures, part, cert_der, issuers)
+                for part in chunks(jobs, self.ctx.cpu.workers)
+            ]
+        else:
+            checks = [
                 self.ctx.cpu.run(verify_pdf_signatures, part, issuers)
                 for part in chunks(jobs, self.ctx.cpu.workers)
-            )
-        )
+            ]
+        parts_ok = await asyncio.gather(*checks)
         good = [i for part in parts_ok for i in part]
         if len(good) < len(page):
             log.warning("%d bulk signature(s) for batch %s refused", len(page) - len(good), batch.id)
+        # genuine signatures by another certificate than the enrolled one: renewed since enrolment
+        if (
+            batch.mode == "hash"
+            and jobs
+            and not good
+            and _other_certificate(jobs[0], cb.cert_der)
+            and await self.ctx.cpu.run(verify_hash_signatures, jobs[:1], cb.cert_der or b"", issuers, False)
+        ):
+            return self._reenrolment_required(batch.id)
         now = self.ctx.clock()
         with self.session() as session:
             accepted = 0
@@ -328,10 +374,7 @@ class BatchFlow:
                         .where(t.c.id == bindparam("item_id"), t.c.status == "pending")
                         .values(status="received", result_json=bindparam("result"), updated_at=now),
                         [
-                            {
-                                "item_id": i,
-                                "result": json.dumps({"pdfSignature": base64.b64encode(page[i]).decode()}),
-                            }
+                            {"item_id": i, "result": json.dumps(_result(batch.mode, page[i], cb.cert_der))}
                             for i in good
                         ],
                     )
@@ -367,6 +410,23 @@ class BatchFlow:
         self.ctx.queue.enqueue_embed_batch(batch.id)
         return f"accepted {accepted}"
 
+    def _reenrolment_required(self, batch_id: str) -> str:
+        """End the batch at once: the signer must enrol again (their certificate was renewed)."""
+        why = "the signer signed with another certificate than the enrolled one (renewed?)"
+        with self.session() as session:
+            batch = session.get(Batch, batch_id)
+            if batch is None:
+                return "unknown"
+            mark_reenrolment_required(session, batch.organisation_id, batch.signer_key, why)
+            ended = self._end(
+                session,
+                batch,
+                "failed",
+                REENROLMENT_CODE,
+                f"{why}; enrol the signer again (POST /v1/signers) and start a new batch",
+            )
+        return "failed" if ended else "late"
+
     @staticmethod
     def _pages_seen(session: Session, batch_id: str) -> int:
         return len(
@@ -392,7 +452,7 @@ class BatchFlow:
                 it.record_json,
                 str(folder / it.prepared_name),
                 str(self.store.tmp_dir / f"{it.id}.signed.pdf"),
-                base64.b64decode(json.loads(_stored(it.result_json, it.id))["pdfSignature"]),
+                _answer(json.loads(_stored(it.result_json, it.id))),
             )
             for it in mine
         ]
@@ -457,7 +517,12 @@ class BatchFlow:
             for (item, res, path), file in zip(ok, stored, strict=True):
                 doc_id = new_id("doc")
                 if self._claim_item(
-                    session, item.id, "embedding", status="completed", signed_document_id=doc_id
+                    session,
+                    item.id,
+                    "embedding",
+                    status="completed",
+                    signed_document_id=doc_id,
+                    signature_json=json.dumps(res["signature"]),
                 ):
                     src = sources[item.document_id]
                     session.add(
@@ -596,3 +661,37 @@ def _stored(value: str | None, item_id: str) -> str:
     if value is None:
         raise ValueError(f"batch item {item_id} reached this step without its stored JSON")
     return value
+
+
+def _other_certificate(job: tuple[str, str | None, bytes], cert_der: bytes | None) -> bool:
+    """The answer's certificate is not the one the item's signed attributes name."""
+    if job[1] is None:
+        return False
+    expected = PreparedSignature.loads(job[1]).signer_certificate_der
+    return expected is not None and cert_der is not None and cert_der != expected
+
+
+def _bulk_document(item_id: str, name: str, record_json: str) -> BulkDocument:
+    """A bulk item: ``hashCode`` (hash mode, the signed attributes) or ``docDigest`` (PDF mode)."""
+    record = PreparedSignature.loads(record_json)
+    if record.mode is RemoteMode.HASH and record.to_be_signed is not None:
+        algo = record.sig_algo.value if record.sig_algo else None
+        return BulkDocument.hash(item_id, name, record.to_be_signed, algo)
+    return BulkDocument.pdf(item_id, name, record.document_digest)
+
+
+def _result(mode: str, value: bytes, cert_der: bytes | None) -> dict[str, str]:
+    """What is stored of a checked answer until it is embedded."""
+    if mode == "hash":
+        return {
+            "signature": base64.b64encode(value).decode(),
+            "cert": base64.b64encode(cert_der or b"").decode(),
+        }
+    return {"pdfSignature": base64.b64encode(value).decode()}
+
+
+def _answer(result: dict[str, str]) -> bytes | tuple[bytes, bytes]:
+    """The stored answer as :func:`api.flows.cpu.finish_pdf` takes it."""
+    if "pdfSignature" in result:
+        return base64.b64decode(result["pdfSignature"])
+    return base64.b64decode(result["signature"]), base64.b64decode(result["cert"])

@@ -13,7 +13,15 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuPool", "chunks", "finish_pdf", "finish_pdfs", "prepare_pdfs", "verify_pdf_signatures"]
+__all__ = [
+    "CpuPool",
+    "chunks",
+    "finish_pdf",
+    "finish_pdfs",
+    "prepare_pdfs",
+    "verify_hash_signatures",
+    "verify_pdf_signatures",
+]
 
 
 def _services(spec: dict):
@@ -29,16 +37,21 @@ def _services(spec: dict):
 
 
 def prepare_pdfs(jobs: list[tuple[str, str]], options: dict[str, Any]) -> list[str]:
-    """Phase 1 in PDF mode for ``(source, prepared)`` pairs; each record as JSON, or ``error:code:message``."""
+    """Phase 1 for ``(source, prepared)`` pairs; each record as JSON, or ``error:code:message``.
+
+    ``options["mode"]`` is ``pdf`` (default) or ``hash``; in hash mode ``signer_certificate_der`` (the
+    enrolled certificate) makes every signature PAdES baseline.
+    """
     from signing import pades
     from signing.errors import SigningError
     from signing.model import PadesLevel, RemoteMode, SignOptions
 
     opts = SignOptions(
-        mode=RemoteMode.PDF,
+        mode=RemoteMode(options.get("mode", "pdf")),
         level=PadesLevel(options["level"]),
         reason=options.get("reason"),
         location=options.get("location"),
+        signer_certificate_der=options.get("signer_certificate_der"),
     )
 
     async def run() -> list[str]:
@@ -75,7 +88,40 @@ def verify_pdf_signatures(jobs: list[tuple[str, str, bytes]], issuers_der: list[
     return good
 
 
-def finish_pdfs(jobs: list[tuple[str, str, str, bytes]], spec: dict) -> list[dict[str, Any]]:
+def verify_hash_signatures(
+    jobs: list[tuple[str, str, bytes]],
+    cert_der: bytes,
+    issuers_der: list[bytes],
+    same_certificate: bool = True,
+) -> list[str]:
+    """The ids among ``(id, record_json, signature)`` whose raw signature by ``cert_der`` covers the record's
+    signed attributes, for the certificate the record was built for (unless ``same_certificate`` is False:
+    then only the signature counts), from an iAM Smart-Cert issuer."""
+    from cryptography import x509
+
+    from api.flows.iamsmart_gateway import issued_by_trusted_issuer
+    from signing import cms as cms_checks
+    from signing.errors import SigningError
+    from signing.model import PreparedSignature
+
+    issuers = tuple(x509.load_der_x509_certificate(d) for d in issuers_der)
+    if issued_by_trusted_issuer(cert_der, issuers) is None:
+        return []
+    cert = cms_checks.load_certificate(cert_der)
+    good = []
+    for item_id, record_json, signature in jobs:
+        record = PreparedSignature.loads(record_json)
+        try:
+            if same_certificate:
+                cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
+            cms_checks.verify_raw_signature(signature, record.signed_attrs_der or b"", cert)
+        except SigningError:
+            continue
+        good.append(item_id)
+    return good
+
+
+def finish_pdfs(jobs: list[tuple[str, str, str, Any]], spec: dict) -> list[dict[str, Any]]:
     """:func:`finish_pdf` for ``(record_json, prepared, output, cms_der)`` jobs, in one event loop."""
     return [finish_pdf(*job, spec) for job in jobs]
 
@@ -88,24 +134,35 @@ def chunks(seq: list, parts: int, at_most: int = 50) -> list[list]:
     return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 
-def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spec: dict) -> dict[str, Any]:
-    """Phase 2 for one document in PDF mode, plus what storage needs of the result.
+def finish_pdf(
+    record_json: str, prepared: str, output: str, answer: bytes | tuple[bytes, bytes], spec: dict
+) -> dict[str, Any]:
+    """Phase 2 for one document, plus what storage needs of the result.
 
-    ``{"sha256", "size", "added_signatures"}`` on success (the signature, plus the document timestamp at
-    B-LTA), ``{"error": "code:message"}`` otherwise. An output left complete by an earlier attempt is
-    described, not signed again.
+    ``answer`` is iAM Smart's CMS (PDF mode) or ``(signature, certificate DER)`` (hash mode).
+    ``{"sha256", "size", "added_signatures", "signature"}`` on success (the signature, plus the document
+    timestamp at B-LTA; ``signature`` is the achieved summary read from the file), ``{"error":
+    "code:message"}`` otherwise. An output left complete by an earlier attempt is described, not signed again.
     """
     import hashlib
 
     from signing import pades
     from signing.errors import FinishInProgressError, PreparedStateError, SigningError
     from signing.model import PreparedSignature
+    from signing.summary import read_signature_summary
 
     out = Path(output)
     record = PreparedSignature.loads(record_json)
     try:
         if not out.exists():
-            asyncio.run(pades.finish_with_cms(record, Path(prepared), out, cms_der, _services(spec)))
+            if isinstance(answer, tuple):
+                signature, cert_der = answer
+                finishing = pades.finish_with_raw_signature(
+                    record, Path(prepared), out, signature, cert_der, _services(spec)
+                )
+            else:
+                finishing = pades.finish_with_cms(record, Path(prepared), out, answer, _services(spec))
+            asyncio.run(finishing)
     except PreparedStateError as exc:
         if not out.exists():  # finished by another worker at the same moment: that one records it
             code = (
@@ -121,12 +178,14 @@ def finish_pdf(record_json: str, prepared: str, output: str, cms_der: bytes, spe
         with open(out, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
+        achieved = read_signature_summary(out, record.field_name)
     except FileNotFoundError:  # the other worker recorded it and cleaned up meanwhile
         return {"error": "finish_in_progress:finished by another worker"}
     return {
         "sha256": h.hexdigest(),
         "size": out.stat().st_size,
         "added_signatures": 2 if record.level.needs_document_timestamp else 1,
+        "signature": achieved.to_json(),
     }
 
 

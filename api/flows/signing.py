@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from api.flows.audit import append_audit
 from api.flows.crashpoints import crashpoint
+from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
@@ -37,12 +38,13 @@ from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
 from signing import cms as cms_checks
 from signing import pades
-from signing.errors import FinishInProgressError, PreparedStateError, SigningError
+from signing.errors import CertificateMismatchError, FinishInProgressError, PreparedStateError, SigningError
 from signing.iamsmart.client import IamSmartClient, SigningResult, Token
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
+from signing.summary import read_signature_summary
 
 __all__ = ["TERMINAL_STATUSES", "SigningFlow"]
 
@@ -202,16 +204,20 @@ class SigningFlow:
         appearance: dict | None,
         webhook_url: str | None,
         idempotency_key: str | None = None,
+        signer_certificate_der: bytes | None = None,
     ) -> SigningRequest:
         """Prepare the document, ask iAM Smart for a signature, return the stored request.
 
         With an ``idempotency_key`` already used by this organisation, the earlier request is returned.
+        ``signer_certificate_der`` (hash mode): the signer's enrolled certificate, for PAdES baseline.
         """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             return earlier
         who = resolve_signer(self.secret, signer)
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
-        known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
+        known_cert = None
+        if mode == "hash":
+            known_cert = signer_certificate_der or self._known_certificate(session, signer_key)
         options = SignOptions(
             mode=RemoteMode(mode),
             level=PadesLevel(level),
@@ -405,6 +411,24 @@ class SigningFlow:
                 return "failed"
             try:
                 self._verify_result(req, result)
+            except CertificateMismatchError as exc:
+                if not self._genuine_other_certificate(req, result):
+                    log.warning("result for %s refused: %s", req.id, exc.message)
+                    return "refused"
+                # the signer's certificate was renewed since enrolment: say so now, no silent wait
+                mark_reenrolment_required(session, req.organisation_id, req.signer_key, exc.message)
+                self._finish_unsuccessfully(
+                    session,
+                    req,
+                    "failed",
+                    REENROLMENT_CODE,
+                    "the signer signed with another certificate than the enrolled one (renewed?); "
+                    "enrol the signer again (POST /v1/signers) and create a new request",
+                    actor=actor,
+                    ack=req.flow == "account",
+                    ack_result=SigningResult.REJECTED,
+                )
+                return "failed"
             except (SigningError, _Refused, ValueError, KeyError) as exc:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
@@ -499,6 +523,7 @@ class SigningFlow:
                             f"finishing {req.id}",
                         )
                 info = await asyncio.to_thread(inspect_pdf, signed_path)
+                achieved = await asyncio.to_thread(read_signature_summary, signed_path, record.field_name)
                 stored = await asyncio.to_thread(self.store.adopt, signed_path)
             except FinishInProgressError:
                 return  # another worker holds the prepared file: it will record the result
@@ -531,7 +556,13 @@ class SigningFlow:
             session.add(signed)
             session.flush()
             if not self._claim(
-                session, req.id, "embedding", phase="done", status="completed", signed_document_id=signed.id
+                session,
+                req.id,
+                "embedding",
+                phase="done",
+                status="completed",
+                signed_document_id=signed.id,
+                signature_json=json.dumps(achieved.to_json()),
             ):
                 session.rollback()  # someone else finished (or ended) it; our copy is not needed
                 signed_path.unlink(missing_ok=True)
@@ -545,9 +576,11 @@ class SigningFlow:
                 sha_before=source.sha256,
                 sha_after=stored.sha256,
                 iamsmart_code=req.iamsmart_code,
-                detail=f"signed at {req.level}",
+                detail=f"signed: {achieved.label} (requested {req.level}); signature {json.dumps(achieved.to_json())}",
             )
-            self._enqueue_terminal_webhook(session, req, "completed", signed_document_id=signed.id)
+            self._enqueue_terminal_webhook(
+                session, req, "completed", signed_document_id=signed.id, signature=achieved.to_json()
+            )
             crashpoint("before_completion_commit")
             session.commit()
         signed_path.unlink(missing_ok=True)
@@ -591,6 +624,21 @@ class SigningFlow:
                 "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list",
             )
         return cert_der
+
+    def _genuine_other_certificate(self, req: SigningRequest, result: dict) -> bool:
+        """A hash-mode answer signed with another certificate from a trusted issuer (not a forgery)."""
+        record = PreparedSignature.loads(req.record_json)
+        try:
+            cert_der = base64.b64decode(result["cert"])
+            cert = cms_checks.load_certificate(cert_der)
+            if record.signed_attrs_der is None:
+                return False  # not a hash-mode record: nothing to compare
+            cms_checks.verify_raw_signature(
+                base64.b64decode(result["signature"]), record.signed_attrs_der, cert
+            )
+        except (SigningError, ValueError, KeyError):
+            return False
+        return issued_by_trusted_issuer(cert_der, self.setup.cert_issuers) is not None
 
     async def _finish(self, record, req, result, cert_der, out: Path):
         prepared = self._prepared_path(req)
@@ -667,6 +715,7 @@ class SigningFlow:
                 "signing_request_id": req.id,
                 "status": status,
                 "document_id": req.document_id,
+                "requested_level": req.level,
                 **extra,
             }
             enqueue_webhook(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import zipfile
 from typing import Literal
@@ -12,15 +13,17 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import col, select
 
-from api.deps import BatchFlowDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
+from api.deps import BatchFlowDep, EnrolmentDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS, BatchFlow
 from api.flows.identity import SignerSpec
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
-from api.routes.signing_requests import ErrorOut, SignerIn
+from api.routes.signing_requests import ErrorOut, SignatureOut, SignerIn, choose_mode
 from api.store.models import Batch, BatchItem
 from api.worker.egress import checked_webhook_url
+from signing.model import PreparedSignature
+from signing.summary import expected_for_record
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -28,8 +31,14 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 class BatchCreate(BaseModel):
     document_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS)
     signer: SignerIn
+    mode: Literal["pdf", "hash"] | None = Field(
+        None, description="default: hash (PAdES baseline) for an enrolled signer, pdf (PKCS#7) otherwise"
+    )
     level: Literal["B-B", "B-T", "B-LT", "B-LTA"] | None = Field(
         None, description="PAdES level; default IAMSIGN_DEFAULT_LEVEL (B-LTA)"
+    )
+    require_profile: Literal["pades-baseline", "pkcs7-detached"] | None = Field(
+        None, description="refuse (422) at creation when the signatures would be of another profile"
     )
     reason: str | None = Field(None, max_length=500)
     location: str | None = Field(None, max_length=200)
@@ -56,6 +65,7 @@ class BatchDocumentOut(BaseModel):
     status: str
     signed_document_id: str | None
     error: ErrorOut | None
+    signature: SignatureOut | None = Field(description="once completed: what the signed file holds")
 
 
 class BatchCounts(BaseModel):
@@ -71,7 +81,10 @@ class BatchPublic(BaseModel):
     error: ErrorOut | None
     sign_code: str | None
     expires_at: dt.datetime
-    level: str
+    mode: str
+    requested_level: str
+    level: str = Field(deprecated=True, description="deprecated: the same as requested_level")
+    expected_signature: SignatureOut | None = Field(description="what approving will produce")
     signer_url: str
     counts: BatchCounts
     documents: list[BatchDocumentOut]
@@ -92,9 +105,12 @@ def _public(batch_flow: BatchFlow, session, batch: Batch) -> BatchPublic:
             status=_ITEM_PUBLIC.get(it.status, it.status),
             signed_document_id=it.signed_document_id,
             error=ErrorOut(code=it.error_code, message=it.error_message or "") if it.error_code else None,
+            signature=SignatureOut(**json.loads(it.signature_json)) if it.signature_json else None,
         )
         for it in items
     ]
+    record = next((it.record_json for it in items if it.record_json), None)
+    expected = expected_for_record(PreparedSignature.loads(record)) if record else None
     done = sum(d.status == "completed" for d in docs)
     open_ = sum(d.status in ("pending", "signing") for d in docs)
     return BatchPublic(
@@ -105,7 +121,10 @@ def _public(batch_flow: BatchFlow, session, batch: Batch) -> BatchPublic:
         else None,
         sign_code=batch.sign_code,
         expires_at=batch.expires_at,
+        mode=batch.mode,
+        requested_level=batch.level,
         level=batch.level,
+        expected_signature=SignatureOut(**expected.to_json()) if expected else None,
         signer_url=batch_flow.signer_url(batch),
         counts=BatchCounts(total=len(docs), completed=done, pending=open_, failed=len(docs) - done - open_),
         documents=docs,
@@ -128,17 +147,28 @@ async def create_batch(
     org: OrgDep,
     session: SessionDep,
     settings: SettingsDep,
+    enrolment: EnrolmentDep,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
-    """Prepare every document and ask the signer for one approval of all of them."""
+    """Prepare every document and ask the signer for one approval of all of them.
+
+    An enrolled signer's batch is signed in hash mode (bulk hash items), PAdES baseline at ``level``;
+    otherwise in PDF mode, PKCS#7 with what the level adds.
+    """
     if len(set(body.document_ids)) != len(body.document_ids):
         raise ApiError(422, "duplicate_documents", "each document may appear only once in a batch")
     docs = [owned_document(session, org, d) for d in body.document_ids]
+    spec = SignerSpec(
+        hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token
+    )
+    mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
     batch = await batch_flow.create(
         session,
         org,
         docs,
-        SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
+        spec,
+        mode=mode,
+        signer_certificate_der=cert,
         level=body.level or settings.default_level,
         reason=body.reason,
         location=body.location,

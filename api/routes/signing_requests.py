@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Literal
 
 from fastapi import APIRouter, Query
@@ -10,16 +11,18 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import col, select
 
-from api.deps import FlowDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
+from api.deps import EnrolmentDep, FlowDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
+from api.flows.enrolment import EnrolmentFlow
 from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.store.models import SigningRequest
 from api.worker.egress import checked_webhook_url
-from signing.model import PadesLevel
+from signing.model import PadesLevel, PreparedSignature
+from signing.summary import expected_for_record
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
 
@@ -39,9 +42,16 @@ class AppearanceIn(BaseModel):
 class SigningRequestCreate(BaseModel):
     document_id: str
     signer: SignerIn
-    mode: Literal["pdf", "hash"] = "pdf"
+    mode: Literal["pdf", "hash"] | None = Field(
+        None, description="default: hash (PAdES baseline) for an enrolled signer, pdf (PKCS#7) otherwise"
+    )
     level: Literal["B-B", "B-T", "B-LT", "B-LTA"] | None = Field(
-        None, description="PAdES level; default IAMSIGN_DEFAULT_LEVEL (B-LTA)"
+        None,
+        description="the level asked for (default IAMSIGN_DEFAULT_LEVEL, B-LTA); a PKCS#7 signature gets its "
+        "augmentations, never a PAdES level",
+    )
+    require_profile: Literal["pades-baseline", "pkcs7-detached"] | None = Field(
+        None, description="refuse (422) at creation when the signature would be of another profile"
     )
     reason: str | None = Field(None, max_length=500)
     location: str | None = Field(None, max_length=200)
@@ -76,6 +86,16 @@ class ErrorOut(BaseModel):
     message: str
 
 
+class SignatureOut(BaseModel):
+    """What a signature is: read from the signed file (``signature``) or promised (``expected_signature``)."""
+
+    profile: Literal["pades-baseline", "pkcs7-detached"]
+    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] | None = Field(
+        description="the PAdES baseline level; null for a PKCS#7 signature"
+    )
+    augmentations: list[Literal["signature-timestamp", "dss", "document-timestamp"]]
+
+
 class SigningRequestPublic(BaseModel):
     id: str
     status: str
@@ -86,7 +106,10 @@ class SigningRequestPublic(BaseModel):
     expires_at: dt.datetime
     signer_url: str
     mode: str
-    level: str
+    requested_level: str
+    level: str = Field(deprecated=True, description="deprecated: the same as requested_level")
+    expected_signature: SignatureOut | None = Field(description="what approving will produce")
+    signature: SignatureOut | None = Field(description="once completed: what the signed file holds")
     flow: str
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -103,7 +126,12 @@ def public(flow: SigningFlow, req: SigningRequest) -> SigningRequestPublic:
         expires_at=req.expires_at,
         signer_url=flow.signer_url(req),
         mode=req.mode,
+        requested_level=req.level,
         level=req.level,
+        expected_signature=SignatureOut(
+            **expected_for_record(PreparedSignature.loads(req.record_json)).to_json()
+        ),
+        signature=SignatureOut(**json.loads(req.signature_json)) if req.signature_json else None,
         flow=req.flow,
         created_at=req.created_at,
         updated_at=req.updated_at,
@@ -124,26 +152,65 @@ async def create_signing_request(
     org: OrgDep,
     session: SessionDep,
     settings: SettingsDep,
+    enrolment: EnrolmentDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SigningRequestPublic:
-    """Prepare the document and ask iAM Smart for the signer's approval."""
+    """Prepare the document and ask iAM Smart for the signer's approval.
+
+    An enrolled signer (``POST /v1/signers``) signs in hash mode by default, PAdES baseline; anyone else
+    in PDF mode, where iAM Smart builds the CMS itself and the result is PKCS#7 (``/adbe.pkcs7.detached``).
+    """
     doc = owned_document(session, org, body.document_id)
     level = PadesLevel(body.level or settings.default_level).value
+    spec = SignerSpec(
+        hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token
+    )
+    mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
     req = await flow.create(
         session,
         org,
         doc,
-        SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
-        mode=body.mode,
+        spec,
+        mode=mode,
         level=level,
         reason=body.reason,
         location=body.location,
         appearance=body.appearance.model_dump() if body.appearance else None,
         webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),
         idempotency_key=idempotency_key,
+        signer_certificate_der=cert,
     )
     session.refresh(req)
     return public(flow, req)
+
+
+async def choose_mode(
+    session, org, enrolment: EnrolmentFlow, spec: SignerSpec, mode: str | None, require_profile: str | None
+) -> tuple[str, bytes | None]:
+    """The mode to sign in and the enrolled certificate (hash mode), or 422 when ``require_profile`` fails.
+
+    PAdES baseline needs hash mode and the signer's certificate beforehand (an enrolment); PDF mode is
+    always PKCS#7, as iAM Smart's ``pdfSignature`` carries signingTime among its signed attributes.
+    """
+    usable = None
+    if mode != "pdf":
+        usable = await enrolment.usable_certificate(session, org, enrolment.signer_key(spec))
+    chosen = mode or ("hash" if usable else "pdf")
+    profile = "pades-baseline" if chosen == "hash" and usable else "pkcs7-detached"
+    if require_profile and profile != require_profile:
+        why = (
+            "PDF mode is always PKCS#7: iAM Smart builds pdfSignature itself, with signingTime among its "
+            "signed attributes"
+            if chosen == "pdf"
+            else "the signer is not enrolled: enrol them once (POST /v1/signers) so their certificate can go "
+            "into the signed attributes"
+        )
+        if require_profile == "pkcs7-detached":
+            why = "an enrolled signer's hash-mode signature is PAdES baseline; ask for mode pdf"
+        raise ApiError(
+            422, "profile_unavailable", f"this request would be {profile}, not {require_profile}: {why}"
+        )
+    return chosen, usable.cert_der if usable and chosen == "hash" else None
 
 
 class SigningRequestList(BaseModel):

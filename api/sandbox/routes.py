@@ -212,6 +212,21 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
             "revoked": True,
         }
 
+    @router.post("/users/{hkid}/renew-certificate")
+    async def renew_certificate(hkid: str, revoke_old: bool = True) -> dict[str, Any]:
+        """Renew the user's certificates: a new key and certificate; the old ones are revoked as superseded
+        unless ``revoke_old=false`` (then they stay valid, as a renewal before expiry may leave them)."""
+        user = engine.user_by_hkid(hkid)
+        old = engine.users.renew(user)
+        if revoke_old:
+            for cert in old:
+                engine.pki.revoke(cert.serial_number, reason="superseded")
+        return {
+            "old_serials": [str(c.serial_number) for c in old],
+            "serials": [str(c.serial_number) for c in engine.users.certificates(user)],
+            "old_revoked": revoke_old,
+        }
+
     @router.get("/phone/{hkid}", response_class=HTMLResponse, include_in_schema=False)
     async def phone_page(hkid: str, request: Request) -> Response:
         user = engine.user_by_hkid(hkid)

@@ -16,6 +16,7 @@ __all__ = [
     "BatchItem",
     "Document",
     "Organisation",
+    "SignerEnrolment",
     "SigningRequest",
     "WebhookDelivery",
     "new_id",
@@ -111,6 +112,9 @@ class SigningRequest(SQLModel, table=True):
     sign_code: str | None = Field(default=None, max_length=8)
     ticket_id: str | None = Field(default=None, max_length=200)
     result_json: str | None = Field(default=None, description="what iAM Smart returned, until embedded")
+    signature_json: str | None = Field(
+        default=None, description="the achieved signature (profile, level, augmentations) read from the file"
+    )
     signed_document_id: str | None = Field(default=None, max_length=40)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
@@ -175,6 +179,7 @@ class Batch(SQLModel, table=True):
     status: str = Field(default="pending", index=True, max_length=24)
     phase: str = Field(default="prepared", max_length=24, description="prepared -> sent -> receiving -> done")
     flow: str = Field(max_length=16)
+    mode: str = Field(default="pdf", max_length=8, description="pdf, or hash (an enrolled signer's batch)")
     level: str = Field(max_length=8)
     signer_key: str = Field(index=True, max_length=64, description="HMAC of the HKID or openID, never the ID")
     reason: str | None = Field(default=None, max_length=500)
@@ -203,6 +208,7 @@ class BatchItem(SQLModel, table=True):
     record_json: str | None = None
     prepared_name: str | None = Field(default=None, max_length=200)
     result_json: str | None = None
+    signature_json: str | None = Field(default=None, description="the achieved signature, read from the file")
     signed_document_id: str | None = Field(default=None, max_length=40)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
@@ -216,3 +222,33 @@ class BatchCallbackPage(SQLModel, table=True):
     batch_id: str = Field(foreign_key="batches.id", primary_key=True, max_length=40)
     seq: int = Field(primary_key=True)
     received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SignerEnrolment(SQLModel, table=True):
+    """A signer's iAM Smart-Cert, kept after one enrolment signature so hash mode is PAdES from the start.
+
+    One row per organisation and signer (keyed HMAC of the HKID or openID, never the ID). ``status``:
+    pending (the enrolment signature is awaited), enrolled, reenrolment_required (renewed, revoked, expired
+    or mismatched certificate), failed (the enrolment did not complete; ``error_code`` says why).
+    """
+
+    __tablename__ = "signer_enrolments"
+    __table_args__ = (UniqueConstraint("organisation_id", "signer_key", name="uq_enrolment_signer"),)
+    id: str = Field(default_factory=lambda: new_id("sg"), primary_key=True, max_length=40)
+    organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
+    signer_key: str = Field(index=True, max_length=64, description="HMAC of the HKID or openID, never the ID")
+    flow: str = Field(max_length=16)
+    status: str = Field(default="pending", max_length=24)
+    statement: str = Field(max_length=500)
+    request_id: str | None = Field(default=None, max_length=40, description="the enrolment signature")
+    cert_der_b64: str | None = None
+    cert_sha256: str | None = Field(default=None, max_length=64)
+    subject: str | None = Field(default=None, max_length=500)
+    issuer: str | None = Field(default=None, max_length=500)
+    serial: str | None = Field(default=None, max_length=80)
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)

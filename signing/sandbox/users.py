@@ -244,6 +244,21 @@ class UserDirectory:
     def certificate(self, user: SandboxUser, client_id: str | None = None) -> x509.Certificate:
         return self.signer(user, client_id).certificate
 
+    def renew(self, user: SandboxUser) -> list[x509.Certificate]:
+        """Renew the user's certificates (test hook): a new key and a new certificate for every service the
+        user has one for; returns the old certificates (the caller decides whether to revoke them)."""
+        with self._lock:
+            old = self.certificates(user)
+            for p in self.directory.glob(f"{user.user_id}*.cert.pem"):
+                p.unlink()
+            (self.directory / f"{user.user_id}.key.pem").unlink(missing_ok=True)
+            slots = [slot for slot in self._signers if slot[0] == user.user_id]
+            for slot in slots:
+                del self._signers[slot]
+        for _, client_id in slots or [(user.user_id, None)]:
+            self.signer(user, client_id)
+        return old
+
     def certificates(self, user: SandboxUser) -> list[x509.Certificate]:
         """Every certificate issued to the user so far (one per online service, and the default one)."""
         return [
