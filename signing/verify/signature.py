@@ -25,6 +25,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from ..trust import TrustList, TrustProfile
 from . import certs as cert_checks
+from . import encoding
 from .ades import (
     AdesOutcome,
     has_signature_timestamp,
@@ -411,6 +412,12 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
 
     digest_matches = outcome.intact if outcome.intact is not None else _own_digest_matches(emb)
     signature_value = bool(outcome.valid)
+    der_problem = encoding.signed_attrs_der_problem(emb.signer_info) or encoding.cms_der_problem(
+        emb.pkcs7_content
+    )
+    if der_problem:  # RFC 5652 §5.4: the value is checked over DER, which these bytes are not
+        reasons.insert(0, der_problem)
+        signature_value = False
 
     when = await _signing_time(emb, status, ctx, reasons)
     moment, source = when.moment, when.source
@@ -466,6 +473,11 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     )
     reasons.extend(level_notes)
     indication, sub = _aggregate(outcome, checks, chain, source, subfilter, has_ess, integ, reasons)
+    if der_problem:
+        generic = "the signature value does not verify with the signer's key"
+        reasons[:] = [der_problem, *(r for r in reasons if r not in (der_problem, generic))]
+        if sub != "HASH_FAILURE":
+            indication, sub = Indication.TOTAL_FAILED, "SIG_CRYPTO_FAILURE"
     eto = assess(
         EtoInputs(
             checks=checks,

@@ -1,0 +1,109 @@
+"""Files for the issue-11 verification classes: CMS re-encodings, other formats, document timestamps.
+
+Every helper starts from a file the signing core or pyHanko signed with the test PKI and changes exactly
+one thing, re-signing where the change would otherwise just break the signature value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from asn1crypto import cms, core
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+__all__ = [
+    "der_header",
+    "resign_signed_attrs",
+    "rewrite_contents",
+    "tlv",
+]
+
+
+def der_header(first: int, length: int) -> bytes:
+    if length < 0x80:
+        return bytes([first, length])
+    size = (length.bit_length() + 7) // 8
+    return bytes([first, 0x80 | size]) + length.to_bytes(size, "big")
+
+
+def tlv(first: int, contents: bytes) -> bytes:
+    return der_header(first, len(contents)) + contents
+
+
+def children(value: core.Sequence, replace: dict[str, bytes]) -> bytes:
+    out = []
+    for name, _spec, _params in value._fields:
+        if name in replace:
+            out.append(replace[name])
+        elif not isinstance(value[name], core.Void):
+            out.append(value[name].dump())
+    return b"".join(out)
+
+
+def read_cms(path: Path) -> tuple[bytes, int, int]:
+    """The CMS bytes of the first signature and the /Contents hex gap (start, end, brackets excluded)."""
+    with open(path, "rb") as f:
+        emb = PdfFileReader(f).embedded_signatures[0]
+        _, gap_start, gap_end, _ = (int(v) for v in emb.byte_range)
+        return bytes(emb.pkcs7_content), gap_start + 1, gap_end - 1
+
+
+def rewrite_contents(src: Path, out: Path, transform: Callable[[bytes], bytes]) -> Path:
+    """Replace the first signature's CMS by ``transform(cms)``, zero-padded into the same gap."""
+    content, start, end = read_cms(src)
+    new = transform(content).hex().encode()
+    assert len(new) <= end - start, "the new CMS does not fit the /Contents gap"
+    data = bytearray(src.read_bytes())
+    data[start:end] = new + b"0" * (end - start - len(new))
+    out.write_bytes(bytes(data))
+    return out
+
+
+def resign_signed_attrs(
+    src: Path, out: Path, private_key, encode: Callable[[cms.CMSAttributes], bytes]
+) -> Path:
+    """Store the signed attributes as ``encode(attrs)`` (the [0] IMPLICIT field, tag byte included) and
+    sign those stored bytes (with a SET tag, as a verifier hashing them as stored would) with the key."""
+
+    def transform(content: bytes) -> bytes:
+        ci = cms.ContentInfo.load(content)
+        sd = ci["content"]
+        si = sd["signer_infos"][0]
+        stored = encode(si["signed_attrs"])
+        signature = private_key.sign(b"\x31" + stored[1:], padding.PKCS1v15(), hashes.SHA256())
+        si_der = tlv(
+            0x30,
+            children(si, {"signed_attrs": stored, "signature": core.OctetString(signature).dump()}),
+        )
+        sd_der = tlv(0x30, children(sd, {"signer_infos": tlv(0x31, si_der)}))
+        return tlv(0x30, ci["content_type"].dump() + tlv(0xA0, sd_der))
+
+    return rewrite_contents(src, out, transform)
+
+
+def attrs_unsorted(attrs: cms.CMSAttributes) -> bytes:
+    """The attributes in reverse DER order (an unsorted SET OF)."""
+    parts = sorted((a.dump() for a in attrs), reverse=True)
+    return tlv(0xA0, b"".join(parts))
+
+
+def attrs_indefinite(attrs: cms.CMSAttributes) -> bytes:
+    """The attributes with an indefinite length (BER)."""
+    parts = sorted(a.dump() for a in attrs)
+    return b"\xa0\x80" + b"".join(parts) + b"\x00\x00"
+
+
+def attrs_long_length(attrs: cms.CMSAttributes) -> bytes:
+    """The attributes with a length in more bytes than needed (BER)."""
+    body = b"".join(sorted(a.dump() for a in attrs))
+    return b"\xa0\x84" + len(body).to_bytes(4, "big") + body
+
+
+def cms_long_length(content: bytes) -> bytes:
+    """The same CMS with the outer ContentInfo length in more bytes than needed (BER)."""
+    ci = cms.ContentInfo.load(content)
+    body = ci.contents
+    return b"\x30\x84" + len(body).to_bytes(4, "big") + body
