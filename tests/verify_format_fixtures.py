@@ -107,3 +107,55 @@ def cms_long_length(content: bytes) -> bytes:
     ci = cms.ContentInfo.load(content)
     body = ci.contents
     return b"\x30\x84" + len(body).to_bytes(4, "big") + body
+
+
+# ---------------------------------------------------------------------------------------------- doc timestamps
+
+_UNSET = object()
+
+
+async def add_doc_timestamp(
+    src: Path, out: Path, timestamper, sig_type=_UNSET, field_name: str = "DocTS"
+) -> Path:
+    """Append a document timestamp whose dictionary's /Type is ``sig_type`` ("/Sig", "/DocTimeStamp", None
+    for null); leave it out to drop /Type."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.signers import pdf_byterange, pdf_signer
+    from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
+
+    original = pdf_byterange.DocumentTimestamp
+
+    class Typed(original):  # type: ignore[misc, valid-type]
+        def __init__(self, bytes_reserved=None):
+            super().__init__(bytes_reserved=bytes_reserved)
+            if sig_type is _UNSET:
+                del self["/Type"]
+            elif sig_type is None:
+                self[generic.pdf_name("/Type")] = generic.NullObject()
+            else:
+                self[generic.pdf_name("/Type")] = generic.pdf_name(sig_type)
+
+    pdf_signer.DocumentTimestamp = Typed
+    try:
+        with open(src, "rb") as inf, open(out, "wb") as outf:  # noqa: ASYNC230 - a test helper
+            await PdfTimeStamper(timestamper, field_name=field_name).async_timestamp_pdf(
+                IncrementalPdfFileWriter(inf), "sha256", output=outf
+            )
+    finally:
+        pdf_signer.DocumentTimestamp = original
+    return out
+
+
+def break_signature_value(src: Path, out: Path, field_name: str) -> Path:
+    """Flip one hex digit of the signature value inside the CMS of the field ``field_name``."""
+    with open(src, "rb") as f:
+        emb = next(e for e in PdfFileReader(f).embedded_signatures if e.field_name == field_name)
+        _, gap_start, gap_end, _ = (int(v) for v in emb.byte_range)
+        sig_hex = emb.signer_info["signature"].native.hex()
+    data = bytearray(src.read_bytes())
+    hex_text = bytes(data[gap_start:gap_end]).decode("ascii").lower()
+    pos = gap_start + hex_text.index(sig_hex) + 40
+    data[pos] = ord("0") if data[pos] != ord("0") else ord("1")
+    out.write_bytes(bytes(data))
+    return out

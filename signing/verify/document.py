@@ -16,14 +16,13 @@ from pathlib import Path
 from asn1crypto import x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
-from pyhanko.sign.validation import async_validate_pdf_timestamp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from ..errors import UnreadablePdfError
-from .ades import dss_validation_context
+from .doc_timestamps import is_doc_timestamp, verify_doc_timestamp
 from .options import VerifyOptions
-from .report import DocumentTimestampReport, SignatureReport, VerificationReport
+from .report import SignatureReport, VerificationReport
 from .signature import SignatureContext, broken_signature, unchecked_signature, verify_signature
 
 __all__ = ["verify_pdf", "verify_pdf_sync"]
@@ -133,44 +132,6 @@ def _dss(
     return certs, counts, dss
 
 
-async def _verify_doc_timestamp(
-    emb: EmbeddedPdfSignature, dss: DocumentSecurityStore | None, options: VerifyOptions
-) -> DocumentTimestampReport:
-    vc = dss_validation_context(dss, options)
-    try:
-        status = await asyncio.wait_for(
-            async_validate_pdf_timestamp(emb, validation_context=vc), timeout=options.signature_timeout
-        )
-        level = getattr(status.diff_result, "modification_level", None)
-        coverage = getattr(status.coverage, "name", None)
-        unmodified = (level is not None and level.value <= 1) or coverage == "ENTIRE_FILE"
-        return DocumentTimestampReport(
-            field=str(emb.field_name),
-            time=status.timestamp,
-            intact=bool(status.intact),
-            valid=bool(status.valid),
-            trusted=bool(status.trusted),
-            tsa=status.signing_cert.subject.human_friendly if status.signing_cert else None,
-            revision=emb.signed_revision,
-            unmodified=bool(unmodified),
-        )
-    except Exception as exc:  # noqa: BLE001
-        return DocumentTimestampReport(
-            field=str(emb.field_name),
-            time=None,
-            intact=False,
-            valid=False,
-            trusted=False,
-            revision=emb.signed_revision,
-            reasons=(f"the document timestamp cannot be validated: {type(exc).__name__}: {exc}",),
-        )
-    finally:
-        try:
-            await vc.aclose()
-        except Exception as exc:  # noqa: BLE001
-            logger.debug("closing the validation context failed: %s", exc)
-
-
 async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> VerificationReport:
     """Verify every signature in the PDF at ``path``.
 
@@ -188,9 +149,9 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
         except Exception:  # noqa: BLE001
             revisions = 0
         dss_certs, dss_counts, dss = _dss(reader)
-        doc_ts_embs = [e for e in embedded if _is_doc_timestamp(e)]
-        sig_embs = [e for e in embedded if not _is_doc_timestamp(e)]
-        doc_timestamps = [await _verify_doc_timestamp(e, dss, options) for e in doc_ts_embs]
+        doc_ts_embs = [e for e in embedded if is_doc_timestamp(e)]
+        sig_embs = [e for e in embedded if not is_doc_timestamp(e)]
+        doc_timestamps = [await verify_doc_timestamp(e, dss, options) for e in doc_ts_embs]
         ctx = SignatureContext(
             options=options,
             validation_time=options.validation_time(started),
@@ -244,13 +205,6 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
         notes=tuple(notes),
         verifier=_verifier(),
     )
-
-
-def _is_doc_timestamp(emb: EmbeddedPdfSignature) -> bool:
-    try:
-        return emb.sig_object_type == "/DocTimeStamp"
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def verify_pdf_sync(path: Path | str, options: VerifyOptions | None = None) -> VerificationReport:

@@ -33,8 +33,9 @@ from .ades import (
     signature_timestamp_status,
     signature_timestamp_time,
 )
+from .doc_timestamps import level_evidence
 from .eto import EtoInputs, assess
-from .levels import ESS_ATTRIBUTES, PADES_SUBFILTER, LevelEvidence, pades_level, signed_attribute_names
+from .levels import ESS_ATTRIBUTES, PADES_SUBFILTER, pades_level, signed_attribute_names
 from .options import VerifyOptions
 from .report import Checks, EtoAssessment, Indication, SignatureReport, TimeSource
 
@@ -369,7 +370,8 @@ async def _trust_checks(
 
 
 def _process_for(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> str:
-    if any(r > emb.signed_revision for r in ctx.doc_timestamp_revisions):
+    # The LTA process works from the DSS; a document timestamp without one only proves time (B-T).
+    if ctx.dss is not None and any(r > emb.signed_revision for r in ctx.doc_timestamp_revisions):
         return "lta"
     if has_signature_timestamp(emb.signer_info):
         return "with-time"
@@ -462,13 +464,14 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         crypto_strength=strong,
     )
     level, level_notes = pades_level(
-        LevelEvidence(
-            subfilter=subfilter,
-            signed_attributes=attr_names,
+        level_evidence(
+            emb,
+            ctx,
+            chain.certificates(),
+            subfilter,
+            attr_names,
             intact=checks.integrity and signature_value,
             timestamp_valid=when.ts_valid,
-            dss_has_revinfo=ctx.dss_has_revinfo,
-            document_timestamp_after=any(r > emb.signed_revision for r in ctx.valid_doc_timestamp_revisions),
         )
     )
     reasons.extend(level_notes)

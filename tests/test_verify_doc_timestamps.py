@@ -1,0 +1,72 @@
+"""Issue 11 item 2: /SubFilter /ETSI.RFC3161 is a document timestamp whatever its /Type, with its own
+checks, and counts toward the level of the signatures it covers only when it is valid."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fixtures.generate import simple_pdf
+from signing.model import PadesLevel
+from signing.verify import Indication, VerifyOptions, verify_pdf_sync
+
+from .verify_fixtures import recognized_trust, sign
+from .verify_format_fixtures import _UNSET, add_doc_timestamp, break_signature_value
+
+TYPES = {"DocTimeStamp": "/DocTimeStamp", "Sig": "/Sig", "missing": _UNSET, "null": None}
+
+
+@pytest.fixture(scope="module")
+def files(test_pki, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("docts")
+    letter = simple_pdf(d / "letter.pdf", pages=1)
+    services = test_pki.services()
+    out: dict[str, Path] = {}
+
+    async def build() -> None:
+        out["B-B"] = await sign(letter, d / "bb.pdf", test_pki.pki, test_pki.signer, PadesLevel.B_B, services)
+        for name, value in TYPES.items():
+            out[name] = await add_doc_timestamp(out["B-B"], d / f"ts-{name}.pdf", services.timestamper, value)
+        out["ts-only"] = await add_doc_timestamp(letter, d / "ts-only.pdf", services.timestamper, "/Sig")
+
+    asyncio.run(build())
+    out["broken"] = break_signature_value(out["Sig"], d / "ts-broken.pdf", "DocTS")
+    return out
+
+
+def _verify(path: Path, test_pki):
+    return verify_pdf_sync(path, VerifyOptions(trust=recognized_trust(test_pki.pki)))
+
+
+@pytest.mark.parametrize("kind", list(TYPES))
+def test_document_timestamp_whatever_its_type(files, test_pki, kind):
+    report = _verify(files[kind], test_pki)
+    assert [s.field for s in report.signatures] == ["Signature1"], report.to_json()
+    (ts,) = report.document_timestamps
+    assert ts.field == "DocTS" and ts.intact and ts.valid and ts.trusted, ts
+    assert ts.time is not None and ts.unmodified
+    s = report.signatures[0]
+    assert s.indication is Indication.TOTAL_PASSED, s.to_json()
+    assert s.sub_indication is None
+    # The valid document timestamp over a B-B signature gives it B-T (EN 319 142-1).
+    assert s.pades_level == "B-T"
+    if kind != "DocTimeStamp":
+        assert any("read as a document timestamp" in r for r in ts.reasons)
+
+
+def test_document_timestamp_alone_is_not_a_failed_signature(files, test_pki):
+    report = _verify(files["ts-only"], test_pki)
+    assert report.signatures == ()
+    (ts,) = report.document_timestamps
+    assert ts.intact and ts.valid and ts.trusted
+
+
+def test_invalid_document_timestamp_never_counts(files, test_pki):
+    report = _verify(files["broken"], test_pki)
+    (ts,) = report.document_timestamps
+    assert ts.intact and not ts.valid  # the deciding check: the token's signature
+    s = report.signatures[0]
+    assert s.indication is Indication.TOTAL_PASSED, s.to_json()
+    assert s.pades_level == "B-B"
