@@ -21,6 +21,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from ..errors import UnreadablePdfError
 from .doc_timestamps import is_doc_timestamp, verify_doc_timestamp
+from .formats import distinct_signatures, unreadable_signature
 from .options import VerifyOptions
 from .report import SignatureReport, VerificationReport
 from .signature import SignatureContext, broken_signature, unchecked_signature, verify_signature
@@ -103,6 +104,8 @@ def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[S
     except Exception as exc:  # noqa: BLE001
         notes.append(f"the signature fields cannot be enumerated: {exc}")
         return good, broken, notes
+    fields, repeats = distinct_signatures(fields)
+    notes.extend(repeats)
     for name, _sig_obj, sig_field in fields:
         try:
             emb = EmbeddedPdfSignature(reader, sig_field, name)
@@ -110,9 +113,8 @@ def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[S
             emb.sig_object_type  # noqa: B018
             good.append(emb)
         except Exception as exc:  # noqa: BLE001 - hostile signature dictionaries and CMS
-            broken.append(
-                broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}")
-            )
+            report = broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}")
+            broken.append(unreadable_signature(sig_field, report))
     good.sort(key=lambda e: e.signed_revision)
     return good, broken, notes
 

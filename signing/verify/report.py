@@ -140,6 +140,8 @@ class Checks:
     """The signature timestamp is valid and trusted; None when there is none."""
     crypto_strength: bool | None = None
     """C14: the signer's key is strong enough (RSA >= 2048 bits); weak digests are pyHanko's policy."""
+    claimed_time_consistent: bool | None = None
+    """The claimed signing time is not after the signature timestamp; None without both."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,6 +195,8 @@ class SignatureReport:
     """T: the time the checks were made at (see ``time_source``)."""
     time_source: TimeSource = TimeSource.VALIDATION_TIME
     claimed_time: dt.datetime | None = None
+    time_basis: str | None = None
+    """Which time ``signing_time`` is and why it was chosen."""
     timestamp_time: dt.datetime | None = None
     """genTime of the signature timestamp, when there is one (trusted or not: see checks)."""
     subfilter: str | None = None
@@ -226,6 +230,7 @@ class SignatureReport:
             "timestamp_time": iso(self.timestamp_time),
             "time_source": self.time_source.value,
             "claimed_time": iso(self.claimed_time),
+            "time_basis": self.time_basis,
             "eto": self.eto.to_json(),
             "subfilter": self.subfilter,
             "validation_process": self.validation_process,

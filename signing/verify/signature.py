@@ -25,7 +25,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from ..trust import TrustList, TrustProfile
 from . import certs as cert_checks
-from . import encoding
+from . import encoding, formats, times
 from .ades import (
     AdesOutcome,
     has_signature_timestamp,
@@ -41,7 +41,9 @@ from .report import Checks, EtoAssessment, Indication, SignatureReport, TimeSour
 
 __all__ = ["SignatureContext", "broken_signature", "unchecked_signature", "verify_signature"]
 
-SUPPORTED_SUBFILTERS = frozenset({"/adbe.pkcs7.detached", "/ETSI.CAdES.detached", "/PBAD.PAdES"})
+SUPPORTED_SUBFILTERS = frozenset(
+    {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached", "/PBAD.PAdES", formats.SHA1_SUBFILTER}
+)
 _ALLOWED_AFTER_SIGNING = ModificationLevel.FORM_FILLING
 
 
@@ -413,6 +415,8 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     status = outcome.status
 
     digest_matches = outcome.intact if outcome.intact is not None else _own_digest_matches(emb)
+    if subfilter == formats.SHA1_SUBFILTER:  # messageDigest is over the content, which must be SHA-1(range)
+        digest_matches = bool(digest_matches) and formats.sha1_content_matches(emb)
     signature_value = bool(outcome.valid)
     der_problem = encoding.signed_attrs_der_problem(emb.signer_info) or encoding.cms_der_problem(
         emb.pkcs7_content
@@ -423,6 +427,9 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
 
     when = await _signing_time(emb, status, ctx, reasons)
     moment, source = when.moment, when.source
+    claim_ok = times.claim_consistent(when.claimed, when.tst_time)
+    if claim_ok is False:
+        reasons.append(times.CLAIM_AFTER_TIMESTAMP.format(claimed=when.claimed, tst=when.tst_time))
     trust = await _trust_checks(emb, leaf, outcome, moment, ctx, reasons)
     chain, profile = trust.chain, trust.profile
     not_revoked, revocation = _revocation(outcome, moment, ctx)
@@ -435,6 +442,8 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     if ku_problem:
         reasons.append(ku_problem)
     strong, weak_problem = cert_checks.key_strength_ok(leaf)
+    if subfilter == formats.SHA1_SUBFILTER and strong:
+        strong, weak_problem = False, formats.SHA1_WEAKNESS
     if weak_problem:
         reasons.append(weak_problem)
 
@@ -462,6 +471,7 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         recognition_in_force=trust.recognition,
         signature_timestamp=(when.ts_trusted if when.tst_time is not None else None),
         crypto_strength=strong,
+        claimed_time_consistent=claim_ok,
     )
     level, level_notes = pades_level(
         level_evidence(
@@ -500,6 +510,7 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         signing_time=moment,
         time_source=source,
         claimed_time=when.claimed,
+        time_basis=times.time_basis(source, when.tst_time is not None),
         timestamp_time=when.timestamp_time,
         subfilter=subfilter,
         validation_process=process,
