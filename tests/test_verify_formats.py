@@ -67,6 +67,16 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         claimed_time=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2),
     )
     out["self-signed"] = handmade_signed_pdf(d / "self.pdf", detached_cms(simple_signer(self_signed())))
+    for damage in ("startxref", "offsets"):
+        out[f"xref-{damage}"] = handmade_signed_pdf(
+            d / f"xref-{damage}.pdf", detached_cms(rsa), xref_damage=damage
+        )
+    out["xref-ambiguous"] = handmade_signed_pdf(
+        d / "xref-ambiguous.pdf",
+        detached_cms(rsa),
+        xref_damage="offsets",
+        duplicate_page_content=b"BT /F1 18 Tf 72 720 Td (PAY 1,000,000 HKD) Tj ET",
+    )
     out["shared"] = handmade_signed_pdf(d / "shared.pdf", detached_cms(rsa), fields=("Sig1", "Sig1Copy"))
     return out
 
@@ -169,3 +179,53 @@ def test_claimed_time_after_the_timestamp_fails_the_time_limb(files, test_pki):
     assert any("later than the signature timestamp" in r for r in s.eto.reasons["generated_within_validity"])
     assert s.eto.verdict != "ETO_S6_1A_TECHNICAL_CONDITIONS_MET"
     assert (s.indication, s.sub_indication) == (Indication.TOTAL_PASSED, None)  # the cryptography holds
+
+
+# ---------------------------------------------------------------------------------------------- damaged xref
+
+
+@pytest.mark.parametrize("damage", ["startxref", "offsets"])
+def test_damaged_xref_is_read_and_reported(files, test_pki, damage):
+    report = _verify(files[f"xref-{damage}"], test_pki)
+    assert any("cross-reference data is damaged" in n for n in report.notes), report.notes
+    s = _only(report)
+    # The signer signed every byte of the file as it is: the deciding checks hold.
+    assert s.coverage == "ENTIRE_FILE" and s.checks.digest_matches and s.checks.signature_value
+    assert (s.indication, s.sub_indication) == (Indication.TOTAL_PASSED, None), s.to_json()
+
+
+def test_damaged_xref_with_ambiguous_objects_is_not_passed(files, test_pki):
+    report = _verify(files["xref-ambiguous"], test_pki)
+    assert any("defined more than once" in n for n in report.notes), report.notes
+    s = _only(report)
+    assert s.checks.digest_matches and s.checks.signature_value
+    assert s.checks.byte_range is False  # the deciding check: coverage of the file as shown is unknown
+    assert (s.indication, s.sub_indication) == (Indication.TOTAL_FAILED, "FORMAT_FAILURE"), s.to_json()
+
+
+def test_cli_reads_a_damaged_xref_instead_of_exit_2(files, test_pki):
+    import subprocess
+    import sys
+
+    root = test_pki.pki.directory / "root.cert.pem"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "verify",
+            "--json",
+            "--trust",
+            str(root),
+            str(files["xref-startxref"]),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    assert (
+        '"cross-reference data is damaged' in done.stdout or "cross-reference data is damaged" in done.stdout
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,11 +217,13 @@ def handmade_signed_pdf(
     subfilter: str = "/ETSI.CAdES.detached",
     fields: tuple[str, ...] = ("Sig1",),
     reserve: int = 12000,
-    break_startxref: bool = False,
+    xref_damage: str | None = None,
+    duplicate_page_content: bytes | None = None,
     claimed_time: dt.datetime | None = None,
 ) -> Path:
     """A one-revision PDF written byte by byte whose signature dictionary (object 5) is the /V of every
-    field in ``fields``; ``make_cms(signed_bytes)`` returns the CMS for /Contents."""
+    field in ``fields``; ``make_cms(signed_bytes)`` returns the CMS for /Contents. ``xref_damage``
+    "startxref" (past the end) or "offsets" (every entry wrong) damages the table before signing."""
     claimed = (claimed_time or dt.datetime.now(dt.UTC)).strftime("D:%Y%m%d%H%M%SZ")
     field_ids = list(range(6, 6 + len(fields)))
     refs = " ".join(f"{i} 0 R" for i in field_ids)
@@ -250,15 +253,21 @@ def handmade_signed_pdf(
     for num in sorted(objs):
         offsets[num] = len(data)
         data += b"%d 0 obj\n" % num + objs[num] + b"\nendobj\n"
+    if duplicate_page_content is not None:  # a second "4 0 obj" that the table does not point to
+        data += b"4 0 obj\n<< /Length %d >>\nstream\n" % len(duplicate_page_content)
+        data += duplicate_page_content + b"\nendstream\nendobj\n"
     xref_at = len(data)
     size = max(objs) + 1
     data += b"xref\n0 %d\n0000000000 65535 f \n" % size
     for num in range(1, size):
         data += b"%010d 00000 n \n" % offsets[num]
-    data += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        size,
-        xref_at + 3 if break_startxref else xref_at,
-    )
+    if xref_damage == "offsets":  # every entry points 7 bytes past its object
+        table = data[xref_at:]
+        data[xref_at:] = re.sub(
+            rb"(\d{10})( 00000 n )", lambda m: b"%010d" % (int(m.group(1)) + 7) + m.group(2), table
+        )
+    startxref = len(data) + 1000 if xref_damage == "startxref" else xref_at
+    data += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, startxref)
     gap_start = data.index(b"/Contents <") + len(b"/Contents ")
     gap_end = gap_start + reserve + 2
     ranges = b"[0 %010d %010d %010d]" % (gap_start, gap_end, len(data) - gap_end)

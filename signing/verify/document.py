@@ -23,6 +23,7 @@ from ..errors import UnreadablePdfError
 from .doc_timestamps import is_doc_timestamp, verify_doc_timestamp
 from .formats import distinct_signatures, unreadable_signature
 from .options import VerifyOptions
+from .repair import embedded_signature, open_repaired, repair_notes
 from .report import SignatureReport, VerificationReport
 from .signature import SignatureContext, broken_signature, unchecked_signature, verify_signature
 
@@ -94,6 +95,19 @@ def _open_reader(stream) -> PdfFileReader:
     return reader
 
 
+def _open_tolerantly(stream, path: Path) -> tuple[PdfFileReader, list[str]]:
+    """The reader, else one over a repaired cross-reference table (with a note), else the error."""
+    try:
+        return _open_reader(stream), []
+    except UnreadablePdfError as exc:
+        if exc.code != "damaged_pdf":
+            raise
+        reader = open_repaired(path)
+        if reader is None or reader.encrypted:
+            raise
+        return reader, repair_notes(reader, exc.message)
+
+
 def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[SignatureReport], list[str]]:
     """The readable signatures (in revision order), reports for the unreadable ones, and notes."""
     good: list[EmbeddedPdfSignature] = []
@@ -108,7 +122,7 @@ def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[S
     notes.extend(repeats)
     for name, _sig_obj, sig_field in fields:
         try:
-            emb = EmbeddedPdfSignature(reader, sig_field, name)
+            emb = embedded_signature(reader, sig_field, name)
             emb.signer_info["signature"].native  # noqa: B018 - garbage CMS fails here, or later (caught)
             emb.sig_object_type  # noqa: B018
             good.append(emb)
@@ -144,8 +158,9 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
     started = _utcnow()
     sha256, size = _check_file(path, options)
     with open(path, "rb") as f:  # noqa: ASYNC230 - pyHanko reads synchronously anyway
-        reader = _open_reader(f)
+        reader, repaired = _open_tolerantly(f, path)
         embedded, broken, notes = _embedded(reader)
+        notes[:0] = repaired
         try:
             revisions = reader.xrefs.total_revisions
         except Exception:  # noqa: BLE001
