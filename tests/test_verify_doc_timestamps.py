@@ -13,7 +13,7 @@ from signing.model import PadesLevel
 from signing.verify import Indication, VerifyOptions, verify_pdf_sync
 
 from .verify_fixtures import recognized_trust, sign
-from .verify_format_fixtures import _UNSET, add_doc_timestamp, break_signature_value
+from .verify_format_fixtures import _UNSET, add_doc_timestamp, add_dss_crls, break_signature_value
 
 TYPES = {"DocTimeStamp": "/DocTimeStamp", "Sig": "/Sig", "missing": _UNSET, "null": None}
 
@@ -70,3 +70,56 @@ def test_invalid_document_timestamp_never_counts(files, test_pki):
     s = report.signatures[0]
     assert s.indication is Indication.TOTAL_PASSED, s.to_json()
     assert s.pades_level == "B-B"
+
+
+# ---------------------------------------------------------------------------------------------- B-LT / B-LTA
+
+
+@pytest.fixture(scope="module")
+def lt_files(test_pki, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("docts-lt")
+    letter = simple_pdf(d / "letter.pdf", pages=1)
+    pki, services = test_pki.pki, test_pki.services()
+    out: dict[str, Path] = {}
+    bt = asyncio.run(sign(letter, d / "bt.pdf", pki, test_pki.signer, PadesLevel.B_T, services))
+    out["whole-chain"] = add_dss_crls(bt, d / "whole.pdf", [pki.crl("ca"), pki.crl("root")])
+    out["part-chain"] = add_dss_crls(bt, d / "part.pdf", [pki.crl("root")])  # nothing for the signer's cert
+
+    async def build() -> None:
+        for name in ("part-chain",):
+            out[f"{name}+ts"] = await add_doc_timestamp(
+                out[name], d / f"{name}-ts.pdf", services.timestamper, "/DocTimeStamp"
+            )
+
+    asyncio.run(build())
+    return out
+
+
+def _offline(path: Path, test_pki):
+    return verify_pdf_sync(path, VerifyOptions(trust=recognized_trust(test_pki.pki), offline=True))
+
+
+def test_dss_for_the_whole_chain_gives_b_lt(lt_files, test_pki):
+    (s,) = _offline(lt_files["whole-chain"], test_pki).signatures
+    assert s.indication is Indication.TOTAL_PASSED, s.to_json()
+    assert s.pades_level == "B-LT"
+
+
+def test_dss_for_part_of_the_chain_is_not_b_lt(lt_files, test_pki):
+    (s,) = verify_pdf_sync(
+        lt_files["part-chain"], VerifyOptions(trust=recognized_trust(test_pki.pki))
+    ).signatures
+    assert s.pades_level == "B-T", (
+        s.to_json()
+    )  # the deciding fact: no revocation data for the signer in the DSS
+
+
+def test_document_timestamp_over_a_partial_dss_is_not_b_lta(lt_files, test_pki):
+    """Before issue 11 any revocation data in the DSS plus a later document timestamp made B-LTA."""
+    report = verify_pdf_sync(lt_files["part-chain+ts"], VerifyOptions(trust=recognized_trust(test_pki.pki)))
+    (ts,) = report.document_timestamps
+    assert ts.intact and ts.valid and ts.trusted
+    (s,) = report.signatures
+    assert s.pades_level == "B-T", s.to_json()
+    assert s.indication is not Indication.TOTAL_FAILED
+    # (The full B-LTA case is the sandbox B-LTA file of test_verify_cases.test_valid_at_each_level.)

@@ -364,3 +364,20 @@ def timestamped_cms(signer, timestamper) -> Callable[[bytes], bytes]:
         ).dump()
 
     return make
+
+
+def add_dss_crls(src: Path, out: Path, crls_der: list[bytes]) -> Path:
+    """Copy ``src`` with an incremental update adding a DSS that holds exactly ``crls_der``."""
+    import shutil
+
+    from asn1crypto import crl as asn1_crl
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    shutil.copyfile(src, out)
+    with open(out, "rb") as f:
+        sig_contents = PdfFileReader(f).embedded_signatures[0].pkcs7_content
+    with open(out, "r+b") as f:
+        DocumentSecurityStore.add_dss(
+            f, sig_contents, crls=[asn1_crl.CertificateList.load(c) for c in crls_der], force_write=True
+        )
+    return out
