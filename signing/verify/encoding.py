@@ -47,7 +47,9 @@ def cms_der_problem(content: bytes) -> str | None:
         return f"the CMS does not parse: {exc}"
     # ContentInfo = SEQUENCE { contentType, [0] EXPLICIT SignedData }: SignedData is at path (1, 0).
     sd_path = (1, 0)
-    skip = {(*sd_path, i) for i, name in enumerate(names) if name in ("certificates", "crls")}
+    skip: set[tuple[int, ...]] = {
+        (*sd_path, i) for i, name in enumerate(names) if name in ("certificates", "crls")
+    }
     if "signer_infos" in names:
         at = names.index("signer_infos")
         for k, present in enumerate(infos):

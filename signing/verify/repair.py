@@ -156,7 +156,7 @@ def embedded_signature(reader: PdfFileReader, sig_field, name: str) -> EmbeddedP
 def repair_notes(reader: PdfFileReader, error: str) -> list[str]:
     """The notes a report on a repaired file carries."""
     notes = [REPAIR_NOTE.format(error=error)]
-    repeated = getattr(reader.stream, "repeated_objects", frozenset())
+    repeated: frozenset[int] = getattr(reader.stream, "repeated_objects", frozenset())
     if repeated:
         notes.append(REPEATED_NOTE.format(numbers=", ".join(str(n) for n in sorted(repeated)[:10])))
     return notes
