@@ -91,6 +91,10 @@ def lt_files(test_pki, tmp_path_factory) -> dict[str, Path]:
                 out[name], d / f"{name}-ts.pdf", services.timestamper, "/DocTimeStamp"
             )
 
+        out["whole-chain+sig-ts"] = await add_doc_timestamp(
+            out["whole-chain"], d / "whole-sig-ts.pdf", services.timestamper, "/Sig"
+        )
+
     asyncio.run(build())
     return out
 
@@ -123,3 +127,12 @@ def test_document_timestamp_over_a_partial_dss_is_not_b_lta(lt_files, test_pki):
     assert s.pades_level == "B-T", s.to_json()
     assert s.indication is not Indication.TOTAL_FAILED
     # (The full B-LTA case is the sandbox B-LTA file of test_verify_cases.test_valid_at_each_level.)
+
+
+def test_document_timestamp_typed_sig_over_a_whole_chain_dss_gives_b_lta(lt_files, test_pki):
+    report = _offline(lt_files["whole-chain+sig-ts"], test_pki)
+    (ts,) = report.document_timestamps
+    assert ts.intact and ts.valid and ts.trusted
+    (s,) = report.signatures
+    assert (s.indication, s.sub_indication) == (Indication.TOTAL_PASSED, None), s.to_json()
+    assert s.pades_level == "B-LTA"

@@ -178,7 +178,10 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
             valid_doc_timestamp_revisions=[
                 t.revision for t in doc_timestamps if t.intact and t.valid and t.revision is not None
             ],
-            doc_timestamp_revisions=[e.signed_revision for e in doc_ts_embs],
+            # Only these start pyHanko's LTA process: it sees no other kind of document timestamp.
+            doc_timestamp_revisions=[
+                e.signed_revision for e in doc_ts_embs if str(e.sig_object.get("/Type")) == "/DocTimeStamp"
+            ],
             dss=dss,
             file_sha256=sha256,
             file_size=size,
