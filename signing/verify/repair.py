@@ -1,6 +1,7 @@
 """Read a PDF whose cross-reference data is damaged, without changing a byte that any signature covers.
 
-When the normal reader fails on a file that starts like a PDF, the objects are found by scanning for
+When the normal reader fails on a file that starts like a PDF and still ends with ``%%EOF`` (a truncated
+file is not repaired), the objects are found by scanning for
 ``N G obj`` and a fresh cross-reference table and trailer are appended *after* the original bytes (in
 memory). Every object keeps its offset, so every /ByteRange still reads exactly the bytes that were
 signed. A signature whose /ByteRange covers the whole original file is covering all of it (the appended
@@ -109,8 +110,8 @@ def open_repaired(path: Path) -> PdfFileReader | None:
         data = path.read_bytes()
     except OSError:
         return None
-    if not data.startswith(b"%PDF-"):
-        return None
+    if not data.startswith(b"%PDF-") or b"%%EOF" not in data[-1024:]:
+        return None  # not a PDF, or cut short: a truncated file stays an error, not a repair
     made = _table(data)
     if made is None:
         return None
