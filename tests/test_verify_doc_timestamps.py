@@ -46,6 +46,13 @@ def test_document_timestamp_whatever_its_type(files, test_pki, kind):
     assert [s.field for s in report.signatures] == ["Signature1"], report.to_json()
     (ts,) = report.document_timestamps
     assert ts.field == "DocTS" and ts.intact and ts.valid and ts.trusted, ts
+    assert ts.to_json()["checks"] == {
+        "imprint": True,
+        "signature_value": True,
+        "tsa_chain": True,
+        "time": True,
+    }
+    assert ts.to_json()["counts_toward_level"] is True
     assert ts.time is not None and ts.unmodified
     s = report.signatures[0]
     assert s.indication is Indication.TOTAL_PASSED, s.to_json()
@@ -67,6 +74,7 @@ def test_invalid_document_timestamp_never_counts(files, test_pki):
     report = _verify(files["broken"], test_pki)
     (ts,) = report.document_timestamps
     assert ts.intact and not ts.valid  # the deciding check: the token's signature
+    assert ts.to_json()["counts_toward_level"] is False
     s = report.signatures[0]
     assert s.indication is Indication.TOTAL_PASSED, s.to_json()
     assert s.pades_level == "B-B"

@@ -176,7 +176,7 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
             dss_has_revinfo=bool(dss_counts.get("dss_ocsps") or dss_counts.get("dss_crls")),
             dss_counts=dss_counts,
             valid_doc_timestamp_revisions=[
-                t.revision for t in doc_timestamps if t.intact and t.valid and t.revision is not None
+                t.revision for t in doc_timestamps if t.counts and t.revision is not None
             ],
             # Only these start pyHanko's LTA process: it sees no other kind of document timestamp.
             doc_timestamp_revisions=[

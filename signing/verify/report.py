@@ -248,7 +248,7 @@ class SignatureReport:
 
 @dataclass(frozen=True)
 class DocumentTimestampReport:
-    """A /DocTimeStamp (PAdES B-LTA archive timestamp)."""
+    """A document timestamp (/SubFilter /ETSI.RFC3161, whatever its /Type): its own checks."""
 
     field: str
     time: dt.datetime | None
@@ -260,9 +260,21 @@ class DocumentTimestampReport:
     unmodified: bool | None = None
     reasons: tuple[str, ...] = ()
 
+    @property
+    def counts(self) -> bool:
+        """Whether it counts toward a signature's level: imprint, token signature and TSA chain all hold."""
+        return self.intact and self.valid and self.trusted and self.time is not None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "field": self.field,
+            "checks": {
+                "imprint": self.intact,
+                "signature_value": self.valid,
+                "tsa_chain": self.trusted,
+                "time": self.time is not None,
+            },
+            "counts_toward_level": self.counts,
             "time": iso(self.time),
             "intact": self.intact,
             "valid": self.valid,
