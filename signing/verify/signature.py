@@ -373,7 +373,10 @@ async def _trust_checks(
 
 def _process_for(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> str:
     # The LTA process works from the DSS; a document timestamp without one only proves time (B-T).
-    if ctx.dss is not None and any(r > emb.signed_revision for r in ctx.doc_timestamp_revisions):
+    # pyHanko's LTA process reads only detached signatures.
+    enveloping = str(emb.sig_object.get("/SubFilter")) == formats.SHA1_SUBFILTER
+    later = any(r > emb.signed_revision for r in ctx.doc_timestamp_revisions)
+    if ctx.dss is not None and later and not enveloping:
         return "lta"
     if has_signature_timestamp(emb.signer_info):
         return "with-time"
