@@ -112,3 +112,31 @@ def test_adding_the_signature_timestamp_keeps_signed_attribute_bytes(files, test
     assert [a["type"].native for a in si["unsigned_attrs"]] == ["signature_time_stamp_token"]
     assert hashlib.sha256(si["signature"].native).digest()  # the value is carried over too
     assert si["signature"].native == ci["content"]["signer_infos"][0]["signature"].native
+
+
+def test_the_cms_to_publish_is_verified_again(test_pki, tmp_path, monkeypatch):
+    """If adding the timestamp ever changed the signed attributes, nothing would be published."""
+    from signing import cms as cms_module
+    from signing.model import RemoteMode, SignOptions
+
+    from .pades_helpers import sign_with_phone
+    from .verify_format_fixtures import attrs_unsorted, children
+
+    real = cms_module.add_signature_timestamp
+
+    async def reencoding(cms_der: bytes, timestamper) -> bytes:
+        stamped = cms.ContentInfo.load(await real(cms_der, timestamper))
+        sd = stamped["content"]
+        si = sd["signer_infos"][0]
+        si_der = tlv(0x30, children(si, {"signed_attrs": attrs_unsorted(si["signed_attrs"])}))
+        sd_der = tlv(0x30, children(sd, {"signer_infos": tlv(0x31, si_der)}))
+        return tlv(0x30, stamped["content_type"].dump() + tlv(0xA0, sd_der))
+
+    monkeypatch.setattr(cms_module, "add_signature_timestamp", reencoding)
+    letter = simple_pdf(tmp_path / "letter.pdf", pages=1)
+    out = tmp_path / "signed.pdf"
+    with pytest.raises(MalformedCmsError):
+        asyncio.run(
+            sign_with_phone(test_pki, letter, out, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_T))
+        )
+    assert not out.exists()
