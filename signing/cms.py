@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from asn1crypto import algos, cms, x509
+from asn1crypto import algos, cms, core, x509
 from cryptography.exceptions import InvalidSignature
 from pyhanko.sign.attributes import TSTProvider
 from pyhanko.sign.general import SigningError as PyHankoSigningError
@@ -27,6 +27,7 @@ from .errors import (
     TimestampError,
 )
 from .model import SignatureProfile
+from .verify.encoding import cms_der_problem, signed_attrs_der_problem
 
 __all__ = [
     "RSA_SHA256",
@@ -109,6 +110,9 @@ def _check_external_cms(
     cms_der: bytes, document_digest: bytes, md_algorithm: str, profile: SignatureProfile
 ) -> CheckedCms:
     ci = cms.ContentInfo.load(cms_der, strict=True)
+    problem = cms_der_problem(cms_der) or signed_attrs_der_problem(ci["content"]["signer_infos"][0])
+    if problem:  # the verifier fails such a signature (RFC 5652 §5.4): never publish one
+        raise MalformedCmsError(f"{problem}; a verifier would reject this signature")
     if ci["content_type"].native != "signed_data":
         raise MalformedCmsError(f"expected CMS SignedData, got {ci['content_type'].native}")
     sd: cms.SignedData = ci["content"]
@@ -222,9 +226,14 @@ def has_signature_timestamp(signer_info: cms.SignerInfo) -> bool:
 
 
 async def add_signature_timestamp(cms_der: bytes, timestamper: TimeStamper) -> bytes:
-    """Add an RFC 3161 signature timestamp over the signature value, as an unsigned attribute."""
+    """Add an RFC 3161 signature timestamp over the signature value, as an unsigned attribute.
+
+    Every byte but the unsigned attributes is kept as received: re-encoding the signed attributes (which
+    asn1crypto would sort and normalise) could change what the signature value covers.
+    """
     ci = cms.ContentInfo.load(cms_der)
-    si = ci["content"]["signer_infos"][0]
+    sd = ci["content"]
+    si = sd["signer_infos"][0]
     try:
         attr = await TSTProvider(
             digest_algorithm="sha256", data_to_ts=si["signature"].native, timestamper=timestamper
@@ -232,5 +241,28 @@ async def add_signature_timestamp(cms_der: bytes, timestamper: TimeStamper) -> b
     except Exception as exc:  # aiohttp and TSA protocol errors
         raise TimestampError(f"the time-stamping authority did not answer: {exc}") from exc
     unsigned = list(si["unsigned_attrs"]) if si["unsigned_attrs"].native else []
-    si["unsigned_attrs"] = cms.CMSAttributes([*unsigned, attr])
-    return ci.dump(force=True)
+    unsigned_der = cms.CMSAttributes([*unsigned, attr]).dump()
+    si_der = _tlv(0x30, _children(si, {"unsigned_attrs": b"\xa1" + unsigned_der[1:]}))
+    infos_der = _tlv(0x31, si_der + b"".join(other.dump() for other in list(sd["signer_infos"])[1:]))
+    sd_der = _tlv(0x30, _children(sd, {"signer_infos": infos_der}))
+    return _tlv(0x30, ci["content_type"].dump() + _tlv(0xA0, sd_der))
+
+
+def _tlv(first: int, contents: bytes) -> bytes:
+    """A DER tag-length-value with the one-byte tag ``first``."""
+    n = len(contents)
+    if n < 0x80:
+        return bytes([first, n]) + contents
+    size = (n.bit_length() + 7) // 8
+    return bytes([first, 0x80 | size]) + n.to_bytes(size, "big") + contents
+
+
+def _children(value: core.Sequence, replace: dict[str, bytes]) -> bytes:
+    """The encoded fields of ``value`` as stored, with ``replace`` substituted (or appended, in order)."""
+    out = []
+    for name, _spec, _params in value._fields:
+        if name in replace:
+            out.append(replace[name])
+        elif not isinstance(value[name], core.Void):
+            out.append(value[name].dump())
+    return b"".join(out)

@@ -45,6 +45,7 @@ from .errors import (
     EncryptedPdfError,
     FieldError,
     FinishInProgressError,
+    MalformedCmsError,
     PreparedStateError,
     RevocationInfoError,
     SignatureTooLargeError,
@@ -329,6 +330,13 @@ async def finish_with_cms(
         return await cms_checks.add_signature_timestamp(cms_der, timestamper)
 
     final_der, level, notes = await _timestamp_or_fallback(record, make, services)
+    if final_der != cms_der:  # verify what will be published, not only what was received
+        rechecked = cms_checks.check_external_cms(
+            final_der, record.document_digest, record.md_algorithm, record.profile
+        )
+        if rechecked.signer_info["signed_attrs"].dump() != checked.signer_info["signed_attrs"].dump():
+            raise MalformedCmsError("adding the signature timestamp changed the signed attributes")
+    _check_fits(record, final_der)
     return await _embed(
         record, prepared_path, output_path, final_der, checked.signer_cert, services, level, notes, on_stage
     )

@@ -6,8 +6,9 @@ prefixes and the periods in which the recognition is in force. Only the roots of
 anchors; a signature that chains to any other root is never reported as recognized.
 
 Certificate paths in the file are relative to the file's folder; ``${data_dir}`` expands to the data
-folder (``IAMSIGN_DATA_DIR``, default ``./data``), which is where the sandbox generates its root at run
-time. A profile whose certificate file does not exist is skipped and listed in ``TrustList.skipped``.
+folder (``IAMSIGN_DATA_DIR``; without it the first of ``./data``, the user-level folder and this
+checkout's ``data`` that has the file), which is where the sandbox generates its root at run time. A
+profile whose certificate file does not exist is skipped and listed in ``TrustList.skipped``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ __all__ = [
     "RecognitionInterval",
     "TrustList",
     "TrustProfile",
+    "candidate_data_dirs",
     "load_certificates",
     "spki_sha256",
+    "user_data_dir",
 ]
 
 #: The trust list shipped with the project.
@@ -71,6 +74,10 @@ def spki_sha256(cert: asn1_x509.Certificate) -> str:
     return hashlib.sha256(cert.public_key.dump()).hexdigest()
 
 
+def _under(oid: str, prefix: str) -> bool:
+    return oid == prefix or oid.startswith(prefix + ".")
+
+
 @dataclass(frozen=True)
 class TrustProfile:
     """One recognized-certificate profile (a row of the registry)."""
@@ -86,9 +93,12 @@ class TrustProfile:
     recognized_ca_basis: str = ""
     """The legal basis of the CA's recognition, e.g. "s.34"."""
     issuing_ca_names: tuple[str, ...] = ()
-    """Common names of the CAs allowed to issue the signer certificate; empty: any below the root."""
+    """Common names of the CAs allowed to issue the signer certificate; empty: any below the root. A name
+    ending in ``*`` matches every common name that starts with what precedes the ``*``."""
     policy_oid_prefixes: tuple[str, ...] = ()
     """The signer certificate must carry a policy OID under one of these; empty: no policy constraint."""
+    excluded_policy_prefixes: tuple[str, ...] = ()
+    """Policy OIDs under these never satisfy the profile (e.g. server certificates under the CA's arc)."""
     recognition: tuple[RecognitionInterval, ...] = ()
     """When the recognition is in force; empty: no interval data (recognition at T cannot be shown)."""
     suspensions: tuple[RecognitionInterval, ...] = ()
@@ -117,11 +127,18 @@ class TrustProfile:
         """Whether one of ``policy_oids`` lies under a prefix; None when the profile names no policy."""
         if not self.policy_oid_prefixes:
             return None
-        oids = list(policy_oids)
-        return any(oid == p or oid.startswith(p + ".") for oid in oids for p in self.policy_oid_prefixes)
+        oids = [o for o in policy_oids if not any(_under(o, x) for x in self.excluded_policy_prefixes)]
+        return any(_under(oid, p) for oid in oids for p in self.policy_oid_prefixes)
 
     def issuer_allowed(self, issuer_common_name: str | None) -> bool:
-        return not self.issuing_ca_names or issuer_common_name in self.issuing_ca_names
+        if not self.issuing_ca_names:
+            return True
+        if issuer_common_name is None:
+            return False
+        return any(
+            issuer_common_name.startswith(n[:-1]) if n.endswith("*") else issuer_common_name == n
+            for n in self.issuing_ca_names
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -179,7 +196,7 @@ class TrustList:
 
     @classmethod
     def load(cls, path: Path | str = DEFAULT_TRUST_LIST, data_dir: Path | str | None = None) -> TrustList:
-        """Read a trust-list TOML file; ``data_dir`` (default ``$IAMSIGN_DATA_DIR`` or ``./data``)."""
+        """Read a trust-list TOML file; ``data_dir`` default: :func:`candidate_data_dirs`."""
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -192,15 +209,23 @@ class TrustList:
                 f"the trust list {path} has format_version {data.get('format_version')!r}, expected 1"
             )
         # Relative to the working directory (like the service's data folder), not to the list's folder.
-        data_dir = Path(data_dir or os.environ.get("IAMSIGN_DATA_DIR") or "./data").absolute()
+        data_dirs = [Path(data_dir).absolute()] if data_dir else candidate_data_dirs()
         profiles: list[TrustProfile] = []
         skipped: list[str] = []
         for raw in data.get("profiles", []):
             pid = str(raw.get("id", "?"))
-            try:
-                profile = _profile_from_toml(raw, path.parent, data_dir)
-            except FileNotFoundError as exc:
-                skipped.append(f"{pid}: certificate file {exc.filename} not found")
+            profile, missing = None, None
+            for folder in data_dirs:
+                try:
+                    profile = _profile_from_toml(raw, path.parent, folder)
+                    break
+                except FileNotFoundError as exc:
+                    missing = missing or exc.filename
+                    if "${data_dir}" not in str(raw.get("root_certificate", "")):
+                        break
+            if profile is None:
+                where = " or ".join(str(d) for d in data_dirs)
+                skipped.append(f"{pid}: certificate file {missing} not found (data folder: {where})")
                 continue
             profiles.append(profile)
         return cls(
@@ -209,6 +234,26 @@ class TrustList:
             source=str(path),
             skipped=tuple(skipped),
         )
+
+
+def user_data_dir() -> Path:
+    """The user-level data folder: ``$XDG_DATA_HOME/iamsign`` (default ``~/.local/share/iamsign``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "iamsign"
+
+
+def candidate_data_dirs() -> list[Path]:
+    """Where to look for the data folder, in order: ``IAMSIGN_DATA_DIR`` alone when it is set; else
+    ``./data``, the user-level folder and the ``data`` folder of this checkout (where ``make run`` puts it)."""
+    env = os.environ.get("IAMSIGN_DATA_DIR")
+    if env:
+        return [Path(env).absolute()]
+    found: list[Path] = []
+    for folder in (Path("./data"), user_data_dir(), DEFAULT_TRUST_LIST.parents[1] / "data"):
+        folder = folder.absolute()
+        if folder not in found:
+            found.append(folder)
+    return found
 
 
 def load_certificates(path: Path | str) -> list[asn1_x509.Certificate]:
@@ -288,6 +333,7 @@ def _profile_from_toml(raw: dict[str, Any], base: Path, data_dir: Path) -> Trust
         recognized_ca_basis=str(raw.get("recognized_ca_basis", "")),
         issuing_ca_names=tuple(str(n) for n in raw.get("issuing_ca_names", ())),
         policy_oid_prefixes=tuple(str(o) for o in raw.get("policy_oid_prefixes", ())),
+        excluded_policy_prefixes=tuple(str(o) for o in raw.get("excluded_policy_prefixes", ())),
         recognition=_intervals(raw.get("recognition"), f"profile {pid} recognition"),
         suspensions=_intervals(raw.get("suspensions"), f"profile {pid} suspensions"),
         required_key_usage=usages,

@@ -71,7 +71,8 @@ def test_random_damage_never_crashes(signed, options, tmp_path):
         path = tmp_path / f"m{i}.pdf"
         path.write_bytes(_mutate(data, rnd))
         seen.add(_outcome(path, options))
-    assert seen == {"report", "error"}
+    # Damaged cross-reference data is repaired (issue 11): most damaged files are reported on.
+    assert "report" in seen and seen <= {"report", "error"}
 
 
 def _rewrite_byte_range(data: bytes, values: str) -> bytes:

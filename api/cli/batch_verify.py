@@ -33,7 +33,7 @@ class TrustConfig:
 
     trust_list: Path | None
     extra_roots: tuple[Path, ...]
-    data_dir: Path
+    data_dir: Path | None
     offline: bool
 
     def load(self):

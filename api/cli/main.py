@@ -343,11 +343,12 @@ def verify(
     at: str | None = typer.Option(None, "--at", help="Validate as of this past moment (ISO 8601)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report."),
     lang: str = typer.Option("en", "--lang", help="Language of the text report: en or zh-Hant."),
-    data_dir: Path = typer.Option(
-        Path("./data"),
+    data_dir: Path | None = typer.Option(
+        None,
         "--data-dir",
         envvar="IAMSIGN_DATA_DIR",
-        help="Data folder (for the sandbox root named by the trust list).",
+        help="Data folder (for the sandbox root named by the trust list); default: the first of ./data, "
+        "~/.local/share/iamsign and the checkout's data folder that holds it.",
     ),
 ) -> None:
     """Verify every signature of FILE; exit 0 if all TOTAL-PASSED, 1 if not (or none), 2 if unreadable."""
@@ -502,11 +503,12 @@ def batch_verify(
     offline: bool = typer.Option(
         False, "--offline", help="Use only the validation data in the files; fetch nothing."
     ),
-    data_dir: Path = typer.Option(
-        Path("./data"),
+    data_dir: Path | None = typer.Option(
+        None,
         "--data-dir",
         envvar="IAMSIGN_DATA_DIR",
-        help="Data folder (for the sandbox root named by the trust list).",
+        help="Data folder (for the sandbox root named by the trust list); default: the first of ./data, "
+        "~/.local/share/iamsign and the checkout's data folder that holds it.",
     ),
     jobs: int = typer.Option(0, "--jobs", min=0, help="Worker processes (default: one per CPU)."),
 ) -> None:

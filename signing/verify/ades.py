@@ -155,7 +155,10 @@ async def _run(emb: EmbeddedPdfSignature, options: VerifyOptions, process: str) 
     else:
         spec = build_spec(options, _local_knowledge(emb))
         run = ades.ades_with_time_validation if process == "with-time" else ades.ades_basic_validation
-        result = await run(emb.signed_data, spec, timing_info=timing, raw_digest=emb.compute_digest())
+        # /adbe.pkcs7.sha1 is enveloping: pyHanko then digests the encapsulated content itself.
+        enveloping = str(emb.sig_object.get("/SubFilter")) == "/adbe.pkcs7.sha1"
+        raw = None if enveloping else emb.compute_digest()
+        result = await run(emb.signed_data, spec, timing_info=timing, raw_digest=raw)
     sub = result.ades_subindic
     return AdesOutcome(
         process=process,

@@ -154,6 +154,12 @@ async def check_chain(
     if not anchors:
         return ChainResult(None, False, False, "the trust list has no roots")
 
+    if leaf.self_signed != "no" and not any(a.dump() == leaf.dump() for a in anchors):
+        # Its own issuer and not a root of the list: there is no chain at all (not a broken one).
+        return ChainResult(
+            None, False, False, "the signer certificate is self-signed and not a trust-list root"
+        )
+
     def context(at: dt.datetime) -> ValidationContext:
         return ValidationContext(
             trust_roots=anchors,

@@ -16,14 +16,15 @@ from pathlib import Path
 from asn1crypto import x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
-from pyhanko.sign.validation import async_validate_pdf_timestamp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from ..errors import UnreadablePdfError
-from .ades import dss_validation_context
+from .doc_timestamps import is_doc_timestamp, verify_doc_timestamp
+from .formats import distinct_signatures, unreadable_signature
 from .options import VerifyOptions
-from .report import DocumentTimestampReport, SignatureReport, VerificationReport
+from .repair import embedded_signature, open_repaired, repair_notes
+from .report import SignatureReport, VerificationReport
 from .signature import SignatureContext, broken_signature, unchecked_signature, verify_signature
 
 __all__ = ["verify_pdf", "verify_pdf_sync"]
@@ -94,6 +95,19 @@ def _open_reader(stream) -> PdfFileReader:
     return reader
 
 
+def _open_tolerantly(stream, path: Path) -> tuple[PdfFileReader, list[str]]:
+    """The reader, else one over a repaired cross-reference table (with a note), else the error."""
+    try:
+        return _open_reader(stream), []
+    except UnreadablePdfError as exc:
+        if exc.code != "damaged_pdf":
+            raise
+        reader = open_repaired(path)
+        if reader is None or reader.encrypted:
+            raise
+        return reader, repair_notes(reader, exc.message)
+
+
 def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[SignatureReport], list[str]]:
     """The readable signatures (in revision order), reports for the unreadable ones, and notes."""
     good: list[EmbeddedPdfSignature] = []
@@ -104,16 +118,17 @@ def _embedded(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature], list[S
     except Exception as exc:  # noqa: BLE001
         notes.append(f"the signature fields cannot be enumerated: {exc}")
         return good, broken, notes
+    fields, repeats = distinct_signatures(fields)
+    notes.extend(repeats)
     for name, _sig_obj, sig_field in fields:
         try:
-            emb = EmbeddedPdfSignature(reader, sig_field, name)
+            emb = embedded_signature(reader, sig_field, name)
             emb.signer_info["signature"].native  # noqa: B018 - garbage CMS fails here, or later (caught)
             emb.sig_object_type  # noqa: B018
             good.append(emb)
         except Exception as exc:  # noqa: BLE001 - hostile signature dictionaries and CMS
-            broken.append(
-                broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}")
-            )
+            report = broken_signature(str(name), f"the signature cannot be read: {type(exc).__name__}: {exc}")
+            broken.append(unreadable_signature(sig_field, report))
     good.sort(key=lambda e: e.signed_revision)
     return good, broken, notes
 
@@ -133,44 +148,6 @@ def _dss(
     return certs, counts, dss
 
 
-async def _verify_doc_timestamp(
-    emb: EmbeddedPdfSignature, dss: DocumentSecurityStore | None, options: VerifyOptions
-) -> DocumentTimestampReport:
-    vc = dss_validation_context(dss, options)
-    try:
-        status = await asyncio.wait_for(
-            async_validate_pdf_timestamp(emb, validation_context=vc), timeout=options.signature_timeout
-        )
-        level = getattr(status.diff_result, "modification_level", None)
-        coverage = getattr(status.coverage, "name", None)
-        unmodified = (level is not None and level.value <= 1) or coverage == "ENTIRE_FILE"
-        return DocumentTimestampReport(
-            field=str(emb.field_name),
-            time=status.timestamp,
-            intact=bool(status.intact),
-            valid=bool(status.valid),
-            trusted=bool(status.trusted),
-            tsa=status.signing_cert.subject.human_friendly if status.signing_cert else None,
-            revision=emb.signed_revision,
-            unmodified=bool(unmodified),
-        )
-    except Exception as exc:  # noqa: BLE001
-        return DocumentTimestampReport(
-            field=str(emb.field_name),
-            time=None,
-            intact=False,
-            valid=False,
-            trusted=False,
-            revision=emb.signed_revision,
-            reasons=(f"the document timestamp cannot be validated: {type(exc).__name__}: {exc}",),
-        )
-    finally:
-        try:
-            await vc.aclose()
-        except Exception as exc:  # noqa: BLE001
-            logger.debug("closing the validation context failed: %s", exc)
-
-
 async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> VerificationReport:
     """Verify every signature in the PDF at ``path``.
 
@@ -181,16 +158,17 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
     started = _utcnow()
     sha256, size = _check_file(path, options)
     with open(path, "rb") as f:  # noqa: ASYNC230 - pyHanko reads synchronously anyway
-        reader = _open_reader(f)
+        reader, repaired = _open_tolerantly(f, path)
         embedded, broken, notes = _embedded(reader)
+        notes[:0] = repaired
         try:
             revisions = reader.xrefs.total_revisions
         except Exception:  # noqa: BLE001
             revisions = 0
         dss_certs, dss_counts, dss = _dss(reader)
-        doc_ts_embs = [e for e in embedded if _is_doc_timestamp(e)]
-        sig_embs = [e for e in embedded if not _is_doc_timestamp(e)]
-        doc_timestamps = [await _verify_doc_timestamp(e, dss, options) for e in doc_ts_embs]
+        doc_ts_embs = [e for e in embedded if is_doc_timestamp(e)]
+        sig_embs = [e for e in embedded if not is_doc_timestamp(e)]
+        doc_timestamps = [await verify_doc_timestamp(e, dss, options) for e in doc_ts_embs]
         ctx = SignatureContext(
             options=options,
             validation_time=options.validation_time(started),
@@ -198,9 +176,12 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
             dss_has_revinfo=bool(dss_counts.get("dss_ocsps") or dss_counts.get("dss_crls")),
             dss_counts=dss_counts,
             valid_doc_timestamp_revisions=[
-                t.revision for t in doc_timestamps if t.intact and t.valid and t.revision is not None
+                t.revision for t in doc_timestamps if t.counts and t.revision is not None
             ],
-            doc_timestamp_revisions=[e.signed_revision for e in doc_ts_embs],
+            # Only these start pyHanko's LTA process: it sees no other kind of document timestamp.
+            doc_timestamp_revisions=[
+                e.signed_revision for e in doc_ts_embs if str(e.sig_object.get("/Type")) == "/DocTimeStamp"
+            ],
             dss=dss,
             file_sha256=sha256,
             file_size=size,
@@ -244,13 +225,6 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
         notes=tuple(notes),
         verifier=_verifier(),
     )
-
-
-def _is_doc_timestamp(emb: EmbeddedPdfSignature) -> bool:
-    try:
-        return emb.sig_object_type == "/DocTimeStamp"
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def verify_pdf_sync(path: Path | str, options: VerifyOptions | None = None) -> VerificationReport:

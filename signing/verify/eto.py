@@ -70,6 +70,11 @@ def assess(inputs: EtoInputs) -> EtoAssessment:
     )
     d_ok &= need(
         limb,
+        c.claimed_time_consistent is not False,
+        "the claimed signing time is later than the signature timestamp, which the file contradicts",
+    )
+    d_ok &= need(
+        limb,
         c.not_revoked,
         "revocation at the signing time is not excluded by the evidence"
         if c.not_revoked is None

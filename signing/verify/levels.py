@@ -2,8 +2,9 @@
 
 B-B needs /ETSI.CAdES.detached, an intact signature, signed attributes with contentType, messageDigest
 and an ESS signing-certificate(-v2) attribute, and no signingTime (the claimed time goes in /M).
-B-T adds a valid signature timestamp, B-LT revocation data in the DSS, B-LTA a valid document
-timestamp after the signature. An /adbe.pkcs7.detached signature is never called PAdES baseline.
+B-T adds a valid signature timestamp or a valid document timestamp over the signature (EN 319 142-1
+§5.4: either proves the signature existed then), B-LT revocation data in the DSS for the whole chain,
+B-LTA a valid document timestamp over that validation data. An invalid timestamp never counts. An /adbe.pkcs7.detached signature is never called PAdES baseline.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ class LevelEvidence:
     intact: bool
     timestamp_valid: bool
     dss_has_revinfo: bool
+    """The DSS holds revocation data for every certificate of the chain (not only some)."""
     document_timestamp_after: bool
+    """A valid document timestamp covers the signature."""
+    document_timestamp_over_dss: bool | None = None
+    """A valid document timestamp covers a revision whose DSS has the chain's data; None: not computed
+    (then ``document_timestamp_after`` decides)."""
 
 
 def pades_level(e: LevelEvidence) -> tuple[str | None, tuple[str, ...]]:
@@ -55,12 +61,19 @@ def pades_level(e: LevelEvidence) -> tuple[str | None, tuple[str, ...]]:
     if not e.intact:
         return None, ("no PAdES level: the signature is not intact",)
     level = "B-B"
-    if not e.timestamp_valid:
+    if not (e.timestamp_valid or e.document_timestamp_after):
         return level, tuple(notes)
     level = "B-T"
+    if not e.timestamp_valid:
+        notes.append("B-T from a document timestamp over the signature (no signature timestamp)")
     if not e.dss_has_revinfo:
         return level, tuple(notes)
     level = "B-LT"
-    if e.document_timestamp_after:
+    over_dss = (
+        e.document_timestamp_after if e.document_timestamp_over_dss is None else e.document_timestamp_over_dss
+    )
+    if over_dss:
         level = "B-LTA"
+    elif e.document_timestamp_after:
+        notes.append("not B-LTA: no valid document timestamp covers the chain's validation data in the DSS")
     return level, tuple(notes)

@@ -140,6 +140,8 @@ class Checks:
     """The signature timestamp is valid and trusted; None when there is none."""
     crypto_strength: bool | None = None
     """C14: the signer's key is strong enough (RSA >= 2048 bits); weak digests are pyHanko's policy."""
+    claimed_time_consistent: bool | None = None
+    """The claimed signing time is not after the signature timestamp; None without both."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,6 +195,8 @@ class SignatureReport:
     """T: the time the checks were made at (see ``time_source``)."""
     time_source: TimeSource = TimeSource.VALIDATION_TIME
     claimed_time: dt.datetime | None = None
+    time_basis: str | None = None
+    """Which time ``signing_time`` is and why it was chosen."""
     timestamp_time: dt.datetime | None = None
     """genTime of the signature timestamp, when there is one (trusted or not: see checks)."""
     subfilter: str | None = None
@@ -226,6 +230,7 @@ class SignatureReport:
             "timestamp_time": iso(self.timestamp_time),
             "time_source": self.time_source.value,
             "claimed_time": iso(self.claimed_time),
+            "time_basis": self.time_basis,
             "eto": self.eto.to_json(),
             "subfilter": self.subfilter,
             "validation_process": self.validation_process,
@@ -243,7 +248,7 @@ class SignatureReport:
 
 @dataclass(frozen=True)
 class DocumentTimestampReport:
-    """A /DocTimeStamp (PAdES B-LTA archive timestamp)."""
+    """A document timestamp (/SubFilter /ETSI.RFC3161, whatever its /Type): its own checks."""
 
     field: str
     time: dt.datetime | None
@@ -255,9 +260,21 @@ class DocumentTimestampReport:
     unmodified: bool | None = None
     reasons: tuple[str, ...] = ()
 
+    @property
+    def counts(self) -> bool:
+        """Whether it counts toward a signature's level: imprint, token signature and TSA chain all hold."""
+        return self.intact and self.valid and self.trusted and self.time is not None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "field": self.field,
+            "checks": {
+                "imprint": self.intact,
+                "signature_value": self.valid,
+                "tsa_chain": self.trusted,
+                "time": self.time is not None,
+            },
+            "counts_toward_level": self.counts,
             "time": iso(self.time),
             "intact": self.intact,
             "valid": self.valid,

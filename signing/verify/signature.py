@@ -25,6 +25,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from ..trust import TrustList, TrustProfile
 from . import certs as cert_checks
+from . import encoding, formats, times
 from .ades import (
     AdesOutcome,
     has_signature_timestamp,
@@ -32,14 +33,17 @@ from .ades import (
     signature_timestamp_status,
     signature_timestamp_time,
 )
+from .doc_timestamps import level_evidence
 from .eto import EtoInputs, assess
-from .levels import ESS_ATTRIBUTES, PADES_SUBFILTER, LevelEvidence, pades_level, signed_attribute_names
+from .levels import ESS_ATTRIBUTES, PADES_SUBFILTER, pades_level, signed_attribute_names
 from .options import VerifyOptions
 from .report import Checks, EtoAssessment, Indication, SignatureReport, TimeSource
 
 __all__ = ["SignatureContext", "broken_signature", "unchecked_signature", "verify_signature"]
 
-SUPPORTED_SUBFILTERS = frozenset({"/adbe.pkcs7.detached", "/ETSI.CAdES.detached", "/PBAD.PAdES"})
+SUPPORTED_SUBFILTERS = frozenset(
+    {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached", "/PBAD.PAdES", formats.SHA1_SUBFILTER}
+)
 _ALLOWED_AFTER_SIGNING = ModificationLevel.FORM_FILLING
 
 
@@ -368,7 +372,11 @@ async def _trust_checks(
 
 
 def _process_for(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> str:
-    if any(r > emb.signed_revision for r in ctx.doc_timestamp_revisions):
+    # The LTA process works from the DSS; a document timestamp without one only proves time (B-T).
+    # pyHanko's LTA process reads only detached signatures.
+    enveloping = str(emb.sig_object.get("/SubFilter")) == formats.SHA1_SUBFILTER
+    later = any(r > emb.signed_revision for r in ctx.doc_timestamp_revisions)
+    if ctx.dss is not None and later and not enveloping:
         return "lta"
     if has_signature_timestamp(emb.signer_info):
         return "with-time"
@@ -410,10 +418,21 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     status = outcome.status
 
     digest_matches = outcome.intact if outcome.intact is not None else _own_digest_matches(emb)
+    if subfilter == formats.SHA1_SUBFILTER:  # messageDigest is over the content, which must be SHA-1(range)
+        digest_matches = bool(digest_matches) and formats.sha1_content_matches(emb)
     signature_value = bool(outcome.valid)
+    der_problem = encoding.signed_attrs_der_problem(emb.signer_info) or encoding.cms_der_problem(
+        emb.pkcs7_content
+    )
+    if der_problem:  # RFC 5652 §5.4: the value is checked over DER, which these bytes are not
+        reasons.insert(0, der_problem)
+        signature_value = False
 
     when = await _signing_time(emb, status, ctx, reasons)
     moment, source = when.moment, when.source
+    claim_ok = times.claim_consistent(when.claimed, when.tst_time)
+    if claim_ok is False:
+        reasons.append(times.CLAIM_AFTER_TIMESTAMP.format(claimed=when.claimed, tst=when.tst_time))
     trust = await _trust_checks(emb, leaf, outcome, moment, ctx, reasons)
     chain, profile = trust.chain, trust.profile
     not_revoked, revocation = _revocation(outcome, moment, ctx)
@@ -426,6 +445,8 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     if ku_problem:
         reasons.append(ku_problem)
     strong, weak_problem = cert_checks.key_strength_ok(leaf)
+    if subfilter == formats.SHA1_SUBFILTER and strong:
+        strong, weak_problem = False, formats.SHA1_WEAKNESS
     if weak_problem:
         reasons.append(weak_problem)
 
@@ -453,19 +474,26 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         recognition_in_force=trust.recognition,
         signature_timestamp=(when.ts_trusted if when.tst_time is not None else None),
         crypto_strength=strong,
+        claimed_time_consistent=claim_ok,
     )
     level, level_notes = pades_level(
-        LevelEvidence(
-            subfilter=subfilter,
-            signed_attributes=attr_names,
+        level_evidence(
+            emb,
+            ctx,
+            chain.certificates(),
+            subfilter,
+            attr_names,
             intact=checks.integrity and signature_value,
             timestamp_valid=when.ts_valid,
-            dss_has_revinfo=ctx.dss_has_revinfo,
-            document_timestamp_after=any(r > emb.signed_revision for r in ctx.valid_doc_timestamp_revisions),
         )
     )
     reasons.extend(level_notes)
     indication, sub = _aggregate(outcome, checks, chain, source, subfilter, has_ess, integ, reasons)
+    if der_problem:
+        generic = "the signature value does not verify with the signer's key"
+        reasons[:] = [der_problem, *(r for r in reasons if r not in (der_problem, generic))]
+        if sub != "HASH_FAILURE":
+            indication, sub = Indication.TOTAL_FAILED, "SIG_CRYPTO_FAILURE"
     eto = assess(
         EtoInputs(
             checks=checks,
@@ -485,6 +513,7 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         signing_time=moment,
         time_source=source,
         claimed_time=when.claimed,
+        time_basis=times.time_basis(source, when.tst_time is not None),
         timestamp_time=when.timestamp_time,
         subfilter=subfilter,
         validation_process=process,
