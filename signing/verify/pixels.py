@@ -1,0 +1,154 @@
+"""Render pages of the signed and the final revision with PDFium and classify the pixels that differ.
+
+Run as ``python -m signing.verify.pixels`` in a child process (see :func:`signing.verify.shadow.render_compare`):
+the request comes as JSON on stdin, the answer goes as JSON to stdout. The child limits its own address
+space and CPU time, so a hostile file cannot exhaust the verifier's memory or time.
+
+Four renders per page, in grayscale: the signed revision with and without annotations (``S``, ``Sc``), the
+final revision with and without annotations (``F``, ``Fc``). A pixel *differs* when ``S`` and ``F`` differ
+by more than ``diff``; it is *ink* when darker than ``ink``. Among the differing pixels:
+
+* ``content``: what the page itself draws changed (``Sc`` vs ``Fc``);
+* ``overlay``: page content the signer saw (``S`` = ``Sc``, ink) is now covered or changed;
+* ``replace``: ink an annotation showed at signing (``S`` != ``Sc``) changed, e.g. a field value;
+* ``hide``: page ink that was covered at signing (not ink in ``S``) is now shown (``F`` = ``Fc``, ink).
+
+New ink on what was blank at signing (filling an empty field) is in none of these.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import resource
+import sys
+from typing import Any
+
+__all__ = ["compare_pages", "main"]
+
+
+class _Prefix(io.RawIOBase):
+    """The first ``end`` bytes of a file: what the file was when the signature was made."""
+
+    def __init__(self, f: io.BufferedReader, end: int) -> None:
+        self._f, self._end, self._pos = f, end, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._end}[whence]
+        self._pos = max(0, min(self._end, base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self._end - self._pos))
+        self._f.seek(self._pos)
+        data = self._f.read(n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _render(page: Any, scale: float, annots: bool) -> Any:
+    bitmap = page.render(scale=scale, grayscale=True, draw_annots=annots, may_draw_forms=False)
+    return bitmap.to_pil().convert("L")
+
+
+def _count(mask: Any) -> int:
+    return int(mask.histogram()[255])
+
+
+def compare_pages(request: dict[str, Any]) -> dict[str, Any]:
+    """Render and classify the requested pages (indexes into both revisions)."""
+    import pypdfium2 as pdfium
+    from PIL import ImageChops
+
+    diff, ink = int(request.get("diff", 64)), int(request.get("ink", 192))
+    max_pixels = int(request.get("max_pixels", 4_000_000))
+
+    def thresh(img: Any, test: Any) -> Any:
+        return img.point(lambda v: 255 if test(v) else 0)
+
+    results = []
+    with open(request["path"], "rb") as f:
+        signed = pdfium.PdfDocument(_Prefix(f, int(request["signed_end"])))
+        with open(request["path"], "rb") as g:
+            final = pdfium.PdfDocument(g)
+            for index in request["pages"]:
+                if index >= len(signed) or index >= len(final):
+                    results.append({"page": index, "error": "page missing"})
+                    continue
+                sp, fp = signed[index], final[index]
+                w, h = sp.get_size()
+                if (w, h) != fp.get_size():
+                    results.append({"page": index, "size_changed": True})
+                    continue
+                scale = min(2.0, math.sqrt(max_pixels / max(1.0, w * h)))
+                s, sc = _render(sp, scale, True), _render(sp, scale, False)
+                fi, fc = _render(fp, scale, True), _render(fp, scale, False)
+                differs = thresh(ImageChops.difference(s, fi), lambda v: v > diff)
+                content = thresh(ImageChops.difference(sc, fc), lambda v: v > diff)
+                s_ink, f_ink = thresh(s, lambda v: v < ink), thresh(fi, lambda v: v < ink)
+                fc_ink, sc_ink = thresh(fc, lambda v: v < ink), thresh(sc, lambda v: v < ink)
+                s_is_sc = thresh(ImageChops.difference(s, sc), lambda v: v <= diff)
+                f_is_fc = thresh(ImageChops.difference(fi, fc), lambda v: v <= diff)
+                overlay = ImageChops.multiply(ImageChops.multiply(differs, sc_ink), s_is_sc)
+                replaced = ImageChops.multiply(
+                    ImageChops.multiply(differs, s_ink), ImageChops.invert(s_is_sc)
+                )
+                hidden = ImageChops.multiply(
+                    ImageChops.multiply(differs, ImageChops.invert(s_ink)),
+                    ImageChops.multiply(ImageChops.multiply(f_ink, fc_ink), f_is_fc),
+                )
+                box = differs.getbbox()
+                results.append(
+                    {
+                        "page": index,
+                        "scale": scale,
+                        "pixels": s.width * s.height,
+                        "differs": _count(differs),
+                        "content": _count(content),
+                        "overlay": _count(overlay),
+                        "replace": _count(replaced),
+                        "hide": _count(hidden),
+                        "box": [round(v / scale, 1) for v in box] if box else None,
+                    }
+                )
+                for page in (sp, fp):
+                    page.close()
+            final.close()
+        signed.close()
+    return {"pages": results}
+
+
+def _limit(memory_bytes: int, cpu_seconds: int) -> None:
+    for what, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_CPU, cpu_seconds)):
+        try:
+            _soft, hard = resource.getrlimit(what)
+            cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(what, (cap, hard))
+        except (ValueError, OSError):  # pragma: no cover - platforms without the limit
+            pass
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    _limit(int(request.get("memory_bytes", 1 << 30)), int(request.get("cpu_seconds", 20)))
+    try:
+        answer = compare_pages(request)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent, which fails closed
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,327 @@
+"""Shadow attacks: does the final revision show what the signed revision showed?
+
+A later revision can swap an object a signed page shows (its content stream, a font, an XObject) or put
+an annotation over it, sometimes in ways a structural diff calls form filling (Mainka et al., "Shadow
+Attacks", NDSS 2021: hide, replace, hide-and-replace). Each page of the signed revision is compared with
+the same page of the final revision, first structurally (everything reachable from the page that
+rendering uses, resolved recursively: content streams, resources with fonts and XObjects, annotation
+appearances, optional-content configuration), then, for the pages that differ, by rendering both
+revisions with PDFium in a limited child process (:mod:`signing.verify.pixels`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+__all__ = ["Finding", "ShadowResult", "compare_revisions", "structural_differences"]
+
+#: Keys that point back up or across the document: never part of what one page shows.
+_SKIP_KEYS = frozenset({"/Parent", "/P", "/StructParent", "/StructParents", "/Annots", "/B", "/Thumb", "/Pg"})
+_PAGE_KEYS = ("/Contents", "/Resources", "/MediaBox", "/CropBox", "/Rotate", "/UserUnit", "/Group")
+_INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+_ANNOT_KEYS = ("/Subtype", "/Rect", "/F", "/AS", "/AP", "/OC", "/Matrix", "/BS", "/Border")
+_MAX_PAGES = 2000
+_MAX_OBJECTS = 50_000
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One change to what a page shows."""
+
+    page: int
+    """1-based page number."""
+    kind: str
+    """``hide``, ``replace``, ``overlay``, ``pages`` (pages added or removed) or ``content``."""
+    detail: str
+
+    def describe(self) -> str:
+        return f"page {self.page}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class ShadowResult:
+    findings: list[Finding] = field(default_factory=list)
+    incomplete: str | None = None
+    """Why the comparison could not be finished (the change is then neither accepted nor rejected)."""
+    rendered_pages: tuple[int, ...] = ()
+
+
+class _TooComplex(Exception):
+    pass
+
+
+class _Hasher:
+    """Digests of PDF objects with references resolved (each object once, cycles cut)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, int], bytes] = {}
+        self.visited = 0
+
+    def digest(self, obj: Any) -> bytes:
+        h = hashlib.sha256()
+        self._feed(h, obj, 0)
+        return h.digest()
+
+    def _ref_digest(self, ref: generic.IndirectObject) -> bytes:
+        key = (ref.idnum, ref.generation)
+        if key in self._memo:
+            return self._memo[key]
+        self._memo[key] = b"cycle:" + str(key).encode()
+        self.visited += 1
+        if self.visited > _MAX_OBJECTS:
+            raise _TooComplex
+        h = hashlib.sha256()
+        self._feed(h, ref.get_object(), 0)
+        self._memo[key] = h.digest()
+        return self._memo[key]
+
+    def _feed(self, h: Any, obj: Any, depth: int) -> None:
+        if depth > 64:
+            raise _TooComplex
+        if isinstance(obj, generic.IndirectObject):
+            h.update(b"R" + self._ref_digest(obj))
+        elif isinstance(obj, generic.StreamObject):
+            h.update(b"S" + hashlib.sha256(obj.encoded_data).digest())
+            self._feed_dict(h, obj, depth)
+        elif isinstance(obj, generic.DictionaryObject):
+            self._feed_dict(h, obj, depth)
+        elif isinstance(obj, generic.ArrayObject):
+            h.update(b"[")
+            for item in obj:
+                self._feed(h, item, depth + 1)
+            h.update(b"]")
+        elif isinstance(obj, generic.TextStringObject | generic.ByteStringObject):
+            h.update(b"s" + bytes(obj.original_bytes) + b"\0")
+        else:
+            h.update(b"p" + repr(obj).encode() + b"\0")
+
+    def _feed_dict(self, h: Any, obj: generic.DictionaryObject, depth: int) -> None:
+        h.update(b"<")
+        for key in sorted(obj.keys()):
+            if key in _SKIP_KEYS:
+                continue
+            h.update(key.encode() + b"=")
+            self._feed(h, obj.raw_get(key), depth + 1)
+        h.update(b">")
+
+
+def _pages(root: Any) -> Iterator[tuple[generic.DictionaryObject, dict[str, Any]]]:
+    """Leaf pages in order, with the attributes they inherit (cycle-safe, capped)."""
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[Any, dict[str, Any]]] = [(root.raw_get("/Pages"), {})]
+    count = 0
+    while stack:
+        node_ref, inherited = stack.pop()
+        if isinstance(node_ref, generic.IndirectObject):
+            key = (node_ref.idnum, node_ref.generation)
+            if key in seen:
+                continue
+            seen.add(key)
+        node = node_ref.get_object() if isinstance(node_ref, generic.IndirectObject) else node_ref
+        if not isinstance(node, generic.DictionaryObject):
+            continue
+        attrs = dict(inherited)
+        for k in _INHERITED:
+            if k in node:
+                attrs[k] = node.raw_get(k)
+        if node.get("/Type") == "/Pages" or "/Kids" in node:
+            kids = node.get("/Kids")
+            if isinstance(kids, generic.ArrayObject):
+                stack.extend((kid, attrs) for kid in reversed(kids))
+            continue
+        count += 1
+        if count > _MAX_PAGES:
+            raise _TooComplex
+        yield node, attrs
+
+
+@dataclass(frozen=True)
+class _PageView:
+    content: bytes
+    annotations: bytes
+    annotation_count: int
+
+
+def _view(reader: Any) -> tuple[list[_PageView], bytes]:
+    hasher = _Hasher()
+    root = reader.root
+    doc_level = hasher.digest(root.raw_get("/OCProperties")) if "/OCProperties" in root else b""
+    views = []
+    for page, attrs in _pages(root):
+        parts = generic.DictionaryObject()
+        for k in _PAGE_KEYS:
+            value = page.raw_get(k) if k in page else attrs.get(k)
+            if value is not None:
+                parts[generic.pdf_name(k)] = value
+        annots = page.get("/Annots")
+        annot_digests = []
+        if isinstance(annots, generic.ArrayObject):
+            for a in annots:
+                a_obj = a.get_object() if isinstance(a, generic.IndirectObject) else a
+                if not isinstance(a_obj, generic.DictionaryObject):
+                    continue
+                sub = generic.DictionaryObject(
+                    {generic.pdf_name(k): a_obj.raw_get(k) for k in _ANNOT_KEYS if k in a_obj}
+                )
+                annot_digests.append(hasher.digest(sub))
+        views.append(
+            _PageView(
+                hasher.digest(parts), hashlib.sha256(b"".join(annot_digests)).digest(), len(annot_digests)
+            )
+        )
+    return views, doc_level
+
+
+def structural_differences(reader: PdfFileReader, signed_revision: int) -> tuple[list[Finding], list[int]]:
+    """Findings that need no rendering, and the 0-based pages whose look may have changed.
+
+    Raises :class:`ValueError` when the document is too large or too odd to compare.
+    """
+    try:
+        old_views, old_doc = _view(reader.get_historical_resolver(signed_revision))
+        new_views, new_doc = _view(reader)
+    except _TooComplex as exc:
+        raise ValueError("the page tree is too large or too deep to compare") from exc
+    findings: list[Finding] = []
+    if len(new_views) < len(old_views):
+        findings.append(
+            Finding(len(new_views) + 1, "hide", f"{len(old_views) - len(new_views)} signed page(s) removed")
+        )
+    elif len(new_views) > len(old_views):
+        findings.append(
+            Finding(
+                len(old_views) + 1, "pages", f"{len(new_views) - len(old_views)} page(s) added after signing"
+            )
+        )
+    changed = []
+    for index, (old, new) in enumerate(zip(old_views, new_views, strict=False)):
+        if old_doc != new_doc or old.content != new.content or old.annotations != new.annotations:
+            changed.append(index)
+    return findings, changed
+
+
+def _request(path: str, signed_end: int, pages: list[int]) -> dict[str, Any]:
+    return {
+        "path": path,
+        "signed_end": signed_end,
+        "pages": pages,
+        "max_pixels": 3_000_000,
+        "memory_bytes": 1 << 30,
+        "cpu_seconds": 20,
+    }
+
+
+async def _run_renderer(request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signing.verify.pixels",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(json.dumps(request).encode()), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {"error": f"rendering took longer than {timeout:g} s"}
+    if proc.returncode != 0:
+        return {
+            "error": f"the renderer stopped (exit status {proc.returncode}), probably at its memory or time limit"
+        }
+    try:
+        answer: dict[str, Any] = json.loads(out)
+    except ValueError:
+        return {"error": "the renderer gave no usable answer"}
+    return answer
+
+
+#: A category counts when at least this many pixels fall in it (a few glyph strokes at ~100 dpi).
+MIN_PIXELS = 24
+MAX_RENDERED_PAGES = 10
+
+
+def _classify(page: dict[str, Any]) -> list[Finding]:
+    number = int(page["page"]) + 1
+    where = f" around {page['box']}" if page.get("box") else ""
+    if page.get("size_changed"):
+        return [Finding(number, "replace", "the page size changed")]
+    if page.get("error"):
+        return [Finding(number, "hide", str(page["error"]))]
+    found = []
+    if page["content"] >= MIN_PIXELS:
+        kind = "hide" if page["hide"] >= page["overlay"] and page["hide"] >= MIN_PIXELS else "replace"
+        found.append(Finding(number, kind, f"what the page draws changed ({page['content']} pixels{where})"))
+        return found
+    if page["overlay"] >= MIN_PIXELS:
+        found.append(
+            Finding(
+                number,
+                "overlay",
+                f"an annotation now covers signed page content ({page['overlay']} pixels{where})",
+            )
+        )
+    if page["replace"] >= MIN_PIXELS:
+        found.append(
+            Finding(
+                number,
+                "replace",
+                f"what an annotation or field showed at signing changed ({page['replace']} pixels{where})",
+            )
+        )
+    if page["hide"] >= MIN_PIXELS:
+        found.append(
+            Finding(
+                number, "hide", f"page content hidden at signing is now shown ({page['hide']} pixels{where})"
+            )
+        )
+    return found
+
+
+async def compare_revisions(
+    reader: PdfFileReader,
+    path: str | None,
+    signed_revision: int,
+    signed_end: int,
+    *,
+    render: bool,
+    timeout: float,
+) -> ShadowResult:
+    """Compare what the signed revision and the final revision show.
+
+    ``render``: settle structural differences by rendering (needs ``path``, the file on disk); without it
+    only the structural findings are reported.
+    """
+    result = ShadowResult()
+    try:
+        findings, changed = structural_differences(reader, signed_revision)
+    except Exception as exc:  # noqa: BLE001 - hostile page trees
+        result.incomplete = f"the pages of the two revisions cannot be compared: {exc}"
+        return result
+    result.findings.extend(findings)
+    if not changed or not render:
+        return result
+    if path is None:
+        result.incomplete = "the pages that changed cannot be rendered (no file on disk)"
+        return result
+    pages = changed[:MAX_RENDERED_PAGES]
+    answer = await _run_renderer(_request(path, signed_end, pages), timeout)
+    if "error" in answer:
+        result.incomplete = f"the pages that changed cannot be rendered: {answer['error']}"
+        return result
+    result.rendered_pages = tuple(p + 1 for p in pages)
+    for page in answer.get("pages", []):
+        result.findings.extend(_classify(page))
+    if len(changed) > len(pages) and not result.findings:
+        result.incomplete = f"{len(changed)} pages changed structurally; only the first {len(pages)} were rendered and compared"
+    return result
