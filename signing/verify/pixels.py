@@ -58,7 +58,7 @@ class _Prefix(io.RawIOBase):
 
 
 def _render(page: Any, scale: float, annots: bool) -> Any:
-    bitmap = page.render(scale=scale, grayscale=True, draw_annots=annots, may_draw_forms=False)
+    bitmap = page.render(scale=scale, grayscale=True, draw_annots=annots, may_draw_forms=annots)
     return bitmap.to_pil().convert("L")
 
 
@@ -80,8 +80,10 @@ def compare_pages(request: dict[str, Any]) -> dict[str, Any]:
     results = []
     with open(request["path"], "rb") as f:
         signed = pdfium.PdfDocument(_Prefix(f, int(request["signed_end"])))
+        signed.init_forms()  # PDFium draws form fields (widgets) only through its form environment
         with open(request["path"], "rb") as g:
             final = pdfium.PdfDocument(g)
+            final.init_forms()
             for index in request["pages"]:
                 if index >= len(signed) or index >= len(final):
                     results.append({"page": index, "error": "page missing"})

@@ -182,7 +182,8 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
 
 
 def structural_differences(reader: PdfFileReader, signed_revision: int) -> tuple[list[Finding], list[int]]:
-    """Findings that need no rendering, and the 0-based pages whose look may have changed.
+    """Structural findings (settled by rendering when that is possible) and the 0-based pages whose look
+    may have changed.
 
     Raises :class:`ValueError` when the document is too large or too odd to compare.
     """
@@ -204,6 +205,12 @@ def structural_differences(reader: PdfFileReader, signed_revision: int) -> tuple
         )
     changed = []
     for index, (old, new) in enumerate(zip(old_views, new_views, strict=False)):
+        if old.content != new.content:
+            findings.append(
+                Finding(
+                    index + 1, "replace", "the content streams, fonts or XObjects the page draws were swapped"
+                )
+            )
         if old_doc != new_doc or old.content != new.content or old.annotations != new.annotations:
             changed.append(index)
     return findings, changed
@@ -308,9 +315,11 @@ async def compare_revisions(
     except Exception as exc:  # noqa: BLE001 - hostile page trees
         result.incomplete = f"the pages of the two revisions cannot be compared: {exc}"
         return result
-    result.findings.extend(findings)
     if not changed or not render:
+        result.findings.extend(findings)
         return result
+    # Rendering decides: a swapped object that draws the same (say, recompressed) is no change.
+    result.findings.extend(f for f in findings if f.kind != "replace")
     if path is None:
         result.incomplete = "the pages that changed cannot be rendered (no file on disk)"
         return result

@@ -1,0 +1,116 @@
+"""Generated files for the modification tests: a form with one text field over or beside page text, and
+the later revisions of the shadow attacks (hide, replace, overlay) and of legitimate form filling."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.writer import PdfFileWriter
+
+#: Where the field sits: over the page text ("over") or in blank space below it ("blank").
+FIELD_RECTS = {"over": (60, 690, 400, 730), "blank": (60, 400, 400, 440)}
+PAGE_TEXT_AT = (72, 702)
+
+
+def _names(*pairs) -> generic.DictionaryObject:
+    return generic.DictionaryObject({pdf_name(k): v for k, v in pairs})
+
+
+def _numbers(*values) -> generic.ArrayObject:
+    return generic.ArrayObject(generic.FloatObject(v) for v in values)
+
+
+def _font(writer) -> generic.IndirectObject:
+    return writer.add_object(
+        _names(
+            ("/Type", pdf_name("/Font")),
+            ("/Subtype", pdf_name("/Type1")),
+            ("/BaseFont", pdf_name("/Helvetica")),
+        )
+    )
+
+
+def appearance(writer, font, rect, text: str, *, opaque: bool) -> generic.IndirectObject:
+    """A widget's normal appearance: optionally an opaque white box, then ``text`` in 24 pt."""
+    width, height = rect[2] - rect[0], rect[3] - rect[1]
+    ops = b"/Tx BMC q "
+    if opaque:
+        ops += b"1 g 0 0 %d %d re f " % (width, height)
+    if text:
+        ops += b"0 g BT /Helv 24 Tf 12 12 Td (" + text.encode("latin-1") + b") Tj ET "
+    ops += b"Q EMC"
+    stream = generic.StreamObject(
+        _names(
+            ("/Type", pdf_name("/XObject")),
+            ("/Subtype", pdf_name("/Form")),
+            ("/BBox", _numbers(0, 0, width, height)),
+            ("/Resources", _names(("/Font", _names(("/Helv", font))))),
+        ),
+        stream_data=ops,
+    )
+    return writer.add_object(stream)
+
+
+def form_pdf(path: Path, *, page_text: str, field_at: str, field_text: str, opaque: bool) -> Path:
+    """One A4 page showing ``page_text``, with a text field "Amount" at ``FIELD_RECTS[field_at]``."""
+    w = PdfFileWriter()
+    font = _font(w)
+    x, y = PAGE_TEXT_AT
+    content = w.add_object(
+        generic.StreamObject(
+            stream_data=b"BT /F1 24 Tf %d %d Td (" % (x, y) + page_text.encode() + b") Tj ET"
+        )
+    )
+    rect = FIELD_RECTS[field_at]
+    field = w.add_object(
+        _names(
+            ("/Type", pdf_name("/Annot")),
+            ("/Subtype", pdf_name("/Widget")),
+            ("/FT", pdf_name("/Tx")),
+            ("/T", generic.TextStringObject("Amount")),
+            ("/V", generic.TextStringObject(field_text)),
+            ("/DA", generic.TextStringObject("/Helv 24 Tf 0 g")),
+            ("/Rect", _numbers(*rect)),
+            ("/F", generic.NumberObject(4)),
+            ("/AP", _names(("/N", appearance(w, font, rect, field_text, opaque=opaque)))),
+        )
+    )
+    page = _names(
+        ("/Type", pdf_name("/Page")),
+        ("/MediaBox", _numbers(0, 0, 595, 842)),
+        ("/Contents", content),
+        ("/Resources", _names(("/Font", _names(("/F1", font))))),
+        ("/Annots", generic.ArrayObject([field])),
+    )
+    w.insert_page(page)
+    field.get_object()[pdf_name("/P")] = w.root["/Pages"]["/Kids"][0]
+    w.root[pdf_name("/AcroForm")] = w.add_object(
+        _names(
+            ("/Fields", generic.ArrayObject([field])),
+            ("/DR", _names(("/Font", _names(("/Helv", font))))),
+            ("/DA", generic.TextStringObject("/Helv 0 Tf 0 g")),
+        )
+    )
+    with open(path, "wb") as f:
+        w.write(f)
+    return path
+
+
+def fill_field(src: Path, out: Path, text: str, *, opaque: bool) -> Path:
+    """An incremental update that sets the field's value and appearance, as a form filler would."""
+    shutil.copyfile(src, out)
+    with open(out, "r+b") as f:
+        w = IncrementalPdfFileWriter(f)
+        field_ref = w.root["/AcroForm"].raw_get("/Fields")[0]
+        field = field_ref.get_object()
+        font = w.root["/AcroForm"]["/DR"]["/Font"].raw_get("/Helv")
+        rect = [int(float(v)) for v in field["/Rect"]]
+        field[pdf_name("/V")] = generic.TextStringObject(text)
+        field[pdf_name("/AP")] = _names(("/N", appearance(w, font, rect, text, opaque=opaque)))
+        w.update_container(field)
+        w.write_in_place()
+    return out

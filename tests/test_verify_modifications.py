@@ -1,0 +1,139 @@
+"""Changes after signing (issue 11 item 3): shadow attacks caught even where pyHanko's diff calls them form
+filling; what PDF and PAdES allow (LTV updates, form filling into blank fields) accepted; a diff engine
+that cannot finish is INDETERMINATE, never a verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
+
+from fixtures.generate import simple_pdf
+from signing.model import PadesLevel
+from signing.verify import Indication, VerificationReport, VerifyOptions, verify_pdf_sync
+
+from .shadow_fixtures import fill_field, form_pdf
+from .verify_fixtures import change_page_content, recognized_trust, sign
+
+
+@pytest.fixture(scope="module")
+def trust(test_pki):
+    return recognized_trust(test_pki.pki)
+
+
+@pytest.fixture(scope="module")
+def files(test_pki, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("verify-modifications")
+    pki, services = test_pki.pki, test_pki.services()
+    sources = {
+        # the signer sees "PAY 100 HKD" (page text) and an empty, invisible field over it
+        "overlay": form_pdf(
+            d / "o.pdf", page_text="PAY 100 HKD", field_at="over", field_text="", opaque=False
+        ),
+        # the signer sees "100 HKD" shown by the field, in blank space
+        "replace": form_pdf(
+            d / "r.pdf", page_text="Invoice", field_at="blank", field_text="100 HKD", opaque=False
+        ),
+        # the page text says 1,000,000, but the field's opaque appearance covers it with "PAY 100 HKD"
+        "hide": form_pdf(
+            d / "h.pdf", page_text="PAY 1,000,000 HKD", field_at="over", field_text="PAY 100 HKD", opaque=True
+        ),
+        # an empty field in blank space: what forms are for
+        "fill": form_pdf(d / "f.pdf", page_text="Invoice", field_at="blank", field_text="", opaque=False),
+    }
+    out: dict[str, Path] = {}
+
+    async def build() -> None:
+        for name, src in sources.items():
+            out[f"{name}-signed"] = await sign(
+                src, d / f"{name}-signed.pdf", pki, test_pki.signer, PadesLevel.B_T, services
+            )
+        letter = simple_pdf(d / "letter.pdf")
+        out["lta"] = await sign(letter, d / "lta.pdf", pki, test_pki.signer, PadesLevel.B_LTA, services)
+        out["bt"] = await sign(letter, d / "bt.pdf", pki, test_pki.signer, PadesLevel.B_T, services)
+
+    asyncio.run(build())
+    out["overlay"] = fill_field(out["overlay-signed"], d / "overlay.pdf", "PAY 1,000,000 HKD", opaque=True)
+    out["replace"] = fill_field(out["replace-signed"], d / "replace.pdf", "1,000,000 HKD", opaque=False)
+    out["hide"] = fill_field(out["hide-signed"], d / "hide.pdf", "", opaque=False)
+    out["fill"] = fill_field(out["fill-signed"], d / "fill.pdf", "100 HKD", opaque=False)
+    out["content"] = change_page_content(out["bt"], d / "content.pdf")
+    return out
+
+
+def verify(path: Path, trust, offline: bool = False) -> VerificationReport:
+    return verify_pdf_sync(path, VerifyOptions(trust=trust, offline=offline))
+
+
+def only(report: VerificationReport):
+    assert len(report.signatures) == 1, report.to_json()
+    return report.signatures[0]
+
+
+def pyhanko_level(path: Path) -> ModificationLevel | None:
+    """What pyHanko's own structural diff says about the first signature."""
+    with open(path, "rb") as f:
+        emb = PdfFileReader(f).embedded_signatures[0]
+        emb.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
+        return getattr(emb.diff_result, "modification_level", None)
+
+
+@pytest.mark.parametrize("attack", ["overlay", "replace", "hide"])
+def test_shadow_attack_caught_though_pyhanko_calls_it_form_filling(files, trust, attack):
+    assert (
+        pyhanko_level(files[attack]) is ModificationLevel.FORM_FILLING
+    )  # the structural diff alone accepts it
+    assert only(verify(files[f"{attack}-signed"], trust)).indication is Indication.TOTAL_PASSED
+    s = only(verify(files[attack], trust))
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
+    assert s.checks.unmodified is False
+    assert s.checks.integrity is True and s.checks.signature_value is True
+    assert s.reasons[0].startswith("what the signed pages show was changed after signing (page 1: "), (
+        s.reasons
+    )
+    assert any(r.startswith(f"page 1: {attack}: ") for r in s.reasons), s.reasons
+    assert not s.eto.supported_by_recognized_certificate
+
+
+def test_filling_a_blank_field_is_allowed(files, trust):
+    assert pyhanko_level(files["fill"]) is ModificationLevel.FORM_FILLING
+    s = only(verify(files["fill"], trust))
+    assert s.indication is Indication.TOTAL_PASSED and s.sub_indication is None, s.to_json()
+    assert s.checks.unmodified is True and s.modification_level == "FORM_FILLING"
+    assert not any(r.startswith("page ") for r in s.reasons)
+
+
+def test_ltv_updates_are_allowed(files, trust):
+    report = verify(files["lta"], trust, offline=True)
+    s = only(report)
+    # DSS and VRI in one revision, the document timestamp in the next: only LTV updates.
+    assert report.revisions >= 3 and s.coverage == "ENTIRE_REVISION"
+    assert s.modification_level == "LTA_UPDATES"
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+
+
+def test_content_replaced_reports_page_and_kind(files, trust):
+    s = only(verify(files["content"], trust))
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE"
+    assert s.checks.unmodified is False and s.modification_level == "OTHER"
+    assert any(r.startswith("page 1: replace: ") for r in s.reasons), s.reasons
+
+
+def test_diff_engine_failure_is_indeterminate(files, trust, monkeypatch, tmp_path):
+    from signing.verify import modifications
+
+    def broken(*args, **kwargs):
+        raise KeyError("/Kids")
+
+    monkeypatch.setattr(modifications.ALLOWED_CHANGES_POLICY, "review_file", broken)
+    s = only(verify(files["fill"], trust))
+    assert s.indication is Indication.INDETERMINATE and s.sub_indication == "GENERIC", s.to_json()
+    assert s.reasons[0].startswith("modification analysis could not complete: KeyError")
+    # what the cryptography says is still said
+    assert s.checks.signature_value is True and s.checks.integrity is True
+    assert s.checks.unmodified is False
+    assert not s.eto.supported_by_recognized_certificate
