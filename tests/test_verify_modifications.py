@@ -5,7 +5,6 @@ that cannot finish is INDETERMINATE, never a verdict."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest

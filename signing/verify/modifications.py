@@ -214,12 +214,10 @@ async def analyse_modifications(
         coverage, error = _coverage(emb)
         if coverage is None:
             return Integrity(None, None, docmdp, digest_error=error)
-        message = (
-            f"modification analysis could not complete: {later} revisions follow the signature, "
-            f"more than the {max_later_revisions} this verifier analyses"
-        )
+        # Refused rather than incomplete: a file built to outrun the analysis is not given the benefit.
+        message = f"{later} revisions follow the signature, more than the {max_later_revisions} this verifier analyses"
         _record_refusal(emb, coverage, message)
-        return Integrity(coverage, None, docmdp, incomplete=message, notes=tuple(notes))
+        return Integrity(coverage, ModificationLevel.OTHER, docmdp, diff_message=message, notes=tuple(notes))
     try:
         emb.compute_integrity_info(diff_policy=ALLOWED_CHANGES_POLICY)
     except Exception as exc:  # noqa: BLE001 - the diff engine failed on an odd file
