@@ -114,3 +114,56 @@ def fill_field(src: Path, out: Path, text: str, *, opaque: bool) -> Path:
         w.update_container(field)
         w.write_in_place()
     return out
+
+
+def free_objects(src: Path, out: Path, refs: list[tuple[int, int]]) -> Path:
+    """Append a revision whose classic cross-reference section only frees ``refs`` (idnum, generation)."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    data = src.read_bytes()
+    with open(src, "rb") as f:
+        reader = PdfFileReader(f)
+        prev = reader.xrefs.get_startxref_for_revision(reader.xrefs.total_revisions - 1)
+        size = int(reader.trailer["/Size"])
+        root = reader.trailer.raw_get("/Root")
+    # the free list: 0 -> each freed object -> 0, every freed entry with its generation bumped
+    numbers = sorted(n for n, _ in refs)
+    lines = [b"xref", b"0 1", b"%010d 65535 f " % numbers[0]]
+    for i, (num, gen) in enumerate(sorted(refs)):
+        nxt = numbers[i + 1] if i + 1 < len(numbers) else 0
+        lines += [b"%d 1" % num, b"%010d %05d f " % (nxt, gen + 1)]
+    body = b"\n" + b"\n".join(lines) + b"\n"
+    start = len(data) + 1
+    trailer = b"trailer\n<< /Size %d /Root %d %d R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n" % (
+        size,
+        root.idnum,
+        root.generation,
+        prev,
+        start,
+    )
+    out.write_bytes(data + body + trailer)
+    return out
+
+
+def add_structure_tree(src: Path, out: Path) -> Path:
+    """An incremental update that tags the document: a new structure tree (as Acrobat's "Autotag" adds)."""
+    shutil.copyfile(src, out)
+    with open(out, "r+b") as f:
+        w = IncrementalPdfFileWriter(f)
+        page_ref = w.root["/Pages"].raw_get("/Kids")[0]
+        tree = w.add_object(_names(("/Type", pdf_name("/StructTreeRoot"))))
+        doc = w.add_object(
+            _names(
+                ("/Type", pdf_name("/StructElem")),
+                ("/S", pdf_name("/Document")),
+                ("/P", tree),
+                ("/Pg", page_ref),
+                ("/K", generic.ArrayObject()),
+            )
+        )
+        tree.get_object()[pdf_name("/K")] = doc
+        w.root[pdf_name("/StructTreeRoot")] = tree
+        w.root[pdf_name("/MarkInfo")] = _names(("/Marked", generic.BooleanObject(True)))
+        w.update_root()
+        w.write_in_place()
+    return out

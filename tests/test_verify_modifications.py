@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
+from pyhanko.sign.signers import cms_embedder
+from pyhanko.sign.signers.cms_embedder import docmdp_reference_dictionary
 
 from fixtures.generate import simple_pdf
 from signing.model import PadesLevel
 from signing.verify import Indication, VerificationReport, VerifyOptions, verify_pdf_sync
 
-from .shadow_fixtures import fill_field, form_pdf
-from .verify_fixtures import change_page_content, recognized_trust, sign
+from .shadow_fixtures import add_structure_tree, fill_field, form_pdf, free_objects
+from .verify_fixtures import certify, change_page_content, recognized_trust, sign
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +58,39 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         out["bt"] = await sign(letter, d / "bt.pdf", pki, test_pki.signer, PadesLevel.B_T, services)
 
     asyncio.run(build())
+    with pytest.MonkeyPatch.context() as mp:
+        # a certification signature whose DocMDP /P is no permission level at all
+        mp.setattr(cms_embedder, "docmdp_reference_dictionary", _bad_docmdp)
+        src = form_pdf(d / "c.pdf", page_text="Invoice", field_at="blank", field_text="", opaque=False)
+        out["bad-docmdp"] = asyncio.run(certify(src, d / "bad-docmdp.pdf", pki, test_pki.signer))
+    out["bad-docmdp-filled"] = fill_field(
+        out["bad-docmdp"], d / "bad-docmdp-filled.pdf", "100 HKD", opaque=False
+    )
     out["overlay"] = fill_field(out["overlay-signed"], d / "overlay.pdf", "PAY 1,000,000 HKD", opaque=True)
     out["replace"] = fill_field(out["replace-signed"], d / "replace.pdf", "1,000,000 HKD", opaque=False)
     out["hide"] = fill_field(out["hide-signed"], d / "hide.pdf", "", opaque=False)
     out["fill"] = fill_field(out["fill-signed"], d / "fill.pdf", "100 HKD", opaque=False)
     out["content"] = change_page_content(out["bt"], d / "content.pdf")
+    with open(out["fill-signed"], "rb") as f:
+        page = PdfFileReader(f).root["/Pages"]["/Kids"][0]
+        old_appearance = page["/Annots"][0]["/AP"].raw_get("/N").reference
+        contents = page.raw_get("/Contents").reference
+    out["freed"] = free_objects(
+        out["fill"], d / "freed.pdf", [(old_appearance.idnum, old_appearance.generation)]
+    )
+    out["freed-in-use"] = free_objects(
+        out["fill-signed"], d / "freed-in-use.pdf", [(contents.idnum, contents.generation)]
+    )
+    out["tagged"] = add_structure_tree(out["bt"], d / "tagged.pdf")
     return out
+
+
+def _bad_docmdp(permission_level):
+    from pyhanko.pdf_utils import generic
+
+    ref = docmdp_reference_dictionary(permission_level)
+    ref["/TransformParams"]["/P"] = generic.NumberObject(7)
+    return ref
 
 
 def verify(path: Path, trust, offline: bool = False) -> VerificationReport:
@@ -136,3 +165,35 @@ def test_diff_engine_failure_is_indeterminate(files, trust, monkeypatch, tmp_pat
     assert s.checks.signature_value is True and s.checks.integrity is True
     assert s.checks.unmodified is False
     assert not s.eto.supported_by_recognized_certificate
+
+
+def test_freeing_objects_nothing_uses_is_allowed(files, trust):
+    assert pyhanko_level(files["freed"]) is None  # pyHanko's default policy refuses any freeing
+    s = only(verify(files["freed"], trust))
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+    assert s.modification_level == "FORM_FILLING"
+
+
+def test_freeing_what_the_page_shows_is_a_hide_attack(files, trust):
+    s = only(verify(files["freed-in-use"], trust))
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
+    assert s.checks.unmodified is False
+    assert any(r.startswith("page 1: hide: ") for r in s.reasons), s.reasons
+
+
+def test_structure_tree_update_is_allowed(files, trust):
+    assert pyhanko_level(files["tagged"]) is None  # pyHanko's default policy calls it suspicious
+    s = only(verify(files["tagged"], trust))
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+    assert s.modification_level == "LTA_UPDATES"
+
+
+def test_unreadable_docmdp_fails_closed(files, trust):
+    untouched = only(verify(files["bad-docmdp"], trust))
+    assert untouched.indication is Indication.TOTAL_PASSED, untouched.to_json()
+    assert untouched.docmdp == "NO_CHANGES"
+    assert any("DocMDP permissions cannot be read" in r for r in untouched.reasons)
+    # filling a blank field would pass without a DocMDP (test above); with an unreadable one it does not
+    s = only(verify(files["bad-docmdp-filled"], trust))
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
+    assert s.checks.unmodified is False and s.docmdp == "NO_CHANGES"

@@ -28,6 +28,8 @@ from pyhanko.sign.diff_analysis import (
     StandardDiffPolicy,
     SuspiciousModification,
 )
+from pyhanko.sign.diff_analysis.constants import ROOT_EXEMPT_STRICT_COMPARISON
+from pyhanko.sign.diff_analysis.rules.file_structure_rules import CatalogModificationRule
 from pyhanko.sign.diff_analysis.rules_api import Context
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
@@ -120,8 +122,17 @@ def _struct_nodes(start: Any, path: RawPdfPath) -> Iterator[tuple[generic.Refere
                     stack.append((obj.raw_get(key), where + key))
 
 
+def _global_rules() -> list[QualifiedWhitelistRule]:
+    # the catalog may gain or change /StructTreeRoot (its nodes are vetted by StructureTreeRule)
+    catalog = CatalogModificationRule(ignored_keys={*ROOT_EXEMPT_STRICT_COMPARISON, "/StructTreeRoot"})
+    rules = [
+        catalog if isinstance(r, CatalogModificationRule) else r for r in DEFAULT_DIFF_POLICY.global_rules
+    ]
+    return [*rules, FreedObjectRule(), StructureTreeRule()]
+
+
 ALLOWED_CHANGES_POLICY = StandardDiffPolicy(
-    global_rules=[*DEFAULT_DIFF_POLICY.global_rules, FreedObjectRule(), StructureTreeRule()],
+    global_rules=_global_rules(),
     form_rule=DEFAULT_DIFF_POLICY.form_rule,
     reject_object_freeing=False,
 )

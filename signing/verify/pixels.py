@@ -62,6 +62,28 @@ def _render(page: Any, scale: float, annots: bool) -> Any:
     return bitmap.to_pil().convert("L")
 
 
+def _rect_mask(page: Any, size: tuple[int, int], rects: list[list[float]]) -> Any:
+    """255 inside the given page-space rectangles, in the bitmap's device space."""
+    import ctypes
+
+    from PIL import Image, ImageDraw
+    from pypdfium2 import raw
+
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    for x0, y0, x1, y1 in rects[:500]:
+        corners = []
+        for x, y in ((x0, y0), (x1, y1)):
+            dx, dy = ctypes.c_int(), ctypes.c_int()
+            raw.FPDF_PageToDevice(
+                page.raw, 0, 0, size[0], size[1], 0, x, y, ctypes.byref(dx), ctypes.byref(dy)
+            )
+            corners.append((dx.value, dy.value))
+        (ax, ay), (bx, by) = corners
+        draw.rectangle((min(ax, bx) - 1, min(ay, by) - 1, max(ax, bx) + 1, max(ay, by) + 1), fill=255)
+    return mask
+
+
 def _count(mask: Any) -> int:
     return int(mask.histogram()[255])
 
@@ -103,8 +125,11 @@ def compare_pages(request: dict[str, Any]) -> dict[str, Any]:
                 s_is_sc = thresh(ImageChops.difference(s, sc), lambda v: v <= diff)
                 f_is_fc = thresh(ImageChops.difference(fi, fc), lambda v: v <= diff)
                 overlay = ImageChops.multiply(ImageChops.multiply(differs, sc_ink), s_is_sc)
+                # a field that was empty at signing showed a placeholder: changing it is filling it in
+                empty_fields = _rect_mask(sp, s.size, request.get("placeholders", {}).get(str(index), []))
                 replaced = ImageChops.multiply(
-                    ImageChops.multiply(differs, s_ink), ImageChops.invert(s_is_sc)
+                    ImageChops.multiply(differs, s_ink),
+                    ImageChops.multiply(ImageChops.invert(s_is_sc), ImageChops.invert(empty_fields)),
                 )
                 hidden = ImageChops.multiply(
                     ImageChops.multiply(differs, ImageChops.invert(s_ink)),

@@ -40,8 +40,10 @@ class Finding:
     page: int
     """1-based page number."""
     kind: str
-    """``hide``, ``replace``, ``overlay``, ``pages`` (pages added or removed) or ``content``."""
+    """``hide``, ``replace``, ``overlay`` or ``pages`` (pages added)."""
     detail: str
+    structural: bool = False
+    """Found by comparing objects only; rendering settles it when it can (same pixels: no change)."""
 
     def describe(self) -> str:
         return f"page {self.page}: {self.kind}: {self.detail}"
@@ -149,6 +151,48 @@ class _PageView:
     content: bytes
     annotations: bytes
     annotation_count: int
+    draws: bool
+    """The page has content streams with something in them."""
+    placeholders: tuple[tuple[float, float, float, float], ...] = ()
+    """Rectangles of form-field widgets without a value: what they show is a placeholder, not content."""
+
+
+def _inherited(annot: generic.DictionaryObject, key: str) -> Any:
+    node: Any = annot
+    for _ in range(32):
+        if not isinstance(node, generic.DictionaryObject):
+            return None
+        if key in node:
+            return node.get(key)
+        node = node.get("/Parent")
+    return None
+
+
+def _placeholder_rect(annot: generic.DictionaryObject) -> tuple[float, float, float, float] | None:
+    """The rectangle of a form-field widget whose field has no value (an empty field), else None."""
+    if annot.get("/Subtype") != "/Widget" or _inherited(annot, "/FT") is None:
+        return None
+    value = _inherited(annot, "/V")
+    if value is not None and not (
+        isinstance(value, generic.TextStringObject | generic.ByteStringObject) and not str(value)
+    ):
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in annot["/Rect"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def _draws(contents: Any) -> bool:
+    items = contents.get_object() if isinstance(contents, generic.IndirectObject) else contents
+    if not isinstance(items, generic.ArrayObject):
+        items = [items]
+    for item in items:
+        stream = item.get_object() if isinstance(item, generic.IndirectObject) else item
+        if isinstance(stream, generic.StreamObject) and stream.encoded_data.strip():
+            return True
+    return False
 
 
 def _view(reader: Any) -> tuple[list[_PageView], bytes]:
@@ -164,6 +208,7 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
                 parts[generic.pdf_name(k)] = value
         annots = page.get("/Annots")
         annot_digests = []
+        placeholders = []
         if isinstance(annots, generic.ArrayObject):
             for a in annots:
                 a_obj = a.get_object() if isinstance(a, generic.IndirectObject) else a
@@ -173,15 +218,24 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
                     {generic.pdf_name(k): a_obj.raw_get(k) for k in _ANNOT_KEYS if k in a_obj}
                 )
                 annot_digests.append(hasher.digest(sub))
+                rect = _placeholder_rect(a_obj)
+                if rect is not None:
+                    placeholders.append(rect)
         views.append(
             _PageView(
-                hasher.digest(parts), hashlib.sha256(b"".join(annot_digests)).digest(), len(annot_digests)
+                hasher.digest(parts),
+                hashlib.sha256(b"".join(annot_digests)).digest(),
+                len(annot_digests),
+                _draws(page.raw_get("/Contents")) if "/Contents" in page else False,
+                tuple(placeholders),
             )
         )
     return views, doc_level
 
 
-def structural_differences(reader: PdfFileReader, signed_revision: int) -> tuple[list[Finding], list[int]]:
+def structural_differences(
+    reader: PdfFileReader, signed_revision: int
+) -> tuple[list[Finding], dict[int, list[tuple[float, float, float, float]]]]:
     """Structural findings (settled by rendering when that is possible) and the 0-based pages whose look
     may have changed.
 
@@ -203,24 +257,30 @@ def structural_differences(reader: PdfFileReader, signed_revision: int) -> tuple
                 len(old_views) + 1, "pages", f"{len(new_views) - len(old_views)} page(s) added after signing"
             )
         )
-    changed = []
+    changed: dict[int, list[tuple[float, float, float, float]]] = {}
     for index, (old, new) in enumerate(zip(old_views, new_views, strict=False)):
-        if old.content != new.content:
+        if old.content != new.content and old.draws and not new.draws:
+            findings.append(Finding(index + 1, "hide", "the content the page drew at signing is gone", True))
+        elif old.content != new.content:
             findings.append(
                 Finding(
-                    index + 1, "replace", "the content streams, fonts or XObjects the page draws were swapped"
+                    index + 1,
+                    "replace",
+                    "the content streams, fonts or XObjects the page draws were swapped",
+                    True,
                 )
             )
         if old_doc != new_doc or old.content != new.content or old.annotations != new.annotations:
-            changed.append(index)
+            changed[index] = list(old.placeholders)
     return findings, changed
 
 
-def _request(path: str, signed_end: int, pages: list[int]) -> dict[str, Any]:
+def _request(path: str, signed_end: int, pages: dict[int, list[Any]]) -> dict[str, Any]:
     return {
         "path": path,
         "signed_end": signed_end,
-        "pages": pages,
+        "pages": list(pages),
+        "placeholders": {str(k): v for k, v in pages.items()},
         "max_pixels": 3_000_000,
         "memory_bytes": 1 << 30,
         "cpu_seconds": 20,
@@ -319,11 +379,11 @@ async def compare_revisions(
         result.findings.extend(findings)
         return result
     # Rendering decides: a swapped object that draws the same (say, recompressed) is no change.
-    result.findings.extend(f for f in findings if f.kind != "replace")
+    result.findings.extend(f for f in findings if not f.structural)
     if path is None:
         result.incomplete = "the pages that changed cannot be rendered (no file on disk)"
         return result
-    pages = changed[:MAX_RENDERED_PAGES]
+    pages = dict(list(changed.items())[:MAX_RENDERED_PAGES])
     answer = await _run_renderer(_request(path, signed_end, pages), timeout)
     if "error" in answer:
         result.incomplete = f"the pages that changed cannot be rendered: {answer['error']}"
