@@ -197,3 +197,31 @@ def test_unreadable_docmdp_fails_closed(files, trust):
     s = only(verify(files["bad-docmdp-filled"], trust))
     assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
     assert s.checks.unmodified is False and s.docmdp == "NO_CHANGES"
+
+
+def test_renderer_failure_is_indeterminate_not_passed(files, trust, monkeypatch):
+    from signing.verify import shadow
+
+    async def stopped(request, timeout):
+        return {"error": "the renderer stopped (exit status -9), probably at its memory or time limit"}
+
+    monkeypatch.setattr(shadow, "_run_renderer", stopped)
+    s = only(verify(files["fill"], trust))
+    assert s.indication is Indication.INDETERMINATE and s.sub_indication == "GENERIC", s.to_json()
+    assert s.reasons[0].startswith(
+        "modification analysis could not complete: the pages that changed cannot be"
+    )
+    assert s.checks.signature_value is True and s.checks.unmodified is False
+
+
+def test_renderer_child_answers_for_a_real_file(files):
+    """The child process (not the in-process function) is what the verifier runs: it must work as a script."""
+    from signing.verify import shadow
+
+    with open(files["overlay"], "rb") as f:
+        emb = PdfFileReader(f).embedded_signatures[0]
+        end = int(emb.byte_range[2]) + int(emb.byte_range[3])
+    answer = asyncio.run(shadow._run_renderer(shadow._request(str(files["overlay"]), end, {0: []}), 30))
+    assert "error" not in answer, answer
+    (page,) = answer["pages"]
+    assert page["overlay"] >= shadow.MIN_PIXELS and page["content"] == 0

@@ -1,6 +1,6 @@
 """Render pages of the signed and the final revision with PDFium and classify the pixels that differ.
 
-Run as ``python -m signing.verify.pixels`` in a child process (see :func:`signing.verify.shadow.render_compare`):
+Run as a script (``python .../pixels.py``) in a child process (see :func:`signing.verify.shadow.render_compare`):
 the request comes as JSON on stdin, the answer goes as JSON to stdout. The child limits its own address
 space and CPU time, so a hostile file cannot exhaust the verifier's memory or time.
 

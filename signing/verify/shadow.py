@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyhanko.pdf_utils import generic
@@ -290,8 +291,7 @@ def _request(path: str, signed_end: int, pages: dict[int, list[Any]]) -> dict[st
 async def _run_renderer(request: dict[str, Any], timeout: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "signing.verify.pixels",
+        str(Path(__file__).with_name("pixels.py")),  # a script: found wherever the package is
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
