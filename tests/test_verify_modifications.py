@@ -17,8 +17,9 @@ from fixtures.generate import simple_pdf
 from signing.model import PadesLevel
 from signing.verify import Indication, VerificationReport, VerifyOptions, verify_pdf_sync
 
+from .linearized_fixtures import linearized_signed_pdf
 from .shadow_fixtures import add_structure_tree, fill_field, form_pdf, free_objects
-from .verify_fixtures import certify, change_page_content, recognized_trust, sign
+from .verify_fixtures import certify, change_page_content, recognized_trust, sign, simple_signer
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,10 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         out["fill-signed"], d / "freed-in-use.pdf", [(contents.idnum, contents.generation)]
     )
     out["tagged"] = add_structure_tree(out["bt"], d / "tagged.pdf")
+    out["linearized"] = asyncio.run(linearized_signed_pdf(d / "linearized.pdf", simple_signer(test_pki)))
+    out["linearized-then-signed"] = asyncio.run(
+        sign(out["linearized"], d / "linearized-2.pdf", pki, test_pki.signer, PadesLevel.B_T, services)
+    )
     return out
 
 
@@ -225,3 +230,19 @@ def test_renderer_child_answers_for_a_real_file(files):
     assert "error" not in answer, answer
     (page,) = answer["pages"]
     assert page["overlay"] >= shadow.MIN_PIXELS and page["content"] == 0
+
+
+def test_linearized_first_revision_is_the_signed_revision(files, trust):
+    with open(files["linearized-then-signed"], "rb") as f:
+        reader = PdfFileReader(f)
+        first = reader.embedded_signatures[0]
+        # pyHanko numbers the linearized file's two sections as two revisions and puts the signature in the
+        # first, though the signed bytes end after the second
+        assert reader.xrefs.total_revisions == 3 and first.signed_revision == 0
+    alone = only(verify(files["linearized"], trust))
+    assert alone.indication is Indication.TOTAL_PASSED and alone.coverage == "ENTIRE_FILE", alone.to_json()
+    report = verify(files["linearized-then-signed"], trust)
+    s = next(s for s in report.signatures if s.field == "Signature1")
+    assert s.coverage == "ENTIRE_REVISION" and s.checks.byte_range is True, s.to_json()
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+    assert s.modification_level == "FORM_FILLING"

@@ -13,12 +13,13 @@ FieldMDP entry that cannot be read is taken as the strictest setting (fail close
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath
+from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath, process_data_at_eof
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
     DiffResult,
@@ -197,6 +198,46 @@ def _mdp_fail_closed(emb: EmbeddedPdfSignature) -> tuple[Any, list[str]]:
     return docmdp, notes
 
 
+_LINEARIZED = re.compile(
+    rb"^\s*%PDF-[^\n]*\n(?:%[^\n]*\n)?\s*\d+\s+\d+\s+obj\s*<<(?:(?!>>).)*?/Linearized\b", re.DOTALL
+)
+_LENGTH = re.compile(rb"/L\s+(\d+)")
+
+
+def _settle_linearized_revision(emb: EmbeddedPdfSignature) -> str | None:
+    """A linearized first revision has two cross-reference sections, which pyHanko counts as two
+    revisions: the signature may be "in" the first while the signed bytes end after the second. When
+    the file starts with a linearization dictionary whose /L is where the /ByteRange ends, and the
+    ``startxref`` there names a later revision whose sections all lie inside the signed bytes, that
+    revision is the signed one (everything in it is signed)."""
+    try:
+        end = int(emb.byte_range[2]) + int(emb.byte_range[3])
+        stream = emb.reader.stream
+        stream.seek(0)
+        head = stream.read(2048)
+        match = _LINEARIZED.match(head)
+        if not match:
+            return None
+        dictionary = head[match.start() : head.index(b">>", match.end()) + 2]
+        length = _LENGTH.search(dictionary)
+        if length is None or int(length.group(1)) != end:
+            return None
+        stream.seek(end)
+        startxref = process_data_at_eof(stream)
+        xrefs = emb.reader.xrefs
+        for revision in range(emb.signed_revision + 1, xrefs.total_revisions):
+            if xrefs.get_startxref_for_revision(revision) != startxref:
+                continue
+            if all(xrefs.get_xref_container_info(r).end_location <= end for r in range(revision + 1)):
+                state: Any = emb
+                state.signed_revision = revision
+                return "the signed revision is linearized: its two cross-reference sections count as one"
+            return None
+    except Exception:  # noqa: BLE001 - an odd header is just not a linearized one
+        return None
+    return None
+
+
 def _coverage(emb: EmbeddedPdfSignature) -> tuple[SignatureCoverageLevel | None, str | None]:
     found: SignatureCoverageLevel | None = emb.coverage
     if found is not None:
@@ -217,6 +258,9 @@ async def analyse_modifications(
 ) -> Integrity:
     """Coverage, difference analysis and the shadow comparison; pyHanko's state is left set for LTA."""
     docmdp, notes = _mdp_fail_closed(emb)
+    linearized = _settle_linearized_revision(emb)
+    if linearized:
+        notes.append(linearized)
     try:
         later = emb.reader.xrefs.total_revisions - 1 - emb.signed_revision
     except Exception:  # noqa: BLE001
