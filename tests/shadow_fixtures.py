@@ -167,3 +167,31 @@ def add_structure_tree(src: Path, out: Path) -> Path:
         w.update_root()
         w.write_in_place()
     return out
+
+
+def add_comment(src: Path, out: Path, rect: tuple[int, int, int, int], text: str, *, cover: bool) -> Path:
+    """An incremental update adding a comment to the first page, keeping its other annotations: a sticky
+    note (/Text, no appearance of its own), or with ``cover`` a /Square whose appearance is an opaque box
+    with ``text``."""
+    shutil.copyfile(src, out)
+    with open(out, "r+b") as f:
+        w = IncrementalPdfFileWriter(f)
+        page_ref = w.root["/Pages"].raw_get("/Kids")[0]
+        page = page_ref.get_object()
+        annot = _names(
+            ("/Type", pdf_name("/Annot")),
+            ("/Subtype", pdf_name("/Square" if cover else "/Text")),
+            ("/Rect", _numbers(*rect)),
+            ("/F", generic.NumberObject(4)),
+            ("/P", page_ref),
+            ("/Contents", generic.TextStringObject(text)),
+        )
+        if cover:
+            annot[pdf_name("/AP")] = _names(("/N", appearance(w, _font(w), rect, text, opaque=True)))
+        annot = w.add_object(annot)
+        annots = page.get("/Annots")
+        existing = [annots.raw_get(i) for i in range(len(annots))] if annots else []
+        page[pdf_name("/Annots")] = generic.ArrayObject([*existing, annot])
+        w.update_container(page)
+        w.write_in_place()
+    return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.signers import cms_embedder
 from pyhanko.sign.signers.cms_embedder import docmdp_reference_dictionary
 
@@ -18,8 +19,14 @@ from signing.model import PadesLevel
 from signing.verify import Indication, VerificationReport, VerifyOptions, verify_pdf_sync
 
 from .linearized_fixtures import linearized_signed_pdf
-from .shadow_fixtures import add_structure_tree, fill_field, form_pdf, free_objects
-from .verify_fixtures import certify, change_page_content, recognized_trust, sign, simple_signer
+from .shadow_fixtures import add_comment, add_structure_tree, fill_field, form_pdf, free_objects
+from .verify_fixtures import (
+    certify,
+    change_page_content,
+    recognized_trust,
+    sign,
+    simple_signer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +90,21 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         out["fill-signed"], d / "freed-in-use.pdf", [(contents.idnum, contents.generation)]
     )
     out["tagged"] = add_structure_tree(out["bt"], d / "tagged.pdf")
+    out["annotate"] = asyncio.run(
+        certify(simple_pdf(d / "a.pdf"), d / "annotate.pdf", pki, test_pki.signer, MDPPerm.ANNOTATE)
+    )
+    out["annotate-comment"] = add_comment(
+        out["annotate"], d / "annotate-comment.pdf", (300, 300, 320, 320), "ok", cover=False
+    )
+    out["annotate-cover"] = add_comment(
+        out["annotate"], d / "annotate-cover.pdf", (60, 750, 400, 790), "PAID IN FULL", cover=True
+    )
+    fill_forms = asyncio.run(
+        certify(simple_pdf(d / "ff.pdf"), d / "ff-signed.pdf", pki, test_pki.signer, MDPPerm.FILL_FORMS)
+    )
+    out["fillforms-comment"] = add_comment(
+        fill_forms, d / "fillforms-comment.pdf", (300, 300, 320, 320), "ok", cover=False
+    )
     out["linearized"] = asyncio.run(linearized_signed_pdf(d / "linearized.pdf", simple_signer(test_pki)))
     out["linearized-then-signed"] = asyncio.run(
         sign(out["linearized"], d / "linearized-2.pdf", pki, test_pki.signer, PadesLevel.B_T, services)
@@ -246,3 +268,24 @@ def test_linearized_first_revision_is_the_signed_revision(files, trust):
     assert s.coverage == "ENTIRE_REVISION" and s.checks.byte_range is True, s.to_json()
     assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
     assert s.modification_level == "FORM_FILLING"
+
+
+def test_comment_allowed_where_docmdp_allows_annotations(files, trust):
+    assert pyhanko_level(files["annotate-comment"]) is None  # pyHanko has no rule for comments
+    s = only(verify(files["annotate-comment"], trust))
+    assert s.docmdp == "ANNOTATE" and s.modification_level == "ANNOTATIONS"
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+
+
+def test_comment_not_allowed_where_docmdp_allows_form_filling_only(files, trust):
+    s = only(verify(files["fillforms-comment"], trust))
+    assert s.docmdp == "FILL_FORMS"
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
+    assert s.checks.unmodified is False
+
+
+def test_comment_covering_signed_text_is_an_overlay_even_where_annotations_are_allowed(files, trust):
+    s = only(verify(files["annotate-cover"], trust))
+    assert s.docmdp == "ANNOTATE" and s.modification_level == "ANNOTATIONS"
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
+    assert any(r.startswith("page 1: overlay: ") for r in s.reasons), s.reasons

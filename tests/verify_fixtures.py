@@ -218,13 +218,19 @@ def _simple_signer(pki: SandboxPki, issued: IssuedCertificate) -> signers.Simple
     )
 
 
-async def certify(src: Path, out: Path, pki: SandboxPki, issued: IssuedCertificate) -> Path:
-    """A certification (author) signature with DocMDP "no changes", made with pyHanko directly."""
+async def certify(
+    src: Path,
+    out: Path,
+    pki: SandboxPki,
+    issued: IssuedCertificate,
+    permissions: MDPPerm = MDPPerm.NO_CHANGES,
+) -> Path:
+    """A certification (author) signature with DocMDP ``permissions``, made with pyHanko directly."""
     signer = _simple_signer(pki, issued)
     meta = signers.PdfSignatureMetadata(
         field_name="Certification",
         certify=True,
-        docmdp_permissions=MDPPerm.NO_CHANGES,
+        docmdp_permissions=permissions,
         md_algorithm="sha256",
         subfilter=SigSeedSubFilter.PADES,
     )

@@ -29,6 +29,7 @@ from pyhanko.sign.diff_analysis import (
     StandardDiffPolicy,
     SuspiciousModification,
 )
+from pyhanko.sign.diff_analysis.commons import compare_dicts
 from pyhanko.sign.diff_analysis.constants import ROOT_EXEMPT_STRICT_COMPARISON
 from pyhanko.sign.diff_analysis.rules.file_structure_rules import CatalogModificationRule
 from pyhanko.sign.diff_analysis.rules_api import Context
@@ -40,7 +41,7 @@ from .shadow import Finding, compare_revisions
 
 __all__ = ["ALLOWED_CHANGES_POLICY", "Integrity", "analyse_modifications"]
 
-#: The most a later revision may do without a DocMDP saying more (annotations need pyHanko support).
+#: The most a later revision may do unless a DocMDP of level 3 allows annotations too.
 ALLOWED_AFTER_SIGNING = ModificationLevel.FORM_FILLING
 _STRUCT_KEYS = (
     "/K",
@@ -101,6 +102,85 @@ class StructureTreeRule(QualifiedWhitelistRule):
                 )
 
 
+class AnnotationRule(QualifiedWhitelistRule):
+    """New annotations (comments, not form widgets) added to a page: allowed where DocMDP level 3 says so.
+
+    A page may change only in its /Annots, every annotation it had must still be there, and each added
+    one must be a new object whose new dependencies are approved with it. Changing or removing existing
+    annotations is not approved here, and what the added ones cover is checked by rendering.
+    """
+
+    def apply_qualified(
+        self, old: HistoricalResolver, new: HistoricalResolver
+    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
+        changed = new.explicit_refs_in_revision()
+        for page_ref in _page_refs(new.root):
+            if page_ref in changed and not old.is_ref_unassignable(page_ref):
+                yield from self._page(old, new, page_ref)
+
+    @staticmethod
+    def _page(
+        old: HistoricalResolver, new: HistoricalResolver, page_ref: generic.Reference
+    ) -> Iterator[tuple[ModificationLevel, ReferenceUpdate]]:
+        old_page, new_page = old(page_ref), new(page_ref)
+        if not compare_dicts(old_page, new_page, frozenset({"/Annots"}), raise_exc=False):
+            return
+        old_refs = _annot_refs(old_page)
+        new_refs = _annot_refs(new_page)
+        if old_refs is None or new_refs is None or not set(old_refs) <= set(new_refs):
+            return
+        added = [r for r in new_refs if r not in set(old_refs)]
+        approvals = []
+        for ref in added:
+            annot = new(ref)
+            if not old.is_ref_unassignable(ref) or not isinstance(annot, generic.DictionaryObject):
+                return
+            if annot.get("/Subtype") == "/Widget":
+                continue  # form fields are the form rule's business
+            approvals.append(ref)
+            approvals.extend(new.collect_dependencies(annot, since_revision=new.revision))
+        if not approvals:
+            return
+        yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(page_ref, context_checked=None)
+        annots = new_page.raw_get("/Annots")
+        if isinstance(annots, generic.IndirectObject):
+            yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(annots.reference, context_checked=None)
+        for ref in approvals:
+            yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(ref, context_checked=None)
+
+
+def _annot_refs(page: Any) -> list[generic.Reference] | None:
+    if "/Annots" not in page:
+        return []
+    annots = page["/Annots"]
+    if not isinstance(annots, generic.ArrayObject):
+        return None
+    refs = [
+        a.reference
+        for a in (annots.raw_get(i) for i in range(len(annots)))
+        if isinstance(a, generic.IndirectObject)
+    ]
+    return refs if len(refs) == len(annots) else None
+
+
+def _page_refs(root: Any) -> Iterator[generic.Reference]:
+    seen: set[generic.Reference] = set()
+    stack = [root.raw_get("/Pages")]
+    while stack and len(seen) < 100_000:
+        node = stack.pop()
+        if not isinstance(node, generic.IndirectObject) or node.reference in seen:
+            continue
+        seen.add(node.reference)
+        obj = node.get_object()
+        if not isinstance(obj, generic.DictionaryObject):
+            continue
+        kids = obj.get("/Kids") if "/Kids" in obj else None
+        if isinstance(kids, generic.ArrayObject):
+            stack.extend(kids.raw_get(i) for i in range(len(kids)))
+        else:
+            yield node.reference
+
+
 def _struct_nodes(start: Any, path: RawPdfPath) -> Iterator[tuple[generic.Reference, RawPdfPath]]:
     seen: set[generic.Reference] = set()
     stack = [(start, path)]
@@ -139,6 +219,13 @@ ALLOWED_CHANGES_POLICY = StandardDiffPolicy(
 )
 """pyHanko's default policy, plus freed objects and structure-tree updates."""
 
+ANNOTATING_POLICY = StandardDiffPolicy(
+    global_rules=[*_global_rules(), AnnotationRule()],
+    form_rule=DEFAULT_DIFF_POLICY.form_rule,
+    reject_object_freeing=False,
+)
+"""For signatures whose DocMDP is level 3 (annotations allowed): the above, plus added annotations."""
+
 
 @dataclass(frozen=True)
 class Integrity:
@@ -167,7 +254,8 @@ class Integrity:
             return True
         if self.findings:
             return False
-        if self.level is ModificationLevel.OTHER or self.level > ALLOWED_AFTER_SIGNING:
+        allowed = ModificationLevel.ANNOTATIONS if self.docmdp is MDPPerm.ANNOTATE else ALLOWED_AFTER_SIGNING
+        if self.level is ModificationLevel.OTHER or self.level > allowed:
             return False
         return not (self.docmdp is not None and self.level.value > self.docmdp.value)
 
@@ -274,7 +362,8 @@ async def analyse_modifications(
         _record_refusal(emb, coverage, message)
         return Integrity(coverage, ModificationLevel.OTHER, docmdp, diff_message=message, notes=tuple(notes))
     try:
-        emb.compute_integrity_info(diff_policy=ALLOWED_CHANGES_POLICY)
+        policy = ANNOTATING_POLICY if docmdp is MDPPerm.ANNOTATE else ALLOWED_CHANGES_POLICY
+        emb.compute_integrity_info(diff_policy=policy)
     except Exception as exc:  # noqa: BLE001 - the diff engine failed on an odd file
         coverage, error = _coverage(emb)
         if coverage is None:
