@@ -373,7 +373,8 @@ async def analyse_modifications(
         return Integrity(coverage, None, docmdp, incomplete=message, notes=tuple(notes))
     coverage, diff = emb.coverage, emb.diff_result
     if not isinstance(diff, DiffResult):
-        diff_message: str | None = str(diff.args[0] if getattr(diff, "args", None) else diff)
+        args = getattr(diff, "args", None)
+        diff_message: str | None = str(args[0] if args else diff)
         level: ModificationLevel = ModificationLevel.OTHER
     else:
         diff_message, level = None, diff.modification_level

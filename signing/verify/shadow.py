@@ -158,6 +158,20 @@ class _PageView:
     """Rectangles of form-field widgets without a value: what they show is a placeholder, not content."""
 
 
+_NOT_SHOWN_FLAGS = 2 | 32  # Hidden, NoView
+
+
+def _shown(annot: generic.DictionaryObject) -> bool:
+    """False for annotations no viewer draws: hidden, no-view, or with an empty rectangle (invisible
+    signatures). Their visibility is compared, not ignored: one that becomes visible changes the page."""
+    try:
+        flags = int(annot.get("/F", 0))
+        x0, y0, x1, y1 = (float(v) for v in annot["/Rect"])
+    except (KeyError, TypeError, ValueError):
+        return True
+    return not (flags & _NOT_SHOWN_FLAGS) and x0 != x1 and y0 != y1
+
+
 def _inherited(annot: generic.DictionaryObject, key: str) -> Any:
     node: Any = annot
     for _ in range(32):
@@ -213,7 +227,7 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
         if isinstance(annots, generic.ArrayObject):
             for a in annots:
                 a_obj = a.get_object() if isinstance(a, generic.IndirectObject) else a
-                if not isinstance(a_obj, generic.DictionaryObject):
+                if not isinstance(a_obj, generic.DictionaryObject) or not _shown(a_obj):
                     continue
                 sub = generic.DictionaryObject(
                     {generic.pdf_name(k): a_obj.raw_get(k) for k in _ANNOT_KEYS if k in a_obj}
