@@ -55,8 +55,13 @@ def appearance(writer, font, rect, text: str, *, opaque: bool) -> generic.Indire
     return writer.add_object(stream)
 
 
-def form_pdf(path: Path, *, page_text: str, field_at: str, field_text: str, opaque: bool) -> Path:
-    """One A4 page showing ``page_text``, with a text field "Amount" at ``FIELD_RECTS[field_at]``."""
+def form_pdf(
+    path: Path, *, page_text: str, field_at: str, field_text: str, opaque: bool, spare_text: str | None = None
+) -> Path:
+    """One A4 page showing ``page_text``, with a text field "Amount" at ``FIELD_RECTS[field_at]``.
+
+    ``spare_text``: also an opaque appearance with that text, unused, in the form's default resources
+    (/DR /XObject /Spare): what a hide-and-replace attacker prepares before signing."""
     w = PdfFileWriter()
     font = _font(w)
     x, y = PAGE_TEXT_AT
@@ -88,10 +93,14 @@ def form_pdf(path: Path, *, page_text: str, field_at: str, field_text: str, opaq
     )
     w.insert_page(page)
     field.get_object()[pdf_name("/P")] = w.root["/Pages"]["/Kids"][0]
+    resources = _names(("/Font", _names(("/Helv", font))))
+    if spare_text is not None:
+        spare = appearance(w, font, rect, spare_text, opaque=True)
+        resources[pdf_name("/XObject")] = _names(("/Spare", spare))
     w.root[pdf_name("/AcroForm")] = w.add_object(
         _names(
             ("/Fields", generic.ArrayObject([field])),
-            ("/DR", _names(("/Font", _names(("/Helv", font))))),
+            ("/DR", resources),
             ("/DA", generic.TextStringObject("/Helv 0 Tf 0 g")),
         )
     )
@@ -111,6 +120,21 @@ def fill_field(src: Path, out: Path, text: str, *, opaque: bool) -> Path:
         rect = [int(float(v)) for v in field["/Rect"]]
         field[pdf_name("/V")] = generic.TextStringObject(text)
         field[pdf_name("/AP")] = _names(("/N", appearance(w, font, rect, text, opaque=opaque)))
+        w.update_container(field)
+        w.write_in_place()
+    return out
+
+
+def point_field_at_spare(src: Path, out: Path, text: str) -> Path:
+    """An incremental update that fills the field with ``text`` and makes its appearance the spare one
+    prepared before signing: no new appearance stream, only a reference changed."""
+    shutil.copyfile(src, out)
+    with open(out, "r+b") as f:
+        w = IncrementalPdfFileWriter(f)
+        form = w.root["/AcroForm"]
+        field = form.raw_get("/Fields")[0].get_object()
+        field[pdf_name("/V")] = generic.TextStringObject(text)
+        field[pdf_name("/AP")] = _names(("/N", form["/DR"]["/XObject"].raw_get("/Spare")))
         w.update_container(field)
         w.write_in_place()
     return out

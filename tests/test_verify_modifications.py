@@ -19,7 +19,14 @@ from signing.model import PadesLevel
 from signing.verify import Indication, VerificationReport, VerifyOptions, verify_pdf_sync
 
 from .linearized_fixtures import linearized_signed_pdf
-from .shadow_fixtures import add_comment, add_structure_tree, fill_field, form_pdf, free_objects
+from .shadow_fixtures import (
+    add_comment,
+    add_structure_tree,
+    fill_field,
+    form_pdf,
+    free_objects,
+    point_field_at_spare,
+)
 from .verify_fixtures import (
     certify,
     change_page_content,
@@ -51,6 +58,15 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         "hide": form_pdf(
             d / "h.pdf", page_text="PAY 1,000,000 HKD", field_at="over", field_text="PAY 100 HKD", opaque=True
         ),
+        # an empty field over "PAY 100 HKD", and an unused opaque "PAY 1,000,000 HKD" appearance prepared
+        "hide-and-replace": form_pdf(
+            d / "hr.pdf",
+            page_text="PAY 100 HKD",
+            field_at="over",
+            field_text="",
+            opaque=False,
+            spare_text="PAY 1,000,000 HKD",
+        ),
         # an empty field in blank space: what forms are for
         "fill": form_pdf(d / "f.pdf", page_text="Invoice", field_at="blank", field_text="", opaque=False),
     }
@@ -77,6 +93,9 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
     out["overlay"] = fill_field(out["overlay-signed"], d / "overlay.pdf", "PAY 1,000,000 HKD", opaque=True)
     out["replace"] = fill_field(out["replace-signed"], d / "replace.pdf", "1,000,000 HKD", opaque=False)
     out["hide"] = fill_field(out["hide-signed"], d / "hide.pdf", "", opaque=False)
+    out["hide-and-replace"] = point_field_at_spare(
+        out["hide-and-replace-signed"], d / "hide-and-replace.pdf", "PAY 1,000,000 HKD"
+    )
     out["fill"] = fill_field(out["fill-signed"], d / "fill.pdf", "100 HKD", opaque=False)
     out["content"] = change_page_content(out["bt"], d / "content.pdf")
     with open(out["fill-signed"], "rb") as f:
@@ -289,3 +308,17 @@ def test_comment_covering_signed_text_is_an_overlay_even_where_annotations_are_a
     assert s.docmdp == "ANNOTATE" and s.modification_level == "ANNOTATIONS"
     assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
     assert any(r.startswith("page 1: overlay: ") for r in s.reasons), s.reasons
+
+
+def test_hide_and_replace_with_an_object_prepared_before_signing(files, trust):
+    """The attacker's content is already in the signed revision; the later revision only points at it."""
+    assert only(verify(files["hide-and-replace-signed"], trust)).indication is Indication.TOTAL_PASSED
+    level = pyhanko_level(files["hide-and-replace"])
+    s = only(verify(files["hide-and-replace"], trust))
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", (
+        level,
+        s.to_json(),
+    )
+    assert s.checks.unmodified is False
+    if level is ModificationLevel.FORM_FILLING:  # pyHanko accepts it: only the rendering catches it
+        assert any(r.startswith("page 1: overlay: ") for r in s.reasons), s.reasons
