@@ -334,7 +334,8 @@ MAX_RENDERED_PAGES = 10
 
 def _classify(page: dict[str, Any]) -> list[Finding]:
     number = int(page["page"]) + 1
-    where = f" around {page['box']}" if page.get("box") else ""
+    box = page.get("box")
+    where = f", in x {box[0]:g}-{box[2]:g}, y {box[1]:g}-{box[3]:g} pt from the top left" if box else ""
     if page.get("size_changed"):
         return [Finding(number, "replace", "the page size changed")]
     if page.get("error"):
