@@ -318,7 +318,9 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         return _replace_sub(report, Indication.INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND")
     reasons: list[str] = []
 
-    integ = await analyse_modifications(emb, ctx.options.max_revisions_after_signature)
+    integ = await analyse_modifications(
+        emb, ctx.options.max_revisions_after_signature, render_timeout=ctx.options.signature_timeout
+    )
     if integ.digest_error:
         return broken_signature(field_name, integ.digest_error, subfilter)
     reasons.extend(f.describe() for f in integ.findings)
