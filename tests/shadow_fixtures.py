@@ -3,6 +3,7 @@ the later revisions of the shadow attacks (hide, replace, overlay) and of legiti
 
 from __future__ import annotations
 
+import datetime
 import shutil
 from pathlib import Path
 
@@ -217,5 +218,25 @@ def add_comment(src: Path, out: Path, rect: tuple[int, int, int, int], text: str
         existing = [annots.raw_get(i) for i in range(len(annots))] if annots else []
         page[pdf_name("/Annots")] = generic.ArrayObject([*existing, annot])
         w.update_container(page)
+        w.write_in_place()
+    return out
+
+
+def prune_vri(src: Path, out: Path) -> Path:
+    """An incremental update maintaining the DSS: the first VRI entry pruned, the last one updated (/TU)."""
+    shutil.copyfile(src, out)
+    with open(out, "r+b") as f:
+        w = IncrementalPdfFileWriter(f)
+        dss = w.root["/DSS"]
+        vri_raw = dss.raw_get("/VRI")
+        vri = vri_raw.get_object()
+        keys = list(vri)
+        del vri[keys[0]]
+        entry_raw = vri.raw_get(keys[-1])
+        entry = entry_raw.get_object()
+        entry[pdf_name("/TU")] = generic.pdf_date(datetime.datetime.now(datetime.UTC))
+        if isinstance(entry_raw, generic.IndirectObject):
+            w.update_container(entry)
+        w.update_container(vri if isinstance(vri_raw, generic.IndirectObject) else dss)
         w.write_in_place()
     return out

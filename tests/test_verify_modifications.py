@@ -26,6 +26,7 @@ from .shadow_fixtures import (
     form_pdf,
     free_objects,
     point_field_at_spare,
+    prune_vri,
 )
 from .verify_fixtures import (
     certify,
@@ -80,6 +81,10 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         letter = simple_pdf(d / "letter.pdf")
         out["lta"] = await sign(letter, d / "lta.pdf", pki, test_pki.signer, PadesLevel.B_LTA, services)
         out["bt"] = await sign(letter, d / "bt.pdf", pki, test_pki.signer, PadesLevel.B_T, services)
+        # a second signature over a DSS that already has VRI entries
+        out["lta-2"] = await sign(
+            out["lta"], d / "lta-2.pdf", pki, test_pki.signer, PadesLevel.B_LT, services
+        )
 
     asyncio.run(build())
     with pytest.MonkeyPatch.context() as mp:
@@ -109,6 +114,7 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
         out["fill-signed"], d / "freed-in-use.pdf", [(contents.idnum, contents.generation)]
     )
     out["tagged"] = add_structure_tree(out["bt"], d / "tagged.pdf")
+    out["vri-pruned"] = prune_vri(out["lta-2"], d / "vri-pruned.pdf")
     out["annotate"] = asyncio.run(
         certify(simple_pdf(d / "a.pdf"), d / "annotate.pdf", pki, test_pki.signer, MDPPerm.ANNOTATE)
     )
@@ -190,6 +196,18 @@ def test_ltv_updates_are_allowed(files, trust):
     assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
 
 
+def test_vri_pruned_and_updated_is_allowed(files, trust):
+    with open(files["vri-pruned"], "rb") as f:
+        emb = PdfFileReader(f).embedded_signatures[-1]
+        emb.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
+        assert "VRI key" in str(emb.diff_result)  # pyHanko refuses any change to a VRI entry there at signing
+    report = verify(files["vri-pruned"], trust, offline=True)
+    s = report.signatures[-1]
+    assert s.revision == emb.signed_revision and s.coverage == "ENTIRE_REVISION"
+    assert s.modification_level == "LTA_UPDATES"
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+
+
 def test_content_replaced_reports_page_and_kind(files, trust):
     s = only(verify(files["content"], trust))
     assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE"
@@ -198,12 +216,12 @@ def test_content_replaced_reports_page_and_kind(files, trust):
 
 
 def test_diff_engine_failure_is_indeterminate(files, trust, monkeypatch, tmp_path):
-    from signing.verify import modifications
+    from signing.verify import diff_rules
 
     def broken(*args, **kwargs):
         raise KeyError("/Kids")
 
-    monkeypatch.setattr(modifications.ALLOWED_CHANGES_POLICY, "review_file", broken)
+    monkeypatch.setattr(diff_rules.ALLOWED_CHANGES_POLICY, "review_file", broken)
     s = only(verify(files["fill"], trust))
     assert s.indication is Indication.INDETERMINATE and s.sub_indication == "GENERIC", s.to_json()
     assert s.reasons[0].startswith("modification analysis could not complete: KeyError")

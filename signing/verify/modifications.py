@@ -2,7 +2,8 @@
 
 pyHanko's difference analysis judges each later revision structurally, with rules for what PDF and
 PAdES allow after signing (further signatures, DSS/VRI, document timestamps, metadata, form filling)
-plus two added here: freed objects nothing uses any more, and structure-tree updates. What the rules
+plus those of :mod:`signing.verify.diff_rules` (freed objects, structure tree, VRI maintenance, comments
+where DocMDP allows them). What the rules
 accept is then checked against what the pages show (:mod:`signing.verify.shadow`), because a "form
 filling" update can still hide, replace or cover what the signer saw.
 
@@ -14,217 +15,26 @@ FieldMDP entry that cannot be read is taken as the strictest setting (fail close
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath, process_data_at_eof
+from pyhanko.pdf_utils.reader import process_data_at_eof
 from pyhanko.sign.diff_analysis import (
-    DEFAULT_DIFF_POLICY,
     DiffResult,
     ModificationLevel,
-    QualifiedWhitelistRule,
-    ReferenceUpdate,
-    StandardDiffPolicy,
     SuspiciousModification,
 )
-from pyhanko.sign.diff_analysis.commons import compare_dicts
-from pyhanko.sign.diff_analysis.constants import ROOT_EXEMPT_STRICT_COMPARISON
-from pyhanko.sign.diff_analysis.rules.file_structure_rules import CatalogModificationRule
-from pyhanko.sign.diff_analysis.rules_api import Context
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
+from .diff_rules import ALLOWED_CHANGES_POLICY, ANNOTATING_POLICY
 from .shadow import Finding, compare_revisions
 
 __all__ = ["ALLOWED_CHANGES_POLICY", "Integrity", "analyse_modifications"]
 
 #: The most a later revision may do unless a DocMDP of level 3 allows annotations too.
 ALLOWED_AFTER_SIGNING = ModificationLevel.FORM_FILLING
-_STRUCT_KEYS = (
-    "/K",
-    "/ParentTree",
-    "/IDTree",
-    "/Nums",
-    "/Names",
-    "/Kids",
-    "/RoleMap",
-    "/ClassMap",
-    "/A",
-    "/C",
-)
-_MAX_STRUCT_NODES = 100_000
-
-
-class FreedObjectRule(QualifiedWhitelistRule):
-    """Objects a later revision frees are fine when the new revision no longer uses them.
-
-    A freed object resolves to null, so one still in use would change what uses it; those are left
-    unexplained (and what the pages show is compared separately anyway).
-    """
-
-    def apply_qualified(
-        self, old: HistoricalResolver, new: HistoricalResolver
-    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
-        freed = new.refs_freed_in_revision()
-        if not freed:
-            return
-        new._load_reverse_xref_cache()
-        for ref in freed:
-            if not new._get_usages_of_ref(ref):
-                yield ModificationLevel.LTA_UPDATES, ReferenceUpdate(ref, context_checked=None)
-
-
-class StructureTreeRule(QualifiedWhitelistRule):
-    """Updates of the logical structure tree (tagging) are not visible changes.
-
-    Only structure nodes are approved, each through the path by which it is reached from
-    ``/Root/StructTreeRoot``: pages, content streams or annotations a structure element points to
-    (``/Pg``, ``/Stm``, ``/Obj``) are not, so an object also used by a page stays unexplained.
-    """
-
-    def apply_qualified(
-        self, old: HistoricalResolver, new: HistoricalResolver
-    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
-        root = new.root
-        if "/StructTreeRoot" not in root:
-            return
-        changed = new.explicit_refs_in_revision()
-        for ref, path in _struct_nodes(
-            root.raw_get("/StructTreeRoot"), RawPdfPath("/Root", "/StructTreeRoot")
-        ):
-            if ref in changed:
-                yield (
-                    ModificationLevel.LTA_UPDATES,
-                    ReferenceUpdate(ref, context_checked=Context.from_absolute(old, path)),
-                )
-
-
-class AnnotationRule(QualifiedWhitelistRule):
-    """New annotations (comments, not form widgets) added to a page: allowed where DocMDP level 3 says so.
-
-    A page may change only in its /Annots, every annotation it had must still be there, and each added
-    one must be a new object whose new dependencies are approved with it. Changing or removing existing
-    annotations is not approved here, and what the added ones cover is checked by rendering.
-    """
-
-    def apply_qualified(
-        self, old: HistoricalResolver, new: HistoricalResolver
-    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
-        changed = new.explicit_refs_in_revision()
-        for page_ref in _page_refs(new.root):
-            if page_ref in changed and not old.is_ref_unassignable(page_ref):
-                yield from self._page(old, new, page_ref)
-
-    @staticmethod
-    def _page(
-        old: HistoricalResolver, new: HistoricalResolver, page_ref: generic.Reference
-    ) -> Iterator[tuple[ModificationLevel, ReferenceUpdate]]:
-        old_page, new_page = old(page_ref), new(page_ref)
-        if not compare_dicts(old_page, new_page, frozenset({"/Annots"}), raise_exc=False):
-            return
-        old_refs = _annot_refs(old_page)
-        new_refs = _annot_refs(new_page)
-        if old_refs is None or new_refs is None or not set(old_refs) <= set(new_refs):
-            return
-        added = [r for r in new_refs if r not in set(old_refs)]
-        approvals = []
-        for ref in added:
-            annot = new(ref)
-            if not old.is_ref_unassignable(ref) or not isinstance(annot, generic.DictionaryObject):
-                return
-            if annot.get("/Subtype") == "/Widget":
-                continue  # form fields are the form rule's business
-            approvals.append(ref)
-            approvals.extend(new.collect_dependencies(annot, since_revision=new.revision))
-        if not approvals:
-            return
-        yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(page_ref, context_checked=None)
-        annots = new_page.raw_get("/Annots")
-        if isinstance(annots, generic.IndirectObject):
-            yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(annots.reference, context_checked=None)
-        for ref in approvals:
-            yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(ref, context_checked=None)
-
-
-def _annot_refs(page: Any) -> list[generic.Reference] | None:
-    if "/Annots" not in page:
-        return []
-    annots = page["/Annots"]
-    if not isinstance(annots, generic.ArrayObject):
-        return None
-    refs = [
-        a.reference
-        for a in (annots.raw_get(i) for i in range(len(annots)))
-        if isinstance(a, generic.IndirectObject)
-    ]
-    return refs if len(refs) == len(annots) else None
-
-
-def _page_refs(root: Any) -> Iterator[generic.Reference]:
-    seen: set[generic.Reference] = set()
-    stack = [root.raw_get("/Pages")]
-    while stack and len(seen) < 100_000:
-        node = stack.pop()
-        if not isinstance(node, generic.IndirectObject) or node.reference in seen:
-            continue
-        seen.add(node.reference)
-        obj = node.get_object()
-        if not isinstance(obj, generic.DictionaryObject):
-            continue
-        kids = obj.get("/Kids") if "/Kids" in obj else None
-        if isinstance(kids, generic.ArrayObject):
-            stack.extend(kids.raw_get(i) for i in range(len(kids)))
-        else:
-            yield node.reference
-
-
-def _struct_nodes(start: Any, path: RawPdfPath) -> Iterator[tuple[generic.Reference, RawPdfPath]]:
-    seen: set[generic.Reference] = set()
-    stack = [(start, path)]
-    while stack and len(seen) < _MAX_STRUCT_NODES:
-        obj, where = stack.pop()
-        if isinstance(obj, generic.IndirectObject):
-            ref = obj.reference
-            if ref in seen:
-                continue
-            seen.add(ref)
-            yield ref, where
-            obj = obj.get_object()
-        if isinstance(obj, generic.ArrayObject):
-            stack.extend((item, where + i) for i, item in enumerate(obj))
-        elif isinstance(obj, generic.DictionaryObject) and not isinstance(obj, generic.StreamObject):
-            if obj.get("/Type") in ("/MCR", "/OBJR"):
-                continue  # marked-content and object references point at pages and annotations
-            for key in _STRUCT_KEYS:
-                if key in obj:
-                    stack.append((obj.raw_get(key), where + key))
-
-
-def _global_rules() -> list[QualifiedWhitelistRule]:
-    # the catalog may gain or change /StructTreeRoot (its nodes are vetted by StructureTreeRule)
-    catalog = CatalogModificationRule(ignored_keys={*ROOT_EXEMPT_STRICT_COMPARISON, "/StructTreeRoot"})
-    rules = [
-        catalog if isinstance(r, CatalogModificationRule) else r for r in DEFAULT_DIFF_POLICY.global_rules
-    ]
-    return [*rules, FreedObjectRule(), StructureTreeRule()]
-
-
-ALLOWED_CHANGES_POLICY = StandardDiffPolicy(
-    global_rules=_global_rules(),
-    form_rule=DEFAULT_DIFF_POLICY.form_rule,
-    reject_object_freeing=False,
-)
-"""pyHanko's default policy, plus freed objects and structure-tree updates."""
-
-ANNOTATING_POLICY = StandardDiffPolicy(
-    global_rules=[*_global_rules(), AnnotationRule()],
-    form_rule=DEFAULT_DIFF_POLICY.form_rule,
-    reject_object_freeing=False,
-)
-"""For signatures whose DocMDP is level 3 (annotations allowed): the above, plus added annotations."""
 
 
 @dataclass(frozen=True)
