@@ -35,14 +35,15 @@ def _font(writer) -> generic.IndirectObject:
     )
 
 
-def appearance(writer, font, rect, text: str, *, opaque: bool) -> generic.IndirectObject:
-    """A widget's normal appearance: optionally an opaque white box, then ``text`` in 24 pt."""
+def appearance(writer, font, rect, text: str, *, opaque: bool, shift: float = 0) -> generic.IndirectObject:
+    """A widget's normal appearance: optionally an opaque white box, then ``text`` in 24 pt (moved right by
+    ``shift`` points)."""
     width, height = rect[2] - rect[0], rect[3] - rect[1]
     ops = b"/Tx BMC q "
     if opaque:
         ops += b"1 g 0 0 %d %d re f " % (width, height)
     if text:
-        ops += b"0 g BT /Helv 24 Tf 12 12 Td (" + text.encode("latin-1") + b") Tj ET "
+        ops += b"0 g BT /Helv 24 Tf %.2f 12 Td (" % (12 + shift) + text.encode("latin-1") + b") Tj ET "
     ops += b"Q EMC"
     stream = generic.StreamObject(
         _names(
@@ -110,7 +111,7 @@ def form_pdf(
     return path
 
 
-def fill_field(src: Path, out: Path, text: str, *, opaque: bool) -> Path:
+def fill_field(src: Path, out: Path, text: str, *, opaque: bool, shift: float = 0) -> Path:
     """An incremental update that sets the field's value and appearance, as a form filler would."""
     shutil.copyfile(src, out)
     with open(out, "r+b") as f:
@@ -120,7 +121,7 @@ def fill_field(src: Path, out: Path, text: str, *, opaque: bool) -> Path:
         font = w.root["/AcroForm"]["/DR"]["/Font"].raw_get("/Helv")
         rect = [int(float(v)) for v in field["/Rect"]]
         field[pdf_name("/V")] = generic.TextStringObject(text)
-        field[pdf_name("/AP")] = _names(("/N", appearance(w, font, rect, text, opaque=opaque)))
+        field[pdf_name("/AP")] = _names(("/N", appearance(w, font, rect, text, opaque=opaque, shift=shift)))
         w.update_container(field)
         w.write_in_place()
     return out

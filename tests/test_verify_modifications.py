@@ -101,6 +101,10 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
     out["hide-and-replace"] = point_field_at_spare(
         out["hide-and-replace-signed"], d / "hide-and-replace.pdf", "PAY 1,000,000 HKD"
     )
+    out["append"] = fill_field(out["replace-signed"], d / "append.pdf", "100 HKD 000", opaque=False)
+    out["regenerated"] = fill_field(
+        out["replace-signed"], d / "regen.pdf", "100 HKD", opaque=False, shift=0.3
+    )
     out["fill"] = fill_field(out["fill-signed"], d / "fill.pdf", "100 HKD", opaque=False)
     out["content"] = change_page_content(out["bt"], d / "content.pdf")
     with open(out["fill-signed"], "rb") as f:
@@ -177,6 +181,20 @@ def test_shadow_attack_caught_though_pyhanko_calls_it_form_filling(files, trust,
     )
     assert any(r.startswith(f"page 1: {attack}: ") for r in s.reasons), s.reasons
     assert not s.eto.supported_by_recognized_certificate
+
+
+def test_appending_to_a_value_the_signer_saw_is_a_replace(files, trust):
+    """ "100 HKD" -> "100 HKD 000": no ink the signer saw is lost, but the signed field shows more."""
+    assert pyhanko_level(files["append"]) is ModificationLevel.FORM_FILLING
+    s = only(verify(files["append"], trust))
+    assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
+    assert any(r.startswith("page 1: replace: ") for r in s.reasons), s.reasons
+
+
+def test_regenerated_appearance_of_the_same_value_is_no_change(files, trust):
+    """A form filler redrawing an unchanged field (here 0.3 pt to the right) changes nothing shown."""
+    s = only(verify(files["regenerated"], trust))
+    assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
 
 
 def test_filling_a_blank_field_is_allowed(files, trust):
@@ -285,7 +303,7 @@ def test_renderer_child_answers_for_a_real_file(files):
     with open(files["overlay"], "rb") as f:
         emb = PdfFileReader(f).embedded_signatures[0]
         end = int(emb.byte_range[2]) + int(emb.byte_range[3])
-    answer = asyncio.run(shadow._run_renderer(shadow._request(str(files["overlay"]), end, {0: []}), 30))
+    answer = asyncio.run(shadow._run_renderer(shadow._request(str(files["overlay"]), end, {0: {}}), 30))
     assert "error" not in answer, answer
     (page,) = answer["pages"]
     assert page["overlay"] >= shadow.MIN_PIXELS and page["content"] == 0

@@ -10,7 +10,8 @@ by more than ``diff``; it is *ink* when darker than ``ink``. Among the differing
 
 * ``content``: what the page itself draws changed (``Sc`` vs ``Fc``);
 * ``overlay``: page content the signer saw (``S`` = ``Sc``, ink) is now covered or changed;
-* ``replace``: ink an annotation showed at signing (``S`` != ``Sc``) changed, e.g. a field value;
+* ``replace``: anything changed inside a field that had a value at signing, or ink another annotation
+  showed at signing (``S`` != ``Sc``) changed (fields empty at signing excepted: filling them in is allowed);
 * ``hide``: page ink that was covered at signing (not ink in ``S``) is now shown (``F`` = ``Fc``, ink).
 
 New ink on what was blank at signing (filling an empty field) is in none of these.
@@ -84,6 +85,20 @@ def _rect_mask(page: Any, size: tuple[int, int], rects: list[list[float]]) -> An
     return mask
 
 
+def _differs(a: Any, b: Any, diff: int) -> Any:
+    """255 where ``a`` and ``b`` differ by more than ``diff``, tolerating a one-pixel shift: a pixel of
+    either image that lies within the range of the other's 3x3 neighbourhood is not a difference (so an
+    appearance regenerated with other anti-aliasing is no change, while changed text is)."""
+    from PIL import ImageChops, ImageFilter
+
+    def outside(x: Any, y: Any) -> Any:
+        lo, hi = y.filter(ImageFilter.MinFilter(3)), y.filter(ImageFilter.MaxFilter(3))
+        brighter, darker = ImageChops.subtract(x, hi), ImageChops.subtract(lo, x)
+        return ImageChops.lighter(brighter, darker).point(lambda v: 255 if v > diff else 0)
+
+    return ImageChops.lighter(outside(a, b), outside(b, a))
+
+
 def _count(mask: Any) -> int:
     return int(mask.histogram()[255])
 
@@ -118,18 +133,24 @@ def compare_pages(request: dict[str, Any]) -> dict[str, Any]:
                 scale = min(2.0, math.sqrt(max_pixels / max(1.0, w * h)))
                 s, sc = _render(sp, scale, True), _render(sp, scale, False)
                 fi, fc = _render(fp, scale, True), _render(fp, scale, False)
-                differs = thresh(ImageChops.difference(s, fi), lambda v: v > diff)
-                content = thresh(ImageChops.difference(sc, fc), lambda v: v > diff)
+                differs = _differs(s, fi, diff)
+                content = _differs(sc, fc, diff)
                 s_ink, f_ink = thresh(s, lambda v: v < ink), thresh(fi, lambda v: v < ink)
                 fc_ink, sc_ink = thresh(fc, lambda v: v < ink), thresh(sc, lambda v: v < ink)
                 s_is_sc = thresh(ImageChops.difference(s, sc), lambda v: v <= diff)
                 f_is_fc = thresh(ImageChops.difference(fi, fc), lambda v: v <= diff)
                 overlay = ImageChops.multiply(ImageChops.multiply(differs, sc_ink), s_is_sc)
-                # a field that was empty at signing showed a placeholder: changing it is filling it in
-                empty_fields = _rect_mask(sp, s.size, request.get("placeholders", {}).get(str(index), []))
-                replaced = ImageChops.multiply(
-                    ImageChops.multiply(differs, s_ink),
-                    ImageChops.multiply(ImageChops.invert(s_is_sc), ImageChops.invert(empty_fields)),
+                fields = request.get("fields", {}).get(str(index), {})
+                # a field empty at signing showed a placeholder: changing it is filling it in; a field with
+                # a value showed what was signed: any change in it is a replacement
+                empty_fields = _rect_mask(sp, s.size, fields.get("empty", []))
+                valued_fields = _rect_mask(sp, s.size, fields.get("valued", []))
+                replaced = ImageChops.lighter(
+                    ImageChops.multiply(
+                        ImageChops.multiply(differs, s_ink),
+                        ImageChops.multiply(ImageChops.invert(s_is_sc), ImageChops.invert(empty_fields)),
+                    ),
+                    ImageChops.multiply(differs, valued_fields),
                 )
                 hidden = ImageChops.multiply(
                     ImageChops.multiply(differs, ImageChops.invert(s_ink)),

@@ -31,6 +31,7 @@ _PAGE_KEYS = ("/Contents", "/Resources", "/MediaBox", "/CropBox", "/Rotate", "/U
 _INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
 _ANNOT_KEYS = ("/Subtype", "/Rect", "/F", "/AS", "/AP", "/OC", "/Matrix", "/BS", "/Border")
 _MAX_PAGES = 2000
+Rect = tuple[float, float, float, float]
 _MAX_OBJECTS = 50_000
 
 
@@ -154,8 +155,10 @@ class _PageView:
     annotation_count: int
     draws: bool
     """The page has content streams with something in them."""
-    placeholders: tuple[tuple[float, float, float, float], ...] = ()
+    empty_fields: tuple[tuple[float, float, float, float], ...] = ()
     """Rectangles of form-field widgets without a value: what they show is a placeholder, not content."""
+    valued_fields: tuple[tuple[float, float, float, float], ...] = ()
+    """Rectangles of form-field widgets with a value: what they show was signed."""
 
 
 _NOT_SHOWN_FLAGS = 2 | 32  # Hidden, NoView
@@ -183,20 +186,19 @@ def _inherited(annot: generic.DictionaryObject, key: str) -> Any:
     return None
 
 
-def _placeholder_rect(annot: generic.DictionaryObject) -> tuple[float, float, float, float] | None:
-    """The rectangle of a form-field widget whose field has no value (an empty field), else None."""
+def _field_rect(annot: generic.DictionaryObject) -> tuple[tuple[float, float, float, float], bool] | None:
+    """For a form-field widget: its rectangle, and whether its field has a value (the signer saw one)."""
     if annot.get("/Subtype") != "/Widget" or _inherited(annot, "/FT") is None:
         return None
     value = _inherited(annot, "/V")
-    if value is not None and not (
+    empty = value is None or (
         isinstance(value, generic.TextStringObject | generic.ByteStringObject) and not str(value)
-    ):
-        return None
+    )
     try:
         x0, y0, x1, y1 = (float(v) for v in annot["/Rect"])
     except (KeyError, TypeError, ValueError):
         return None
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), not empty
 
 
 def _draws(contents: Any) -> bool:
@@ -223,7 +225,8 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
                 parts[generic.pdf_name(k)] = value
         annots = page.get("/Annots")
         annot_digests = []
-        placeholders = []
+        empty_fields: list[Rect] = []
+        valued_fields: list[Rect] = []
         if isinstance(annots, generic.ArrayObject):
             for a in annots:
                 a_obj = a.get_object() if isinstance(a, generic.IndirectObject) else a
@@ -233,16 +236,17 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
                     {generic.pdf_name(k): a_obj.raw_get(k) for k in _ANNOT_KEYS if k in a_obj}
                 )
                 annot_digests.append(hasher.digest(sub))
-                rect = _placeholder_rect(a_obj)
-                if rect is not None:
-                    placeholders.append(rect)
+                found = _field_rect(a_obj)
+                if found is not None:
+                    (valued_fields if found[1] else empty_fields).append(found[0])
         views.append(
             _PageView(
                 hasher.digest(parts),
                 hashlib.sha256(b"".join(annot_digests)).digest(),
                 len(annot_digests),
                 _draws(page.raw_get("/Contents")) if "/Contents" in page else False,
-                tuple(placeholders),
+                tuple(empty_fields),
+                tuple(valued_fields),
             )
         )
     return views, doc_level
@@ -250,7 +254,7 @@ def _view(reader: Any) -> tuple[list[_PageView], bytes]:
 
 def structural_differences(
     reader: PdfFileReader, signed_revision: int
-) -> tuple[list[Finding], dict[int, list[tuple[float, float, float, float]]]]:
+) -> tuple[list[Finding], dict[int, dict[str, list[Rect]]]]:
     """Structural findings (settled by rendering when that is possible) and the 0-based pages whose look
     may have changed.
 
@@ -272,7 +276,7 @@ def structural_differences(
                 len(old_views) + 1, "pages", f"{len(new_views) - len(old_views)} page(s) added after signing"
             )
         )
-    changed: dict[int, list[tuple[float, float, float, float]]] = {}
+    changed: dict[int, dict[str, list[Rect]]] = {}
     for index, (old, new) in enumerate(zip(old_views, new_views, strict=False)):
         if old.content != new.content and old.draws and not new.draws:
             findings.append(Finding(index + 1, "hide", "the content the page drew at signing is gone", True))
@@ -286,16 +290,16 @@ def structural_differences(
                 )
             )
         if old_doc != new_doc or old.content != new.content or old.annotations != new.annotations:
-            changed[index] = list(old.placeholders)
+            changed[index] = {"empty": list(old.empty_fields), "valued": list(old.valued_fields)}
     return findings, changed
 
 
-def _request(path: str, signed_end: int, pages: dict[int, list[Any]]) -> dict[str, Any]:
+def _request(path: str, signed_end: int, pages: dict[int, dict[str, list[Rect]]]) -> dict[str, Any]:
     return {
         "path": path,
         "signed_end": signed_end,
         "pages": list(pages),
-        "placeholders": {str(k): v for k, v in pages.items()},
+        "fields": {str(k): v for k, v in pages.items()},
         "max_pixels": 3_000_000,
         "memory_bytes": 1 << 30,
         "cpu_seconds": 20,
