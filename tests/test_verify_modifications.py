@@ -119,6 +119,7 @@ def files(test_pki, tmp_path_factory) -> dict[str, Path]:
     )
     out["tagged"] = add_structure_tree(out["bt"], d / "tagged.pdf")
     out["vri-pruned"] = prune_vri(out["lta-2"], d / "vri-pruned.pdf")
+    out["lta-vri-pruned"] = prune_vri(out["lta"], d / "lta-vri-pruned.pdf")
     out["annotate"] = asyncio.run(
         certify(simple_pdf(d / "a.pdf"), d / "annotate.pdf", pki, test_pki.signer, MDPPerm.ANNOTATE)
     )
@@ -224,6 +225,13 @@ def test_vri_pruned_and_updated_is_allowed(files, trust):
     assert s.revision == emb.signed_revision and s.coverage == "ENTIRE_REVISION"
     assert s.modification_level == "LTA_UPDATES"
     assert s.indication is Indication.TOTAL_PASSED and s.checks.unmodified is True, s.to_json()
+
+
+def test_vri_maintained_after_the_document_timestamp_keeps_b_lta(files, trust):
+    report = verify(files["lta-vri-pruned"], trust, offline=True)
+    s = only(report)
+    assert s.indication is Indication.TOTAL_PASSED and s.pades_level == "B-LTA", s.to_json()
+    assert s.modification_level == "LTA_UPDATES" and s.validation_process == "lta"
 
 
 def test_content_replaced_reports_page_and_kind(files, trust):
