@@ -177,9 +177,8 @@ def test_shadow_attack_caught_though_pyhanko_calls_it_form_filling(files, trust,
     assert s.indication is Indication.TOTAL_FAILED and s.sub_indication == "FORMAT_FAILURE", s.to_json()
     assert s.checks.unmodified is False
     assert s.checks.integrity is True and s.checks.signature_value is True
-    assert s.reasons[0].startswith("what the signed pages show was changed after signing (page 1: "), (
-        s.reasons
-    )
+    headline = f"what the signed pages show was changed after signing (page 1: {attack}: "
+    assert s.reasons[0].startswith(headline), s.reasons
     assert any(r.startswith(f"page 1: {attack}: ") for r in s.reasons), s.reasons
     assert not s.eto.supported_by_recognized_certificate
 

@@ -349,6 +349,13 @@ def _classify(page: dict[str, Any]) -> list[Finding]:
         kind = "hide" if page["hide"] >= page["overlay"] and page["hide"] >= MIN_PIXELS else "replace"
         found.append(Finding(number, kind, f"what the page draws changed ({page['content']} pixels{where})"))
         return found
+    # the gravest first: content revealed, then content covered, then a shown value changed
+    if page["hide"] >= MIN_PIXELS:
+        found.append(
+            Finding(
+                number, "hide", f"page content hidden at signing is now shown ({page['hide']} pixels{where})"
+            )
+        )
     if page["overlay"] >= MIN_PIXELS:
         found.append(
             Finding(
@@ -363,12 +370,6 @@ def _classify(page: dict[str, Any]) -> list[Finding]:
                 number,
                 "replace",
                 f"what an annotation or field showed at signing changed ({page['replace']} pixels{where})",
-            )
-        )
-    if page["hide"] >= MIN_PIXELS:
-        found.append(
-            Finding(
-                number, "hide", f"page content hidden at signing is now shown ({page['hide']} pixels{where})"
             )
         )
     return found
