@@ -200,22 +200,37 @@ def add_annotation(src: Path, out: Path) -> Path:
     return out
 
 
-async def certify(src: Path, out: Path, pki: SandboxPki, issued: IssuedCertificate) -> Path:
-    """A certification (author) signature with DocMDP "no changes", made with pyHanko directly."""
+def simple_signer(test_pki) -> signers.SimpleSigner:
+    """pyHanko's in-process signer with the test PKI's default signer key."""
+    return _simple_signer(test_pki.pki, test_pki.signer)
+
+
+def _simple_signer(pki: SandboxPki, issued: IssuedCertificate) -> signers.SimpleSigner:
     key = asn1_keys.PrivateKeyInfo.load(
         issued.private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    signer = signers.SimpleSigner(
+    return signers.SimpleSigner(
         signing_cert=asn1(issued.certificate),
         signing_key=key,
         cert_registry=SimpleCertificateStore.from_certs([asn1(pki.issuing_ca)]),
     )
+
+
+async def certify(
+    src: Path,
+    out: Path,
+    pki: SandboxPki,
+    issued: IssuedCertificate,
+    permissions: MDPPerm = MDPPerm.NO_CHANGES,
+) -> Path:
+    """A certification (author) signature with DocMDP ``permissions``, made with pyHanko directly."""
+    signer = _simple_signer(pki, issued)
     meta = signers.PdfSignatureMetadata(
         field_name="Certification",
         certify=True,
-        docmdp_permissions=MDPPerm.NO_CHANGES,
+        docmdp_permissions=permissions,
         md_algorithm="sha256",
         subfilter=SigSeedSubFilter.PADES,
     )

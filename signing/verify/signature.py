@@ -14,14 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asn1crypto import x509
-from pyhanko.sign.diff_analysis import (
-    DEFAULT_DIFF_POLICY,
-    DiffResult,
-    ModificationLevel,
-    SuspiciousModification,
-)
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
-from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from ..trust import TrustList, TrustProfile
 from . import certs as cert_checks
@@ -36,6 +29,7 @@ from .ades import (
 from .doc_timestamps import level_evidence
 from .eto import EtoInputs, assess
 from .levels import ESS_ATTRIBUTES, PADES_SUBFILTER, pades_level, signed_attribute_names
+from .modifications import Integrity, analyse_modifications
 from .options import VerifyOptions
 from .report import Checks, EtoAssessment, Indication, SignatureReport, TimeSource
 
@@ -44,7 +38,6 @@ __all__ = ["SignatureContext", "broken_signature", "unchecked_signature", "verif
 SUPPORTED_SUBFILTERS = frozenset(
     {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached", "/PBAD.PAdES", formats.SHA1_SUBFILTER}
 )
-_ALLOWED_AFTER_SIGNING = ModificationLevel.FORM_FILLING
 
 
 @dataclass(frozen=True)
@@ -119,68 +112,6 @@ def broken_signature(field_name: str, reason: str, subfilter: str | None = None)
 # ---------------------------------------------------------------------------------------------- integrity
 
 
-@dataclass(frozen=True)
-class _Integrity:
-    coverage: SignatureCoverageLevel | None
-    level: ModificationLevel | None
-    docmdp: Any
-    digest_error: str | None = None
-    diff_message: str | None = None
-
-    @property
-    def byte_range_ok(self) -> bool:
-        return self.coverage in (SignatureCoverageLevel.ENTIRE_FILE, SignatureCoverageLevel.ENTIRE_REVISION)
-
-    @property
-    def unmodified(self) -> bool:
-        if not self.byte_range_ok or self.level is None:
-            return False
-        if self.coverage is SignatureCoverageLevel.ENTIRE_FILE:
-            return True
-        if self.level is ModificationLevel.OTHER or self.level > _ALLOWED_AFTER_SIGNING:
-            return False
-        return not (self.docmdp is not None and self.level.value > self.docmdp.value)
-
-
-def _integrity(emb: EmbeddedPdfSignature, max_later_revisions: int) -> _Integrity:
-    """Coverage and difference analysis; pyHanko's state is left set up for the LTA process."""
-    try:
-        docmdp = emb.docmdp_level
-    except Exception:  # noqa: BLE001
-        docmdp = None
-    try:
-        later = emb.reader.xrefs.total_revisions - 1 - emb.signed_revision
-    except Exception:  # noqa: BLE001
-        later = 0
-    if later > max_later_revisions:
-        try:
-            coverage = emb.evaluate_signature_coverage()
-        except Exception as exc:  # noqa: BLE001
-            return _Integrity(None, None, docmdp, digest_error=f"the /ByteRange cannot be processed: {exc}")
-        message = f"{later} revisions follow the signature, more than the {max_later_revisions} this verifier analyses"
-        _record_refusal(emb, coverage, message)
-        return _Integrity(coverage, ModificationLevel.OTHER, docmdp, diff_message=message)
-    try:
-        emb.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
-    except Exception as exc:  # noqa: BLE001 - hostile structures; find out how far it got
-        found: SignatureCoverageLevel | None = emb.coverage
-        if found is None:
-            try:
-                found = emb.evaluate_signature_coverage()
-            except Exception as exc2:  # noqa: BLE001
-                return _Integrity(
-                    None, None, docmdp, digest_error=f"the /ByteRange cannot be processed: {exc2}"
-                )
-        message = f"the changes after signing cannot be analysed: {exc}"
-        _record_refusal(emb, found, message)
-        return _Integrity(found, ModificationLevel.OTHER, docmdp, diff_message=message)
-    diff = emb.diff_result
-    if isinstance(diff, DiffResult):
-        return _Integrity(emb.coverage, diff.modification_level, docmdp)
-    message = str(getattr(diff, "args", [""])[0] if getattr(diff, "args", None) else diff)
-    return _Integrity(emb.coverage, ModificationLevel.OTHER, docmdp, diff_message=message)
-
-
 def _signed_revision_sha256(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> str | None:
     """SHA-256 of the bytes from the start of the file to the end of the signed revision."""
     try:
@@ -202,14 +133,6 @@ def _signed_revision_sha256(emb: EmbeddedPdfSignature, ctx: SignatureContext) ->
         h.update(chunk)
         left -= len(chunk)
     return h.hexdigest()
-
-
-def _record_refusal(emb: EmbeddedPdfSignature, coverage: SignatureCoverageLevel, message: str) -> None:
-    """Leave pyHanko's integrity state as if its diff analysis had flagged the changes (for LTA)."""
-    state: Any = emb  # pyHanko declares these attributes None-typed
-    state.coverage = coverage
-    state.diff_result = SuspiciousModification(message)
-    state._integrity_checked = True
 
 
 def _own_digest_matches(emb: EmbeddedPdfSignature) -> bool | None:
@@ -403,11 +326,13 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
         return _replace_sub(report, Indication.INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND")
     reasons: list[str] = []
 
-    integ = _integrity(emb, ctx.options.max_revisions_after_signature)
+    integ = await analyse_modifications(
+        emb, ctx.options.max_revisions_after_signature, render_timeout=ctx.options.signature_timeout
+    )
     if integ.digest_error:
         return broken_signature(field_name, integ.digest_error, subfilter)
-    if integ.diff_message:
-        reasons.append(integ.diff_message)
+    reasons.extend(f.describe() for f in integ.findings)
+    reasons.extend(n for n in (integ.incomplete, integ.diff_message, *integ.notes) if n)
 
     process = _process_for(emb, ctx)
     outcome = await run_ades(emb, ctx.options, process)
@@ -545,7 +470,7 @@ def _aggregate(
     source: TimeSource,
     subfilter: str | None,
     has_ess: bool,
-    integ: _Integrity,
+    integ: Integrity,
     reasons: list[str],
 ) -> tuple[Indication, str | None]:
     """One ETSI indication: the first failing check in order of gravity (eto-verification.md §6)."""
@@ -565,10 +490,12 @@ def _aggregate(
             f"{integ.coverage.name if integ.coverage else 'unknown'})",
         )
         return failed, "FORMAT_FAILURE"
-    if not c.unmodified:
+    if not c.unmodified and not integ.incomplete:
         reasons.insert(
             0,
-            f"the document was modified after signing in a way that is not allowed "
+            f"what the signed pages show was changed after signing ({integ.findings[0].describe()})"
+            if integ.findings
+            else f"the document was modified after signing in a way that is not allowed "
             f"(modification level {integ.level.name if integ.level else 'unknown'})",
         )
         return failed, "FORMAT_FAILURE"
@@ -577,6 +504,9 @@ def _aggregate(
         return failed, "REVOKED"
     if outcome.indication is failed:
         return outcome.indication, outcome.sub_indication
+    if integ.incomplete:
+        reasons.insert(0, integ.incomplete)
+        return indet, "GENERIC"
     if chain.broken:
         return indet, "CHAIN_CONSTRAINTS_FAILURE"
     if not c.chain_found:
