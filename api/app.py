@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api.context import ServiceContext
+from api.edge import install_edge
 from api.errors import install_error_handlers
 from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
 from api.routes.verifications import router as verifications_router
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ctx.store
     app.state.server_secret = ctx.secret
     install_error_handlers(app)
+    install_edge(app, settings)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:

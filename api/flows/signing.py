@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from api.flows.audit import append_audit
 from api.flows.crashpoints import crashpoint
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
+from api.flows.idempotency import check_same_request, wait_until_sent
 from api.flows.identity import SignerSpec, resolve_signer
 from api.settings import Settings
 from api.store.files import DocumentStore
@@ -183,13 +184,16 @@ class SigningFlow:
         appearance: dict | None,
         webhook_url: str | None,
         idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> SigningRequest:
         """Prepare the document, ask iAM Smart for a signature, return the stored request.
 
-        With an ``idempotency_key`` already used by this organisation, the earlier request is returned.
+        With an ``idempotency_key`` already used by this organisation, the earlier request is returned
+        once it has been sent (422 if ``request_hash``, the body's, differs from the earlier one's).
         """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
-            return earlier
+            check_same_request(earlier, request_hash)
+            return await wait_until_sent(session, earlier)
         who = resolve_signer(self.secret, signer)
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
@@ -229,6 +233,7 @@ class SigningFlow:
             record_json=record.dumps(),
             prepared_name=prepared_name,
             idempotency_key=idempotency_key,
+            request_hash=request_hash if idempotency_key else None,
             expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s),
             created_at=now,
             updated_at=now,
@@ -252,7 +257,8 @@ class SigningFlow:
             earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
             if earlier is None:
                 raise
-            return earlier
+            check_same_request(earlier, request_hash)
+            return await wait_until_sent(session, earlier)
         crashpoint("prepared")
         try:
             initiated = await self._initiate(req, record, hkic, token, document.filename)

@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
 from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS
+from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
 from api.routes.documents import owned_document
 from api.routes.signing_requests import ErrorOut, SignerIn
@@ -23,7 +25,7 @@ from api.store.models import Batch, BatchItem, Document
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(RequestModel):
     document_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS)
     signer: SignerIn
     level: Literal["B-B", "B-T", "B-LT", "B-LTA"] = "B-LTA"
@@ -61,6 +63,8 @@ class BatchPublic(BaseModel):
 
 
 _ITEM_PUBLIC = {"received": "signing", "embedding": "signing"}
+_HAS_SIGNED = frozenset({"completed", "partially_completed"})
+"""Batch statuses whose signed documents are all there (the zip is complete)."""
 
 
 def _public(request: Request, session, batch: Batch) -> BatchPublic:
@@ -124,6 +128,7 @@ async def create_batch(
         location=body.location,
         webhook_url=str(body.webhook_url) if body.webhook_url else None,
         idempotency_key=idempotency_key,
+        request_hash=request_hash(request.app.state.server_secret, body) if idempotency_key else None,
     )
     session.refresh(batch)
     return _public(request, session, batch)
@@ -164,8 +169,10 @@ def get_batch_signed_document(
 def get_batch_zip(
     batch_id: str, org: OrgDep, session: SessionDep, store: StoreDep, background: BackgroundTasks
 ) -> FileResponse:
-    """Every signed document of the batch in one zip (names as uploaded, made unique)."""
-    _owned(session, org, batch_id)
+    """Every signed document of the batch in one zip (names as uploaded, made unique); 409 until it ends."""
+    batch = _owned(session, org, batch_id)
+    if batch.status not in _HAS_SIGNED:
+        raise ApiError(409, "not_completed", f"the batch is {batch.status}; there is no signed zip")
     items = session.exec(
         select(BatchItem)
         .where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")

@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field, HttpUrl
 from sqlmodel import select
 
 from api.deps import IdempotencyKey, OrgDep, SessionDep, StoreDep
+from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.audit import audit_entries, verify_chain
+from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
 from api.routes.documents import owned_document
 from api.store.models import Document, SigningRequest
@@ -21,19 +23,19 @@ from signing.model import PadesLevel
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
 
 
-class SignerIn(BaseModel):
+class SignerIn(RequestModel):
     hkid: str | None = Field(None, description="HKID with check digit, e.g. A123456(3): anonymous signing")
     open_id: str | None = Field(None, max_length=64, description="from iAM Smart login: account signing")
     access_token: str | None = Field(None, max_length=512)
 
 
-class AppearanceIn(BaseModel):
+class AppearanceIn(RequestModel):
     page: int = Field(1, description="1-based page; -1 for the last page")
     box: tuple[float, float, float, float] = (50, 50, 300, 120)
     lines: list[str] = Field(default_factory=list, max_length=8)
 
 
-class SigningRequestCreate(BaseModel):
+class SigningRequestCreate(RequestModel):
     document_id: str
     signer: SignerIn
     mode: Literal["pdf", "hash"] = "pdf"
@@ -114,6 +116,7 @@ async def create_signing_request(
         appearance=body.appearance.model_dump() if body.appearance else None,
         webhook_url=str(body.webhook_url) if body.webhook_url else None,
         idempotency_key=idempotency_key,
+        request_hash=request_hash(request.app.state.server_secret, body) if idempotency_key else None,
     )
     session.refresh(req)
     return public(request, req)

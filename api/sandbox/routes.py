@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from signing.iamsmart.codes import ReturnCode
 from signing.sandbox.engine import SandboxEngine
@@ -27,17 +27,23 @@ _TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] /
 
 
 class PhoneAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     hkid: str = Field(max_length=20)
     sign_code: str = Field(max_length=8)
 
 
 class HookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     hkid: str | None = Field(None, max_length=20)
     ids: list[str] | None = Field(None, max_length=1000)
     """``decline`` (bulk requests): the documents the user will refuse."""
 
 
 class UserChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     status: UserStatus | None = None
     user_type: UserType | None = None
     auto_action: AutoAction | None = None
@@ -45,6 +51,8 @@ class UserChange(BaseModel):
 
 
 class ClockMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     ms: int = Field(ge=0, le=10 * 365 * 24 * 3600 * 1000)
 
 
