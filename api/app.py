@@ -14,6 +14,8 @@ from api.context import ServiceContext
 from api.edge import install_edge
 from api.errors import install_error_handlers
 from api.routes import auth, batches, documents, iamsmart_callbacks, pages, signing_requests
+from api.routes.api_docs import STATIC_URL
+from api.routes.api_docs import router as api_docs_router
 from api.routes.verifications import router as verifications_router
 from api.routes.verify_page import router as verify_page_router
 from api.sandbox.app import build_sandbox, sandbox_asgi
@@ -63,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="PAdES signing with iAM Smart+",
         lifespan=_lifespan,
-        static_url="/static/api-docs",
+        static_url=STATIC_URL,
+        docs_url=None,  # served by api.routes.api_docs, with the CSP nonce on their inline script
+        redoc_url=None,
     )
     app.state.context = ctx
     app.state.settings = settings
@@ -94,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(verifications_router)
     app.include_router(verify_page_router)
+    app.include_router(api_docs_router)
 
     if ctx.sandbox_pki is not None:
         pki = ctx.sandbox_pki

@@ -40,6 +40,9 @@ StoreDep = Annotated[DocumentStore, Depends(_store)]
 
 
 def _organisation(request: Request, session: SessionDep) -> Organisation:
+    """The organisation of the request's API key; a client that keeps guessing keys gets 429."""
+    limits = request.app.state.limits
+    limits.refuse_if_blocked(limits.failed_auth, request)
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -48,6 +51,7 @@ def _organisation(request: Request, session: SessionDep) -> Organisation:
         )
     org = organisation_for_key(session, token.strip())
     if org is None:
+        limits.enforce(limits.failed_auth, request)
         raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
     return org
 

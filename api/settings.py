@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         None,
         description="redis://... to keep rate limits shared by every replica; default in memory per process.",
     )
+    rate_limit_prefix: str = Field(
+        "iamsign:ratelimit",
+        description="Prefix of the rate-limit keys in Redis (services sharing one Redis).",
+    )
     verification_rate_limit: int = Field(
         30, ge=1, description="Verifications (POST /v1/verifications) per minute per client address."
     )

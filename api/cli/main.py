@@ -35,7 +35,7 @@ def serve(
         typer.echo(f"  sandbox root CA: {settings.base_url}/sandbox/pki/root.pem")
     typer.echo('Try it: create a key with `iamsign keys create "My School" --data-dir DATA`, then follow the')
     typer.echo("        README's 'Try it by hand' (upload, signing request, approve on the sandbox phone).")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @app.command()
@@ -153,7 +153,7 @@ def sandbox(
     typer.echo(f"  API base:        {settings.base_url}/sandbox/api/v1")
     typer.echo(f"  users / phones:  {settings.base_url}/sandbox/")
     typer.echo(f"  root CA:         {settings.base_url}/sandbox/v1/pki/root.pem")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @sandbox_app.command("add-service")

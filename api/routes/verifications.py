@@ -1,17 +1,15 @@
 """``POST /v1/verifications``: verify an uploaded PDF and return the report (no API key needed).
 
 Anyone who received a signed PDF may ask; the upload is streamed to a temp file under the size limit,
-verified off the event loop, and deleted. A small per-client rate limit protects the CPU.
+verified off the event loop, and deleted. A per-client rate limit (``api.edge.limits``) protects the CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections import deque
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import SettingsDep, StoreDep
@@ -21,42 +19,11 @@ from signing.errors import UnreadablePdfError, VerificationError
 from signing.trust import TrustList
 from signing.verify import VerifyOptions, verify_pdf_sync
 
-__all__ = ["RateLimiter", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
 
 _STATUS = {"not_a_pdf": 415, "file_too_large": 413}
-
-
-class RateLimiter:
-    """At most ``limit`` requests per ``window`` seconds for each client address (in memory)."""
-
-    def __init__(self, limit: int = 30, window: float = 60.0) -> None:
-        self.limit, self.window = limit, window
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, client: str) -> float | None:
-        """None when allowed; otherwise the seconds to wait."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(client, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return max(hits[0] + self.window - now, 0.1)
-            hits.append(now)
-            if len(self._hits) > 10_000:  # forget idle clients
-                for key in [k for k, v in self._hits.items() if not v]:
-                    del self._hits[key]
-            return None
-
-
-def _limiter(request: Request) -> RateLimiter:
-    limiter = getattr(request.app.state, "verification_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.verification_limiter = RateLimiter()
-    return limiter
 
 
 def _trust(request: Request, settings) -> TrustList:
@@ -84,14 +51,8 @@ async def create_verification(
     text: bool = Query(False, description="Add the readable report as 'text'."),
 ) -> JSONResponse:
     """Verify the PDF in multipart field ``file``; the body is the verification report (JSON contract)."""
-    client = request.client.host if request.client else "unknown"
-    wait = _limiter(request).check(client)
-    if wait is not None:
-        return JSONResponse(
-            {"error": {"code": "rate_limited", "message": "too many verifications; try again later"}},
-            status_code=429,
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+    limits = request.app.state.limits
+    await run_in_threadpool(limits.enforce, limits.verification, request)
     staged = await receive_pdf_upload(request, store, settings.max_upload_bytes)
     try:
         options = VerifyOptions(
