@@ -173,3 +173,16 @@ def test_duplicate_keys_deep_or_huge_json_are_refused(service, raw, status, code
 def test_sandbox_hooks_refuse_unknown_fields(service):
     r = httpx.post(f"{service.url}/sandbox/v1/clock/advance", json={"ms": 0, "mss": 5})
     assert r.status_code == 422
+
+
+def test_the_batch_cli_retries_a_lost_post_with_the_same_body(tmp_path):
+    """The CLI keeps the document ids it POSTed with its Idempotency-Key: a resumed run sends exactly those,
+    so the server answers the batch it made instead of 422 for a different body."""
+    from api.cli.batch_state import RunState
+
+    state = RunState(out=tmp_path, server="http://x", source=str(tmp_path))
+    state.pending_batch_key, state.pending_batch_documents = "k1", ["doc_b", "doc_a"]
+    state.save()
+    again = RunState.load(tmp_path)
+    assert again is not None
+    assert (again.pending_batch_key, again.pending_batch_documents) == ("k1", ["doc_b", "doc_a"])
