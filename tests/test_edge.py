@@ -232,3 +232,15 @@ def test_public_verification_errors_are_one_log_line(svc, test_pki, tmp_path, ca
     noisy = [r for r in caplog.records if r.exc_info or "\n" in r.getMessage()]
     assert not noisy, [(r.name, r.getMessage()[:200]) for r in noisy]
     assert [r for r in caplog.records if r.levelno >= logging.WARNING], "nothing was logged at all"
+
+
+def test_an_unreachable_redis_lets_requests_through_without_waiting_on_it(tmp_path):
+    import time
+
+    with running_service(tmp_path, rate_limit_url="redis://127.0.0.1:1/0", cpu_workers=1) as s:
+        auth = {"Authorization": f"Bearer {s.key}"}
+        assert httpx.get(f"{s.url}/v1/signing-requests", headers=auth).status_code == 200
+        t0 = time.monotonic()
+        codes = [httpx.get(f"{s.url}/v1/signing-requests", headers=auth).status_code for _ in range(5)]
+        assert codes == [200] * 5
+        assert time.monotonic() - t0 < 2

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.requests import Request
 
@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("iamsign.limits")
+
+_RETRY_DOWN_S = 10.0
+"""After the limiter's store failed, how long requests go unlimited before it is tried again."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ class RedisLimiter:
 
     def blocked(self, rule: Rule, client: str) -> float | None:
         key, left = self._key(rule, client, time.time())
-        count = int(self.redis.get(key) or 0)
+        value: Any = self.redis.get(key)  # bytes or None (redis-py's types cover its async client too)
+        count = int(value or 0)
         return max(left, 0.1) if count >= rule.limit else None
 
 
@@ -152,6 +156,7 @@ class Limits:
         failed_auth_per_minute: int = 20,
     ) -> None:
         self.limiter, self.trusted = limiter, trusted
+        self._down_until = 0.0
         self.verification = Rule("verification", verification_per_minute)
         self.failed_auth = Rule("failed_auth", failed_auth_per_minute)
 
@@ -168,10 +173,17 @@ class Limits:
         return client_address(request, self.trusted)
 
     def _ask(self, how, rule: Rule, request: Request) -> float | None:
+        if time.monotonic() < self._down_until:
+            return None
         try:
             return how(rule, self.client(request))
         except Exception as exc:  # noqa: BLE001 - a limiter that cannot be reached lets the request through
-            log.warning("rate limiter unavailable (%s): %s not limited", type(exc).__name__, rule.name)
+            self._down_until = time.monotonic() + _RETRY_DOWN_S  # do not wait on it for every request
+            log.warning(
+                "rate limiter unavailable (%s): requests not limited for %g s",
+                type(exc).__name__,
+                _RETRY_DOWN_S,
+            )
             return None
 
     def enforce(self, rule: Rule, request: Request) -> None:
