@@ -165,9 +165,11 @@ def test_concurrent_retries_of_a_batch_all_get_the_sign_code(service, tmp_path, 
 def test_duplicate_keys_deep_or_huge_json_are_refused(service, raw, status, code):
     with service.client() as c:
         for path in ("/v1/signing-requests", "/v1/batches"):
-            r = c.post(path, content=raw, headers={"content-type": "application/json"})
-            assert r.status_code == status, r.text
-            assert _code(r) == code
+            for content_type in ("application/json", "application/merge-patch+json", None):
+                headers = {"content-type": content_type} if content_type else {}
+                r = c.post(path, content=raw, headers=headers)
+                assert r.status_code == status, (content_type, r.text)
+                assert _code(r) == code
 
 
 def test_sandbox_hooks_refuse_unknown_fields(service):

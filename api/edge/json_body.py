@@ -69,11 +69,12 @@ def check_json(body: bytes, max_depth: int = MAX_DEPTH) -> None:
 
 
 def _is_json(scope: Scope) -> bool:
+    """A JSON body, or one without a content type (which FastAPI also parses as JSON)."""
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
-    return False
+    return True
 
 
 def _declared_length(scope: Scope) -> int | None:
