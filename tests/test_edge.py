@@ -244,3 +244,20 @@ def test_an_unreachable_redis_lets_requests_through_without_waiting_on_it(tmp_pa
         codes = [httpx.get(f"{s.url}/v1/signing-requests", headers=auth).status_code for _ in range(5)]
         assert codes == [200] * 5
         assert time.monotonic() - t0 < 2
+
+
+def test_the_standalone_sandbox_answers_errors_in_the_envelope(tmp_path):
+    from api.sandbox.app import create_sandbox_server
+    from api.settings import Settings
+
+    server = LoopbackServer()
+    app = create_sandbox_server(Settings(data_dir=tmp_path, host="127.0.0.1", port=server.port))
+    server.start(app)
+    try:
+        for path in ("/nope", "/sandbox/nope", "/sandbox/v1/users/A123456(3)/certificate"):
+            r = httpx.get(f"{server.url}{path}")
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.text)
+        r = httpx.post(f"{server.url}/sandbox/v1/phone/pending", json={})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    finally:
+        server.stop()

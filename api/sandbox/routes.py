@@ -23,7 +23,7 @@ from signing.sandbox.engine import SandboxEngine
 from signing.sandbox.errors import HookError, SandboxError
 from signing.sandbox.users import AutoAction, UserStatus, UserType
 
-__all__ = ["sandbox_subapp"]
+__all__ = ["install_sandbox_errors", "sandbox_subapp"]
 
 _TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
 
@@ -89,12 +89,8 @@ async def _hkid_from(request: Request) -> str:
     return value
 
 
-def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
-    """The sandbox as an ASGI app to mount at ``/sandbox``."""
-    app = FastAPI(
-        title="iAM Smart sandbox", description="A wire-faithful simulation of iAM Smart+ for tests."
-    )
-    app.state.engine = engine
+def install_sandbox_errors(app: FastAPI) -> None:
+    """Every error of the sandbox, its own or the framework's (unknown path, bad body), as the envelope."""
 
     async def hook_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HookError)
@@ -117,6 +113,16 @@ def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
     app.add_exception_handler(HookError, hook_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
+    """The sandbox as an ASGI app to mount at ``/sandbox``."""
+    app = FastAPI(
+        title="iAM Smart sandbox", description="A wire-faithful simulation of iAM Smart+ for tests."
+    )
+    app.state.engine = engine
+
+    install_sandbox_errors(app)
     app.include_router(_api_router(engine), prefix="/api/v1")
     app.include_router(_hooks_router(engine), prefix="/v1")
 
