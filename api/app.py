@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api.context import ServiceContext
+from api.edge import install_edge
 from api.errors import install_error_handlers
 from api.flows.enrolment import EnrolmentFlow
 from api.openapi import TAGS, install_openapi
@@ -24,6 +25,8 @@ from api.routes import (
     signing_requests,
     webhooks,
 )
+from api.routes.api_docs import STATIC_URL
+from api.routes.api_docs import router as api_docs_router
 from api.routes.verifications import router as verifications_router
 from api.routes.verify_page import router as verify_page_router
 from api.sandbox.app import build_sandbox, sandbox_asgi
@@ -76,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="PAdES signing with iAM Smart+",
         lifespan=_lifespan,
-        static_url="/static/api-docs",
+        static_url=STATIC_URL,
+        docs_url=None,  # served by api.routes.api_docs, with the CSP nonce on their inline script
+        redoc_url=None,
         openapi_tags=TAGS,
     )
     app.state.context = ctx
@@ -86,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.server_secret = ctx.secret
     install_error_handlers(app)
     install_openapi(app)
+    install_edge(app, settings)
     install_telemetry(
         app,
         StateCollector(ctx.engine, lambda: ctx.queue.huey.pending_count()),
@@ -114,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(verifications_router)
     app.include_router(verify_page_router)
+    app.include_router(api_docs_router)
 
     if ctx.sandbox_pki is not None:
         pki = ctx.sandbox_pki

@@ -13,10 +13,10 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from api.edge.limits import Limits
 from api.errors import ApiError
 from api.flows.batch import BatchFlow
 from api.flows.enrolment import EnrolmentFlow
-from api.flows.ratelimit import RateLimiter
 from api.flows.signing import SigningFlow
 from api.settings import Settings
 from api.store.files import DocumentStore
@@ -30,13 +30,13 @@ __all__ = [
     "EnrolmentDep",
     "FlowDep",
     "IdempotencyKey",
+    "LimitsDep",
     "OrgDep",
     "ServerSecretDep",
     "SessionDep",
     "SettingsDep",
     "StoreDep",
     "TrustListDep",
-    "VerificationLimiterDep",
 ]
 
 
@@ -69,8 +69,13 @@ _bearer = HTTPBearer(
 
 
 def _organisation(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Organisation:
+    """The organisation of the request's API key; a client that keeps guessing keys gets 429."""
+    limits: Limits = request.app.state.limits
+    limits.refuse_if_blocked(limits.failed_auth, request)
     token = credentials.credentials.strip() if credentials else ""
     if not token:
         raise ApiError(
@@ -78,6 +83,7 @@ def _organisation(
         )
     org = organisation_for_key(session, token)
     if org is None:
+        limits.enforce(limits.failed_auth, request)
         raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
     return org
 
@@ -126,16 +132,12 @@ ServerSecretDep = Annotated[bytes, Depends(_server_secret)]
 """The server secret that webhook keys are derived from."""
 
 
-def _verification_limiter(request: Request) -> RateLimiter:
-    state = request.app.state
-    limiter = getattr(state, "verification_limiter", None)  # tests may put their own in place
-    if limiter is None:
-        limiter = state.verification_limiter = RateLimiter()
-    return limiter
+def _limits(request: Request) -> Limits:
+    return request.app.state.limits
 
 
-VerificationLimiterDep = Annotated[RateLimiter, Depends(_verification_limiter)]
-"""The per-client rate limit of ``POST /v1/verifications`` (made on first use)."""
+LimitsDep = Annotated[Limits, Depends(_limits)]
+"""The service's rate limits (verification uploads, failed API keys): Redis or memory."""
 
 
 def _trust_list(request: Request, settings: SettingsDep) -> TrustList:

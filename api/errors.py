@@ -38,9 +38,10 @@ log = logging.getLogger("iamsign.api")
 class ApiError(Exception):
     """An error a client should see: HTTP status, stable code, plain message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 class ErrorDetail(BaseModel):
@@ -91,10 +92,21 @@ def _database_away(exc: BaseException) -> bool:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}
 
 
+def _with_challenge(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
+    """A 401 always says how to authenticate (RFC 6750)."""
+    if status != 401:
+        return headers
+    return {"WWW-Authenticate": 'Bearer realm="iamsign"', **(headers or {})}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+        return JSONResponse(
+            error_body(exc.code, exc.message),
+            status_code=exc.status,
+            headers=_with_challenge(exc.status, exc.headers),
+        )
 
     @app.exception_handler(EgressRefused)
     async def _egress(_: Request, exc: EgressRefused) -> JSONResponse:
@@ -121,7 +133,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(code, str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=_with_challenge(exc.status_code, getattr(exc, "headers", None)),
         )
 
     @app.exception_handler(DBAPIError)

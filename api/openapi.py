@@ -36,6 +36,7 @@ TAGS = [
     {"name": "signing requests", "description": "Ask one signer to sign one document with iAM Smart+."},
     {"name": "batches", "description": "One approval for up to 1000 documents (iAM Smart bulk signing)."},
     {"name": "verifications", "description": "Verify any signed PDF (no API key needed)."},
+    {"name": "signers", "description": "Enrol a signer once, so hash-mode signing is PAdES baseline."},
     {"name": "webhooks", "description": "The key that signs the webhooks sent to you."},
     {"name": "iAM Smart login", "description": "Log a signer in with iAM Smart for account signing."},
     {"name": "iAM Smart callbacks", "description": "Where iAM Smart answers (called by iAM Smart only)."},

@@ -167,6 +167,29 @@ class Settings(BaseSettings):
         and not when ``iamsmart_base_url`` names an external sandbox."""
         return self.environment == "sandbox" and not self.iamsmart_base_url
 
+    max_json_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest accepted JSON request body, in bytes (413 above)."
+    )
+    rate_limit_url: str | None = Field(
+        None,
+        description="redis://... to keep rate limits shared by every replica; default in memory per process.",
+    )
+    rate_limit_prefix: str = Field(
+        "iamsign:ratelimit",
+        description="Prefix of the rate-limit keys in Redis (services sharing one Redis).",
+    )
+    verification_rate_limit: int = Field(
+        30, ge=1, description="Verifications (POST /v1/verifications) per minute per client address."
+    )
+    failed_auth_rate_limit: int = Field(
+        20, ge=1, description="Requests with an unknown API key per minute per client address (then 429)."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='Addresses or networks (JSON list, e.g. ["10.0.0.0/8"]) of the proxies whose '
+        "X-Forwarded-For names the client; from any other peer the header is ignored.",
+    )
+
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -114,7 +114,8 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=base, headers=headers, timeout=600) as c:
                 c.post(
-                    f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0}
+                    "/sandbox/v1/users/update",
+                    json={"hkid": SIGNER, "auto_action": "approve", "auto_delay_ms": 0},
                 ).raise_for_status()
                 t0 = time.perf_counter()
 

@@ -22,8 +22,14 @@ class LoopbackServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self, app) -> LoopbackServer:
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    def start(self, app, access_log: bool = False) -> LoopbackServer:
+        config = uvicorn.Config(
+            app,
+            log_level="info" if access_log else "warning",
+            lifespan="on",
+            access_log=access_log,
+            proxy_headers=False,  # as `iamsign serve`: X-Forwarded-For is the service's to judge
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self._thread.start()

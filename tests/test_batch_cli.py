@@ -52,8 +52,8 @@ class Service:
 
     def auto_approve(self) -> None:
         r = httpx.post(
-            f"{self.url}/sandbox/v1/users/{SIGNER}",
-            json={"auto_action": "approve", "auto_delay_ms": 0},
+            f"{self.url}/sandbox/v1/users/update",
+            json={"hkid": SIGNER, "auto_action": "approve", "auto_delay_ms": 0},
             timeout=10,
         )
         assert r.status_code == 200, r.text
@@ -432,8 +432,8 @@ def test_declined_documents_get_a_new_batch_of_their_own_on_the_next_run(tmp_pat
         kept = {rel: sha(out / rel) for rel, f in files.items() if f["status"] == "signed"}
 
         httpx.post(
-            f"{svc.url}/sandbox/v1/users/{SIGNER}",
-            json={"auto_action": "approve", "auto_delay_ms": 0},
+            f"{svc.url}/sandbox/v1/users/update",
+            json={"hkid": SIGNER, "auto_action": "approve", "auto_delay_ms": 0},
             timeout=10,
         )
         again = subprocess.run(

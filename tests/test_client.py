@@ -191,8 +191,8 @@ def test_unreachable_server_is_a_connection_error_after_bounded_retries(tmp_path
 
 def _auto_approve(svc, on: bool) -> None:
     r = httpx.post(
-        f"{svc.url}/sandbox/v1/users/{SIGNER}",
-        json={"auto_action": "approve" if on else "none", "auto_delay_ms": 0},
+        f"{svc.url}/sandbox/v1/users/update",
+        json={"hkid": SIGNER, "auto_action": "approve" if on else "none", "auto_delay_ms": 0},
         timeout=10,
     )
     assert r.status_code == 200, r.text

@@ -25,7 +25,7 @@ from signing.trust import ProfileKind
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_B64 = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="  # 32 bytes, for tests only
-HOOKS = ("/sandbox/v1/phone/approve", "/sandbox/v1/clock/advance", "/sandbox/v1/users/A123456(3)")
+HOOKS = ("/sandbox/v1/phone/approve", "/sandbox/v1/clock/advance", "/sandbox/v1/users/update")
 MISSING = (
     "IAMSIGN_IAMSMART_CLIENT_ID",
     "IAMSIGN_IAMSMART_CLIENT_SECRET",
@@ -165,7 +165,7 @@ def test_secrets_never_show_in_the_settings(tmp_path, production_env, monkeypatc
 
 def test_production_mounts_and_trusts_nothing_of_the_sandbox(tmp_path, production_env, monkeypatch):
     from api.app import create_app
-    from api.routes.verifications import _trust
+    from api.deps import _trust_list as _trust
 
     data = tmp_path / "data"
     # a sandbox was run in this data folder before: its root and CA are on disk
@@ -194,7 +194,7 @@ def test_production_mounts_and_trusts_nothing_of_the_sandbox(tmp_path, productio
 
 def test_the_sandbox_profile_mounts_and_trusts_the_sandbox(tmp_path):
     from api.app import create_app
-    from api.routes.verifications import _trust
+    from api.deps import _trust_list as _trust
 
     settings = Settings(data_dir=tmp_path / "data", embedded_worker=False)
     assert settings.environment == "sandbox" and settings.problems() == []

@@ -33,10 +33,8 @@ MAX_SECONDS = 10.0
 
 @pytest.fixture(scope="module")
 def fuzz_service(tmp_path_factory):
-    with running_service(tmp_path_factory.mktemp("fuzz")) as svc:
-        from api.routes.verifications import RateLimiter
-
-        svc.app.state.verification_limiter = RateLimiter(limit=10**9)  # the fuzzer is one very busy client
+    # the fuzzer is one very busy client
+    with running_service(tmp_path_factory.mktemp("fuzz"), verification_rate_limit=10**9) as svc:
         yield svc
 
 

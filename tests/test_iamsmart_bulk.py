@@ -199,11 +199,11 @@ async def test_account_bulk_mixed_items_end_to_end(sandbox: Sandbox) -> None:
         token = await bsqc_token(sandbox, c, b)
         assert await c.bulk_bsqc_token(tok) == token == await c.bulk_bsqc_token(tok, b)
         assert await c.bulk_status(b, token, tok.open_id) is BulkStatus.PENDING
-        pending = (await sandbox.hook("GET", f"/phone/{HKID_SIGNER}/pending")).json()
+        pending = (await sandbox.hook("POST", "/phone/pending", json={"hkid": HKID_SIGNER})).json()
         mine = [p for p in pending if p["business_id"] == b]
         assert mine and mine[0]["kind"] == "bulk" and mine[0]["sign_code"] == init.sign_code
         assert mine[0]["documents"] == 7 and mine[0]["document_name"] == "Letters of today"
-        page = await sandbox.hook("GET", f"/phone/{HKID_SIGNER}")
+        page = await sandbox.hook("POST", "/phone", data={"hkid": HKID_SIGNER})
         assert init.sign_code in page.text and "7 documents" in page.text
         await approve(sandbox, HKID_SIGNER, init.sign_code)
         [cb] = await results(sandbox, c, b)
@@ -326,7 +326,7 @@ async def test_auto_approve_signs_bulk_requests(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         tok = await login(sandbox, c, HKID_OTHER)
         await sandbox.hook(
-            "POST", f"/users/{HKID_OTHER}", json={"auto_action": "approve", "auto_delay_ms": 20}
+            "POST", "/users/update", json={"hkid": HKID_OTHER, "auto_action": "approve", "auto_delay_ms": 20}
         )
         try:
             docs = mixed_documents(4, "auto")
@@ -336,12 +336,12 @@ async def test_auto_approve_signs_bulk_requests(sandbox: Sandbox) -> None:
             check_signatures([cb], docs)
             b2, _ = await start(sandbox, c, docs, None, hkic_hash=hkic_hash(HKID_OTHER))  # anonymous too
             assert (await results(sandbox, c, b2))[0].ok
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"auto_action": "reject"})
+            await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "auto_action": "reject"})
             b3, _ = await start(sandbox, c, docs, tok)
             assert (await results(sandbox, c, b3))[0].code == "D71001"
         finally:
             await sandbox.hook(
-                "POST", f"/users/{HKID_OTHER}", json={"auto_action": "none", "auto_delay_ms": 0}
+                "POST", "/users/update", json={"hkid": HKID_OTHER, "auto_action": "none", "auto_delay_ms": 0}
             )
 
 
@@ -394,12 +394,12 @@ async def test_whole_request_failures_d71000_to_d71005(sandbox: Sandbox) -> None
         # suspended while the request waits: the callback says D71004
         tok5 = await login(sandbox, c, HKID_OTHER)
         b, init = await start(sandbox, c, docs, tok5)
-        await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "suspended"})
+        await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "status": "suspended"})
         try:
             await approve(sandbox, HKID_OTHER, init.sign_code)
             assert (await failure(b)).code == "D71004"
         finally:
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "active"})
+            await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "status": "active"})
 
         # HKICHash of someone else: D71005 at once, no user step
         b, init = await start(sandbox, c, docs, tok, hkic_hash=hkic_hash(HKID_OTHER))

@@ -93,7 +93,7 @@ async def test_account_hash_signing_end_to_end(sandbox: Sandbox) -> None:
         b, init = await hash_request(sandbox, c, tok, data)
         assert init.sign_code == sign_code_account(base64.b64encode(data).decode(), tok.open_id)
         assert init.auth_by_qr is True and init.ticket_id
-        pending = (await sandbox.hook("GET", f"/phone/{HKID_SIGNER}/pending")).json()
+        pending = (await sandbox.hook("POST", "/phone/pending", json={"hkid": HKID_SIGNER})).json()
         assert [p["sign_code"] for p in pending if p["business_id"] == b] == [init.sign_code]
         await approve(sandbox, HKID_SIGNER, init.sign_code)
         cb = await callback_of(sandbox, c, b)
@@ -349,13 +349,13 @@ async def test_user_state_rules(sandbox: Sandbox) -> None:
         tok = await sandbox.login(c, HKID_OTHER)
         b, init = await hash_request(sandbox, c, tok)
         assert (
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "suspended"})
+            await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "status": "suspended"})
         ).status_code == 200
         try:
             await approve(sandbox, HKID_OTHER, init.sign_code)
             assert (await callback_of(sandbox, c, b)).code == "D70004"
         finally:
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "active"})
+            await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "status": "active"})
 
 
 async def test_deregistration_and_reregistration(sandbox: Sandbox) -> None:
@@ -368,13 +368,13 @@ async def test_deregistration_and_reregistration(sandbox: Sandbox) -> None:
         assert "error_code=D40002" in r.json()["redirect_url"]
 
         old = await sandbox.login(c, HKID_OTHER)
-        await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "deregistered"})
+        await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "status": "deregistered"})
         try:
             with pytest.raises(IamSmartApiError) as exc:
                 await hash_request(sandbox, c, old)
             assert api_code(exc) == "D20009"
         finally:
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"status": "active"})
+            await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "status": "active"})
         with pytest.raises(IamSmartApiError) as exc:  # still invalid after re-registration
             await hash_request(sandbox, c, old)
         assert api_code(exc) == "D20009"
@@ -389,19 +389,21 @@ async def test_auto_approve_and_auto_reject(sandbox: Sandbox) -> None:
     async with sandbox.client() as c:
         tok = await sandbox.login(c, HKID_OTHER)
         r = await sandbox.hook(
-            "POST", f"/users/{HKID_OTHER}", json={"auto_action": "approve", "auto_delay_ms": 30}
+            "POST", "/users/update", json={"hkid": HKID_OTHER, "auto_action": "approve", "auto_delay_ms": 30}
         )
         assert r.json()["auto_action"] == "approve"
         try:
             b, _ = await pdf_request(sandbox, c, tok)
             assert (await callback_of(sandbox, c, b)).ok
             await sandbox.hook(
-                "POST", f"/users/{HKID_OTHER}", json={"auto_action": "reject", "auto_delay_ms": 0}
+                "POST",
+                "/users/update",
+                json={"hkid": HKID_OTHER, "auto_action": "reject", "auto_delay_ms": 0},
             )
             b, _ = await hash_request(sandbox, c, tok)
             assert (await callback_of(sandbox, c, b)).code == "D70001"
         finally:
-            await sandbox.hook("POST", f"/users/{HKID_OTHER}", json={"auto_action": "none"})
+            await sandbox.hook("POST", "/users/update", json={"hkid": HKID_OTHER, "auto_action": "none"})
 
 
 async def test_callback_retries_then_failure(sandbox: Sandbox) -> None:

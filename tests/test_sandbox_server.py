@@ -152,14 +152,14 @@ async def test_users_pages_and_hooks(sandbox: Sandbox) -> None:
         for u in users:
             body = normalise_hkid(u["hkid"])
             assert u["hkid"] == f"{body}({hkid_check_digit(body)})"
-        assert (await http.get("/users/Z999999(9)/certificate")).status_code == 404
+        assert (await http.post("/users/certificate", json={"hkid": "Z999999(9)"})).status_code == 404
         r = await http.post("/phone/approve", json={"hkid": HKID_SIGNER, "sign_code": "0000"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "no_pending_request"
         r = await http.post("/phone/approve", json={"hkid": HKID_SIGNER})
         assert r.status_code == 422
         assert (await http.post("/requests/nope/approve")).status_code == 404
         assert (await http.post("/qr/nope/approve", json={"hkid": HKID_SIGNER})).status_code == 404
-        phone = await http.get(f"/phone/{HKID_SIGNER}")
+        phone = await http.post("/phone", data={"hkid": HKID_SIGNER})
         assert phone.status_code == 200 and "陳大文" in phone.text
         assert "沒有待處理的要求" in phone.text and "沙盒" in phone.text  # the pages speak both languages
         r = await http.get(f"{sandbox.url}/sandbox/")
@@ -177,7 +177,7 @@ async def test_pki_root_and_revocation(sandbox: Sandbox) -> None:
         assert root == pki.root_pem()
         assert (await http.get(f"{sandbox.url}/sandbox/pki/root.pem")).content == root
         cert = x509.load_pem_x509_certificate(
-            (await http.get(f"{sandbox.hooks}/users/E567890(4)/certificate")).content
+            (await http.post(f"{sandbox.hooks}/users/certificate", json={"hkid": "E567890(4)"})).content
         )
 
         async def status() -> ocsp.OCSPCertStatus:
@@ -190,7 +190,7 @@ async def test_pki_root_and_revocation(sandbox: Sandbox) -> None:
             return ocsp.load_der_ocsp_response(r.content).certificate_status
 
         assert await status() is ocsp.OCSPCertStatus.GOOD
-        r = await http.post(f"{sandbox.hooks}/users/E567890(4)/revoke-certificate")
+        r = await http.post(f"{sandbox.hooks}/users/revoke-certificate", json={"hkid": "E567890(4)"})
         assert r.json()["serial"] == str(cert.serial_number)
         assert await status() is ocsp.OCSPCertStatus.REVOKED
         crl = x509.load_der_x509_crl((await http.get(f"{sandbox.url}/sandbox/pki/ca.crl")).content)

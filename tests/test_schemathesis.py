@@ -16,10 +16,9 @@ EXAMPLES = 50  # per operation in CI; IAMSIGN_FUZZ_EXAMPLES overrides it
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    with running_service(tmp_path_factory.mktemp("schemathesis")) as svc:
-        from api.routes.verifications import RateLimiter
-
-        svc.app.state.verification_limiter = RateLimiter(limit=10**9)
+    with running_service(
+        tmp_path_factory.mktemp("schemathesis"), verification_rate_limit=10**9, failed_auth_rate_limit=10**9
+    ) as svc:
         yield svc
 
 

@@ -224,7 +224,7 @@ def test_renewed_certificate_fails_the_next_request_at_once_and_reenrolment_rest
         first = enrol(c)
         done, _ = sign_once(c, svc, tmp_path, level="B-B")
         assert done["signature"]["profile"] == "pades-baseline"
-        r = c.post(f"/sandbox/v1/users/{SIGNER}/renew-certificate")
+        r = c.post("/sandbox/v1/users/renew-certificate", json={"hkid": SIGNER})
         assert r.status_code == 200, r.text
         doc = upload(c, tmp_path)
         started = time.monotonic()
@@ -249,7 +249,7 @@ def test_renewal_seen_only_in_the_answer_fails_that_request_at_once(renew_svc, t
     svc = renew_svc
     with svc.client() as c:
         enrolled = enrol(c)
-        r = c.post(f"/sandbox/v1/users/{SIGNER}/renew-certificate", params={"revoke_old": "false"})
+        r = c.post("/sandbox/v1/users/renew-certificate", json={"hkid": SIGNER, "revoke_old": False})
         assert r.status_code == 200, r.text
         doc = upload(c, tmp_path)
         r = c.post("/v1/signing-requests", json={"document_id": doc, "signer": {"hkid": SIGNER}})
@@ -371,7 +371,7 @@ def test_renewal_seen_in_a_hash_mode_batch_ends_it_at_once(renew_svc, tmp_path):
     svc = renew_svc
     with svc.client() as c:
         enrolled = enrol(c)
-        r = c.post(f"/sandbox/v1/users/{SIGNER}/renew-certificate", params={"revoke_old": "false"})
+        r = c.post("/sandbox/v1/users/renew-certificate", json={"hkid": SIGNER, "revoke_old": False})
         assert r.status_code == 200, r.text
         doc_ids = [upload(c, tmp_path, f"b{i}.pdf") for i in range(3)]
         r = c.post("/v1/batches", json={"document_ids": doc_ids, "signer": {"hkid": SIGNER}, "level": "B-B"})

@@ -121,14 +121,16 @@ def test_missing_file_field(service):
 
 
 def test_rate_limit(service, signed):
-    from api.routes.verifications import RateLimiter
+    from api.edge.limits import MemoryLimiter, Rule
 
-    service.app.state.verification_limiter = RateLimiter(limit=2, window=60)
+    limits = service.app.state.limits
+    saved = limits.limiter, limits.verification
+    limits.limiter, limits.verification = MemoryLimiter(), Rule("verification", 2)
     try:
         codes = [post(service, signed["letter"]).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
     finally:
-        service.app.state.verification_limiter = None
+        limits.limiter, limits.verification = saved
 
 
 @pytest.mark.parametrize("mode", ["pdf", "hash"])

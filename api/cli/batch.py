@@ -284,12 +284,16 @@ class SignRun:
         self.save()
 
     async def start_batch(self, entries: list[FileEntry]) -> None:
+        ids = [e.document_id for e in entries if e.document_id]
         if self.state.pending_batch_key is None:  # saved before the POST: a lost answer is found again
             self.state.pending_batch_key = uuid.uuid4().hex
+            self.state.pending_batch_documents = ids
             self.save(force=True)
+        elif self.state.pending_batch_documents:  # the same body as the lost POST, or the server says 422
+            ids = self.state.pending_batch_documents
         try:
             batch = await self.client.create_batch(
-                [e.document_id for e in entries if e.document_id],
+                ids,
                 hkid=self.cfg.hkid,
                 level=self.cfg.level,
                 reason=self.cfg.reason,
@@ -307,7 +311,7 @@ class SignRun:
             self.save(force=True)
             return
         in_batch = {d.document_id for d in batch.documents}  # an earlier POST's batch may hold other files
-        self.state.pending_batch_key = None
+        self.state.pending_batch_key, self.state.pending_batch_documents = None, []
         self.state.batches.append(BatchRecord(batch.id, batch.status, len(in_batch), batch.sign_code))
         for e in entries:
             if e.document_id in in_batch:

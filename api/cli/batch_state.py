@@ -119,6 +119,8 @@ class RunState:
     files: dict[str, FileEntry] = field(default_factory=dict)
     pending_batch_key: str | None = None
     """Idempotency-Key of a batch being started: a POST whose answer was lost is not a second batch."""
+    pending_batch_documents: list[str] = field(default_factory=list)
+    """The document ids POSTed with ``pending_batch_key``: a retry must send the same body (else 422)."""
 
     @property
     def path(self) -> Path:
@@ -144,6 +146,7 @@ class RunState:
             batches=[BatchRecord(**b) for b in data.get("batches", [])],
             files={e["file"]: FileEntry.of(e) for e in data.get("files", [])},
             pending_batch_key=data.get("pending_batch_key"),
+            pending_batch_documents=list(data.get("pending_batch_documents") or []),
         )
 
     def batch(self, batch_id: str) -> BatchRecord | None:
@@ -171,6 +174,7 @@ class RunState:
             "batches": [asdict(b) for b in self.batches],
             "files": [asdict(e) for e in entries],
             "pending_batch_key": self.pending_batch_key,
+            "pending_batch_documents": self.pending_batch_documents,
         }
         atomic_write(self.path, json.dumps(state, indent=1).encode())
         manifest = {

@@ -75,7 +75,15 @@ def serve(
     for line in serve_banner(settings, data_dir):
         typer.echo(line)
     # Logging stays as configured above; the access lines (with request ids) come from api.telemetry.
-    uvicorn.run(application, host=host, port=port, log_level="info", log_config=None, access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
 
 
 def serve_banner(settings, data_dir: Path) -> list[str]:
@@ -300,7 +308,7 @@ def sandbox(
     typer.echo(f"  API base:        {settings.base_url}/sandbox/api/v1")
     typer.echo(f"  users / phones:  {settings.base_url}/sandbox/")
     typer.echo(f"  root CA:         {settings.base_url}/sandbox/v1/pki/root.pem")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @sandbox_app.command("add-service")

@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_hash_signatures, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
+from api.flows.idempotency import check_same_request, wait_until_sent
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.retry import retry_transient_jobs
 from api.flows.signing import signed_name
@@ -91,14 +92,17 @@ class BatchFlow:
         idempotency_key: str | None = None,
         mode: str = "pdf",
         signer_certificate_der: bytes | None = None,
+        request_hash: str | None = None,
     ) -> Batch:
         """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch.
 
+        The earlier batch is returned once it has been sent (422 if ``request_hash`` differs from its own).
         ``mode="hash"`` with the signer's enrolled certificate sends hash items (``hashCode``): every
         signature is PAdES baseline at ``level``. PDF mode sends ``docDigest`` items (PKCS#7).
         """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
-            return earlier
+            check_same_request(earlier, request_hash)
+            return await wait_until_sent(session, earlier)
         who = resolve_signer(self.ctx.secret, signer)
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
@@ -106,6 +110,7 @@ class BatchFlow:
             organisation_id=org.id,
             business_id=uuid.uuid4().hex,
             idempotency_key=idempotency_key,
+            request_hash=request_hash if idempotency_key else None,
             flow=who.flow,
             mode=mode,
             level=level,
@@ -159,7 +164,8 @@ class BatchFlow:
             earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
             if earlier is None:
                 raise
-            return earlier
+            check_same_request(earlier, request_hash)
+            return await wait_until_sent(session, earlier)
         crashpoint("batch_prepared")
         wanted = [(d, it) for d, it in zip(documents, items, strict=True) if it.status == "pending"]
         if not wanted:

@@ -6,8 +6,13 @@ The functions here take and return plain data (paths, JSON, bytes) so that they 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -16,6 +21,7 @@ from typing import Any
 __all__ = [
     "CpuPool",
     "chunks",
+    "die_with_parent",
     "finish_pdf",
     "finish_pdfs",
     "prepare_pdfs",
@@ -189,6 +195,41 @@ def finish_pdf(
     }
 
 
+_PR_SET_PDEATHSIG = 1
+_PARENT_DEATH_SIGNAL = signal.SIGUSR1
+_PARENT_WATCH_S = 1.0
+
+
+def _exit_if_orphaned(parent_pid: int) -> None:
+    if os.getppid() != parent_pid:
+        os._exit(70)  # the service is gone: nothing will collect this worker's results
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(_PARENT_WATCH_S)
+        _exit_if_orphaned(parent_pid)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this process when the service process ``parent_pid`` dies.
+
+    On Linux the kernel signals the worker when its parent goes (``PR_SET_PDEATHSIG``). That signal also
+    comes when only the parent *thread* that started the worker ends, so the handler exits only once the
+    worker has really been orphaned (its parent pid changed). A thread polling the parent pid covers other
+    systems and a signal that could not be set up.
+    """
+    if sys.platform.startswith("linux"):
+        signal.signal(_PARENT_DEATH_SIGNAL, lambda *_: _exit_if_orphaned(parent_pid))
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(_PARENT_DEATH_SIGNAL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watch thread below still notices
+    _exit_if_orphaned(parent_pid)  # the parent may have died before the signal was armed
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
 def _ready() -> bool:
     import signing.pades  # noqa: F401 - the import is the warm-up
 
@@ -196,7 +237,10 @@ def _ready() -> bool:
 
 
 class CpuPool:
-    """A lazily started pool of ``spawn``-ed worker processes (never forked from a threaded server)."""
+    """A lazily started pool of ``spawn``-ed worker processes (never forked from a threaded server).
+
+    Each worker exits when the process that owns the pool dies, even by SIGKILL (:func:`die_with_parent`).
+    """
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
@@ -204,7 +248,12 @@ class CpuPool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def run(self, fn, *args):

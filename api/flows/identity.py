@@ -68,6 +68,8 @@ class ResolvedSigner:
 
 def resolve_signer(secret: bytes, spec: SignerSpec) -> ResolvedSigner:
     """Check and resolve a signer, or answer 422 saying how to name one."""
+    if spec.hkid and (spec.open_id or spec.access_token):
+        raise ApiError(422, "invalid_signer", 'give either "hkid" or "open_id" and "access_token", not both')
     if spec.hkid:
         hk = hkid_signer(secret, spec.hkid)
         return ResolvedSigner("anonymous", hk.signer_key, hk.hkic_hash, None)

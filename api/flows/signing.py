@@ -28,6 +28,7 @@ from api.flows.audit import append_audit
 from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
+from api.flows.idempotency import check_same_request, wait_until_sent
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
 from api.settings import Settings
@@ -205,14 +206,17 @@ class SigningFlow:
         webhook_url: str | None,
         idempotency_key: str | None = None,
         signer_certificate_der: bytes | None = None,
+        request_hash: str | None = None,
     ) -> SigningRequest:
         """Prepare the document, ask iAM Smart for a signature, return the stored request.
 
-        With an ``idempotency_key`` already used by this organisation, the earlier request is returned.
+        With an ``idempotency_key`` already used by this organisation, the earlier request is returned
+        once it has been sent (422 if ``request_hash``, the body's, differs from the earlier one's).
         ``signer_certificate_der`` (hash mode): the signer's enrolled certificate, for PAdES baseline.
         """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
-            return earlier
+            check_same_request(earlier, request_hash)
+            return await wait_until_sent(session, earlier)
         who = resolve_signer(self.secret, signer)
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = None
@@ -255,6 +259,7 @@ class SigningFlow:
             record_json=record.dumps(),
             prepared_name=prepared_name,
             idempotency_key=idempotency_key,
+            request_hash=request_hash if idempotency_key else None,
             expires_at=now + dt.timedelta(seconds=self.settings.request_ttl_s),
             created_at=now,
             updated_at=now,
@@ -278,7 +283,8 @@ class SigningFlow:
             earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
             if earlier is None:
                 raise
-            return earlier
+            check_same_request(earlier, request_hash)
+            return await wait_until_sent(session, earlier)
         crashpoint("prepared")
         try:
             initiated = await self._initiate(req, record, hkic, token, document.filename)

@@ -10,12 +10,23 @@ from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlmodel import col, select
 
-from api.deps import BatchFlowDep, EnrolmentDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
+from api.deps import (
+    BatchFlowDep,
+    EnrolmentDep,
+    IdempotencyKey,
+    OrgDep,
+    ServerSecretDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+)
+from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS, BatchFlow
+from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
@@ -28,7 +39,7 @@ from signing.summary import expected_for_record
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(RequestModel):
     document_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS)
     signer: SignerIn
     mode: Literal["pdf", "hash"] | None = Field(
@@ -44,8 +55,8 @@ class BatchCreate(BaseModel):
     location: str | None = Field(None, max_length=200)
     webhook_url: HttpUrl | None = None
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "examples": [
                 {
                     "document_ids": ["doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6", "doc_01J9Z3M1A3S5D7F9G1H3J5K7L9"],
@@ -57,7 +68,7 @@ class BatchCreate(BaseModel):
                 }
             ]
         }
-    }
+    )
 
 
 class BatchDocumentOut(BaseModel):
@@ -93,6 +104,8 @@ class BatchPublic(BaseModel):
 
 
 _ITEM_PUBLIC = {"received": "signing", "embedding": "signing"}
+_HAS_SIGNED = frozenset({"completed", "partially_completed"})
+"""Batch statuses whose signed documents are all there (the zip is complete)."""
 
 
 def _public(batch_flow: BatchFlow, session, batch: Batch) -> BatchPublic:
@@ -148,6 +161,7 @@ async def create_batch(
     session: SessionDep,
     settings: SettingsDep,
     enrolment: EnrolmentDep,
+    server_secret: ServerSecretDep,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Prepare every document and ask the signer for one approval of all of them.
@@ -174,6 +188,7 @@ async def create_batch(
         location=body.location,
         webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),
         idempotency_key=idempotency_key,
+        request_hash=request_hash(server_secret, body) if idempotency_key else None,
     )
     session.refresh(batch)
     return _public(batch_flow, session, batch)
@@ -220,8 +235,10 @@ def get_batch_signed_document(
 def get_batch_zip(
     batch_id: str, org: OrgDep, session: SessionDep, store: StoreDep, background: BackgroundTasks
 ) -> FileResponse:
-    """Every signed document of the batch in one zip (names as uploaded, made unique)."""
-    _owned(session, org, batch_id)
+    """Every signed document of the batch in one zip (names as uploaded, made unique); 409 until it ends."""
+    batch = _owned(session, org, batch_id)
+    if batch.status not in _HAS_SIGNED:
+        raise ApiError(409, "not_completed", f"the batch is {batch.status}; there is no signed zip")
     items = session.exec(
         select(BatchItem)
         .where(BatchItem.batch_id == batch_id, BatchItem.status == "completed")

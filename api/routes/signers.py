@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import EnrolmentDep, OrgDep, SessionDep
+from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.identity import SignerSpec
 from api.routes.signing_requests import ErrorOut, SignerIn
@@ -16,8 +17,10 @@ from api.store.models import SignerEnrolment, SigningRequest
 router = APIRouter(prefix="/v1/signers", tags=["signers"])
 
 
-class SignerCreate(BaseModel):
+class SignerCreate(RequestModel):
     signer: SignerIn
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"signer": {"hkid": "A123456(3)"}}]})
 
 
 class CertificateOut(BaseModel):

@@ -8,13 +8,24 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlmodel import col, select
 
-from api.deps import EnrolmentDep, FlowDep, IdempotencyKey, OrgDep, SessionDep, SettingsDep, StoreDep
+from api.deps import (
+    EnrolmentDep,
+    FlowDep,
+    IdempotencyKey,
+    OrgDep,
+    ServerSecretDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+)
+from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.enrolment import EnrolmentFlow
+from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
 from api.openapi import errors
@@ -27,19 +38,19 @@ from signing.summary import expected_for_record
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
 
 
-class SignerIn(BaseModel):
+class SignerIn(RequestModel):
     hkid: str | None = Field(None, description="HKID with check digit, e.g. A123456(3): anonymous signing")
     open_id: str | None = Field(None, max_length=64, description="from iAM Smart login: account signing")
     access_token: str | None = Field(None, max_length=512)
 
 
-class AppearanceIn(BaseModel):
+class AppearanceIn(RequestModel):
     page: int = Field(1, description="1-based page; -1 for the last page")
     box: tuple[float, float, float, float] = (50, 50, 300, 120)
     lines: list[str] = Field(default_factory=list, max_length=8)
 
 
-class SigningRequestCreate(BaseModel):
+class SigningRequestCreate(RequestModel):
     document_id: str
     signer: SignerIn
     mode: Literal["pdf", "hash"] | None = Field(
@@ -58,8 +69,8 @@ class SigningRequestCreate(BaseModel):
     appearance: AppearanceIn | None = None
     webhook_url: HttpUrl | None = None
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "examples": [
                 {
                     "document_id": "doc_01J9Z3K7Q8W2E4R6T8Y0U2I4O6",
@@ -78,7 +89,7 @@ class SigningRequestCreate(BaseModel):
                 },
             ]
         }
-    }
+    )
 
 
 class ErrorOut(BaseModel):
@@ -153,6 +164,7 @@ async def create_signing_request(
     session: SessionDep,
     settings: SettingsDep,
     enrolment: EnrolmentDep,
+    server_secret: ServerSecretDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SigningRequestPublic:
     """Prepare the document and ask iAM Smart for the signer's approval.
@@ -179,6 +191,7 @@ async def create_signing_request(
         webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),
         idempotency_key=idempotency_key,
         signer_certificate_der=cert,
+        request_hash=request_hash(server_secret, body) if idempotency_key else None,
     )
     session.refresh(req)
     return public(flow, req)

@@ -1,7 +1,7 @@
 """``POST /v1/verifications``: verify an uploaded PDF and return the report (no API key needed).
 
 Anyone who received a signed PDF may ask; the upload is streamed to a temp file under the size limit,
-verified off the event loop, and deleted. A small per-client rate limit protects the CPU.
+verified off the event loop, and deleted. A per-client rate limit (``api.edge.limits``) protects the CPU.
 """
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import SettingsDep, StoreDep, TrustListDep, VerificationLimiterDep
+from api.deps import LimitsDep, SettingsDep, StoreDep, TrustListDep
 from api.errors import ApiError
-from api.flows.ratelimit import RateLimiter
 from api.openapi import PDF_UPLOAD, errors
 from api.store.uploads import receive_pdf_upload
 from signing.errors import UnreadablePdfError, VerificationError
 from signing.verify import VerifyOptions, verify_pdf_sync
 
-__all__ = ["RateLimiter", "router"]  # RateLimiter re-exported: tests put a laxer one on app.state
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
 
@@ -35,21 +35,14 @@ async def create_verification(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
-    limiter: VerificationLimiterDep,
+    limits: LimitsDep,
     trust: TrustListDep,
     offline: bool = Query(False, description="Use only the validation data in the file; fetch no OCSP/CRL."),
     lang: str = Query("en", pattern="^(en|zh-Hant)$", description="Language of the optional text rendering."),
     text: bool = Query(False, description="Add the readable report as 'text'."),
 ) -> JSONResponse:
     """Verify the PDF in multipart field ``file``; the body is the verification report (JSON contract)."""
-    client = request.client.host if request.client else "unknown"
-    wait = limiter.check(client)
-    if wait is not None:
-        return JSONResponse(
-            {"error": {"code": "rate_limited", "message": "too many verifications; try again later"}},
-            status_code=429,
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+    await run_in_threadpool(limits.enforce, limits.verification, request)
     staged = await receive_pdf_upload(request, store, settings.max_upload_bytes)
     try:
         options = VerifyOptions(trust=trust, offline=offline, max_file_size=settings.max_upload_bytes)

@@ -9,8 +9,6 @@ same thing; only page-specific labels are defined here.
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -184,7 +182,7 @@ def page_labels() -> dict:
 @router.get("/verify", response_class=HTMLResponse)
 def verify_page(request: Request, settings: SettingsDep) -> HTMLResponse:
     """The upload form; results are drawn in the page from the JSON of ``POST /v1/verifications``."""
-    nonce = secrets.token_urlsafe(16)
+    nonce = request.state.csp_nonce  # the page policy and its headers: api.edge.headers
     limit = settings.max_upload_bytes
     response = templates.TemplateResponse(
         request,
@@ -198,11 +196,5 @@ def verify_page(request: Request, settings: SettingsDep) -> HTMLResponse:
             "max_upload_mb": f"{limit / (1024 * 1024):.0f}",
         },
     )
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
-        "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response

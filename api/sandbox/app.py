@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 
 from api.flows.iamsmart_setup import local_credentials
 from api.sandbox.pki import pki_router
-from api.sandbox.routes import sandbox_subapp
+from api.sandbox.routes import install_sandbox_errors, sandbox_subapp
 from api.settings import Settings
 from signing.iamsmart.protocol import SCOPES
 from signing.sandbox.clock import MovableClock
@@ -88,6 +88,7 @@ def create_sandbox_server(
         await engine.aclose()
 
     app = FastAPI(title="iAM Smart sandbox", lifespan=lifespan)
+    install_sandbox_errors(app)
     app.state.sandbox = engine
     app.state.sandbox_pki = pki
 

@@ -12,32 +12,52 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signing.iamsmart.codes import ReturnCode
 from signing.sandbox.engine import SandboxEngine
 from signing.sandbox.errors import HookError, SandboxError
 from signing.sandbox.users import AutoAction, UserStatus, UserType
 
-__all__ = ["sandbox_subapp"]
+__all__ = ["install_sandbox_errors", "sandbox_subapp"]
 
 _TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
 
 
 class PhoneAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     hkid: str = Field(max_length=20)
     sign_code: str = Field(max_length=8)
 
 
 class HookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     hkid: str | None = Field(None, max_length=20)
     ids: list[str] | None = Field(None, max_length=1000)
     """``decline`` (bulk requests): the documents the user will refuse."""
 
 
-class UserChange(BaseModel):
+class UserRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hkid: str = Field(max_length=20)
+
+
+class UserCertificate(UserRef):
+    client_id: str | None = Field(None, max_length=200)
+
+
+class UserRenewal(UserRef):
+    revoke_old: bool = True
+
+
+class UserChange(UserRef):
     status: UserStatus | None = None
     user_type: UserType | None = None
     auto_action: AutoAction | None = None
@@ -45,6 +65,8 @@ class UserChange(BaseModel):
 
 
 class ClockMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     ms: int = Field(ge=0, le=10 * 365 * 24 * 3600 * 1000)
 
 
@@ -71,6 +93,32 @@ async def _hkid_from(request: Request) -> str:
     return value
 
 
+def install_sandbox_errors(app: FastAPI) -> None:
+    """Every error of the sandbox, its own or the framework's (unknown path, bad body), as the envelope."""
+
+    async def hook_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HookError)
+        return _error(exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Unknown paths and methods answer the same envelope as the hooks' own errors."""
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(HookError(exc.status_code, code, str(exc.detail)))
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        parts = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            for e in exc.errors()[:5]
+        ]
+        return _error(HookError(422, "invalid_request", "; ".join(parts) or "invalid request"))
+
+    app.add_exception_handler(HookError, hook_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+
+
 def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
     """The sandbox as an ASGI app to mount at ``/sandbox``."""
     app = FastAPI(
@@ -78,11 +126,7 @@ def sandbox_subapp(engine: SandboxEngine) -> FastAPI:
     )
     app.state.engine = engine
 
-    async def hook_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HookError)
-        return _error(exc)
-
-    app.add_exception_handler(HookError, hook_error)
+    install_sandbox_errors(app)
     app.include_router(_api_router(engine), prefix="/api/v1")
     app.include_router(_hooks_router(engine), prefix="/v1")
 
@@ -179,9 +223,10 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
     async def users() -> list[dict[str, Any]]:
         return [u.public() for u in engine.users.all()]
 
-    @router.post("/users/{hkid}")
-    async def change_user(hkid: str, change: UserChange) -> dict[str, Any]:
-        user = engine.user_by_hkid(hkid)
+    @router.post("/users/update")
+    async def change_user(change: UserChange) -> dict[str, Any]:
+        """Change a user's switches; the HKID is in the body (never in a URL, so never in an access log)."""
+        user = engine.user_by_hkid(change.hkid)
         new = engine.users.update(
             user,
             engine.clock.now_ms(),
@@ -192,17 +237,17 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
         )
         return new.public()
 
-    @router.get("/users/{hkid}/certificate")
-    async def user_certificate(hkid: str, client_id: str | None = None) -> Response:
+    @router.post("/users/certificate")
+    async def user_certificate(which: UserCertificate) -> Response:
         """The user's certificate (for one online service with ``client_id``: its subject holds that openID)."""
-        user = engine.user_by_hkid(hkid)
-        cert = engine.users.certificate(user, client_id)
+        user = engine.user_by_hkid(which.hkid)
+        cert = engine.users.certificate(user, which.client_id)
         return Response(cert.public_bytes(Encoding.PEM), media_type="application/x-pem-file")
 
-    @router.post("/users/{hkid}/revoke-certificate")
-    async def revoke_certificate(hkid: str) -> dict[str, Any]:
+    @router.post("/users/revoke-certificate")
+    async def revoke_certificate(who: UserRef) -> dict[str, Any]:
         """Revoke every certificate of the user (OCSP and the CRL say so from now on)."""
-        user = engine.user_by_hkid(hkid)
+        user = engine.user_by_hkid(who.hkid)
         certs = engine.users.certificates(user) or [engine.users.certificate(user)]
         for cert in certs:
             engine.pki.revoke(cert.serial_number)
@@ -212,23 +257,22 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
             "revoked": True,
         }
 
-    @router.post("/users/{hkid}/renew-certificate")
-    async def renew_certificate(hkid: str, revoke_old: bool = True) -> dict[str, Any]:
+    @router.post("/users/renew-certificate")
+    async def renew_certificate(renewal: UserRenewal) -> dict[str, Any]:
         """Renew the user's certificates: a new key and certificate; the old ones are revoked as superseded
-        unless ``revoke_old=false`` (then they stay valid, as a renewal before expiry may leave them)."""
-        user = engine.user_by_hkid(hkid)
+        unless ``revoke_old`` is false (then they stay valid, as a renewal before expiry may leave them)."""
+        user = engine.user_by_hkid(renewal.hkid)
         old = engine.users.renew(user)
-        if revoke_old:
+        if renewal.revoke_old:
             for cert in old:
                 engine.pki.revoke(cert.serial_number, reason="superseded")
         return {
             "old_serials": [str(c.serial_number) for c in old],
             "serials": [str(c.serial_number) for c in engine.users.certificates(user)],
-            "old_revoked": revoke_old,
+            "old_revoked": renewal.revoke_old,
         }
 
-    @router.get("/phone/{hkid}", response_class=HTMLResponse, include_in_schema=False)
-    async def phone_page(hkid: str, request: Request) -> Response:
+    def phone_page(request: Request, hkid: str) -> Response:
         user = engine.user_by_hkid(hkid)
         return _TEMPLATES.TemplateResponse(
             request,
@@ -240,9 +284,14 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
             },
         )
 
-    @router.get("/phone/{hkid}/pending")
-    async def pending(hkid: str) -> list[dict[str, Any]]:
-        return [r.public() for r in engine.pending_for(hkid)]
+    @router.post("/phone", response_class=HTMLResponse, include_in_schema=False)
+    async def phone(request: Request) -> Response:
+        """The simulated phone of the user whose ``hkid`` is posted (form field or JSON)."""
+        return phone_page(request, await _hkid_from(request))
+
+    @router.post("/phone/pending")
+    async def pending(who: UserRef) -> list[dict[str, Any]]:
+        return [r.public() for r in engine.pending_for(who.hkid)]
 
     @router.post("/phone/approve")
     async def phone_approve(action: PhoneAction) -> dict[str, Any]:
@@ -252,9 +301,10 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
     async def phone_reject(action: PhoneAction) -> dict[str, Any]:
         return (await engine.phone_reject(action.hkid, action.sign_code)).public()
 
-    @router.post("/phone/{hkid}/{business_id}/{action}", include_in_schema=False)
-    async def phone_form(hkid: str, business_id: str, action: str, request: Request) -> Response:
-        """The phone page's buttons (HTML forms)."""
+    @router.post("/phone/{business_id}/{action}", response_class=HTMLResponse, include_in_schema=False)
+    async def phone_form(business_id: str, action: str, request: Request) -> Response:
+        """The phone page's buttons (HTML forms posting ``hkid``); answers the phone page again."""
+        hkid = await _hkid_from(request)
         req = engine.find_request(business_id, request.query_params.get("client_id"))
         if action == "approve":
             await engine.phone_approve(hkid, req.sign_code)
@@ -262,7 +312,7 @@ def _hooks_router(engine: SandboxEngine) -> APIRouter:
             await engine.phone_reject(hkid, req.sign_code)
         else:
             raise HookError(404, "unknown_action", f"unknown action {action}")
-        return RedirectResponse(f"{request.scope.get('root_path', '')}/v1/phone/{hkid}", status_code=303)
+        return phone_page(request, hkid)
 
     @router.get("/requests/{business_id}")
     async def request_status(business_id: str, client_id: str | None = None) -> dict[str, Any]:

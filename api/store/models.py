@@ -97,6 +97,9 @@ class SigningRequest(SQLModel, table=True):
         max_length=100,
         description="the client's Idempotency-Key: a retried POST finds this row",
     )
+    request_hash: str | None = Field(
+        default=None, max_length=64, description="keyed hash of the body sent with the Idempotency-Key"
+    )
     status: str = Field(default="pending", index=True, max_length=16)
     phase: str = Field(default="prepared", max_length=24)
     flow: str = Field(max_length=16, description="anonymous (HKID) or account (logged-in openID)")
@@ -176,6 +179,7 @@ class Batch(SQLModel, table=True):
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     business_id: str = Field(unique=True, max_length=36)
     idempotency_key: str | None = Field(default=None, max_length=100)
+    request_hash: str | None = Field(default=None, max_length=64)
     status: str = Field(default="pending", index=True, max_length=24)
     phase: str = Field(default="prepared", max_length=24, description="prepared -> sent -> receiving -> done")
     flow: str = Field(max_length=16)

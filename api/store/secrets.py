@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 __all__ = ["load_or_create_secret"]
@@ -24,15 +25,27 @@ def load_or_create_secret(data_dir: Path, name: str, env_value: str | None = Non
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.key"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(secrets.token_bytes(32)).decode())
+        _publish_once(path, base64.b64encode(secrets.token_bytes(32)))
+    return base64.b64decode(path.read_text().strip())
+
+
+def _publish_once(path: Path, content: bytes) -> None:
+    """Create ``path`` holding ``content`` unless it exists; readers only ever see it complete.
+
+    The content goes to a temp file of this writer's own (several replicas may start together), fsynced,
+    then hard-linked to ``path``: the link is atomic and fails if another writer published first, whose
+    secret every replica then reads.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
             f.flush()
             os.fsync(f.fileno())
         try:
-            os.link(tmp, path)  # first writer wins when several replicas start together
+            os.link(tmp, path)
         except FileExistsError:
-            pass
-        tmp.unlink(missing_ok=True)
-    return base64.b64decode(path.read_text().strip())
+            pass  # another replica's secret is in place: keep it
+    finally:
+        os.unlink(tmp)
