@@ -9,15 +9,15 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "Organisation",
     "ApiKey",
-    "Document",
-    "SigningRequest",
     "AuditEntry",
-    "WebhookDelivery",
     "Batch",
-    "BatchItem",
     "BatchCallbackPage",
+    "BatchItem",
+    "Document",
+    "Organisation",
+    "SigningRequest",
+    "WebhookDelivery",
     "new_id",
     "utcnow",
 ]
@@ -80,6 +80,12 @@ class SigningRequest(SQLModel, table=True):
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     document_id: str = Field(foreign_key="documents.id", max_length=40)
     business_id: str = Field(unique=True, max_length=36)
+    state: str | None = Field(
+        default=None,
+        unique=True,
+        max_length=36,
+        description="random per-request secret sent to iAM Smart as state; never shown on a public page",
+    )
     idempotency_key: str | None = Field(
         default=None,
         max_length=100,

@@ -1,0 +1,290 @@
+"""What a browser, an unauthenticated caller or a changed certificate can and cannot do to a signing request."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .test_signing_service import SIGNER, _upload, _wait_status
+from .test_signing_service_account import _callback_body, _request_row
+
+
+def _start(c, tmp_path, hkid=SIGNER, **extra) -> dict:
+    doc = _upload(c, tmp_path)
+    body = {"document_id": doc["id"], "signer": {"hkid": hkid}, "level": "B-B", **extra}
+    r = c.post("/v1/signing-requests", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _entries(c, req_id: str, event: str | None = None) -> list[dict]:
+    entries = c.get(f"/v1/signing-requests/{req_id}/audit").json()["entries"]
+    return [e for e in entries if event is None or e["event"] == event]
+
+
+def _wait_entry(c, req_id: str, event: str, timeout: float = 15) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _entries(c, req_id, event)
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {event} entry for {req_id}: {_entries(c, req_id)}")
+
+
+def _approve(c, req: dict, hkid: str = SIGNER) -> None:
+    r = c.post("/sandbox/v1/phone/approve", json={"hkid": hkid, "sign_code": req["sign_code"]})
+    assert r.status_code == 200, r.text
+
+
+# ------------------------------------------------------------------ hole 1: state and unauthenticated failures
+
+
+def test_the_signer_page_shows_neither_state_nor_business_id(service, tmp_path):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        row = _request_row(service, req["id"])
+        page = c.get(f"/sign/{req['id']}").text
+    assert row.state and row.state != row.business_id and len(row.state) <= 36
+    assert row.business_id not in page and row.state not in page and "state=" not in page
+
+
+@pytest.mark.parametrize("answer", [{"error_code": "D70001"}, {"code": "garbage"}])
+def test_a_browser_redirect_cannot_end_a_request(service, tmp_path, answer):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        row = _request_row(service, req["id"])
+        # what anyone holding the signer link could send (old state = businessID), then the real state
+        for state in ({}, {"state": row.business_id}, {"state": "x" * 32}, {"state": row.state}):
+            r = c.get("/v1/iamsmart/redirect", params={"businessID": row.business_id, **state, **answer})
+            assert r.status_code in (200, 404), r.text
+            assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+        hints = _entries(c, req["id"], "hint")
+        assert len(hints) == 1 and hints[0]["status"] == "pending"  # only the one bringing the state
+        assert hints[0]["iamsmart_code"] == ("D70001" if "error_code" in answer else "D40004")
+        assert hints[0]["actor"] == "browser:redirect"
+        # the signer's real approval still completes it
+        _approve(c, req)
+        assert _wait_status(c, req["id"])["status"] == "completed"
+
+
+def test_a_failure_posted_to_the_callback_is_only_a_hint(service, tmp_path):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        row = _request_row(service, req["id"])
+        body = _callback_body(service, row.business_id, {"state": row.state}, code="D70001")
+        r = c.post("/v1/iamsmart/callback", content=body)
+        assert r.status_code == 200 and r.json()["outcome"] == "hint", r.text
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+        assert _entries(c, req["id"], "hint")[0]["iamsmart_code"] == "D70001"
+        _approve(c, req)
+        assert _wait_status(c, req["id"])["status"] == "completed"
+
+
+def test_a_real_rejection_by_redirect_waits_for_expiry(service, tmp_path):
+    ctx = service.app.state.context
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        r = c.post("/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
+        assert r.status_code == 200, r.text
+        hint = _wait_entry(c, req["id"], "hint")  # the sandbox drives the browser's error redirect
+        assert hint["iamsmart_code"] == "D70001"
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+        real_clock = ctx.clock
+        ctx.clock = lambda: real_clock() + __import__("datetime").timedelta(minutes=19)
+        try:
+            done = _wait_status(c, req["id"], timeout=20)
+        finally:
+            ctx.clock = real_clock
+        assert done["status"] == "expired" and done["error"]["code"] == "D70003"
+
+
+# ------------------------------------------------------------------ hole 3: what a result must match
+
+
+def _sandbox_ack(c, business_id: str, wanted: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = c.get(f"/sandbox/v1/requests/{business_id}").json()
+        if st.get("ack") == wanted:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"iAM Smart never got {wanted} for {business_id}: {st}")
+
+
+def test_anonymous_get_result_sends_only_the_token_and_open_id(service, tmp_path):
+    engine = service.app.state.sandbox
+    seen: list[set[str]] = []
+    paths = ("/anonymous/signing/getResult", "/anonymous/pdfsigning/getResult")
+    saved = {p: engine._routes[p] for p in paths}
+
+    def recording(handler):
+        async def record(svc, payload):
+            seen.append(set(payload))
+            return await handler(svc, payload)
+
+        return record
+
+    for p in paths:
+        engine._routes[p] = (saved[p][0], recording(saved[p][1]))
+    try:
+        with service.client() as c:
+            for mode in ("pdf", "hash"):
+                req = _start(c, tmp_path, mode=mode)
+                _approve(c, req)
+                assert _wait_status(c, req["id"])["status"] == "completed"
+    finally:
+        engine._routes.update(saved)
+    assert seen == [{"accessToken", "openID"}] * 2
+
+
+def test_a_result_whose_echo_differs_is_refused(service, tmp_path):
+    from .test_signing_service_account import _echo, _sandbox_signer, _valid_pdf_signature
+
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        row = _request_row(service, req["id"])
+        genuine = _valid_pdf_signature(service, req["id"], _sandbox_signer(service))
+        for echo in ({"docDigest": "AAAA" + _echo(service, req["id"])[4:]}, {}):
+            body = _callback_body(service, row.business_id, {"pdfSignature": genuine, **echo})
+            r = c.post("/v1/iamsmart/callback", content=body)
+            assert r.status_code == 200 and r.json()["outcome"] == "refused", r.text
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+        refused = _entries(c, req["id"], "result_refused")
+        assert len(refused) == 2 and "docDigest" in refused[0]["detail"]
+
+
+def test_a_result_that_fails_verification_is_acked_sr002_and_audited(service, tmp_path):
+    import dataclasses
+
+    from .test_signing_service_account import _create, _login
+
+    flow = service.app.state.flow
+    with service.client() as c:
+        token = _login(c)
+        req = _create(c, tmp_path, token)
+        row = _request_row(service, req["id"])
+        saved = flow.setup
+        flow.setup = dataclasses.replace(saved, cert_issuers=())  # the genuine answer no longer verifies
+        try:
+            _approve(c, req)
+            refused = _wait_entry(c, req["id"], "result_refused")
+            _sandbox_ack(c, row.business_id, "SR002")
+        finally:
+            flow.setup = saved
+        assert "iAM Smart-Cert issuer" in refused["detail"]
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+
+
+def test_a_renewed_certificate_fails_the_hash_request_at_once_and_is_forgotten(service, tmp_path):
+    from signing.model import PreparedSignature
+
+    from .test_signing_service_account import _create, _login
+
+    with service.client() as c:
+        token = _login(c)
+        first = _create(c, tmp_path, token, mode="hash")
+        _approve(c, first)
+        assert _wait_status(c, first["id"])["status"] == "completed"
+        second = _create(c, tmp_path, token, mode="hash")  # built for the certificate the first one carried
+        assert PreparedSignature.loads(_request_row(service, second["id"]).record_json).signer_certificate_der
+        users = service.app.state.sandbox.users
+        client_id = service.app.state.iamsmart_setup.client_config.client_id
+        users.renew_certificate(users.by_hkid(SIGNER), client_id)
+        _approve(c, second)
+        done = _wait_status(c, second["id"], timeout=20)
+        assert done["status"] == "failed" and done["error"]["code"] == "signer_certificate_changed", done
+        _sandbox_ack(c, _request_row(service, second["id"]).business_id, "SR002")
+        assert _entries(c, second["id"], "failed")[0]["detail"] == done["error"]["message"]
+        # the stale certificate is forgotten: the next request is built without it and completes
+        third = _create(c, tmp_path, token, mode="hash")
+        assert (
+            PreparedSignature.loads(_request_row(service, third["id"]).record_json).signer_certificate_der
+            is None
+        )
+        _approve(c, third)
+        assert _wait_status(c, third["id"])["status"] == "completed"
+
+
+# ------------------------------------------------------------------ hole 2: revocation before embedding
+
+OTHER = "E567890(4)"  # HO Wing Sze, iAM Smart+: her certificates are revoked below
+
+
+def test_revocation_is_asked_by_ocsp_then_crl_and_unknown_without_an_answer(test_pki):
+    import asyncio
+
+    from fastapi import FastAPI, Response
+
+    from api.sandbox.pki import pki_router
+    from signing.revocation import RevocationStatus, check_revocation
+    from signing.sandbox.pki import SandboxPki
+
+    from .support import LoopbackServer
+
+    pki, ca = test_pki.pki, test_pki.pki.issuing_ca
+    issued = pki.issue_signer("LAM Revoke Me")
+    first = asyncio.run(check_revocation(issued.certificate, ca))
+    assert first.status is RevocationStatus.GOOD and first.source.startswith("OCSP "), first
+    pki.revoke(issued.certificate.serial_number)
+    revoked = asyncio.run(check_revocation(issued.certificate, ca))
+    assert revoked.status is RevocationStatus.REVOKED and revoked.source.startswith("OCSP ")
+    assert revoked.revoked_at is not None
+    # another CA's answer about it is no answer
+    stranger = SandboxPki.open_or_create(test_pki.pki.directory.parent / "stranger", test_pki.url)
+    assert (
+        asyncio.run(check_revocation(issued.certificate, stranger.issuing_ca)).status
+        is RevocationStatus.UNKNOWN
+    )
+
+    # a PKI whose OCSP responder is down: the CRL answers
+    server = LoopbackServer()
+    down = SandboxPki.open_or_create(test_pki.pki.directory.parent / "ocsp-down", f"{server.url}/pki")
+    app = FastAPI()
+
+    @app.post("/pki/ocsp")
+    def ocsp_down() -> Response:
+        return Response(b"down", status_code=503)
+
+    app.include_router(pki_router(lambda: down), prefix="/pki")
+    server.start(app)
+    try:
+        other = down.issue_signer("CHEUNG Crl Only")
+        good = asyncio.run(check_revocation(other.certificate, down.issuing_ca))
+        assert good.status is RevocationStatus.GOOD and good.source.startswith("CRL "), good
+        down.revoke(other.certificate.serial_number)
+        gone = asyncio.run(check_revocation(other.certificate, down.issuing_ca))
+        assert gone.status is RevocationStatus.REVOKED and gone.source.startswith("CRL "), gone
+    finally:
+        server.stop()
+    # nothing answers at all
+    dead = SandboxPki.open_or_create(test_pki.pki.directory.parent / "dead", "http://127.0.0.1:9/pki")
+    lost = dead.issue_signer("WONG Nobody Answers")
+    unknown = asyncio.run(check_revocation(lost.certificate, dead.issuing_ca, timeout_s=2))
+    assert unknown.status is RevocationStatus.UNKNOWN and "OCSP" in unknown.detail and "CRL" in unknown.detail
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-LTA"])
+def test_a_revoked_certificate_fails_before_embedding_at_every_level(service, tmp_path, level):
+    engine = service.app.state.sandbox
+    user = engine.users.by_hkid(OTHER)
+    engine.users.certificate(user, service.app.state.iamsmart_setup.client_config.client_id)  # issued now
+    for cert in engine.users.certificates(user):
+        engine.pki.revoke(cert.serial_number)
+    with service.client() as c:
+        req = _start(c, tmp_path, hkid=OTHER, level=level)
+        _approve(c, req, OTHER)
+        done = _wait_status(c, req["id"])
+        assert done["status"] == "failed" and done["error"]["code"] == "certificate_revoked", done
+        assert done["signed_document_id"] is None
+        entry = _entries(c, req["id"], "failed")[0]
+        assert "revoked" in entry["detail"] and "OCSP" in entry["detail"]
+
+
+def test_a_completed_request_says_where_its_certificate_status_came_from(service, tmp_path):
+    with service.client() as c:
+        req = _start(c, tmp_path)
+        _approve(c, req)
+        assert _wait_status(c, req["id"])["status"] == "completed"
+        assert "certificate status OCSP" in _entries(c, req["id"], "completed")[0]["detail"]
