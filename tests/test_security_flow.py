@@ -64,6 +64,10 @@ def test_a_browser_redirect_cannot_end_a_request(service, tmp_path, answer):
         assert len(hints) == 1 and hints[0]["status"] == "pending"  # only the one bringing the state
         assert hints[0]["iamsmart_code"] == ("D70001" if "error_code" in answer else "D40004")
         assert hints[0]["actor"] == "browser:redirect"
+        # the state alone names the request too (should iAM Smart leave businessID out)
+        c.get("/v1/iamsmart/redirect", params={"state": row.state, **answer})
+        assert len(_entries(c, req["id"], "hint")) == 2
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
         # the signer's real approval still completes it
         _approve(c, req)
         assert _wait_status(c, req["id"])["status"] == "completed"
@@ -288,3 +292,75 @@ def test_a_completed_request_says_where_its_certificate_status_came_from(service
         _approve(c, req)
         assert _wait_status(c, req["id"])["status"] == "completed"
         assert "certificate status OCSP" in _entries(c, req["id"], "completed")[0]["detail"]
+
+
+# ------------------------------------------------------------------ hole 5: login CSRF and the token
+
+
+def _login_until_callback(c) -> str:
+    """Start a login in ``c`` (the signer's browser) and approve it; the callback URL iAM Smart sends back."""
+    r = c.get("/v1/auth/iamsmart/login", follow_redirects=False)
+    assert r.status_code == 302
+    qr = c.get(r.headers["location"], headers={"accept": "application/json"}).json()
+    approve = c.post("/sandbox" + qr["approve"].removeprefix("/sandbox"), json={"hkid": SIGNER})
+    assert approve.status_code == 200, approve.text
+    return approve.json()["redirect_url"]
+
+
+def test_a_login_callback_only_counts_in_the_browser_that_started_it(service):
+    import httpx
+
+    with service.client() as victim, service.client() as attacker:
+        url = _login_until_callback(attacker)  # the attacker's own login, sent to the victim to open
+        r = victim.get(url)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "login_state_mismatch", r.text
+        # nor with the state changed, nor with a tampered cookie
+        mine = _login_until_callback(victim)
+        forged = httpx.URL(mine).copy_set_param("state", "x" * 32)
+        assert victim.get(str(forged)).json()["error"]["code"] == "login_state_mismatch"
+        cookie = victim.cookies.get("iamsign_login_state")
+        assert cookie and cookie.count(".") == 2
+        state, expiry, mac = cookie.split(".")
+        victim.cookies.set(
+            "iamsign_login_state", f"{state}.{int(expiry) + 3600}.{mac}", path="/v1/auth/iamsmart"
+        )
+        assert victim.get(mine).json()["error"]["code"] == "login_state_mismatch"
+
+
+def test_the_login_gives_an_opaque_session_and_keeps_the_token(service, tmp_path):
+    from sqlmodel import select
+
+    from api.store.models import SignerSession
+
+    with service.client() as c:
+        r = c.get(_login_until_callback(c))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) == {"session_id", "user_type", "can_sign", "expires_at"}
+        assert body["session_id"].startswith("ss_") and body["can_sign"] is True
+        assert c.get(_login_until_callback(c).replace("code=", "code=x")).status_code == 400  # a bad code
+        doc = _upload(c, tmp_path)
+        r = c.post(
+            "/v1/signing-requests",
+            json={"document_id": doc["id"], "level": "B-B", "signer": {"session_id": body["session_id"]}},
+        )
+        assert r.status_code == 201 and r.json()["flow"] == "account", r.text
+        req = r.json()
+        _approve(c, req)
+        assert _wait_status(c, req["id"])["status"] == "completed"
+        for signer, code in (
+            ({"session_id": "ss_nope"}, "unknown_signer_session"),
+            ({"open_id": "x", "access_token": "y"}, None),
+            ({"hkid": SIGNER, "session_id": body["session_id"]}, None),
+        ):
+            r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": signer})
+            assert r.status_code == 422, r.text
+            if code:
+                assert r.json()["error"]["code"] == code
+    # at rest: neither the session id nor iAM Smart's access token in clear
+    tokens = [t for t in service.app.state.sandbox.core.tokens]
+    with service.app.state.flow.session() as s:
+        rows = s.exec(select(SignerSession)).all()
+    assert rows
+    stored = " ".join(f"{r.id} {r.token_sealed} {r.signer_key}" for r in rows)
+    assert body["session_id"] not in stored and not any(t in stored for t in tokens)

@@ -37,9 +37,10 @@ def _login(c: httpx.Client, hkid: str = SIGNER) -> dict:
     assert approve.status_code == 200, approve.text
     back = c.get(approve.json()["redirect_url"])
     assert back.status_code == 200, back.text
-    token = back.json()
-    assert token["open_id"] and token["access_token"] and token["can_sign"] is True
-    return token
+    session = back.json()
+    assert session["session_id"].startswith("ss_") and session["can_sign"] is True
+    assert "access_token" not in session and "open_id" not in session  # the token stays in the service
+    return session
 
 
 def _create(c, tmp_path, token, **extra) -> dict:
@@ -49,7 +50,7 @@ def _create(c, tmp_path, token, **extra) -> dict:
         json={
             "document_id": doc["id"],
             "level": "B-B",
-            "signer": {"open_id": token["open_id"], "access_token": token["access_token"]},
+            "signer": {"session_id": token["session_id"]},
             **extra,
         },
     )

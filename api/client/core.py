@@ -171,12 +171,14 @@ class Downloaded:
     sha256: str
 
 
-def _signer(hkid: str | None, open_id: str | None, access_token: str | None) -> dict[str, str]:
+def _signer(hkid: str | None, session_id: str | None) -> dict[str, str]:
+    if hkid and session_id:
+        raise IamsignError(None, "invalid_signer", "give hkid or session_id, not both")
     if hkid:
         return {"hkid": hkid}
-    if open_id and access_token:
-        return {"open_id": open_id, "access_token": access_token}
-    raise IamsignError(None, "invalid_signer", "give hkid, or open_id and access_token")
+    if session_id:
+        return {"session_id": session_id}
+    raise IamsignError(None, "invalid_signer", "give hkid, or the session_id of an iAM Smart login")
 
 
 def _idempotency(key: str | None) -> dict[str, str] | None:
@@ -270,12 +272,12 @@ class _Base:
 
     @staticmethod
     def _batch_body(
-        document_ids: list[str], hkid, open_id, access_token, level, reason, location, webhook_url
+        document_ids: list[str], hkid, session_id, level, reason, location, webhook_url
     ) -> dict[str, Any]:
         return _drop_none(
             {
                 "document_ids": list(document_ids),
-                "signer": _signer(hkid, open_id, access_token),
+                "signer": _signer(hkid, session_id),
                 "level": level,
                 "reason": reason,
                 "location": location,
@@ -285,12 +287,12 @@ class _Base:
 
     @staticmethod
     def _request_body(
-        document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+        document_id, hkid, session_id, level, mode, reason, location, appearance, webhook_url
     ) -> dict[str, Any]:
         return _drop_none(
             {
                 "document_id": document_id,
-                "signer": _signer(hkid, open_id, access_token),
+                "signer": _signer(hkid, session_id),
                 "level": level,
                 "mode": mode,
                 "reason": reason,
@@ -414,8 +416,7 @@ class IamsignClient(_Base):
         document_id: str,
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         mode: str | None = None,
         reason: str | None = None,
@@ -424,9 +425,9 @@ class IamsignClient(_Base):
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> SigningRequest:
-        """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
+        """Ask the signer (HKID, or the ``session_id`` of their iAM Smart login) to sign one document."""
         body = self._request_body(
-            document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+            document_id, hkid, session_id, level, mode, reason, location, appearance, webhook_url
         )
         return SigningRequest(
             **self._json(
@@ -470,8 +471,7 @@ class IamsignClient(_Base):
         document_ids: list[str],
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         reason: str | None = None,
         location: str | None = None,
@@ -479,9 +479,7 @@ class IamsignClient(_Base):
         idempotency_key: str | None = None,
     ) -> Batch:
         """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
-        body = self._batch_body(
-            document_ids, hkid, open_id, access_token, level, reason, location, webhook_url
-        )
+        body = self._batch_body(document_ids, hkid, session_id, level, reason, location, webhook_url)
         return Batch(
             **self._json(
                 "POST",
@@ -663,8 +661,7 @@ class AsyncIamsignClient(_Base):
         document_id: str,
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         mode: str | None = None,
         reason: str | None = None,
@@ -673,9 +670,9 @@ class AsyncIamsignClient(_Base):
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> SigningRequest:
-        """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
+        """Ask the signer (HKID, or the ``session_id`` of their iAM Smart login) to sign one document."""
         body = self._request_body(
-            document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+            document_id, hkid, session_id, level, mode, reason, location, appearance, webhook_url
         )
         return SigningRequest(
             **await self._json(
@@ -721,8 +718,7 @@ class AsyncIamsignClient(_Base):
         document_ids: list[str],
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         reason: str | None = None,
         location: str | None = None,
@@ -730,9 +726,7 @@ class AsyncIamsignClient(_Base):
         idempotency_key: str | None = None,
     ) -> Batch:
         """Start one batch (up to 1000 documents, one approval); with ``idempotency_key`` retries are safe."""
-        body = self._batch_body(
-            document_ids, hkid, open_id, access_token, level, reason, location, webhook_url
-        )
+        body = self._batch_body(document_ids, hkid, session_id, level, reason, location, webhook_url)
         return Batch(
             **await self._json(
                 "POST",

@@ -40,7 +40,7 @@ from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.model import PreparedSignature
 
-__all__ = ["BatchFlow", "BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS"]
+__all__ = ["BATCH_TERMINAL", "MAX_BATCH_DOCUMENTS", "BatchFlow"]
 
 log = logging.getLogger("iamsign.batches")
 
@@ -90,7 +90,7 @@ class BatchFlow:
         """Prepare every document and send one bulk request; an ``idempotency_key`` used before returns that batch."""
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             return earlier
-        who = resolve_signer(self.ctx.secret, signer)
+        who = resolve_signer(self.ctx.secret, signer, session, self.ctx.clock())
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
         batch = Batch(

@@ -31,6 +31,7 @@ from api.flows.audit import append_audit
 from api.flows.crashpoints import crashpoint
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.identity import SignerSpec, resolve_signer
+from api.flows.signer_sessions import forget_expired_sessions
 from api.settings import Settings
 from api.store.files import DocumentStore
 from api.store.models import AuditEntry, Document, Organisation, SigningRequest, utcnow
@@ -214,7 +215,7 @@ class SigningFlow:
         """
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             return earlier
-        who = resolve_signer(self.secret, signer)
+        who = resolve_signer(self.secret, signer, session, self.clock())
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = self._known_certificate(session, signer_key) if mode == "hash" else None
         options = SignOptions(
@@ -362,6 +363,11 @@ class SigningFlow:
         if not business_id:
             return None
         return session.exec(select(SigningRequest).where(SigningRequest.business_id == business_id)).first()
+
+    def find_by_state(self, session: Session, state: str | None) -> SigningRequest | None:
+        if not state:
+            return None
+        return session.exec(select(SigningRequest).where(SigningRequest.state == state)).first()
 
     def _note(
         self,
@@ -521,7 +527,10 @@ class SigningFlow:
         (getResult), whose answer, coming from iAM Smart, can end the request.
         """
         with self.session() as session:
-            req = self.find_by_business_id(session, business_id)
+            if business_id:
+                req = self.find_by_business_id(session, business_id)
+            else:  # the doc has iAM Smart add businessID; the state alone names the request as well
+                req = self.find_by_state(session, state)
             if req is None or req.flow != "anonymous":
                 return "unknown", None
             if not _same_secret(state, req.state):
@@ -841,6 +850,7 @@ class SigningFlow:
         """Expire overdue requests and resume work a crashed process left behind."""
         now = self.clock()
         with self.session() as session:
+            forget_expired_sessions(session, now)
             overdue = session.exec(
                 select(SigningRequest)
                 .where(

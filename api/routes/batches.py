@@ -118,7 +118,7 @@ async def create_batch(
         session,
         org,
         docs,
-        SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
+        SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id),
         level=body.level,
         reason=body.reason,
         location=body.location,

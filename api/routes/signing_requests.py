@@ -23,8 +23,11 @@ router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
 
 class SignerIn(BaseModel):
     hkid: str | None = Field(None, description="HKID with check digit, e.g. A123456(3): anonymous signing")
-    open_id: str | None = Field(None, max_length=64, description="from iAM Smart login: account signing")
-    access_token: str | None = Field(None, max_length=512)
+    session_id: str | None = Field(
+        None,
+        max_length=100,
+        description="the signer session from /v1/auth/iamsmart/callback (iAM Smart login): account signing",
+    )
 
 
 class AppearanceIn(BaseModel):
@@ -106,7 +109,7 @@ async def create_signing_request(
         session,
         org,
         doc,
-        SignerSpec(hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token),
+        SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id),
         mode=body.mode,
         level=body.level,
         reason=body.reason,

@@ -16,6 +16,7 @@ __all__ = [
     "BatchItem",
     "Document",
     "Organisation",
+    "SignerSession",
     "SigningRequest",
     "WebhookDelivery",
     "new_id",
@@ -207,3 +208,15 @@ class BatchCallbackPage(SQLModel, table=True):
     batch_id: str = Field(foreign_key="batches.id", primary_key=True, max_length=40)
     seq: int = Field(primary_key=True)
     received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SignerSession(SQLModel, table=True):
+    """A signer logged in with iAM Smart: the integrator holds only ``id``; the token stays here, encrypted."""
+
+    __tablename__ = "signer_sessions"
+    id: str = Field(primary_key=True, max_length=64)
+    signer_key: str = Field(index=True, max_length=64, description="HMAC of the openID, never the openID")
+    token_sealed: str = Field(description="AES-GCM under a key derived from the server secret")
+    user_type: str = Field(max_length=16)
+    expires_at: dt.datetime = Field(index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
