@@ -86,6 +86,29 @@ def test_a_failure_posted_to_the_callback_is_only_a_hint(service, tmp_path):
         assert _wait_status(c, req["id"])["status"] == "completed"
 
 
+def test_a_failure_posted_to_the_bulk_callback_is_only_a_hint(service, tmp_path):
+    from api.store.models import Batch
+
+    with service.client() as c:
+        docs = [_upload(c, tmp_path, f"b{i}.pdf") for i in range(2)]
+        body = {"document_ids": [d["id"] for d in docs], "signer": {"hkid": SIGNER}, "level": "B-B"}
+        batch = c.post("/v1/batches", json=body).json()
+        with service.app.state.flow.session() as s:
+            business_id = s.get(Batch, batch["id"]).business_id
+        forged = _callback_body(service, business_id, {}, code="D71001")
+        r = c.post(
+            "/v1/iamsmart/bulk/callback", files={"sigMetada": ("sigMetada", forged, "application/json")}
+        )
+        assert r.status_code == 200 and r.json()["outcome"] == "hint", r.text
+        assert c.get(f"/v1/batches/{batch['id']}").json()["status"] == "pending"
+        _approve(c, batch)
+        deadline = time.monotonic() + 60
+        while (done := c.get(f"/v1/batches/{batch['id']}").json())["status"] in ("pending", "signing"):
+            assert time.monotonic() < deadline, done
+            time.sleep(0.2)
+        assert done["status"] == "completed", done
+
+
 def test_a_real_rejection_by_redirect_waits_for_expiry(service, tmp_path):
     ctx = service.app.state.context
     with service.client() as c:

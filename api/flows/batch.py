@@ -35,7 +35,7 @@ from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Orga
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
 from signing.iamsmart.bulk import BulkDocument, BulkPdfSignature
-from signing.iamsmart.client import IamSmartClient, SigningResult
+from signing.iamsmart.client import BulkStatus, IamSmartClient, SigningResult
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.model import PreparedSignature
@@ -262,6 +262,28 @@ class BatchFlow:
             session.commit()
         return "accepted"
 
+    async def _take_failure(self, batch: Batch, code: str) -> str:
+        """A failure code by callback, which anyone can encrypt to our KEK: it ends the batch only once
+        iAM Smart's answer to our own enquireStatus confirms it (SS004/SS005); otherwise it is a hint
+        and the batch stays open until a result or expiry."""
+        confirmed: BulkStatus | None = None
+        if batch.bsqc_token:
+            try:
+                confirmed = await self.client.bulk_status(batch.business_id, batch.bsqc_token)
+            except IamSmartError as exc:
+                log.info("batch %s: enquireStatus failed (%s)", batch.id, exc)
+        if confirmed not in (BulkStatus.CANCELLED, BulkStatus.FAILED):
+            log.warning(
+                "batch %s: a callback reports %s, not confirmed by iAM Smart (%s): only a hint",
+                batch.id,
+                code,
+                confirmed.value if confirmed else "no status",
+            )
+            return "hint"
+        status = "cancelled" if confirmed is BulkStatus.CANCELLED else _STATUS_FOR_CODE.get(code, "failed")
+        with self.session() as session:
+            return status if self._end(session, batch, status, code, message_for(code)) else "late"
+
     async def take_callback(self, parts: dict[str, bytes]) -> str:
         """One (page of the) result callback. Signatures that do not verify are left out, changing nothing."""
         cb = self.client.decrypt_bulk_callback(parts)
@@ -272,9 +294,9 @@ class BatchFlow:
                 return "unknown"
             if batch.status in BATCH_TERMINAL:
                 return "late"
-            if code != ReturnCode.SUCCESS.value:
-                status = _STATUS_FOR_CODE.get(code, "failed")
-                return status if self._end(session, batch, status, code, message_for(code)) else "late"
+        if code != ReturnCode.SUCCESS.value:
+            return await self._take_failure(batch, code)
+        with self.session() as session:
             page = {sig.id: sig.cms_der for sig in cb.signatures if isinstance(sig, BulkPdfSignature)}
             records = (
                 dict(
