@@ -294,11 +294,7 @@ def test_revocation_is_asked_by_ocsp_then_crl_and_unknown_without_an_answer(test
 
 @pytest.mark.parametrize("level", ["B-B", "B-LTA"])
 def test_a_revoked_certificate_fails_before_embedding_at_every_level(service, tmp_path, level):
-    engine = service.app.state.sandbox
-    user = engine.users.by_hkid(OTHER)
-    engine.users.certificate(user, service.app.state.iamsmart_setup.client_config.client_id)  # issued now
-    for cert in engine.users.certificates(user):
-        engine.pki.revoke(cert.serial_number)
+    _revoke_other(service)
     with service.client() as c:
         req = _start(c, tmp_path, hkid=OTHER, level=level)
         _approve(c, req, OTHER)
@@ -307,6 +303,30 @@ def test_a_revoked_certificate_fails_before_embedding_at_every_level(service, tm
         assert done["signed_document_id"] is None
         entry = _entries(c, req["id"], "failed")[0]
         assert "revoked" in entry["detail"] and "OCSP" in entry["detail"]
+
+
+def _revoke_other(service) -> None:
+    engine = service.app.state.sandbox
+    user = engine.users.by_hkid(OTHER)
+    engine.users.certificate(user, service.app.state.iamsmart_setup.client_config.client_id)  # issued now
+    for cert in engine.users.certificates(user):
+        engine.pki.revoke(cert.serial_number)
+
+
+def test_a_batch_signed_by_a_revoked_certificate_embeds_nothing(service, tmp_path):
+    _revoke_other(service)
+    with service.client() as c:
+        docs = [_upload(c, tmp_path, f"r{i}.pdf") for i in range(2)]
+        body = {"document_ids": [d["id"] for d in docs], "signer": {"hkid": OTHER}, "level": "B-B"}
+        batch = c.post("/v1/batches", json=body).json()
+        _approve(c, batch, OTHER)
+        deadline = time.monotonic() + 60
+        while (done := c.get(f"/v1/batches/{batch['id']}").json())["status"] in ("pending", "signing"):
+            assert time.monotonic() < deadline, done
+            time.sleep(0.2)
+    assert done["status"] in ("failed", "partially_completed"), done  # the batch ends; no document signed
+    assert [d["error"]["code"] for d in done["documents"]] == ["certificate_revoked"] * 2
+    assert all(d["signed_document_id"] is None for d in done["documents"])
 
 
 def test_a_completed_request_says_where_its_certificate_status_came_from(service, tmp_path):

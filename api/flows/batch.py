@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from api.flows.certificate_status import CertificateStanding, certificate_standing, cms_signer_certificate
 from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
 from api.flows.identity import SignerSpec, resolve_signer
@@ -392,6 +393,7 @@ class BatchFlow:
             ).all()
             mine = [it for it in received if self._claim_item(session, it.id, "received", status="embedding")]
             session.commit()
+        mine = await self._refuse_unfit_certificates(mine)
         folder = self._folder(batch_id)
         jobs = [
             (
@@ -475,6 +477,41 @@ class BatchFlow:
         for path in done_paths:
             path.unlink(missing_ok=True)
         await self._close_if_done(batch_id)
+
+    async def _refuse_unfit_certificates(self, items: list[BatchItem]) -> list[BatchItem]:
+        """Check each distinct signer certificate (OCSP, then CRL) before embedding; items whose certificate
+        is revoked or of unknown status fail with that code. Returns the items that may be embedded."""
+        by_cert: dict[bytes, list[BatchItem]] = {}
+        unfit: list[tuple[BatchItem, CertificateStanding]] = []
+        for it in items:
+            der = cms_signer_certificate(base64.b64decode(json.loads(it.result_json)["pdfSignature"]))
+            if der is None:
+                unfit.append(
+                    (it, CertificateStanding("certificate_missing", "the signature has no certificate"))
+                )
+            else:
+                by_cert.setdefault(der, []).append(it)
+        fit: list[BatchItem] = []
+        for der, group in by_cert.items():
+            standing = await certificate_standing(der, self.ctx.iamsmart.cert_issuers, self.ctx.clock())
+            if standing.code is None:
+                fit.extend(group)
+            else:
+                unfit.extend((it, standing) for it in group)
+        if unfit:
+            with self.session() as session:
+                for it, standing in unfit:
+                    log.warning("batch item %s not embedded: %s", it.id, standing.detail)
+                    self._claim_item(
+                        session,
+                        it.id,
+                        "embedding",
+                        status="failed",
+                        error_code=standing.code,
+                        error_message=standing.detail[:2000],
+                    )
+                session.commit()
+        return fit
 
     def _heartbeat(self, item_ids: list[str]):
         """Keep claimed items fresh while they are worked on, so the sweep never hands them on meanwhile."""

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from api.flows.audit import append_audit
+from api.flows.certificate_status import certificate_standing, cms_signer_certificate
 from api.flows.crashpoints import crashpoint
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.identity import SignerSpec, resolve_signer
@@ -45,7 +45,6 @@ from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartApiError, IamSmartError
 from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
-from signing.revocation import RevocationStatus, check_revocation
 
 __all__ = ["CERTIFICATE_CHANGED", "TERMINAL_STATUSES", "SigningFlow"]
 
@@ -665,35 +664,15 @@ class SigningFlow:
         responder or CRL gave a usable answer; returns where the good status came from.
         """
         if req.mode == "hash":
-            cert_der = base64.b64decode(result["cert"])
+            cert_der: bytes | None = base64.b64decode(result["cert"])
         else:
-            checked = cms_checks.check_external_cms(
-                base64.b64decode(result["pdfSignature"]),
-                record.document_digest,
-                record.md_algorithm,
-                record.profile,
-            )
-            cert_der = checked.signer_cert.dump()
-        issuer = issued_by_trusted_issuer(cert_der, self.setup.cert_issuers)
-        if issuer is None:
-            raise _Refused(
-                "untrusted_certificate",
-                "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list",
-            )
-        cert = x509.load_der_x509_certificate(cert_der)
-        found = await check_revocation(cert, issuer, now=self.clock())
-        serial = f"serial {cert.serial_number:x}"
-        if found.status is RevocationStatus.REVOKED:
-            raise _Refused(
-                "certificate_revoked", f"the signer's certificate ({serial}) is revoked: {found.detail}"
-            )
-        if found.status is RevocationStatus.UNKNOWN:
-            raise _Refused(
-                "revocation_status_unknown",
-                f"the revocation status of the signer's certificate ({serial}) could not be established: "
-                f"{found.detail}",
-            )
-        return found.detail
+            cert_der = cms_signer_certificate(base64.b64decode(result["pdfSignature"]))
+        if cert_der is None:
+            raise _Refused("certificate_missing", "the signature carries no signer certificate")
+        standing = await certificate_standing(cert_der, self.setup.cert_issuers, self.clock())
+        if standing.code is not None:
+            raise _Refused(standing.code, standing.detail)
+        return standing.detail
 
     def _heartbeat(self, req_id: str):
         """Keep a claimed request fresh while it is embedded, so the sweep never hands it on meanwhile."""
