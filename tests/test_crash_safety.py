@@ -76,7 +76,7 @@ def test_sigkill_at_each_phase_then_restart(topology, tmp_path, point):
         body = {
             "document_id": doc["id"],
             "level": "B-LTA",
-            "signer": {"open_id": top.token["open_id"], "access_token": top.token["access_token"]},
+            "signer": {"session_id": top.token["session_id"]},
         }
         try:
             r = c.post("/v1/signing-requests", json=body)

@@ -237,7 +237,7 @@ async def test_anonymous_pdf_signing_through_the_qr_page(sandbox: Sandbox) -> No
         with pytest.raises(IamSmartApiError) as exc:  # wrong kind of result for this token
             await c.anonymous_hash_result(tok)
         assert api_code(exc) == "D20027"
-        pdf = await c.anonymous_pdf_result(tok, business_id=b)
+        pdf = await c.anonymous_pdf_result(tok)
         assert pdf.doc_digest == base64.b64encode(digest).decode()
         assert asn1_cms.ContentInfo.load(pdf.cms_der)["content_type"].native == "signed_data"
 

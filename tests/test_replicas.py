@@ -69,7 +69,7 @@ def _request(top, client, tmp_path, token, webhook_url, name) -> dict:
         "/v1/signing-requests",
         json={
             "document_id": doc["id"],
-            "signer": {"open_id": token["open_id"], "access_token": token["access_token"]},
+            "signer": {"session_id": token["session_id"]},
             "level": "B-LTA",
             "webhook_url": webhook_url,
         },

@@ -37,9 +37,10 @@ def _login(c: httpx.Client, hkid: str = SIGNER) -> dict:
     assert approve.status_code == 200, approve.text
     back = c.get(approve.json()["redirect_url"])
     assert back.status_code == 200, back.text
-    token = back.json()
-    assert token["open_id"] and token["access_token"] and token["can_sign"] is True
-    return token
+    session = back.json()
+    assert session["session_id"].startswith("ss_") and session["can_sign"] is True
+    assert "access_token" not in session and "open_id" not in session  # the token stays in the service
+    return session
 
 
 def _create(c, tmp_path, token, **extra) -> dict:
@@ -49,7 +50,7 @@ def _create(c, tmp_path, token, **extra) -> dict:
         json={
             "document_id": doc["id"],
             "level": "B-B",
-            "signer": {"open_id": token["open_id"], "access_token": token["access_token"]},
+            "signer": {"session_id": token["session_id"]},
             **extra,
         },
     )
@@ -82,6 +83,12 @@ def _valid_pdf_signature(service, req_id: str, signer: SimulatedSigner) -> str:
     record = PreparedSignature.loads(row.record_json)
     cms_der = asyncio.run(signer.sign_pdf_digest(record.document_digest, dt.datetime.now(dt.UTC)))
     return base64.b64encode(cms_der).decode()
+
+
+def _echo(service, req_id: str) -> str:
+    """The docDigest a genuine result echoes for this request."""
+    record = PreparedSignature.loads(_request_row(service, req_id).record_json)
+    return base64.b64encode(record.document_digest).decode()
 
 
 def _sandbox_signer(service, hkid=SIGNER) -> SimulatedSigner:
@@ -136,7 +143,12 @@ def test_forged_callbacks_are_refused_and_change_nothing(service, tmp_path):
         r = c.post(
             "/v1/iamsmart/callback",
             content=_callback_body(
-                service, row.business_id, {"pdfSignature": _valid_pdf_signature(service, req["id"], mallory)}
+                service,
+                row.business_id,
+                {
+                    "pdfSignature": _valid_pdf_signature(service, req["id"], mallory),
+                    "docDigest": _echo(service, req["id"]),
+                },
             ),
         )
         assert r.status_code == 200 and r.json()["outcome"] == "refused"
@@ -145,13 +157,19 @@ def test_forged_callbacks_are_refused_and_change_nothing(service, tmp_path):
         r = c.post(
             "/v1/iamsmart/callback",
             content=_callback_body(
-                service, row.business_id, {"pdfSignature": base64.b64encode(bad).decode()}
+                service,
+                row.business_id,
+                {"pdfSignature": base64.b64encode(bad).decode(), "docDigest": _echo(service, req["id"])},
             ),
         )
         assert r.json()["outcome"] == "refused"
 
         assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
-        assert c.get(f"/v1/signing-requests/{req['id']}/audit").json() == before
+        after = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+        # each refusal is recorded (the request stays pending); nothing else changed
+        refused = [e for e in after["entries"] if e["event"] == "result_refused"]
+        assert len(refused) == 2 and all(e["status"] == "pending" for e in refused)
+        assert [e for e in after["entries"] if e["event"] != "result_refused"] == before["entries"]
         # and the genuine approval still completes it
         c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
         assert _wait_status(c, req["id"])["status"] == "completed"
@@ -165,7 +183,10 @@ def test_duplicate_and_concurrent_callbacks_make_one_revision(service, tmp_path)
         body = _callback_body(
             service,
             row.business_id,
-            {"pdfSignature": _valid_pdf_signature(service, req["id"], _sandbox_signer(service))},
+            {
+                "pdfSignature": _valid_pdf_signature(service, req["id"], _sandbox_signer(service)),
+                "docDigest": _echo(service, req["id"]),
+            },
         )
 
         def post(_):
@@ -190,12 +211,28 @@ def test_duplicate_and_concurrent_callbacks_make_one_revision(service, tmp_path)
 
 
 def test_no_approval_expires_when_the_sandbox_clock_moves(service, tmp_path):
+    ctx = service.app.state.context
     with service.client() as c:
         token = _login(c)
         req = _create(c, tmp_path, token)
         r = c.post("/sandbox/v1/clock/advance", json={"ms": 19 * 60 * 1000})
         assert r.status_code == 200, r.text
-        done = _wait_status(c, req["id"], timeout=30)
+        # iAM Smart's D70003 callback is unauthenticated: a hint; the service's own deadline ends it
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            entries = c.get(f"/v1/signing-requests/{req['id']}/audit").json()["entries"]
+            if any(e["event"] == "hint" and e["iamsmart_code"] == "D70003" for e in entries):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"no D70003 hint: {entries}")
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+        real_clock = ctx.clock
+        ctx.clock = lambda: real_clock() + dt.timedelta(minutes=19)
+        try:
+            done = _wait_status(c, req["id"], timeout=30)
+        finally:
+            ctx.clock = real_clock
         assert done["status"] == "expired" and done["error"]["code"] == "D70003"
         # a late approval cannot complete it
         c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
@@ -257,8 +294,7 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
                     "webhook_url": f"{server.url}/hook",
                 },
             ).json()
-            c.post("/sandbox/v1/phone/reject", json={"hkid": SIGNER, "sign_code": req["sign_code"]})
-            assert _wait_status(c, req["id"])["status"] == "rejected"
+            assert c.post(f"/v1/signing-requests/{req['id']}/cancel").json()["status"] == "cancelled"
             deadline = time.monotonic() + 20
             while not received and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -279,7 +315,7 @@ def test_webhook_is_signed_and_retried(service, tmp_path):
             other.get("/v1/webhook-secret").json()["webhook_secret"].encode(), body, header
         )
     payload = json.loads(body)
-    assert payload["status"] == "rejected" and payload["signing_request_id"] == req["id"]
+    assert payload["status"] == "cancelled" and payload["signing_request_id"] == req["id"]
 
 
 def test_audit_tampering_is_detected(service, tmp_path):

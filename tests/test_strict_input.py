@@ -38,10 +38,10 @@ def test_unknown_fields_of_a_signing_request_are_422(service, tmp_path, extra):
         assert not c.get("/v1/signing-requests", params={"document_id": doc["id"]}).json()["items"]
 
 
-def test_a_signer_with_both_hkid_and_open_id_is_422(service, tmp_path):
+def test_a_signer_with_both_hkid_and_a_session_is_422(service, tmp_path):
     with service.client() as c:
         doc = _upload(c, tmp_path)
-        signer = {"hkid": SIGNER, "open_id": "someone", "access_token": "t"}
+        signer = {"hkid": SIGNER, "session_id": "ss_someone"}
         r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": signer})
         assert r.status_code == 422, r.text
         assert _code(r) == "invalid_signer"

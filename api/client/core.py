@@ -190,12 +190,14 @@ class Downloaded:
     sha256: str
 
 
-def _signer(hkid: str | None, open_id: str | None, access_token: str | None) -> dict[str, str]:
+def _signer(hkid: str | None, session_id: str | None) -> dict[str, str]:
+    if hkid and session_id:
+        raise IamsignError(None, "invalid_signer", "give hkid or session_id, not both")
     if hkid:
         return {"hkid": hkid}
-    if open_id and access_token:
-        return {"open_id": open_id, "access_token": access_token}
-    raise IamsignError(None, "invalid_signer", "give hkid, or open_id and access_token")
+    if session_id:
+        return {"session_id": session_id}
+    raise IamsignError(None, "invalid_signer", "give hkid, or the session_id of an iAM Smart login")
 
 
 def _idempotency(key: str | None) -> dict[str, str] | None:
@@ -291,8 +293,7 @@ class _Base:
     def _batch_body(
         document_ids: list[str],
         hkid,
-        open_id,
-        access_token,
+        session_id,
         level,
         reason,
         location,
@@ -303,7 +304,7 @@ class _Base:
         return _drop_none(
             {
                 "document_ids": list(document_ids),
-                "signer": _signer(hkid, open_id, access_token),
+                "signer": _signer(hkid, session_id),
                 "level": level,
                 "mode": mode,
                 "require_profile": require_profile,
@@ -315,12 +316,12 @@ class _Base:
 
     @staticmethod
     def _request_body(
-        document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+        document_id, hkid, session_id, level, mode, reason, location, appearance, webhook_url
     ) -> dict[str, Any]:
         return _drop_none(
             {
                 "document_id": document_id,
-                "signer": _signer(hkid, open_id, access_token),
+                "signer": _signer(hkid, session_id),
                 "level": level,
                 "mode": mode,
                 "reason": reason,
@@ -444,8 +445,7 @@ class IamsignClient(_Base):
         document_id: str,
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         mode: str | None = None,
         reason: str | None = None,
@@ -454,9 +454,9 @@ class IamsignClient(_Base):
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> SigningRequest:
-        """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
+        """Ask the signer (HKID, or the ``session_id`` of their iAM Smart login) to sign one document."""
         body = self._request_body(
-            document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+            document_id, hkid, session_id, level, mode, reason, location, appearance, webhook_url
         )
         return SigningRequest(
             **self._json(
@@ -500,8 +500,7 @@ class IamsignClient(_Base):
         document_ids: list[str],
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         reason: str | None = None,
         location: str | None = None,
@@ -517,8 +516,7 @@ class IamsignClient(_Base):
         body = self._batch_body(
             document_ids,
             hkid,
-            open_id,
-            access_token,
+            session_id,
             level,
             reason,
             location,
@@ -707,8 +705,7 @@ class AsyncIamsignClient(_Base):
         document_id: str,
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         mode: str | None = None,
         reason: str | None = None,
@@ -717,9 +714,9 @@ class AsyncIamsignClient(_Base):
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> SigningRequest:
-        """Ask the signer (HKID, or a logged-in open_id + access_token) to sign one document."""
+        """Ask the signer (HKID, or the ``session_id`` of their iAM Smart login) to sign one document."""
         body = self._request_body(
-            document_id, hkid, open_id, access_token, level, mode, reason, location, appearance, webhook_url
+            document_id, hkid, session_id, level, mode, reason, location, appearance, webhook_url
         )
         return SigningRequest(
             **await self._json(
@@ -765,8 +762,7 @@ class AsyncIamsignClient(_Base):
         document_ids: list[str],
         *,
         hkid: str | None = None,
-        open_id: str | None = None,
-        access_token: str | None = None,
+        session_id: str | None = None,
         level: str | None = None,
         reason: str | None = None,
         location: str | None = None,
@@ -782,8 +778,7 @@ class AsyncIamsignClient(_Base):
         body = self._batch_body(
             document_ids,
             hkid,
-            open_id,
-            access_token,
+            session_id,
             level,
             reason,
             location,

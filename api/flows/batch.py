@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from api.flows.certificate_status import CertificateStanding, certificate_standing, cms_signer_certificate
 from api.flows.cpu import chunks, finish_pdfs, prepare_pdfs, verify_hash_signatures, verify_pdf_signatures
 from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
@@ -39,7 +40,7 @@ from api.telemetry.logs import bind_batch
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
 from signing.iamsmart.bulk import BulkDocument, BulkHashSignature, BulkPdfSignature
-from signing.iamsmart.client import IamSmartClient, SigningResult
+from signing.iamsmart.client import BulkStatus, IamSmartClient, SigningResult
 from signing.iamsmart.codes import ReturnCode, message_for
 from signing.iamsmart.errors import IamSmartError
 from signing.model import PreparedSignature, RemoteMode
@@ -103,7 +104,7 @@ class BatchFlow:
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.ctx.secret, signer)
+        who = resolve_signer(self.ctx.secret, signer, session, self.ctx.clock())
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
         batch = Batch(
@@ -308,6 +309,28 @@ class BatchFlow:
             session.commit()
         return "accepted"
 
+    async def _take_failure(self, batch: Batch, code: str) -> str:
+        """A failure code by callback, which anyone can encrypt to our KEK: it ends the batch only once
+        iAM Smart's answer to our own enquireStatus confirms it (SS004/SS005); otherwise it is a hint
+        and the batch stays open until a result or expiry."""
+        confirmed: BulkStatus | None = None
+        if batch.bsqc_token:
+            try:
+                confirmed = await self.client.bulk_status(batch.business_id, batch.bsqc_token)
+            except IamSmartError as exc:
+                log.info("batch %s: enquireStatus failed (%s)", batch.id, exc)
+        if confirmed not in (BulkStatus.CANCELLED, BulkStatus.FAILED):
+            log.warning(
+                "batch %s: a callback reports %s, not confirmed by iAM Smart (%s): only a hint",
+                batch.id,
+                code,
+                confirmed.value if confirmed else "no status",
+            )
+            return "hint"
+        status = "cancelled" if confirmed is BulkStatus.CANCELLED else _STATUS_FOR_CODE.get(code, "failed")
+        with self.session() as session:
+            return status if self._end(session, batch, status, code, message_for(code)) else "late"
+
     async def take_callback(self, parts: dict[str, bytes]) -> str:
         """One (page of the) result callback. Signatures that do not verify are left out, changing nothing."""
         cb = self.client.decrypt_bulk_callback(parts)
@@ -319,9 +342,9 @@ class BatchFlow:
             bind_batch(batch.id)
             if batch.status in BATCH_TERMINAL:
                 return "late"
-            if code != ReturnCode.SUCCESS.value:
-                status = _STATUS_FOR_CODE.get(code, "failed")
-                return status if self._end(session, batch, status, code, message_for(code)) else "late"
+        if code != ReturnCode.SUCCESS.value:
+            return await self._take_failure(batch, code)
+        with self.session() as session:
             if batch.mode == "hash":
                 page = {sig.id: sig.signature for sig in cb.signatures if isinstance(sig, BulkHashSignature)}
             else:
@@ -452,6 +475,7 @@ class BatchFlow:
             ).all()
             mine = [it for it in received if self._claim_item(session, it.id, "received", status="embedding")]
             session.commit()
+        mine = await self._refuse_unfit_certificates(mine)
         folder = self._folder(batch_id)
         jobs = [
             (
@@ -547,6 +571,41 @@ class BatchFlow:
         for path in done_paths:
             path.unlink(missing_ok=True)
         await self._close_if_done(batch_id)
+
+    async def _refuse_unfit_certificates(self, items: list[BatchItem]) -> list[BatchItem]:
+        """Check each distinct signer certificate (OCSP, then CRL) before embedding; items whose certificate
+        is revoked or of unknown status fail with that code. Returns the items that may be embedded."""
+        by_cert: dict[bytes, list[BatchItem]] = {}
+        unfit: list[tuple[BatchItem, CertificateStanding]] = []
+        for it in items:
+            der = _signer_certificate(json.loads(_stored(it.result_json, it.id)))
+            if der is None:
+                unfit.append(
+                    (it, CertificateStanding("certificate_missing", "the signature has no certificate"))
+                )
+            else:
+                by_cert.setdefault(der, []).append(it)
+        fit: list[BatchItem] = []
+        for der, group in by_cert.items():
+            standing = await certificate_standing(der, self.ctx.iamsmart.cert_issuers, self.ctx.clock())
+            if standing.code is None:
+                fit.extend(group)
+            else:
+                unfit.extend((it, standing) for it in group)
+        if unfit:
+            with self.session() as session:
+                for it, standing in unfit:
+                    log.warning("batch item %s not embedded: %s", it.id, standing.detail)
+                    self._claim_item(
+                        session,
+                        it.id,
+                        "embedding",
+                        status="failed",
+                        error_code=standing.code,
+                        error_message=standing.detail[:2000],
+                    )
+                session.commit()
+        return fit
 
     def _heartbeat(self, item_ids: list[str]):
         """Keep claimed items fresh while they are worked on, so the sweep never hands them on meanwhile."""
@@ -660,6 +719,14 @@ class BatchFlow:
             session.commit()
         for batch_id in batches:
             self.ctx.queue.enqueue_embed_batch(batch_id)
+
+
+def _signer_certificate(result: dict[str, str]) -> bytes | None:
+    """The certificate a stored answer was signed with: hash mode keeps it beside the signature, PDF mode
+    finds it in iAM Smart's CMS."""
+    if "cert" in result:
+        return base64.b64decode(result["cert"]) or None
+    return cms_signer_certificate(base64.b64decode(result["pdfSignature"]))
 
 
 def _stored(value: str | None, item_id: str) -> str:

@@ -6,11 +6,15 @@ an unsalted SHA-256 over a small space of IDs (brute-forced in seconds), so it i
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
 
+from sqlmodel import Session
+
 from api.errors import ApiError
+from api.flows.signer_sessions import token_for_session
 from signing.iamsmart.client import Token
 from signing.iamsmart.protocol import hkic_hash, normalise_hkid
 
@@ -46,11 +50,10 @@ def hkid_signer(secret: bytes, hkid: str) -> HkidSigner:
 
 @dataclass(frozen=True)
 class SignerSpec:
-    """Who signs, as the online service names them: an HKID, or a logged-in iAM Smart account."""
+    """Who signs, as the online service names them: an HKID, or a signer session from iAM Smart login."""
 
     hkid: str | None = None
-    open_id: str | None = None
-    access_token: str | None = None
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,23 +69,18 @@ class ResolvedSigner:
         return f"ResolvedSigner(flow={self.flow}, signer_key={self.signer_key[:12]}...)"
 
 
-def resolve_signer(secret: bytes, spec: SignerSpec) -> ResolvedSigner:
-    """Check and resolve a signer, or answer 422 saying how to name one."""
-    if spec.hkid and (spec.open_id or spec.access_token):
-        raise ApiError(422, "invalid_signer", 'give either "hkid" or "open_id" and "access_token", not both')
+def resolve_signer(
+    secret: bytes, spec: SignerSpec, session: Session | None = None, now: dt.datetime | None = None
+) -> ResolvedSigner:
+    """Check and resolve a signer, or answer 422 saying how to name one (a session needs ``session``)."""
+    if spec.hkid and spec.session_id:
+        raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"session_id": ...}, not both')
     if spec.hkid:
         hk = hkid_signer(secret, spec.hkid)
         return ResolvedSigner("anonymous", hk.signer_key, hk.hkic_hash, None)
-    if spec.open_id and spec.access_token:
-        token = Token(
-            access_token=spec.access_token,
-            open_id=spec.open_id,
-            token_type="Bearer",
-            issue_at=0,
-            expires_in=0,
-            last_modified_date=None,
-            user_type="sign",
-            scope="",
+    if spec.session_id and session is not None:
+        token, signer_key = token_for_session(
+            session, secret, spec.session_id, now or dt.datetime.now(dt.UTC)
         )
-        return ResolvedSigner("account", keyed_hash(secret, "openid", spec.open_id), None, token)
-    raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"open_id", "access_token"}')
+        return ResolvedSigner("account", signer_key, None, token)
+    raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"session_id": ...}')

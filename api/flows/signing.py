@@ -13,50 +13,70 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hmac
 import json
 import logging
+import secrets
 import uuid
 from pathlib import Path
 from typing import Any, TypedDict
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.flows.audit import append_audit
+from api.flows.certificate_status import certificate_standing, cms_signer_certificate
 from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.idempotency import check_same_request, wait_until_sent
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
+from api.flows.signer_sessions import forget_expired_sessions
 from api.settings import Settings
 from api.store.files import DocumentStore
-from api.store.models import Document, Organisation, SigningRequest, utcnow
+from api.store.models import AuditEntry, Document, Organisation, SigningRequest, utcnow
 from api.telemetry.logs import bind_signing_request
 from api.worker.leases import heartbeat
 from api.worker.webhooks import enqueue_webhook
 from signing import cms as cms_checks
 from signing import pades
-from signing.errors import CertificateMismatchError, FinishInProgressError, PreparedStateError, SigningError
+from signing.errors import FinishInProgressError, PreparedStateError, SigningError
 from signing.iamsmart.client import IamSmartClient, SigningResult, Token
 from signing.iamsmart.codes import ReturnCode, message_for
-from signing.iamsmart.errors import IamSmartError
+from signing.iamsmart.errors import IamSmartApiError, IamSmartError
 from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
 from signing.summary import read_signature_summary
 
-__all__ = ["TERMINAL_STATUSES", "SigningFlow"]
+__all__ = ["CERTIFICATE_CHANGED", "TERMINAL_STATUSES", "SigningFlow"]
 
 log = logging.getLogger("iamsign.flow")
 
+CERTIFICATE_CHANGED = "signer_certificate_changed"
+"""Error code of a hash-mode request whose signer's certificate was renewed since the known one."""
 TERMINAL_STATUSES = frozenset({"completed", "rejected", "cancelled", "expired", "failed"})
 _STATUS_FOR_CODE = {
     ReturnCode.SIGNING_CANCELLED.value: "cancelled",
     ReturnCode.SIGNING_REJECTED.value: "rejected",
     ReturnCode.SIGNING_TIMEOUT.value: "expired",
 }
+_SIGNING_OUTCOMES = frozenset(
+    c.value
+    for c in (
+        ReturnCode.SIGNING_CANCELLED,
+        ReturnCode.SIGNING_REJECTED,
+        ReturnCode.SIGNING_FAILED,
+        ReturnCode.SIGNING_TIMEOUT,
+        ReturnCode.USER_NOT_ALLOWED,
+        ReturnCode.HKIC_MISMATCH,
+    )
+)
+"""Codes that end a signing request when iAM Smart itself answers them to our own (signed) call."""
+_MAX_NOTES = 20
+"""Hints and refusals recorded in one request's audit; more are only logged (anyone may send them)."""
 
 
 def _code_text(code: Any) -> str:
@@ -127,9 +147,8 @@ class SigningFlow:
     def qr_url(self, req: SigningRequest) -> str | None:
         if req.flow != "anonymous" or not req.ticket_id:
             return None
-        return self.client.qr_url(
-            self.redirect_url, ("eidapi_sign",), state=req.business_id, ticket_id=req.ticket_id
-        )
+        # no state here: iAM Smart echoes the one given in initiateRequest, which stays between us and it
+        return self.client.qr_url(self.redirect_url, ("eidapi_sign",), ticket_id=req.ticket_id)
 
     def _claim(
         self,
@@ -174,18 +193,23 @@ class SigningFlow:
         ).first()
 
     def _known_certificate(self, session: Session, signer_key: str) -> bytes | None:
-        """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline)."""
+        """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline).
+
+        Forgotten once a later request of theirs came back signed by another one (a renewed certificate).
+        """
         rows = session.exec(
             select(SigningRequest)
             .where(
                 SigningRequest.signer_key == signer_key,
-                SigningRequest.status == "completed",
                 SigningRequest.mode == "hash",
+                (SigningRequest.status == "completed") | (SigningRequest.error_code == CERTIFICATE_CHANGED),
             )
             .order_by(col(SigningRequest.updated_at).desc())
             .limit(1)
         ).all()
         for row in rows:
+            if row.status != "completed":
+                return None  # the stale certificate is forgotten
             cert = json.loads(row.result_json or "{}").get("cert")
             if cert:
                 return base64.b64decode(cert)
@@ -217,7 +241,7 @@ class SigningFlow:
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.secret, signer)
+        who = resolve_signer(self.secret, signer, session, self.clock())
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = None
         if mode == "hash":
@@ -246,6 +270,7 @@ class SigningFlow:
             organisation_id=org.id,
             document_id=document.id,
             business_id=uuid.uuid4().hex,
+            state=secrets.token_urlsafe(24),
             status="pending",
             phase="prepared",
             flow=flow,
@@ -334,7 +359,7 @@ class SigningFlow:
             service_name=self.settings.service_name,
             document_name=filename[:255],
             department=self.settings.department,
-            state=req.business_id,
+            state=req.state or req.business_id,  # rows from before migration 0006 echo the businessID
         )
         # resolve_signer gives the anonymous flow an HKICHash and the account flow a token; hash mode
         # always prepares the bytes to be signed
@@ -376,10 +401,76 @@ class SigningFlow:
             return None
         return session.exec(select(SigningRequest).where(SigningRequest.business_id == business_id)).first()
 
+    def find_by_state(self, session: Session, state: str | None) -> SigningRequest | None:
+        if not state:
+            return None
+        return session.exec(select(SigningRequest).where(SigningRequest.state == state)).first()
+
+    def _note(
+        self,
+        session: Session,
+        req: SigningRequest,
+        actor: str,
+        event: str,
+        detail: str,
+        *,
+        iamsmart_code: str | None = None,
+    ) -> bool:
+        """Record a hint or a refusal in the audit; the request stays pending. True if it was recorded.
+
+        Anyone may send what leads here, so at most ``_MAX_NOTES`` are kept per request (the rest is
+        logged). The no-op UPDATE takes the row's lock, so a real transition never races the entry.
+        """
+        locked = session.exec(
+            update(SigningRequest)
+            .where(
+                col(SigningRequest.id) == req.id,
+                col(SigningRequest.status) == "pending",
+                col(SigningRequest.phase).in_(("prepared", "sent")),
+            )
+            .values(phase=SigningRequest.phase)
+        )
+        if locked.rowcount != 1:
+            session.rollback()
+            return False
+        kept = session.exec(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(
+                col(AuditEntry.request_id) == req.id, col(AuditEntry.event).in_(("hint", "result_refused"))
+            )
+        ).one()
+        if kept >= _MAX_NOTES:
+            session.rollback()
+            log.warning("%s for %s not recorded (too many): %s", event, req.id, detail)
+            return False
+        append_audit(
+            session,
+            req.id,
+            actor=actor,
+            event=event,
+            status="pending",
+            iamsmart_code=iamsmart_code,
+            detail=detail,
+        )
+        session.commit()
+        return True
+
     async def take_result(
-        self, business_id: str | None, code: Any, content: dict[str, Any], actor: str
+        self,
+        business_id: str | None,
+        code: Any,
+        content: dict[str, Any],
+        actor: str,
+        *,
+        authenticated: bool = False,
     ) -> str:
-        """Record what iAM Smart answered for ``business_id`` (once); start embedding. Returns an outcome word."""
+        """Record what iAM Smart answered for ``business_id`` (once); start embedding. Returns an outcome word.
+
+        A success is checked (signature, certificate, digest) before it counts. A failure code ends the
+        request only when ``authenticated`` (iAM Smart answered our own signed call); arriving by callback
+        or browser, which anyone can send, it is recorded as a ``hint`` and the request stays pending.
+        """
         code = _code_text(code)
         with self.session() as session:
             req = self.find_by_business_id(session, business_id)
@@ -389,7 +480,22 @@ class SigningFlow:
             bind_signing_request(req.id)
             if req.status != "pending":
                 return "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
+            echoed = content.get("state")
+            if echoed is not None and not _same_secret(echoed, req.state):
+                self._note(session, req, actor, "result_refused", "the state echoed is not this request's")
+                return "refused"
             if code != ReturnCode.SUCCESS.value:
+                if not authenticated:
+                    self._note(
+                        session,
+                        req,
+                        actor,
+                        "hint",
+                        f"reported {code} ({message_for(code)}); not authenticated, so the request stays "
+                        "pending until iAM Smart's signed answer or expiry",
+                        iamsmart_code=code if code.startswith("D") else None,
+                    )
+                    return "hint"
                 status = _STATUS_FOR_CODE.get(code, "failed")
                 self._finish_unsuccessfully(
                     session,
@@ -404,40 +510,44 @@ class SigningFlow:
                 return status
             result = _result_fields(req.mode, content)
             if result is None:
-                self._finish_unsuccessfully(
-                    session,
-                    req,
-                    "failed",
-                    "incomplete_result",
-                    "iAM Smart's answer has no signature",
-                    actor=actor,
-                    ack=req.flow == "account",
-                    ack_result=SigningResult.NOT_RECEIVED,
-                )
-                return "failed"
+                self._note(session, req, actor, "result_refused", "the answer has no signature")
+                return "refused"
             try:
                 self._verify_result(req, result)
-            except CertificateMismatchError as exc:
-                if not self._genuine_other_certificate(req, result):
-                    log.warning("result for %s refused: %s", req.id, exc.message)
-                    return "refused"
-                # the signer's certificate was renewed since enrolment: say so now, no silent wait
-                mark_reenrolment_required(session, req.organisation_id, req.signer_key, exc.message)
+            except _CertificateChanged as exc:
+                # iAM Smart's genuine signature, by a certificate other than the one we built for: renewed.
+                # An enrolled signer is sent back to enrolment; otherwise the stale certificate is forgotten.
+                enrolled = mark_reenrolment_required(
+                    session, req.organisation_id, req.signer_key, exc.message
+                )
+                code, message = (
+                    (
+                        REENROLMENT_CODE,
+                        (
+                            "the signer signed with another certificate than the enrolled one (renewed?); "
+                            "enrol the signer again (POST /v1/signers) and create a new request"
+                        ),
+                    )
+                    if enrolled
+                    else (CERTIFICATE_CHANGED, exc.message)
+                )
                 self._finish_unsuccessfully(
                     session,
                     req,
                     "failed",
-                    REENROLMENT_CODE,
-                    "the signer signed with another certificate than the enrolled one (renewed?); "
-                    "enrol the signer again (POST /v1/signers) and create a new request",
-                    actor=actor,
+                    code,
+                    message,
+                    actor="service",
                     ack=req.flow == "account",
                     ack_result=SigningResult.REJECTED,
                 )
                 return "failed"
-            except (SigningError, _Refused, ValueError, KeyError) as exc:
+            except (SigningError, _Refused, ValueError, KeyError, TypeError) as exc:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
+                self._note(session, req, actor, "result_refused", str(getattr(exc, "message", exc)))
+                if req.flow == "account":
+                    self.spawn(self._ack(req.business_id, SigningResult.REJECTED, req.flow))
                 return "refused"
             if not self._claim(
                 session,
@@ -462,37 +572,62 @@ class SigningFlow:
         else:
             self.spawn(self.embed(req_id))
 
-    async def take_redirect(self, business_id: str | None, code: str | None, error_code: str | None) -> str:
-        """Anonymous flow: the signer's browser came back; exchange the code and fetch the result."""
+    async def take_redirect(
+        self, business_id: str | None, state: str | None, code: str | None, error_code: str | None
+    ) -> tuple[str, str | None]:
+        """Anonymous flow: the signer's browser came back. Returns the outcome word and the request id.
+
+        The browser must bring the request's ``state`` (a secret only iAM Smart and we know). Its
+        ``error_code`` is only a hint; a ``code`` is exchanged (getToken) and the result fetched
+        (getResult), whose answer, coming from iAM Smart, can end the request.
+        """
         with self.session() as session:
-            req = self.find_by_business_id(session, business_id)
-            if req is None:
-                return "unknown"
-            mode = req.mode
+            if business_id:
+                req = self.find_by_business_id(session, business_id)
+            else:  # the doc has iAM Smart add businessID; the state alone names the request as well
+                req = self.find_by_state(session, state)
+            if req is None or req.flow != "anonymous":
+                return "unknown", None
+            if not _same_secret(state, req.state):
+                log.warning("redirect for %s refused: state missing or wrong", req.id)
+                return "refused", None
+            req_id, mode, business_id = req.id, req.mode, req.business_id
+        actor = "browser:redirect"
         if error_code:
-            return await self.take_result(business_id, error_code, {}, actor="iamsmart:redirect")
+            return await self.take_result(business_id, error_code, {}, actor=actor), req_id
         if not code:
-            return "unknown"
+            return "unknown", req_id
         try:
             token = await self.client.get_token(code)
+        except IamSmartError as exc:
+            code_text = _code_text(getattr(exc, "code", "D20000"))
+            return await self.take_result(business_id, code_text, {}, actor=actor), req_id
+        actor = "iamsmart:getResult"
+        try:
             if mode == "pdf":
-                pdf = await self.client.anonymous_pdf_result(token, business_id)
+                pdf = await self.client.anonymous_pdf_result(token)
                 content = {
                     "pdfSignature": base64.b64encode(pdf.cms_der).decode(),
                     "docDigest": pdf.doc_digest,
                 }
             else:
-                sig = await self.client.anonymous_hash_result(token, business_id)
+                sig = await self.client.anonymous_hash_result(token)
                 content = {
                     "signature": base64.b64encode(sig.signature).decode(),
                     "cert": base64.b64encode(sig.cert_der).decode(),
                     "hashCode": sig.hash_code,
                 }
+        except IamSmartApiError as exc:
+            code_text = _code_text(exc.code)
+            about = exc.content.get("businessID") if isinstance(exc.content, dict) else None
+            # iAM Smart's own answer about this very request ends it; anything else is only a hint
+            authentic = code_text in _SIGNING_OUTCOMES and about == business_id
+            outcome = await self.take_result(business_id, code_text, {}, actor=actor, authenticated=authentic)
+            return outcome, req_id
         except IamSmartError as exc:
-            return await self.take_result(
-                business_id, getattr(exc, "code", "D20000"), {}, actor="iamsmart:redirect"
-            )
-        return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor="iamsmart:redirect")
+            code_text = _code_text(getattr(exc, "code", "D20000"))
+            return await self.take_result(business_id, code_text, {}, actor=actor), req_id
+        return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor=actor), req_id
 
     # ------------------------------------------------------------------ embedding
 
@@ -514,10 +649,12 @@ class SigningFlow:
                 raise ValueError(f"{req_id} was claimed for embedding without a stored result")
             result = json.loads(req.result_json)
             signed_path = self._signed_path(req)
+            revocation_note = None
             try:
                 if not signed_path.exists():  # a previous attempt may have finished before a crash
                     # verified against the digest and the issuers when it was accepted; the core checks again
                     cert_der = base64.b64decode(result["cert"]) if req.mode == "hash" else None
+                    revocation_note = await self._check_not_revoked(req, record, result)
                     crashpoint("embedding")
                     async with self._heartbeat(req.id):
                         await retry_transient(
@@ -582,7 +719,8 @@ class SigningFlow:
                 sha_before=source.sha256,
                 sha_after=stored.sha256,
                 iamsmart_code=req.iamsmart_code,
-                detail=f"signed: {achieved.label} (requested {req.level}); signature {json.dumps(achieved.to_json())}",
+                detail=f"signed: {achieved.label} (requested {req.level}); signature {json.dumps(achieved.to_json())}"
+                + (f"; certificate status {revocation_note}" if revocation_note else ""),
             )
             self._enqueue_terminal_webhook(
                 session, req, "completed", signed_document_id=signed.id, signature=achieved.to_json()
@@ -591,6 +729,23 @@ class SigningFlow:
             session.commit()
         signed_path.unlink(missing_ok=True)
         await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
+
+    async def _check_not_revoked(self, req: SigningRequest, record: PreparedSignature, result: dict) -> str:
+        """Ask OCSP (then the CRL) about the signer's certificate before it is embedded, at every level.
+
+        Raises :class:`_Refused` ``certificate_revoked``, or ``revocation_status_unknown`` when no
+        responder or CRL gave a usable answer; returns where the good status came from.
+        """
+        if req.mode == "hash":
+            cert_der: bytes | None = base64.b64decode(result["cert"])
+        else:
+            cert_der = cms_signer_certificate(base64.b64decode(result["pdfSignature"]))
+        if cert_der is None:
+            raise _Refused("certificate_missing", "the signature carries no signer certificate")
+        standing = await certificate_standing(cert_der, self.setup.cert_issuers, self.clock())
+        if standing.code is not None:
+            raise _Refused(standing.code, standing.detail)
+        return standing.detail
 
     def _heartbeat(self, req_id: str):
         """Keep a claimed request fresh while it is embedded, so the sweep never hands it on meanwhile."""
@@ -605,17 +760,35 @@ class SigningFlow:
         )
 
     def _verify_result(self, req: SigningRequest, result: dict) -> bytes:
-        """Check a result against the stored digest and the iAM Smart-Cert issuers; return the cert DER."""
+        """Check a result against what was sent (the echo, protocol doc §13), the stored digest and the
+        iAM Smart-Cert issuers; return the cert DER. :class:`_CertificateChanged` when a genuine signature
+        comes from a certificate other than the known one the signed attributes name."""
         record = PreparedSignature.loads(req.record_json)
+        sent = record.to_be_signed if req.mode == "hash" else record.document_digest
+        echo_name = "hashCode" if req.mode == "hash" else "docDigest"
+        if not _echo_matches(result.get(echo_name), sent):
+            raise _Refused("echo_mismatch", f"the {echo_name} echoed is not the one sent for this request")
         if req.mode == "hash":
             cert_der = base64.b64decode(result["cert"])
             cert = cms_checks.load_certificate(cert_der)
-            cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
             if record.signed_attrs_der is None:
                 raise ValueError("a hash-mode signature was prepared without its signed attributes")
             cms_checks.verify_raw_signature(
                 base64.b64decode(result["signature"]), record.signed_attrs_der, cert
             )
+            if issued_by_trusted_issuer(cert_der, self.setup.cert_issuers) is None:
+                raise _Refused(
+                    "untrusted_certificate",
+                    "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list",
+                )
+            try:
+                cms_checks.check_certificate_matches(record.signer_certificate_der, cert)
+            except SigningError as exc:
+                raise _CertificateChanged(
+                    CERTIFICATE_CHANGED,
+                    "the signer's certificate has changed (renewed) since their last signature; the old "
+                    "one is forgotten: create a new signing request",
+                ) from exc
         else:
             checked = cms_checks.check_external_cms(
                 base64.b64decode(result["pdfSignature"]),
@@ -630,21 +803,6 @@ class SigningFlow:
                 "the signer's certificate was not issued by an iAM Smart-Cert issuer in the trust list",
             )
         return cert_der
-
-    def _genuine_other_certificate(self, req: SigningRequest, result: dict) -> bool:
-        """A hash-mode answer signed with another certificate from a trusted issuer (not a forgery)."""
-        record = PreparedSignature.loads(req.record_json)
-        try:
-            cert_der = base64.b64decode(result["cert"])
-            cert = cms_checks.load_certificate(cert_der)
-            if record.signed_attrs_der is None:
-                return False  # not a hash-mode record: nothing to compare
-            cms_checks.verify_raw_signature(
-                base64.b64decode(result["signature"]), record.signed_attrs_der, cert
-            )
-        except (SigningError, ValueError, KeyError):
-            return False
-        return issued_by_trusted_issuer(cert_der, self.setup.cert_issuers) is not None
 
     async def _finish(self, record, req, result, cert_der, out: Path):
         prepared = self._prepared_path(req)
@@ -748,6 +906,7 @@ class SigningFlow:
         """Expire overdue requests and resume work a crashed process left behind."""
         now = self.clock()
         with self.session() as session:
+            forget_expired_sessions(session, now)
             overdue = session.exec(
                 select(SigningRequest)
                 .where(
@@ -813,20 +972,44 @@ class SigningFlow:
             self.schedule_embed(req.id)
 
 
+def _same_secret(given: object, expected: str | None) -> bool:
+    """``given`` equals the stored secret (constant time); nothing matches a missing one."""
+    if not isinstance(given, str) or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 class _Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
 
 
+class _CertificateChanged(_Refused):
+    """A genuine signature by a certificate other than the known one (renewed): the request fails."""
+
+
+def _echo_matches(echo: object, sent: bytes | None) -> bool:
+    """The ``hashCode``/``docDigest`` a result echoes decodes to the bytes that were sent."""
+    if not isinstance(echo, str) or sent is None:
+        return False
+    try:
+        return hmac.compare_digest(base64.b64decode(echo, validate=True), sent)
+    except ValueError:
+        return False
+
+
 def _result_fields(mode: str, content: dict[str, Any]) -> dict[str, Any] | None:
     if mode == "pdf":
-        return {"pdfSignature": content["pdfSignature"]} if content.get("pdfSignature") else None
+        if not content.get("pdfSignature"):
+            return None
+        return {"pdfSignature": content["pdfSignature"], "docDigest": content.get("docDigest")}
     if content.get("signature") and content.get("cert"):
         return {
             "signature": content["signature"],
             "cert": content["cert"],
             "timestamp": content.get("timestamp"),
+            "hashCode": content.get("hashCode"),
         }
     return None
 

@@ -172,9 +172,7 @@ async def create_batch(
     if len(set(body.document_ids)) != len(body.document_ids):
         raise ApiError(422, "duplicate_documents", "each document may appear only once in a batch")
     docs = [owned_document(session, org, d) for d in body.document_ids]
-    spec = SignerSpec(
-        hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token
-    )
+    spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
     batch = await batch_flow.create(
         session,

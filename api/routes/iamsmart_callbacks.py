@@ -50,15 +50,14 @@ async def signing_callback(request: Request, flow: FlowDep) -> JSONResponse:
 async def signing_redirect(request: Request, flow: FlowDep) -> HTMLResponse:
     """The signer's browser returns here after approving on the phone (anonymous signing)."""
     q = request.query_params
-    business_id = q.get("businessID") or q.get("state")
-    outcome = await flow.take_redirect(business_id, q.get("code"), q.get("error_code"))
-    with flow.session() as session:
-        req = flow.find_by_business_id(session, business_id)
-    if req is None:
+    outcome, req_id = await flow.take_redirect(
+        q.get("businessID"), q.get("state"), q.get("code"), q.get("error_code")
+    )
+    if req_id is None:
         return HTMLResponse("<p>Unknown signing request. 找不到此簽署要求。</p>", status_code=404)
     return HTMLResponse(
-        f'<meta http-equiv="refresh" content="0; url=/sign/{req.id}">'
-        f'<p>Thank you. 多謝。 <a href="/sign/{req.id}">Continue / 繼續</a> ({outcome})</p>'
+        f'<meta http-equiv="refresh" content="0; url=/sign/{req_id}">'
+        f'<p>Thank you. 多謝。 <a href="/sign/{req_id}">Continue / 繼續</a> ({outcome})</p>'
     )
 
 

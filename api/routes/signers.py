@@ -86,9 +86,7 @@ async def enrol_signer(
     body: SignerCreate, request: Request, org: OrgDep, session: SessionDep, enrolment: EnrolmentDep
 ) -> SignerPublic:
     """Ask the signer for one short enrolment signature over the statement; their certificate is kept."""
-    spec = SignerSpec(
-        hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token
-    )
+    spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
     row = await enrolment.start(session, org, spec)
     return _public(request, session, row)
 

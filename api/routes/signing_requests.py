@@ -40,8 +40,11 @@ router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
 
 class SignerIn(RequestModel):
     hkid: str | None = Field(None, description="HKID with check digit, e.g. A123456(3): anonymous signing")
-    open_id: str | None = Field(None, max_length=64, description="from iAM Smart login: account signing")
-    access_token: str | None = Field(None, max_length=512)
+    session_id: str | None = Field(
+        None,
+        max_length=100,
+        description="the signer session from /v1/auth/iamsmart/callback (iAM Smart login): account signing",
+    )
 
 
 class AppearanceIn(RequestModel):
@@ -174,9 +177,7 @@ async def create_signing_request(
     """
     doc = owned_document(session, org, body.document_id)
     level = PadesLevel(body.level or settings.default_level).value
-    spec = SignerSpec(
-        hkid=body.signer.hkid, open_id=body.signer.open_id, access_token=body.signer.access_token
-    )
+    spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
     req = await flow.create(
         session,

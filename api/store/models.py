@@ -17,6 +17,7 @@ __all__ = [
     "Document",
     "Organisation",
     "SignerEnrolment",
+    "SignerSession",
     "SigningRequest",
     "WebhookDelivery",
     "new_id",
@@ -92,6 +93,12 @@ class SigningRequest(SQLModel, table=True):
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     document_id: str = Field(foreign_key="documents.id", max_length=40)
     business_id: str = Field(unique=True, max_length=36)
+    state: str | None = Field(
+        default=None,
+        unique=True,
+        max_length=36,
+        description="random per-request secret sent to iAM Smart as state; never shown on a public page",
+    )
     idempotency_key: str | None = Field(
         default=None,
         max_length=100,
@@ -256,3 +263,15 @@ class SignerEnrolment(SQLModel, table=True):
     error_message: str | None = Field(default=None, max_length=2000)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SignerSession(SQLModel, table=True):
+    """A signer logged in with iAM Smart: the integrator holds only ``id``; the token stays here, encrypted."""
+
+    __tablename__ = "signer_sessions"
+    id: str = Field(primary_key=True, max_length=64)
+    signer_key: str = Field(index=True, max_length=64, description="HMAC of the openID, never the openID")
+    token_sealed: str = Field(description="AES-GCM under a key derived from the server secret")
+    user_type: str = Field(max_length=16)
+    expires_at: dt.datetime = Field(index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -537,20 +537,23 @@ class IamSmartClient:
             business_id, await self._call("/anonymous/pdfsigning/initiateRequest", payload, F.ANONYMOUS_PDF)
         )
 
-    async def anonymous_hash_result(self, token: Token, business_id: str | None = None) -> HashSignature:
-        """POST /anonymous/signing/getResult with the token from the redirect's code."""
+    async def anonymous_hash_result(self, token: Token) -> HashSignature:
+        """POST /anonymous/signing/getResult with the token from the redirect's code.
+
+        The body is ``{accessToken, openID}`` only, as the protocol doc gives it for iAM Smart (§6.5;
+        ``businessID`` is CorpID's variant): the token names the request."""
         c = await self._call(
             "/anonymous/signing/getResult",
-            {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+            {"accessToken": token.access_token, "openID": token.open_id},
             F.GET_RESULT,
         )
         return _hash_signature(c)
 
-    async def anonymous_pdf_result(self, token: Token, business_id: str | None = None) -> PdfSignature:
-        """POST /anonymous/pdfsigning/getResult."""
+    async def anonymous_pdf_result(self, token: Token) -> PdfSignature:
+        """POST /anonymous/pdfsigning/getResult with ``{accessToken, openID}`` only (§6.5)."""
         c = await self._call(
             "/anonymous/pdfsigning/getResult",
-            {"accessToken": token.access_token, "openID": token.open_id, "businessID": business_id},
+            {"accessToken": token.access_token, "openID": token.open_id},
             F.GET_RESULT,
         )
         return _pdf_signature(c)

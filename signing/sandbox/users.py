@@ -266,6 +266,14 @@ class UserDirectory:
             for p in sorted(self.directory.glob(f"{user.user_id}*.cert.pem"))
         ]
 
+    def renew_certificate(self, user: SandboxUser, client_id: str | None = None) -> x509.Certificate:
+        """Issue the user a new certificate (same key) for one online service, as a renewal does."""
+        with self._lock:
+            self._signers.pop((user.user_id, client_id), None)
+            suffix = "" if client_id is None else "-" + hashlib.sha256(client_id.encode()).hexdigest()[:12]
+            (self.directory / f"{user.user_id}{suffix}.cert.pem").unlink(missing_ok=True)
+        return self.certificate(user, client_id)
+
     # ------------------------------------------------------------------ changes
 
     def update(

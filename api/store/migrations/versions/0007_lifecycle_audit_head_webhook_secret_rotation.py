@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0007'
-down_revision = '0005'  # the lead re-chains after 0006
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
