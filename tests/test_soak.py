@@ -27,6 +27,9 @@ def test_short_soak_loses_nothing_and_signs_nothing_twice(tmp_path):
     assert result.kills >= 3
     for fault in ("postgres restart", "redis restart", "tsa/ocsp/crl down", "iam smart D20000"):
         assert result.faults[fault] == 1, result.faults
+    assert "internal_error" not in result.failure_codes and "?" not in result.failure_codes, (
+        result.failure_codes
+    )
     finished = result.by_status
     assert finished["completed"] >= 3, finished
     assert sum(finished.values()) == len(result.flows) >= 10

@@ -59,12 +59,16 @@ class PrivatePostgres:
     """A throw-away PostgreSQL cluster on a loopback port, restartable mid-run."""
 
     def __init__(self, folder: Path) -> None:
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            # PostgreSQL refuses to run as root, so the cluster belongs to ``postgres``, in a folder of its
+            # own under the system temp dir (``folder`` may sit below a root-only path such as pytest's)
+            folder = Path(tempfile.mkdtemp(prefix="iamsign-soak-pg-"))
         self.folder = folder
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
-        self._as_root = os.geteuid() == 0
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self._as_root:  # PostgreSQL refuses to run as root: the cluster belongs to ``postgres``
+        if self._as_root:
             user = pwd.getpwnam("postgres")
             os.chmod(self.folder, 0o755)
             os.chown(self.folder, user.pw_uid, user.pw_gid)
@@ -118,6 +122,12 @@ class PrivatePostgres:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def close(self) -> None:
+        """Stop the server and, where this object made the folder, remove the cluster."""
+        self.stop()
+        if self._as_root:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def restart(self, down_s: float = 1.0) -> None:
         self.stop(fast=random.random() < 0.5)

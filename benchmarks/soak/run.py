@@ -107,6 +107,15 @@ class SoakResult:
     def by_status(self) -> Counter:
         return Counter(f.final.get("status", "never created") for f in self.flows)
 
+    @property
+    def failure_codes(self) -> Counter:
+        """Why the failed ones failed (each must be a clear code, never an internal error)."""
+        return Counter(
+            (f.final.get("error") or {}).get("code", "?")
+            for f in self.flows
+            if f.final.get("status") == "failed"
+        )
+
     def table(self) -> str:
         rows = [
             ("flows", len(self.flows)),
@@ -118,6 +127,7 @@ class SoakResult:
             *((f"fault: {k}", v) for k, v in sorted(self.faults.items())),
             ("uploads refused (507/503, retried or given up)", self.refused_uploads),
             *((f"final status: {k}", v) for k, v in sorted(self.by_status.items())),
+            *((f"  failed: {k}", v) for k, v in sorted(self.failure_codes.items())),
             ("lost", self.lost),
             ("double", self.double),
             ("inconsistent", self.inconsistent),
@@ -177,7 +187,7 @@ class Soak:
         self.data = data
         self.pg = PrivatePostgres(self.folder / "pg")
         self.pg.start()
-        ex.callback(self.pg.stop)
+        ex.callback(self.pg.close)
         self.redis = PrivateRedis(self.folder / "redis")
         self.redis.start()
         ex.callback(self.redis.stop)
