@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from api.client import IamsignClient, IamsignError
 from api.store.models import WebhookDelivery
 from fixtures.generate import simple_pdf
 
@@ -161,3 +162,26 @@ def test_bad_signers_are_refused_clearly(svc, tmp_path):
         )
         assert r.status_code == 404
         assert c.get("/v1/envelopes/env_nope").status_code == 404
+
+
+def test_the_python_client_knows_envelopes(svc, tmp_path):
+    _phone(svc, CHAN, "approve")
+    try:
+        with IamsignClient(svc.url, svc.key, poll_interval=0.1) as c:
+            doc = c.upload_document(simple_pdf(tmp_path / "two.pdf", pages=1))
+            env = c.create_envelope(doc.id, [CHAN, {"hkid": HO}], level="B-T")
+            assert env.status == "pending" and env.steps[0].signing_request_id
+            deadline = time.monotonic() + 60
+            while (env := c.get_envelope(env.id)).current_step == 1:
+                assert time.monotonic() < deadline, env
+                time.sleep(0.1)
+            assert env.steps[0].status == "completed" and env.steps[1].sign_code
+            cancelled = c.cancel_envelope(env.id)
+            assert cancelled.status == "cancelled" and cancelled.ended_step == 2
+            assert c.wait_envelope(env.id, timeout=10).done
+            assert len(c.envelope_audit(env.id)["steps"]) == 2
+            with pytest.raises(IamsignError) as err:
+                c.cancel_envelope(env.id)
+            assert err.value.status == 409
+    finally:
+        _phone(svc, CHAN, "none")
