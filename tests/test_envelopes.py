@@ -172,7 +172,7 @@ def test_the_python_client_knows_envelopes(svc, tmp_path):
             env = c.create_envelope(doc.id, [CHAN, {"hkid": HO}], level="B-T")
             assert env.status == "pending" and env.steps[0].signing_request_id
             deadline = time.monotonic() + 60
-            while (env := c.get_envelope(env.id)).current_step == 1:
+            while (env := c.get_envelope(env.id)).steps[1].status != "pending":
                 assert time.monotonic() < deadline, env
                 time.sleep(0.1)
             assert env.steps[0].status == "completed" and env.steps[1].sign_code
@@ -185,3 +185,30 @@ def test_the_python_client_knows_envelopes(svc, tmp_path):
             assert err.value.status == 409
     finally:
         _phone(svc, CHAN, "none")
+
+
+def test_an_expired_step_ends_the_envelope_naming_it(svc, tmp_path):
+    import datetime as dt
+
+    _phone(svc, CHAN, "approve")
+    ctx = svc.app.state.context
+    real = ctx.clock
+    try:
+        with svc.client() as c:
+            doc = _upload(c, tmp_path)
+            env = c.post(
+                "/v1/envelopes",
+                json={"document_id": doc, "signers": [{"hkid": CHAN}, {"hkid": HO}], "level": "B-B"},
+            ).json()
+            deadline = time.monotonic() + 60
+            while (got := c.get(f"/v1/envelopes/{env['id']}").json())["steps"][1]["status"] != "pending":
+                assert time.monotonic() < deadline, got
+                time.sleep(0.1)
+            ctx.clock = lambda: real() + dt.timedelta(minutes=19)  # HO never answers
+            ended = _wait(c, env["id"], timeout=30)
+    finally:
+        ctx.clock = real
+        _phone(svc, CHAN, "none")
+    assert ended["status"] == "expired" and ended["ended_step"] == 2, ended
+    assert ended["error"]["message"].startswith("step 2 of 2:")
+    assert [s["status"] for s in ended["steps"]] == ["completed", "expired"]

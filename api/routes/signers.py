@@ -19,6 +19,8 @@ router = APIRouter(prefix="/v1/signers", tags=["signers"])
 class SignerCreate(BaseModel):
     signer: SignerIn
 
+    model_config = {"json_schema_extra": {"examples": [{"signer": {"hkid": "A123456(3)"}}]}}
+
 
 class CertificateOut(BaseModel):
     subject: str
