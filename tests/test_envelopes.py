@@ -13,14 +13,15 @@ from api.client import IamsignClient, IamsignError
 from api.store.models import WebhookDelivery
 from fixtures.generate import simple_pdf
 
+from .databases import BACKENDS
 from .service_fixtures import running_service
 
 CHAN, HO, WONG = "A123456(3)", "E567890(4)", "C345678(A)"  # WONG is suspended in the sandbox until set active
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory):
-    with running_service(tmp_path_factory.mktemp("envelopes")) as s:
+@pytest.fixture(scope="module", params=BACKENDS)
+def svc(request, tmp_path_factory):
+    with running_service(tmp_path_factory.mktemp(f"envelopes-{request.param}"), request.param) as s:
         r = httpx.post(f"{s.url}/sandbox/v1/users/{WONG}", json={"status": "active"}, timeout=10)
         assert r.status_code == 200, r.text
         yield s

@@ -221,3 +221,24 @@ def test_envelope_page_lists_its_signers_and_the_document(svc, browser, tmp_path
         assert c.post(f"/v1/envelopes/{env['id']}/cancel").status_code == 200
     _open(browser, f"{svc.url}/sign/{env['id']}")
     assert "發送者已取消此要求" in browser.find_element(By.ID, "final-state").text
+
+
+def test_page_images_are_cached_per_document_and_go_with_it(svc, tmp_path):
+    with svc.client() as c:
+        doc = _upload(c, tmp_path, "memo.pdf", pages=2)
+        req = _request(c, doc["id"])
+        url = f"/sign/{req['id']}/documents/{doc['id']}/pages/2.png"
+        first = httpx.get(f"{svc.url}{url}", timeout=30)
+        assert first.status_code == 200 and first.headers["content-type"] == "image/png"
+        assert first.content.startswith(b"\x89PNG")
+        store = svc.app.state.store
+        cached = list(store.path_for(doc["sha256"]).with_suffix(".previews").iterdir())
+        assert [p.name for p in cached] == ["p2-w820.png"]
+        again = httpx.get(f"{svc.url}{url}", timeout=30)
+        assert again.content == first.content
+        assert httpx.get(f"{svc.url}/sign/{req['id']}/documents/{doc['id']}/pages/3.png").status_code == 404
+        assert c.post(f"/v1/signing-requests/{req['id']}/cancel").status_code == 200
+        assert c.delete(f"/v1/documents/{doc['id']}").status_code == 200
+        assert not store.path_for(doc["sha256"]).with_suffix(".previews").exists()
+        gone = httpx.get(f"{svc.url}{url}", timeout=30)
+        assert gone.status_code in (404, 410) and "error" in gone.json()
