@@ -204,7 +204,9 @@ class EnvelopeFlow:
             session.commit()
             try:
                 req = await self._create_request(session, env, step)
-            except (ApiError, SigningError, ValueError) as exc:
+            except Exception as exc:  # a step that cannot start ends the envelope, never hangs
+                if not isinstance(exc, (ApiError, SigningError, ValueError)):
+                    log.exception("step %d of envelope %s could not start", position + 1, envelope_id)
                 code = getattr(exc, "code", "failed")
                 message = getattr(exc, "message", str(exc))
                 self._record_step(session, step, "failed", None, code, message)
@@ -457,10 +459,17 @@ class EnvelopeFlow:
             enqueue_webhook(session, env.organisation_id, env.id, env.webhook_url, event, payload)
 
     def _audit(self, request_id: str, *, event: str, status: str, detail: str) -> None:
-        """An entry in the step's request trail (retried: the request's own flow may append meanwhile)."""
+        """An entry in the step's request trail, while the request's own flow may be appending to it.
+
+        The request's row is locked first, as every transition of the signing flow does (its UPDATE comes
+        before its entry): the same order in both, so two appends queue instead of deadlocking.
+        """
         for _ in range(5):
             with self.session() as session:
                 try:
+                    session.exec(
+                        select(SigningRequest.id).where(SigningRequest.id == request_id).with_for_update()
+                    ).first()
                     append_audit(session, request_id, actor=_ACTOR, event=event, status=status, detail=detail)
                     session.commit()
                     return
