@@ -472,7 +472,8 @@ async def _add_dss_for_earlier_signatures(f, field_name: str, services: SigningS
         embedded = next(s for s in PdfFileReader(f, strict=True).embedded_signatures if s.field_name == name)
         vc = services.validation_context()
         try:
-            await async_add_validation_info(embedded, vc, in_place=True)
+            # no /VRI entry: an earlier signature's own VRI, if it has one, must stay as it was
+            await async_add_validation_info(embedded, vc, in_place=True, add_vri_entry=False)
         except Exception:  # noqa: BLE001, S110 - not this signature's promise; see the docstring
             pass
         finally:
