@@ -163,6 +163,12 @@ def test_bad_signers_are_refused_clearly(svc, tmp_path):
         )
         assert r.status_code == 404
         assert c.get("/v1/envelopes/env_nope").status_code == 404
+        r = c.post(
+            "/v1/envelopes",
+            json={"document_id": doc, "signers": [{"hkid": CHAN}, {"hkid": HO, "appearance": {"page": 3}}]},
+        )
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_appearance"
+        assert "signer 2" in r.json()["error"]["message"]
 
 
 def test_the_python_client_knows_envelopes(svc, tmp_path):

@@ -135,6 +135,14 @@ class EnvelopeFlow:
         if not 1 <= len(signers) <= MAX_SIGNERS:
             raise ApiError(422, "invalid_signers", f"give 1 to {MAX_SIGNERS} signers, in signing order")
         checked = [self._checked_signer(session, org, s) for s in signers]
+        for n, signer in enumerate(signers, start=1):
+            page = (signer.appearance or {}).get("page", 1)
+            if page != -1 and not 1 <= page <= document.pages:
+                raise ApiError(
+                    422,
+                    "invalid_appearance",
+                    f"signer {n}: page {page} does not exist: the document has {document.pages} page(s)",
+                )
         now = self.flow.clock()
         env = Envelope(
             organisation_id=org.id,
