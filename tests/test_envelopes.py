@@ -219,3 +219,33 @@ def test_an_expired_step_ends_the_envelope_naming_it(svc, tmp_path):
     assert ended["status"] == "expired" and ended["ended_step"] == 2, ended
     assert ended["error"]["message"].startswith("step 2 of 2:")
     assert [s["status"] for s in ended["steps"]] == ["completed", "expired"]
+
+
+def test_the_sweep_starts_the_next_step_when_the_hook_was_missed(svc, tmp_path, monkeypatch):
+    """A process that died between a step's completion and the next step's start: the sweep goes on."""
+    ctx = svc.app.state.context
+    real_new_flow = ctx.new_flow
+
+    def deaf_flow():
+        flow = real_new_flow()
+        flow.on_ended = None  # as if the process had stopped right after committing the completion
+        return flow
+
+    monkeypatch.setattr(ctx, "new_flow", deaf_flow)
+    svc.app.state.flow.on_ended = None
+    _phone(svc, CHAN, "approve")
+    _phone(svc, HO, "approve")
+    try:
+        with svc.client() as c:
+            doc = _upload(c, tmp_path)
+            env = c.post(
+                "/v1/envelopes",
+                json={"document_id": doc, "signers": [{"hkid": CHAN}, {"hkid": HO}], "level": "B-T"},
+            ).json()
+            done = _wait(c, env["id"], timeout=90)
+    finally:
+        svc.app.state.flow.on_ended = svc.app.state.envelopes.step_ended
+        _phone(svc, CHAN, "none")
+        _phone(svc, HO, "none")
+    assert done["status"] == "completed", done
+    assert [s["status"] for s in done["steps"]] == ["completed", "completed"]
