@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from api.client import IamsignClient, IamsignError
-from api.store.models import WebhookDelivery
+from api.store.models import EnvelopeStep, WebhookDelivery
 from fixtures.generate import simple_pdf
 
 from .databases import BACKENDS
@@ -93,6 +93,10 @@ def test_three_signers_in_order_all_total_passed(svc, tmp_path):
             events = [e["event"] for e in audit["steps"][0]["entries"]]
             assert "envelope_step_started" in events and "completed" in events
             assert "envelope_completed" in [e["event"] for e in audit["steps"][2]["entries"]]
+        with Session(svc.app.state.engine) as s:
+            rows = s.exec(select(EnvelopeStep).where(EnvelopeStep.envelope_id == env["id"])).all()
+        assert len(rows) == 3 and all(r.signer_sealed is None for r in rows)  # dropped once started
+        assert not any(h.split("(")[0] in repr(r.model_dump()) for r in rows for h in (CHAN, HO, WONG))
     finally:
         for hkid in (CHAN, HO, WONG):
             _phone(svc, hkid, "none")
@@ -138,6 +142,11 @@ def test_cancel_stops_the_remaining_steps(svc, tmp_path):
         ).json()
         first = env["steps"][0]["signing_request_id"]
         assert env["status"] == "pending" and env["steps"][0]["sign_code"]
+        with Session(svc.app.state.engine) as s:
+            waiting = s.exec(
+                select(EnvelopeStep).where(EnvelopeStep.envelope_id == env["id"], EnvelopeStep.position == 1)
+            ).one()
+        assert waiting.signer_sealed and "E567890" not in waiting.signer_sealed  # sealed, never in clear
         r = c.post(f"/v1/envelopes/{env['id']}/cancel")
         assert r.status_code == 200, r.text
         got = r.json()
@@ -148,6 +157,8 @@ def test_cancel_stops_the_remaining_steps(svc, tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert c.get(f"/v1/envelopes/{env['id']}").json()["steps"][1]["status"] == "skipped"
+        with Session(svc.app.state.engine) as s:
+            assert s.get(EnvelopeStep, waiting.id).signer_sealed is None  # dropped with the skipped step
         assert c.post(f"/v1/envelopes/{env['id']}/cancel").status_code == 409
 
 
@@ -219,6 +230,8 @@ def test_an_expired_step_ends_the_envelope_naming_it(svc, tmp_path):
     assert ended["status"] == "expired" and ended["ended_step"] == 2, ended
     assert ended["error"]["message"].startswith("step 2 of 2:")
     assert [s["status"] for s in ended["steps"]] == ["completed", "expired"]
+    page = httpx.get(f"{svc.url}/sign/{env['id']}", timeout=10).text
+    assert "This request expired before it was approved" in page and "逾時" in page
 
 
 def test_the_sweep_starts_the_next_step_when_the_hook_was_missed(svc, tmp_path, monkeypatch):
