@@ -262,3 +262,52 @@ def test_the_sweep_starts_the_next_step_when_the_hook_was_missed(svc, tmp_path, 
         _phone(svc, HO, "none")
     assert done["status"] == "completed", done
     assert [s["status"] for s in done["steps"]] == ["completed", "completed"]
+
+
+def _enrol(c, hkid: str) -> str:
+    r = c.post("/v1/signers", json={"signer": {"hkid": hkid}})
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 60
+    while (row := c.get(f"/v1/signers/{r.json()['id']}").json())["status"] == "pending":
+        assert time.monotonic() < deadline, row
+        time.sleep(0.2)
+    assert row["status"] == "enrolled", row
+    return row["id"]
+
+
+def test_enrolled_signers_sign_pades_baseline_in_an_envelope(svc, tmp_path):
+    _phone(svc, CHAN, "approve")
+    _phone(svc, HO, "approve")
+    try:
+        with svc.client() as c:
+            chan, ho = _enrol(c, CHAN), _enrol(c, HO)
+            doc = _upload(c, tmp_path)
+            r = c.post(
+                "/v1/envelopes",
+                json={"document_id": doc, "signers": [{"hkid": CHAN, "signer_id": ho}]},
+            )
+            assert r.status_code == 422 and r.json()["error"]["code"] == "signer_mismatch"
+            r = c.post(
+                "/v1/envelopes",
+                json={
+                    "document_id": doc,
+                    "signers": [{"hkid": CHAN, "signer_id": chan}, {"hkid": HO, "signer_id": ho}],
+                    "level": "B-LTA",
+                },
+            )
+            assert r.status_code == 201, r.text
+            env = _wait(c, r.json()["id"])
+            assert env["status"] == "completed", env
+            assert [s["signer"] for s in env["steps"]] == ["enrolled", "enrolled"]
+            for step, level in zip(env["steps"], ("B-T", "B-LTA"), strict=True):
+                req = c.get(f"/v1/signing-requests/{step['signing_request_id']}").json()
+                assert req["mode"] == "hash" and req["requested_level"] == level
+                assert req["signature"]["profile"] == "pades-baseline", req
+            final = c.get(f"/v1/documents/{env['signed_document_id']}/content").content
+            report = c.post(
+                "/v1/verifications?offline=true", files={"file": ("final.pdf", final, "application/pdf")}
+            ).json()
+        assert [s["indication"] for s in report["signatures"]] == ["TOTAL-PASSED"] * 2, report
+    finally:
+        _phone(svc, CHAN, "none")
+        _phone(svc, HO, "none")
