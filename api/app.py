@@ -19,6 +19,7 @@ from api.routes import (
     auth,
     batches,
     documents,
+    envelopes,
     iamsmart_callbacks,
     pages,
     signers,
@@ -46,6 +47,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.flow = ctx.new_flow()
     app.state.batch_flow = ctx.new_batch_flow(app.state.flow.client)
     app.state.enrolment = EnrolmentFlow(app.state.flow, ctx.iamsmart, ctx.store, ctx.secret, ctx.settings)
+    app.state.envelopes = ctx.new_envelope_flow(app.state.flow)
     sandbox = getattr(app.state, "sandbox", None)
     if sandbox is not None:
         sandbox.ensure_ticker()
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(signing_requests.router)
     app.include_router(webhooks.router)
     app.include_router(batches.router)
+    app.include_router(envelopes.router)
     app.include_router(signers.router)
     app.include_router(iamsmart_callbacks.router)
     app.include_router(auth.router)

@@ -80,7 +80,7 @@ class ServiceContext:
         """A signing flow with its own iAM Smart client (one per event loop; the caller closes it)."""
         from api.flows.signing import SigningFlow
 
-        return SigningFlow(
+        flow = SigningFlow(
             self.settings,
             self.engine,
             self.store,
@@ -90,3 +90,12 @@ class ServiceContext:
             clock=lambda: self.clock(),
             queue=self.queue,
         )
+        flow.on_ended = self.new_envelope_flow(flow).step_ended  # an envelope's next signer starts
+        return flow
+
+    def new_envelope_flow(self, flow):
+        """The envelope flow over ``flow`` (its signing requests) and the signers' enrolments."""
+        from api.flows.enrolment import EnrolmentFlow
+        from api.flows.envelopes import EnvelopeFlow
+
+        return EnvelopeFlow(flow, EnrolmentFlow(flow, self.iamsmart, self.store, self.secret, self.settings))

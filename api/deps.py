@@ -17,6 +17,7 @@ from api.edge.limits import Limits
 from api.errors import ApiError
 from api.flows.batch import BatchFlow
 from api.flows.enrolment import EnrolmentFlow
+from api.flows.envelopes import EnvelopeFlow
 from api.flows.signing import SigningFlow
 from api.settings import Settings
 from api.store.files import DocumentStore
@@ -28,6 +29,7 @@ __all__ = [
     "BatchFlowDep",
     "CurrentOrg",
     "EnrolmentDep",
+    "EnvelopeFlowDep",
     "FlowDep",
     "IdempotencyKey",
     "LimitsDep",
@@ -122,6 +124,14 @@ def _batch_flow(request: Request) -> BatchFlow:
 
 
 BatchFlowDep = Annotated[BatchFlow, Depends(_batch_flow)]
+
+
+def _envelope_flow(request: Request) -> EnvelopeFlow:
+    return request.app.state.envelopes
+
+
+EnvelopeFlowDep = Annotated[EnvelopeFlow, Depends(_envelope_flow)]
+"""The envelope flow: several signers of one document, in order."""
 
 
 def _server_secret(request: Request) -> bytes:

@@ -34,6 +34,8 @@ _DESCRIPTIONS = {
 TAGS = [
     {"name": "documents", "description": "Upload PDFs and read them back."},
     {"name": "signing requests", "description": "Ask one signer to sign one document with iAM Smart+."},
+    {"name": "signers", "description": "Enrol a signer once, so hash-mode signatures are PAdES baseline."},
+    {"name": "envelopes", "description": "Several signers of one document, in order."},
     {"name": "batches", "description": "One approval for up to 1000 documents (iAM Smart bulk signing)."},
     {"name": "verifications", "description": "Verify any signed PDF (no API key needed)."},
     {"name": "signers", "description": "Enrol a signer once, so hash-mode signing is PAdES baseline."},

@@ -460,6 +460,33 @@ async def _add_dss(f, field_name: str, services: SigningServices) -> None:
     finally:
         await vc.aclose()
     f.flush()
+    await _add_dss_for_earlier_signatures(f, field_name, services)
+
+
+async def _add_dss_for_earlier_signatures(f, field_name: str, services: SigningServices) -> None:
+    """The same LTV data for the signatures already in the file (the earlier signers of an envelope).
+
+    Best effort: an earlier signature whose chain or revocation data cannot be gathered (another
+    service's, an untrusted one) keeps what it had; this signature's own DSS is already written.
+    """
+    f.seek(0)
+    others = [
+        s.field_name
+        for s in PdfFileReader(f, strict=True).embedded_signatures
+        if s.field_name != field_name and s.sig_object_type != "/DocTimeStamp"
+    ]
+    for name in others:
+        f.seek(0)
+        embedded = next(s for s in PdfFileReader(f, strict=True).embedded_signatures if s.field_name == name)
+        vc = services.validation_context()
+        try:
+            # no /VRI entry: an earlier signature's own VRI, if it has one, must stay as it was
+            await async_add_validation_info(embedded, vc, in_place=True, add_vri_entry=False)
+        except Exception:  # noqa: BLE001, S110 - not this signature's promise; see the docstring
+            pass
+        finally:
+            await vc.aclose()
+        f.flush()
 
 
 async def _add_document_timestamp(f, services: SigningServices) -> None:

@@ -3,6 +3,7 @@
 
 from api.client.core import (
     BATCH_TERMINAL,
+    ENVELOPE_TERMINAL,
     REQUEST_TERMINAL,
     AsyncIamsignClient,
     Batch,
@@ -10,6 +11,8 @@ from api.client.core import (
     BatchDocument,
     Document,
     Downloaded,
+    Envelope,
+    EnvelopeStep,
     ErrorInfo,
     IamsignClient,
     IamsignConnectionError,
@@ -21,6 +24,7 @@ from api.client.core import (
 
 __all__ = [
     "BATCH_TERMINAL",
+    "ENVELOPE_TERMINAL",
     "REQUEST_TERMINAL",
     "AsyncIamsignClient",
     "Batch",
@@ -28,6 +32,8 @@ __all__ = [
     "BatchDocument",
     "Document",
     "Downloaded",
+    "Envelope",
+    "EnvelopeStep",
     "ErrorInfo",
     "IamsignClient",
     "IamsignConnectionError",

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "BATCH_TERMINAL",
+    "ENVELOPE_TERMINAL",
     "REQUEST_TERMINAL",
     "AsyncIamsignClient",
     "Batch",
@@ -42,6 +43,8 @@ __all__ = [
     "BatchDocument",
     "Document",
     "Downloaded",
+    "Envelope",
+    "EnvelopeStep",
     "ErrorInfo",
     "IamsignClient",
     "IamsignConnectionError",
@@ -55,6 +58,8 @@ REQUEST_TERMINAL = frozenset({"completed", "rejected", "cancelled", "expired", "
 """Statuses after which a signing request no longer changes."""
 BATCH_TERMINAL = frozenset({"completed", "partially_completed", "rejected", "cancelled", "expired", "failed"})
 """Statuses after which a batch no longer changes."""
+ENVELOPE_TERMINAL = REQUEST_TERMINAL
+"""Statuses after which an envelope no longer changes."""
 RETRY_STATUSES = frozenset({502, 503, 504})
 _CHUNK = 1 << 20
 
@@ -179,6 +184,68 @@ class Batch(_Model):
 
     def document(self, document_id: str) -> BatchDocument | None:
         return next((d for d in self.documents if d.document_id == document_id), None)
+
+
+class EnvelopeStep(_Model):
+    """One signer of an envelope (``position`` 1-based, in signing order)."""
+
+    position: int
+    status: str
+    signer: str | None = None
+    signing_request_id: str | None = None
+    sign_code: str | None = None
+    signer_url: str | None = None
+    expires_at: str | None = None
+    document_id: str | None = None
+    signed_document_id: str | None = None
+    error: ErrorInfo | None = None
+
+
+class Envelope(_Model):
+    """One document, several signers in order; ``signed_document_id`` once all signed."""
+
+    id: str
+    status: str
+    error: ErrorInfo | None = None
+    ended_step: int | None = None
+    document_id: str
+    signed_document_id: str | None = None
+    level: str | None = None
+    current_step: int = 1
+    steps: list[EnvelopeStep] = []
+    signer_url: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ENVELOPE_TERMINAL
+
+
+def _envelope_signer(signer: dict[str, Any] | str) -> dict[str, Any]:
+    """A signer of an envelope: an HKID string, or a dict (hkid | open_id + access_token, signer_id,
+    appearance)."""
+    return {"hkid": signer} if isinstance(signer, str) else _drop_none(dict(signer))
+
+
+def _envelope_body(
+    document_id: str,
+    signers: list[dict[str, Any] | str],
+    level: str | None,
+    reason: str | None,
+    location: str | None,
+    webhook_url: str | None,
+) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "document_id": document_id,
+            "signers": [_envelope_signer(s) for s in signers],
+            "level": level,
+            "reason": reason,
+            "location": location,
+            "webhook_url": webhook_url,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -577,6 +644,45 @@ class IamsignClient(_Base):
         """All completed documents of a batch as one zip."""
         return self._download(f"/v1/batches/{batch_id}/signed.zip", dest)
 
+    # -- envelopes
+
+    def create_envelope(
+        self,
+        document_id: str,
+        signers: list[dict[str, Any] | str],
+        *,
+        level: str | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Envelope:
+        """Several signers of one document, in order (each an HKID or a dict with hkid / open_id and
+        access_token, optional signer_id and appearance); the first signer's request starts at once."""
+        body = _envelope_body(document_id, signers, level, reason, location, webhook_url)
+        return Envelope(**self._json("POST", "/v1/envelopes", idempotent=False, json=body))
+
+    def get_envelope(self, envelope_id: str) -> Envelope:
+        return Envelope(**self._json("GET", f"/v1/envelopes/{envelope_id}", idempotent=True))
+
+    def cancel_envelope(self, envelope_id: str) -> Envelope:
+        """Stop the remaining steps (409 ``not_pending`` once it ended)."""
+        return Envelope(**self._json("POST", f"/v1/envelopes/{envelope_id}/cancel", idempotent=False))
+
+    def envelope_audit(self, envelope_id: str) -> dict[str, Any]:
+        """Each step's hash-chained audit trail, in signing order."""
+        return self._json("GET", f"/v1/envelopes/{envelope_id}/audit", idempotent=True)
+
+    def wait_envelope(self, envelope_id: str, timeout: float = 3600.0) -> Envelope:
+        """Poll until the envelope is terminal; :class:`IamsignTimeout` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            env = self.get_envelope(envelope_id)
+            if env.done:
+                return env
+            if time.monotonic() >= deadline:
+                raise IamsignTimeout(f"envelope {envelope_id} still {env.status} after {timeout:g} s", env)
+            time.sleep(self.poll_interval)
+
     # -- verification
 
     def verify(self, path: str | os.PathLike[str], *, offline: bool = False) -> dict[str, Any]:
@@ -838,6 +944,45 @@ class AsyncIamsignClient(_Base):
     async def download_batch_zip(self, batch_id: str, dest: str | os.PathLike[str]) -> Downloaded:
         """All completed documents of a batch as one zip."""
         return await self._download(f"/v1/batches/{batch_id}/signed.zip", dest)
+
+    # -- envelopes
+
+    async def create_envelope(
+        self,
+        document_id: str,
+        signers: list[dict[str, Any] | str],
+        *,
+        level: str | None = None,
+        reason: str | None = None,
+        location: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Envelope:
+        """Several signers of one document, in order (each an HKID or a dict with hkid / open_id and
+        access_token, optional signer_id and appearance); the first signer's request starts at once."""
+        body = _envelope_body(document_id, signers, level, reason, location, webhook_url)
+        return Envelope(**await self._json("POST", "/v1/envelopes", idempotent=False, json=body))
+
+    async def get_envelope(self, envelope_id: str) -> Envelope:
+        return Envelope(**await self._json("GET", f"/v1/envelopes/{envelope_id}", idempotent=True))
+
+    async def cancel_envelope(self, envelope_id: str) -> Envelope:
+        """Stop the remaining steps (409 ``not_pending`` once it ended)."""
+        return Envelope(**await self._json("POST", f"/v1/envelopes/{envelope_id}/cancel", idempotent=False))
+
+    async def envelope_audit(self, envelope_id: str) -> dict[str, Any]:
+        """Each step's hash-chained audit trail, in signing order."""
+        return await self._json("GET", f"/v1/envelopes/{envelope_id}/audit", idempotent=True)
+
+    async def wait_envelope(self, envelope_id: str, timeout: float = 3600.0) -> Envelope:
+        """Poll until the envelope is terminal; :class:`IamsignTimeout` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            env = await self.get_envelope(envelope_id)
+            if env.done:
+                return env
+            if time.monotonic() >= deadline:
+                raise IamsignTimeout(f"envelope {envelope_id} still {env.status} after {timeout:g} s", env)
+            await asyncio.sleep(self.poll_interval)
 
     # -- verification
 

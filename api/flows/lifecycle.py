@@ -15,6 +15,7 @@ import logging
 from sqlmodel import Session, col, select
 
 from api.flows.audit import append_audit
+from api.flows.previews import remove_previews
 from api.store.files import DocumentStore
 from api.store.models import Batch, BatchItem, Document, SigningRequest, utcnow
 
@@ -124,6 +125,7 @@ def delete_document(
         ).first()
         if still is None:
             store.path_for(sha).unlink(missing_ok=True)
+            remove_previews(store, sha)
     log.info("deleted documents %s (%s)", deleted, reason)
     return deleted
 

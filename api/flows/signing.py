@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -121,6 +122,8 @@ class SigningFlow:
         self.prepared_dir = store.root / "prepared"
         self.prepared_dir.mkdir(parents=True, exist_ok=True)
         self._tasks: set[asyncio.Task] = set()
+        self.on_ended: Callable[[str], Awaitable[None]] | None = None
+        """Told the id of each request that reached a terminal status (envelopes start their next step)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -171,6 +174,10 @@ class SigningFlow:
             conditions.append(col(SigningRequest.updated_at) == expect_updated_at)
         result = session.exec(update(SigningRequest).where(*conditions).values(**values))
         return result.rowcount == 1
+
+    def _ended(self, req_id: str) -> None:
+        if self.on_ended is not None:
+            self.spawn(self.on_ended(req_id))
 
     def spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -728,6 +735,7 @@ class SigningFlow:
             crashpoint("before_completion_commit")
             session.commit()
         signed_path.unlink(missing_ok=True)
+        self._ended(req.id)
         await self._ack(req.business_id, SigningResult.ACCEPTED, req.flow)
 
     async def _check_not_revoked(self, req: SigningRequest, record: PreparedSignature, result: dict) -> str:
@@ -868,6 +876,7 @@ class SigningFlow:
         self._enqueue_terminal_webhook(session, req, status, error={"code": code, "message": message})
         session.commit()
         self._prepared_path(req).unlink(missing_ok=True)
+        self._ended(req.id)
         if ack:
             self.spawn(self._ack(req.business_id, ack_result, req.flow))
         return True

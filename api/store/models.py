@@ -15,6 +15,8 @@ __all__ = [
     "BatchCallbackPage",
     "BatchItem",
     "Document",
+    "Envelope",
+    "EnvelopeStep",
     "Organisation",
     "SignerEnrolment",
     "SignerSession",
@@ -275,3 +277,55 @@ class SignerSession(SQLModel, table=True):
     user_type: str = Field(max_length=16)
     expires_at: dt.datetime = Field(index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Envelope(SQLModel, table=True):
+    """One document signed by several signers in order: each step signs the file the previous one produced.
+
+    ``status``: pending (a step is waiting for its signer), completed, rejected, expired, cancelled, failed;
+    ``ended_step`` names the step that ended it otherwise than completed.
+    """
+
+    __tablename__ = "envelopes"
+    id: str = Field(default_factory=lambda: new_id("env"), primary_key=True, max_length=40)
+    organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
+    document_id: str = Field(foreign_key="documents.id", max_length=40)
+    status: str = Field(default="pending", index=True, max_length=16)
+    level: str = Field(max_length=8, description="the level of the final file; earlier steps sign at B-T")
+    reason: str | None = Field(default=None, max_length=500)
+    location: str | None = Field(default=None, max_length=200)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    current_step: int = Field(default=0, description="the position of the step under way (0-based)")
+    step_count: int
+    ended_step: int | None = None
+    signed_document_id: str | None = Field(default=None, max_length=40, description="the final file")
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class EnvelopeStep(SQLModel, table=True):
+    """One signer of an envelope. The signer is kept sealed (AES-GCM under a key derived from the server
+    secret) only until its request starts, never in clear; ``signer_key`` is the usual keyed HMAC.
+
+    ``status``: waiting, pending (its signing request is under way), completed, rejected, expired,
+    cancelled, failed, skipped (an earlier step ended the envelope).
+    """
+
+    __tablename__ = "envelope_steps"
+    __table_args__ = (UniqueConstraint("envelope_id", "position", name="uq_envelope_step_position"),)
+    id: str = Field(default_factory=lambda: new_id("es"), primary_key=True, max_length=40)
+    envelope_id: str = Field(foreign_key="envelopes.id", index=True, max_length=40)
+    position: int
+    status: str = Field(default="waiting", max_length=16)
+    signer_kind: str = Field(max_length=16, description="hkid, account or enrolled")
+    signer_key: str = Field(max_length=64, description="HMAC of the HKID or openID, never the ID")
+    signer_sealed: str | None = Field(default=None, description="the sealed signer, dropped once started")
+    appearance_json: str | None = None
+    request_id: str | None = Field(default=None, index=True, max_length=40)
+    document_id: str | None = Field(default=None, max_length=40, description="the file this step signs")
+    signed_document_id: str | None = Field(default=None, max_length=40)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    updated_at: dt.datetime = Field(default_factory=utcnow)

@@ -145,6 +145,7 @@ class TaskQueue:
         async def job(flow) -> None:
             await flow.sweep()
             await self.context().new_batch_flow(flow.client).sweep()
+            await self.context().new_envelope_flow(flow).sweep()
             await asyncio.to_thread(self.context().apply_retention)
 
         self._run(job)
