@@ -223,7 +223,7 @@ class Envelope(_Model):
 
 
 def _envelope_signer(signer: dict[str, Any] | str) -> dict[str, Any]:
-    """A signer of an envelope: an HKID string, or a dict (hkid | open_id + access_token, signer_id,
+    """A signer of an envelope: an HKID string, or a dict (hkid | session_id, signer_id,
     appearance)."""
     return {"hkid": signer} if isinstance(signer, str) else _drop_none(dict(signer))
 
@@ -656,8 +656,8 @@ class IamsignClient(_Base):
         location: str | None = None,
         webhook_url: str | None = None,
     ) -> Envelope:
-        """Several signers of one document, in order (each an HKID or a dict with hkid / open_id and
-        access_token, optional signer_id and appearance); the first signer's request starts at once."""
+        """Several signers of one document, in order (each an HKID or a dict with hkid / session_id,
+        optional signer_id and appearance); the first signer's request starts at once."""
         body = _envelope_body(document_id, signers, level, reason, location, webhook_url)
         return Envelope(**self._json("POST", "/v1/envelopes", idempotent=False, json=body))
 
@@ -957,8 +957,8 @@ class AsyncIamsignClient(_Base):
         location: str | None = None,
         webhook_url: str | None = None,
     ) -> Envelope:
-        """Several signers of one document, in order (each an HKID or a dict with hkid / open_id and
-        access_token, optional signer_id and appearance); the first signer's request starts at once."""
+        """Several signers of one document, in order (each an HKID or a dict with hkid / session_id,
+        optional signer_id and appearance); the first signer's request starts at once."""
         body = _envelope_body(document_id, signers, level, reason, location, webhook_url)
         return Envelope(**await self._json("POST", "/v1/envelopes", idempotent=False, json=body))
 
