@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -630,6 +631,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="about a minute, a handful of kills (CI)")
     parser.add_argument("--seed", type=int, default=None, help="replay a schedule")
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and data in this folder")
+    parser.add_argument(
+        "--fuzz-cases",
+        type=int,
+        default=0,
+        help="after the flows, this many fuzz cases over upload, verification and every JSON body "
+        "(tests/test_fuzz.py and tests/test_schemathesis.py with IAMSIGN_FUZZ_EXAMPLES; e.g. 100000)",
+    )
     args = parser.parse_args(argv)
     config = (
         SoakConfig.short()
@@ -644,7 +652,37 @@ def main(argv: list[str] | None = None) -> int:
     print(result.table())
     for p in result.problems[:50]:
         print("problem:", p)
-    return 0 if not (result.lost or result.double or result.inconsistent) else 1
+    fuzz_ok = run_fuzz(args.fuzz_cases, config.seed) if args.fuzz_cases else True
+    return 0 if fuzz_ok and not (result.lost or result.double or result.inconsistent) else 1
+
+
+FUZZ_TARGETS = 4 + 30  # the four generators of tests/test_fuzz.py + about 30 API operations (schemathesis)
+
+
+def run_fuzz(cases: int, seed: int) -> bool:
+    """``cases`` fuzz cases in all, spread over the fuzz tests; new ones for each seed. Failing inputs are
+    kept under tests/fuzz_regressions/ (tests/fuzzing.py)."""
+    per_target = max(1, cases // FUZZ_TARGETS)
+    print(
+        f"fuzz: about {per_target * FUZZ_TARGETS} cases ({per_target} per generator or operation), seed {seed}"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--hypothesis-seed={seed}",
+            "tests/test_fuzz.py",
+            "tests/test_schemathesis.py",
+        ],
+        cwd=REPO,
+        env={**os.environ, "IAMSIGN_FUZZ_EXAMPLES": str(per_target)},
+        check=False,
+    )
+    return done.returncode == 0
 
 
 if __name__ == "__main__":
