@@ -2,12 +2,13 @@
 
 The prepared file is the source plus an incremental update (signature field, reserved /Contents), so
 the /ByteRange digest starts with every byte of the source. :func:`copy_hashing` copies the source
-while feeding SHA-256 and asks the kernel to start writing back as it goes (the fsync that publishes
-the file then finds little left to do). :class:`HashedPrefixFile` is the stream pyHanko writes its
-update through: once the update is written inside :meth:`~HashedPrefixFile.skip_prefix_digest`, a
-chunked read of the already-hashed source returns nothing, so pyHanko does not hash it a second time. The digest used is
-always :func:`byte_range_digest`'s, computed by resuming the copy's hash; pyHanko's own value is
-discarded. Should anything have been written inside the source, the digest is computed from scratch.
+while feeding SHA-256 (in a helper thread for large files, overlapping the writes) and asks the
+kernel to start writing back as it goes, so the fsync that publishes the file finds little left to
+do. :class:`HashedPrefixFile` is the stream pyHanko writes its update through: once the update is
+written inside :meth:`~HashedPrefixFile.skip_prefix_digest`, a chunked read of the already-hashed
+source returns nothing, so pyHanko does not hash it a second time. The digest used is always
+:meth:`~HashedPrefixFile.byte_range_digest`'s, computed by resuming the copy's hash; pyHanko's own
+value is discarded. Should anything have been written inside the source, it is computed from scratch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 __all__ = ["HashedPrefixFile", "copy_hashing"]
@@ -23,6 +25,8 @@ __all__ = ["HashedPrefixFile", "copy_hashing"]
 _CHUNK = 1 << 20
 # start write-back every this many bytes, so that the publishing fsync waits for little
 _WRITEBACK_EVERY = 16 << 20
+# files larger than this hash in a helper thread while the copy is written
+_PIPELINE_FROM = 8 << 20
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
@@ -35,16 +39,32 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 def copy_hashing(source: os.PathLike[str] | str, target: os.PathLike[str] | str) -> tuple[Any, int]:
-    """Copy ``source`` to a new file ``target``; return the SHA-256 state over its bytes and its size."""
+    """Copy ``source`` to a new file ``target``; return the SHA-256 state over its bytes and its size.
+
+    Large files are hashed in a helper thread while the main thread writes (hashlib and file I/O
+    release the GIL), one chunk behind the read: the copy then costs little more than the hash.
+    """
     h = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
+    bufs = (bytearray(_CHUNK), bytearray(_CHUNK))
+    views = tuple(memoryview(b) for b in bufs)
     size = flushed = 0
-    with open(source, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open(source, "rb", buffering=0))
+        dst = stack.enter_context(open(target, "wb", buffering=0))
+        pool = None
+        if os.fstat(src.fileno()).st_size > _PIPELINE_FROM:
+            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="iamsign-hash"))
         fd = dst.fileno()
-        while n := src.readinto(buf):
-            chunk = view[:n]
-            h.update(chunk)
+        pending: Future[None] | None = None
+        i = 0
+        while n := src.readinto(bufs[i]):
+            chunk = views[i][:n]
+            if pool is None:
+                h.update(chunk)
+            else:
+                if pending is not None:
+                    pending.result()  # the other buffer is free again for the next read
+                pending = pool.submit(h.update, chunk)
             written = 0
             while written < n:
                 written += dst.write(chunk[written:]) or 0
@@ -52,6 +72,9 @@ def copy_hashing(source: os.PathLike[str] | str, target: os.PathLike[str] | str)
             if size - flushed >= _WRITEBACK_EVERY:
                 _start_writeback(fd, flushed, size - flushed)
                 flushed = size
+            i ^= 1
+        if pending is not None:
+            pending.result()
     return h, size
 
 

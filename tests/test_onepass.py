@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from signing import onepass, pades
 from signing.model import PadesLevel, RemoteMode, SignOptions
 
@@ -14,7 +16,10 @@ def _byte_range_digest(path: Path, start: int, end: int) -> bytes:
     return hashlib.sha256(data[:start] + data[end:]).digest()
 
 
-def test_copy_hashing_copies_and_hashes(tmp_path):
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_copy_hashing_copies_and_hashes(tmp_path, monkeypatch, pipelined):
+    if pipelined:
+        monkeypatch.setattr(onepass, "_PIPELINE_FROM", 0)
     src, dst = tmp_path / "a.bin", tmp_path / "b.bin"
     src.write_bytes(bytes(range(256)) * 20000)  # several chunks and a partial one
     h, size = onepass.copy_hashing(src, dst)
