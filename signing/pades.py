@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +60,7 @@ from .model import (
     SignedResult,
     SignOptions,
 )
+from .onepass import HashedPrefixFile, copy_hashing
 from .services import SigningServices
 
 __all__ = ["finish_with_cms", "finish_with_raw_signature", "open_pdf_writer", "prepare_for_signing"]
@@ -91,23 +91,6 @@ def _publish(tmp: Path, final: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _copy(source: Path, target: Path) -> None:
-    """Copy a file inside the kernel (copy_file_range), falling back to shutil."""
-    try:
-        with open(source, "rb") as src, open(target, "wb") as dst:
-            remaining = os.fstat(src.fileno()).st_size
-            while remaining > 0:
-                copied = os.copy_file_range(src.fileno(), dst.fileno(), remaining)
-                if copied == 0:
-                    break
-                remaining -= copied
-        if remaining == 0:
-            return
-    except OSError:
-        pass
-    shutil.copyfile(source, target)
 
 
 def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
@@ -185,10 +168,12 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
         raise SigningError("reserved_bytes must be at least 4096")
     tmp = _temp_beside(prepared_path)
     try:
-        _copy(source, tmp)
+        # one pass reads, hashes and copies the source; pyHanko then hashes only what it appends
+        prefix_hash, prefix_size = copy_hashing(source, tmp)
         # pyHanko writes in place through a seekable sync file; callers run this coroutine on a loop of
         # its own (asyncio.to_thread / a worker process), never on the service's event loop
-        with open(tmp, "r+b") as f:  # noqa: ASYNC230
+        with open(tmp, "r+b") as raw:  # noqa: ASYNC230
+            f = HashedPrefixFile(raw, prefix_hash, prefix_size)
             writer = open_pdf_writer(f)
             field_name, exists = _choose_field(writer, options)
             profile, ext_signer = _phase1_signer(options)
@@ -213,17 +198,19 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
                 new_field_spec=new_field_spec,
             )
             try:
-                prep, _tbs, _ = await pdf_signer.async_digest_doc_for_signing(
-                    writer, bytes_reserved=options.reserved_bytes * 2, in_place=True
-                )
+                with f.skip_prefix_digest(writer):
+                    prep, _tbs, _ = await pdf_signer.async_digest_doc_for_signing(
+                        writer, bytes_reserved=options.reserved_bytes * 2, in_place=True
+                    )
             except SigningError:
                 raise
             except (PdfError, ValueError, KeyError, TypeError) as exc:
                 raise FieldError(f"the signature field could not be set up: {exc}") from exc
+            document_digest = f.byte_range_digest(prep.reserved_region_start, prep.reserved_region_end)
             signed_attrs_der = to_be_signed = None
             if options.mode is RemoteMode.HASH:
                 attrs = await ext_signer.signed_attrs(
-                    prep.document_digest, _MD, use_pades=profile is SignatureProfile.PADES_BASELINE
+                    document_digest, _MD, use_pades=profile is SignatureProfile.PADES_BASELINE
                 )
                 signed_attrs_der = attrs.dump()
                 to_be_signed = (
@@ -243,7 +230,7 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
         profile=profile,
         field_name=field_name,
         md_algorithm=_MD,
-        document_digest=prep.document_digest,
+        document_digest=document_digest,
         reserved_region_start=prep.reserved_region_start,
         reserved_region_end=prep.reserved_region_end,
         prepared_size=size,

@@ -34,6 +34,7 @@ from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from .options import VerifyOptions
 from .report import Indication
+from .shared import SharedValidation
 
 __all__ = ["AdesOutcome", "has_signature_timestamp", "run_ades", "signature_timestamp_time"]
 
@@ -112,6 +113,10 @@ def _local_knowledge(emb: EmbeddedPdfSignature) -> LocalKnowledge:
     )
 
 
+def _is_empty(knowledge: LocalKnowledge) -> bool:
+    return not (knowledge.known_ocsps or knowledge.known_crls or knowledge.known_certs)
+
+
 def build_spec(
     options: VerifyOptions, local_knowledge: LocalKnowledge | None = None
 ) -> SignatureValidationSpec:
@@ -146,19 +151,33 @@ def _timing(options: VerifyOptions) -> ValidationTimingInfo | None:
     return ValidationTimingInfo(validation_time=at, best_signature_time=at, point_in_time_validation=True)
 
 
-async def _run(emb: EmbeddedPdfSignature, options: VerifyOptions, process: str) -> AdesOutcome:
+async def _run(
+    emb: EmbeddedPdfSignature, options: VerifyOptions, process: str, shared: SharedValidation | None
+) -> AdesOutcome:
     timing = _timing(options)
     result: Any
     if process == "lta":
         pdf_spec = PdfSignatureValidationSpec(signature_validation_spec=build_spec(options))
         result = await ades.ades_lta_validation(emb, pdf_spec, timing_info=timing)
     else:
-        spec = build_spec(options, _local_knowledge(emb))
+        handlers = None
+        if shared is not None and _is_empty(shared.cms_knowledge(emb)):
+            # the file's DSS data and handlers, shared with its other signatures
+            spec = build_spec(options, shared.dss_knowledge())
+            handlers = shared.handlers(spec, timing)
+        else:
+            spec = build_spec(options, _local_knowledge(emb))
         run = ades.ades_with_time_validation if process == "with-time" else ades.ades_basic_validation
         # /adbe.pkcs7.sha1 is enveloping: pyHanko then digests the encapsulated content itself.
         enveloping = str(emb.sig_object.get("/SubFilter")) == "/adbe.pkcs7.sha1"
         raw = None if enveloping else emb.compute_digest()
-        result = await run(emb.signed_data, spec, timing_info=timing, raw_digest=raw)
+        result = await run(
+            emb.signed_data,
+            spec,
+            timing_info=timing,
+            raw_digest=raw,
+            validation_data_handlers=handlers,
+        )
     sub = result.ades_subindic
     return AdesOutcome(
         process=process,
@@ -170,10 +189,14 @@ async def _run(emb: EmbeddedPdfSignature, options: VerifyOptions, process: str) 
     )
 
 
-async def run_ades(emb: EmbeddedPdfSignature, options: VerifyOptions, process: str) -> AdesOutcome:
-    """Run ``process`` (``basic``, ``with-time`` or ``lta``) within the time allowed; never raises."""
+async def run_ades(
+    emb: EmbeddedPdfSignature, options: VerifyOptions, process: str, shared: SharedValidation | None = None
+) -> AdesOutcome:
+    """Run ``process`` (``basic``, ``with-time`` or ``lta``) within the time allowed; never raises.
+
+    With ``shared``, the validation data of the file is loaded once for all its signatures."""
     try:
-        return await asyncio.wait_for(_run(emb, options, process), timeout=options.signature_timeout)
+        return await asyncio.wait_for(_run(emb, options, process, shared), timeout=options.signature_timeout)
     except TimeoutError:
         return AdesOutcome(
             process,

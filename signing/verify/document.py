@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import logging
 from pathlib import Path
 
@@ -20,11 +19,13 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from ..errors import UnreadablePdfError
+from .digests import one_pass_digests
 from .doc_timestamps import is_doc_timestamp, verify_doc_timestamp
 from .formats import distinct_signatures, unreadable_signature
 from .options import VerifyOptions
 from .repair import embedded_signature, open_repaired, repair_notes
 from .report import SignatureReport, VerificationReport
+from .shared import SharedValidation, index_revisions
 from .signature import SignatureContext, broken_signature, unchecked_signature, verify_signature
 
 __all__ = ["verify_pdf", "verify_pdf_sync"]
@@ -48,8 +49,8 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _check_file(path: Path, options: VerifyOptions) -> tuple[str, int]:
-    """Header, size and SHA-256 of the file, streamed."""
+def _check_file(path: Path, options: VerifyOptions) -> int:
+    """Header and size of the file (its SHA-256 comes with the signatures' digests, in one pass)."""
     try:
         size = path.stat().st_size
         if size > options.max_file_size:
@@ -57,12 +58,8 @@ def _check_file(path: Path, options: VerifyOptions) -> tuple[str, int]:
                 f"the file is {size} bytes, more than the {options.max_file_size} allowed",
                 code="file_too_large",
             )
-        h = hashlib.sha256()
         with open(path, "rb") as f:
             head = f.read(1024)
-            h.update(head)
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
     except IsADirectoryError as exc:
         raise UnreadablePdfError(f"{path} is a directory, not a PDF file", code="not_a_pdf") from exc
     except FileNotFoundError as exc:
@@ -73,7 +70,7 @@ def _check_file(path: Path, options: VerifyOptions) -> tuple[str, int]:
         raise UnreadablePdfError(
             "the file is not a PDF (no %PDF- header in its first 1024 bytes)", code="not_a_pdf"
         )
-    return h.hexdigest(), size
+    return size
 
 
 def _open_reader(stream) -> PdfFileReader:
@@ -156,11 +153,19 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
     options = options or VerifyOptions()
     path = Path(path)
     started = _utcnow()
-    sha256, size = _check_file(path, options)
+    size = _check_file(path, options)
     with open(path, "rb") as f:  # noqa: ASYNC230 - pyHanko reads synchronously anyway
         reader, repaired = _open_tolerantly(f, path)
+        index_revisions(reader)
+        shared = SharedValidation(reader)
         embedded, broken, notes = _embedded(reader)
         notes[:0] = repaired
+        try:
+            with open(path, "rb") as g:  # noqa: ASYNC230
+                digests = one_pass_digests(g, size, embedded)
+        except OSError as exc:
+            raise UnreadablePdfError(f"cannot read {path}: {exc}", code="not_a_pdf") from exc
+        sha256 = digests.file_sha256
         try:
             revisions = reader.xrefs.total_revisions
         except Exception:  # noqa: BLE001
@@ -185,6 +190,8 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
             dss=dss,
             file_sha256=sha256,
             file_size=size,
+            revision_sha256=digests.revision_sha256,
+            shared=shared,
         )
         reports: list[SignatureReport] = []
         deadline = asyncio.get_running_loop().time() + options.document_timeout
@@ -208,6 +215,7 @@ async def verify_pdf(path: Path | str, options: VerifyOptions | None = None) -> 
                         f"the signature could not be verified: {type(exc).__name__}: {exc}",
                     )
                 )
+        await shared.aclose()
     if not reports and not broken:
         notes.append("the document has no signature")
     return VerificationReport(

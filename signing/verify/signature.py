@@ -56,6 +56,10 @@ class SignatureContext:
     """The document's DocumentSecurityStore, if any."""
     file_sha256: str = ""
     file_size: int = 0
+    revision_sha256: dict[int, str] = field(default_factory=dict)
+    """SHA-256 (hex) of the file up to each signed revision's end, by that end offset."""
+    shared: Any = None
+    """The file's :class:`~signing.verify.shared.SharedValidation`, if any."""
 
     @property
     def trust(self) -> TrustList:
@@ -120,6 +124,8 @@ def _signed_revision_sha256(emb: EmbeddedPdfSignature, ctx: SignatureContext) ->
         return None
     if end == ctx.file_size and ctx.file_sha256:
         return ctx.file_sha256
+    if end in ctx.revision_sha256:
+        return ctx.revision_sha256[end]
     if not 0 < end <= ctx.file_size:
         return None
     h = hashlib.sha256()
@@ -335,7 +341,7 @@ async def verify_signature(emb: EmbeddedPdfSignature, ctx: SignatureContext) -> 
     reasons.extend(n for n in (integ.incomplete, integ.diff_message, *integ.notes) if n)
 
     process = _process_for(emb, ctx)
-    outcome = await run_ades(emb, ctx.options, process)
+    outcome = await run_ades(emb, ctx.options, process, ctx.shared)
     if outcome.error:
         reasons.append(f"the ETSI {process} validation stopped: {outcome.error}")
     if outcome.failure_msg and outcome.indication is not Indication.TOTAL_PASSED:
