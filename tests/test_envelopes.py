@@ -22,14 +22,18 @@ CHAN, HO, WONG = "A123456(3)", "E567890(4)", "C345678(A)"  # WONG is suspended i
 @pytest.fixture(scope="module", params=BACKENDS)
 def svc(request, tmp_path_factory):
     with running_service(tmp_path_factory.mktemp(f"envelopes-{request.param}"), request.param) as s:
-        r = httpx.post(f"{s.url}/sandbox/v1/users/{WONG}", json={"status": "active"}, timeout=10)
+        r = httpx.post(
+            f"{s.url}/sandbox/v1/users/update", json={"hkid": WONG, "status": "active"}, timeout=10
+        )
         assert r.status_code == 200, r.text
         yield s
 
 
 def _phone(svc, hkid: str, action: str) -> None:
     r = httpx.post(
-        f"{svc.url}/sandbox/v1/users/{hkid}", json={"auto_action": action, "auto_delay_ms": 0}, timeout=10
+        f"{svc.url}/sandbox/v1/users/update",
+        json={"hkid": hkid, "auto_action": action, "auto_delay_ms": 0},
+        timeout=10,
     )
     assert r.status_code == 200, r.text
 

@@ -348,12 +348,14 @@ def test_batch_cli_require_pades_and_the_manifest_says_what_was_signed(svc, tmp_
         assert code == 1
         assert all("profile_unavailable" in f["error"] for f in manifest["files"]), manifest
         enrol(c)
-        r = c.post(f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "approve", "auto_delay_ms": 0})
+        r = c.post(
+            "/sandbox/v1/users/update", json={"hkid": SIGNER, "auto_action": "approve", "auto_delay_ms": 0}
+        )
         assert r.status_code == 200, r.text
         try:
             code, manifest = run("signed")
         finally:
-            c.post(f"/sandbox/v1/users/{SIGNER}", json={"auto_action": "none"})
+            c.post("/sandbox/v1/users/update", json={"hkid": SIGNER, "auto_action": "none"})
         assert code == 0, manifest
         for f in manifest["files"]:
             assert f["status"] == "signed"
