@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-from .test_signing_service import SIGNER, _upload
+from signing.model import PreparedSignature
+
+from .test_signing_service import SIGNER, _upload, _wait_status
 
 
 def _batch(service, c, tmp_path, n: int = 2) -> tuple[dict, str]:
@@ -47,3 +49,87 @@ def test_a_forged_empty_bulk_success_does_not_decline_the_batch(service, tmp_pat
         r = c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": batch["sign_code"]})
         assert r.status_code == 200, r.text
         assert _wait_batch(c, batch["id"])["status"] == "completed"
+
+
+def _approve(c, sign_code: str) -> None:
+    r = c.post("/sandbox/v1/phone/approve", json={"hkid": SIGNER, "sign_code": sign_code})
+    assert r.status_code == 200, r.text
+
+
+def test_every_id_of_another_organisation_is_404(service, tmp_path):
+    with service.client() as a, service.client(service.other_key) as b:
+        doc = _upload(a, tmp_path)
+        req = a.post(
+            "/v1/signing-requests",
+            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        ).json()
+        _approve(a, req["sign_code"])
+        done = _wait_status(a, req["id"])
+        assert done["status"] == "completed", done
+        batch, _ = _batch(service, a, tmp_path)
+        env = a.post(
+            "/v1/envelopes", json={"document_id": doc["id"], "signers": [{"hkid": SIGNER}], "level": "B-B"}
+        ).json()
+        enrol = a.post("/v1/signers", json={"signer": {"hkid": SIGNER}}).json()
+        signed = done["signed_document_id"]
+        probes = [
+            ("GET", f"/v1/documents/{doc['id']}"),
+            ("GET", f"/v1/documents/{doc['id']}/content"),
+            ("GET", f"/v1/documents/{signed}/content"),
+            ("DELETE", f"/v1/documents/{signed}"),
+            ("GET", f"/v1/signing-requests/{req['id']}"),
+            ("GET", f"/v1/signing-requests/{req['id']}/audit"),
+            ("GET", f"/v1/signing-requests/{req['id']}/signed-document"),
+            ("POST", f"/v1/signing-requests/{req['id']}/cancel"),
+            ("GET", f"/v1/batches/{batch['id']}"),
+            ("GET", f"/v1/batches/{batch['id']}/signed.zip"),
+            ("POST", f"/v1/batches/{batch['id']}/cancel"),
+            ("GET", f"/v1/envelopes/{env['id']}"),
+            ("GET", f"/v1/envelopes/{env['id']}/audit"),
+            ("POST", f"/v1/envelopes/{env['id']}/cancel"),
+            ("GET", f"/v1/signers/{enrol['id']}"),
+            ("DELETE", f"/v1/signers/{enrol['id']}"),
+        ]
+        for method, path in probes:
+            r = b.request(method, path)
+            assert r.status_code == 404, (method, path, r.status_code, r.text)
+            assert doc["id"] not in r.text or path.startswith("/v1/documents")
+        # nor can B build on A's document
+        for path, body in (
+            ("/v1/signing-requests", {"document_id": doc["id"], "signer": {"hkid": SIGNER}}),
+            ("/v1/batches", {"document_ids": [doc["id"]], "signer": {"hkid": SIGNER}}),
+            ("/v1/envelopes", {"document_id": doc["id"], "signers": [{"hkid": SIGNER}]}),
+        ):
+            r = b.post(path, json=body)
+            assert r.status_code == 404, (path, r.text)
+        assert b.get("/v1/signing-requests").json()["items"] == [] or all(
+            i["id"] != req["id"] for i in b.get("/v1/signing-requests").json()["items"]
+        )
+        assert (
+            a.get("/v1/webhook-secret").json()["webhook_secret"]
+            != b.get("/v1/webhook-secret").json()["webhook_secret"]
+        )
+        # A's objects are untouched
+        assert a.get(f"/v1/batches/{batch['id']}").json()["status"] == "pending"
+        assert a.get(f"/v1/envelopes/{env['id']}").json()["status"] == "pending"
+        assert a.get(f"/v1/documents/{signed}").status_code == 200
+
+
+def test_another_organisations_signature_does_not_shape_a_hash_request(service, tmp_path):
+    """The certificate a signer signed with at organisation A is A's knowledge, not B's."""
+    from .test_signing_service_account import _request_row
+
+    with service.client() as a, service.client(service.other_key) as b:
+        doc = _upload(a, tmp_path)
+        body = {"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B", "mode": "hash"}
+        req = a.post("/v1/signing-requests", json=body).json()
+        _approve(a, req["sign_code"])
+        assert _wait_status(a, req["id"])["status"] == "completed"
+        other_doc = _upload(b, tmp_path, "other.pdf")
+        r = b.post("/v1/signing-requests", json={**body, "document_id": other_doc["id"]})
+        assert r.status_code == 201, r.text
+        record = PreparedSignature.loads(_request_row(service, r.json()["id"]).record_json)
+        assert record.signer_certificate_der is None
+        # A's own next request still knows it
+        again = a.post("/v1/signing-requests", json=body).json()
+        assert PreparedSignature.loads(_request_row(service, again["id"]).record_json).signer_certificate_der

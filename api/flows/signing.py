@@ -199,14 +199,16 @@ class SigningFlow:
             )
         ).first()
 
-    def _known_certificate(self, session: Session, signer_key: str) -> bytes | None:
-        """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline).
+    def _known_certificate(self, session: Session, organisation_id: str, signer_key: str) -> bytes | None:
+        """The certificate this signer's last completed hash-mode signature for this organisation carried
+        (for PAdES baseline); another organisation's requests are its own business, never used here.
 
         Forgotten once a later request of theirs came back signed by another one (a renewed certificate).
         """
         rows = session.exec(
             select(SigningRequest)
             .where(
+                SigningRequest.organisation_id == organisation_id,
                 SigningRequest.signer_key == signer_key,
                 SigningRequest.mode == "hash",
                 (SigningRequest.status == "completed") | (SigningRequest.error_code == CERTIFICATE_CHANGED),
@@ -252,7 +254,7 @@ class SigningFlow:
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = None
         if mode == "hash":
-            known_cert = signer_certificate_der or self._known_certificate(session, signer_key)
+            known_cert = signer_certificate_der or self._known_certificate(session, org.id, signer_key)
         options = SignOptions(
             mode=RemoteMode(mode),
             level=PadesLevel(level),
