@@ -133,3 +133,27 @@ def test_another_organisations_signature_does_not_shape_a_hash_request(service, 
         # A's own next request still knows it
         again = a.post("/v1/signing-requests", json=body).json()
         assert PreparedSignature.loads(_request_row(service, again["id"]).record_json).signer_certificate_der
+
+
+def test_webhook_urls_into_the_service_network_are_refused_in_every_spelling(service, tmp_path):
+    """Decimal, octal, short and IPv6 spellings of loopback and metadata addresses, 6to4 included."""
+    # (the test service allows 127.0.0.0/8 for its own receivers: metadata and private addresses here)
+    hostile = [
+        "http://2852039166/latest/meta-data/",  # 169.254.169.254 in decimal
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.43518/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[fd00:ec2::254]/",
+        "http://[2002:a9fe:a9fe::]/",  # 6to4 of 169.254.169.254
+        "http://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "http://0/hook",
+    ]
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        for url in hostile:
+            body = {"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B", "webhook_url": url}
+            r = c.post("/v1/signing-requests", json=body)
+            assert r.status_code == 422, (url, r.text)
+            assert r.json()["error"]["code"] == "webhook_url_refused", (url, r.text)
