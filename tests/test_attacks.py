@@ -157,3 +157,36 @@ def test_webhook_urls_into_the_service_network_are_refused_in_every_spelling(ser
             r = c.post("/v1/signing-requests", json=body)
             assert r.status_code == 422, (url, r.text)
             assert r.json()["error"]["code"] == "webhook_url_refused", (url, r.text)
+
+
+def _request_from(peer: str, forwarded: str | None = None):
+    from starlette.requests import Request
+
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 4711)})
+
+
+def test_fresh_ipv6_addresses_or_forged_forwarded_for_do_not_escape_the_rate_limit():
+    from api.edge.limits import Limits, MemoryLimiter, TrustedProxies
+    from api.errors import ApiError
+
+    limits = Limits(MemoryLimiter(), TrustedProxies(["10.0.0.0/8"]), failed_auth_per_minute=3)
+    # one subscriber's /64 is one client, however many addresses it makes up
+    same = {limits.client(_request_from(f"2001:db8:1:2::{i:x}")) for i in range(1, 50)}
+    assert len(same) == 1
+    assert limits.client(_request_from("2001:db8:1:3::1")) not in same
+    assert limits.client(_request_from("::ffff:198.51.100.7")) == limits.client(_request_from("198.51.100.7"))
+    # X-Forwarded-For only from a trusted proxy, and then only its own (rightmost) hop
+    assert limits.client(_request_from("198.51.100.7", "203.0.113.1")) == "198.51.100.7"
+    assert limits.client(_request_from("10.1.1.1", "203.0.113.1, 198.51.100.7")) == "198.51.100.7"
+    seen = set()
+    for i in range(10):
+        req = _request_from("10.1.1.1", f"2001:db8:9:9::{i + 1:x}")
+        seen.add(limits.client(req))
+        try:
+            limits.enforce(limits.failed_auth, req)
+        except ApiError as exc:
+            assert exc.status == 429 and i == 3
+            break
+    else:
+        raise AssertionError(f"never limited: {seen}")
