@@ -190,3 +190,33 @@ def test_fresh_ipv6_addresses_or_forged_forwarded_for_do_not_escape_the_rate_lim
             break
     else:
         raise AssertionError(f"never limited: {seen}")
+
+
+def test_a_flood_of_forged_results_does_not_make_the_service_flood_iamsmart_with_acks(service, tmp_path):
+    """Each refused result of the account flow is acked SR002; forged ones may not make that unbounded."""
+    from api.flows.signing import _MAX_NOTES
+
+    from .test_signing_service_account import _callback_body, _create, _login, _request_row
+
+    flow = service.app.state.flow
+    acks: list[str] = []
+    real_ack = flow.client.ack_result
+
+    async def counting_ack(business_id, result):
+        acks.append(business_id)
+        return await real_ack(business_id, result)
+
+    with service.client() as c:
+        req = _create(c, tmp_path, _login(c))
+        row = _request_row(service, req["id"])
+        flow.client.ack_result = counting_ack
+        try:
+            forged = _callback_body(service, row.business_id, {"pdfSignature": "MAA=", "docDigest": "AAAA"})
+            for _ in range(_MAX_NOTES + 10):
+                r = c.post("/v1/iamsmart/callback", content=forged)
+                assert r.status_code == 200 and r.json()["outcome"] == "refused", r.text
+            time.sleep(0.5)
+        finally:
+            flow.client.ack_result = real_ack
+        assert len([a for a in acks if a == row.business_id]) <= _MAX_NOTES
+        assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"

@@ -554,8 +554,10 @@ class SigningFlow:
             except (SigningError, _Refused, ValueError, KeyError, TypeError) as exc:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
-                self._note(session, req, actor, "result_refused", str(getattr(exc, "message", exc)))
-                if req.flow == "account":
+                noted = self._note(session, req, actor, "result_refused", str(getattr(exc, "message", exc)))
+                if (
+                    noted and req.flow == "account"
+                ):  # as bounded as the notes: forged answers cost us no flood
                     self.spawn(self._ack(req.business_id, SigningResult.REJECTED, req.flow))
                 return "refused"
             if not self._claim(
