@@ -220,3 +220,26 @@ def test_a_flood_of_forged_results_does_not_make_the_service_flood_iamsmart_with
             flow.client.ack_result = real_ack
         assert len([a for a in acks if a == row.business_id]) <= _MAX_NOTES
         assert c.get(f"/v1/signing-requests/{req['id']}").json()["status"] == "pending"
+
+
+def test_a_signer_session_names_the_signer_of_a_request_and_an_envelope(service, tmp_path):
+    """The opaque session from the iAM Smart login is accepted wherever a signer is named."""
+    from .test_security_flow import _login_until_callback
+
+    with service.client() as c:
+        sid = c.get(_login_until_callback(c)).json()["session_id"]
+        doc = _upload(c, tmp_path)
+        r = c.post("/v1/signing-requests", json={"document_id": doc["id"], "signer": {"session_id": sid}})
+        assert r.status_code == 201 and r.json()["flow"] == "account", r.text
+        c.post(f"/v1/signing-requests/{r.json()['id']}/cancel")
+        r = c.post(
+            "/v1/envelopes", json={"document_id": doc["id"], "signers": [{"session_id": sid}], "level": "B-B"}
+        )
+        assert r.status_code == 201, r.text
+        env = r.json()
+        _approve(c, env["steps"][0]["sign_code"])
+        deadline = time.monotonic() + 60
+        while (done := c.get(f"/v1/envelopes/{env['id']}").json())["status"] == "pending":
+            assert time.monotonic() < deadline, done
+            time.sleep(0.2)
+        assert done["status"] == "completed", done
