@@ -243,3 +243,28 @@ def test_a_signer_session_names_the_signer_of_a_request_and_an_envelope(service,
             assert time.monotonic() < deadline, done
             time.sleep(0.2)
         assert done["status"] == "completed", done
+
+
+def test_a_signer_session_serves_only_the_organisation_that_used_it_first(service, tmp_path):
+    from .test_security_flow import _login_until_callback
+
+    with service.client() as a, service.client(service.other_key) as b:
+        sid = a.get(_login_until_callback(a)).json()["session_id"]
+        doc_a, doc_b = _upload(a, tmp_path), _upload(b, tmp_path, "b.pdf")
+        for who, doc in ((a, doc_a), (b, doc_b), (a, doc_a)):
+            r = who.post(
+                "/v1/signing-requests",
+                json={"document_id": doc["id"], "level": "B-B", "signer": {"session_id": sid}},
+            )
+            if who is b:
+                assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_signer_session", r.text
+                for path, body in (
+                    ("/v1/batches", {"document_ids": [doc["id"]], "signer": {"session_id": sid}}),
+                    ("/v1/envelopes", {"document_id": doc["id"], "signers": [{"session_id": sid}]}),
+                    ("/v1/signers", {"signer": {"session_id": sid}}),
+                ):
+                    r = b.post(path, json=body)
+                    assert r.status_code == 422, (path, r.text)
+            else:
+                assert r.status_code == 201, r.text
+                a.post(f"/v1/signing-requests/{r.json()['id']}/cancel")

@@ -104,7 +104,7 @@ class BatchFlow:
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.ctx.secret, signer, session, self.ctx.clock())
+        who = resolve_signer(self.ctx.secret, signer, session, self.ctx.clock(), org.id)
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
         batch = Batch(

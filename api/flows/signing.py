@@ -250,7 +250,7 @@ class SigningFlow:
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.secret, signer, session, self.clock())
+        who = resolve_signer(self.secret, signer, session, self.clock(), org.id)
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = None
         if mode == "hash":
