@@ -30,6 +30,7 @@ __all__ = [
     "TrustedProxies",
     "client_address",
     "limiter_for",
+    "rate_key",
 ]
 
 log = logging.getLogger("iamsign.limits")
@@ -144,6 +145,22 @@ def client_address(request: Request, trusted: TrustedProxies) -> str:
     return hops[0] if hops else peer
 
 
+def rate_key(address: str) -> str:
+    """``address`` as a rate-limit bucket: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64 prefix.
+
+    A single subscriber usually gets a /64 or more, so counting each IPv6 address apart let one client
+    make up fresh addresses at will."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class Limits:
     """The service's rules, its one limiter and whom to believe about client addresses."""
 
@@ -170,7 +187,8 @@ class Limits:
         )
 
     def client(self, request: Request) -> str:
-        return client_address(request, self.trusted)
+        """Whom a rule counts: the client address, an IPv6 one by its /64 (one host holds a whole /64)."""
+        return rate_key(client_address(request, self.trusted))
 
     def _ask(self, how, rule: Rule, request: Request) -> float | None:
         if time.monotonic() < self._down_until:

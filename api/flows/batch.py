@@ -104,7 +104,7 @@ class BatchFlow:
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.ctx.secret, signer, session, self.ctx.clock())
+        who = resolve_signer(self.ctx.secret, signer, session, self.ctx.clock(), org.id)
         session.commit()  # end the read transaction: no pooled connection is held while documents are prepared
         now = self.ctx.clock()
         batch = Batch(
@@ -309,16 +309,21 @@ class BatchFlow:
             session.commit()
         return "accepted"
 
+    async def _confirmed_status(self, batch: Batch) -> BulkStatus | None:
+        """iAM Smart's own answer (enquireStatus) about ``batch``; None when it cannot be asked."""
+        if not batch.bsqc_token:
+            return None
+        try:
+            return await self.client.bulk_status(batch.business_id, batch.bsqc_token)
+        except IamSmartError as exc:
+            log.info("batch %s: enquireStatus failed (%s)", batch.id, exc)
+            return None
+
     async def _take_failure(self, batch: Batch, code: str) -> str:
         """A failure code by callback, which anyone can encrypt to our KEK: it ends the batch only once
         iAM Smart's answer to our own enquireStatus confirms it (SS004/SS005); otherwise it is a hint
         and the batch stays open until a result or expiry."""
-        confirmed: BulkStatus | None = None
-        if batch.bsqc_token:
-            try:
-                confirmed = await self.client.bulk_status(batch.business_id, batch.bsqc_token)
-            except IamSmartError as exc:
-                log.info("batch %s: enquireStatus failed (%s)", batch.id, exc)
+        confirmed = await self._confirmed_status(batch)
         if confirmed not in (BulkStatus.CANCELLED, BulkStatus.FAILED):
             log.warning(
                 "batch %s: a callback reports %s, not confirmed by iAM Smart (%s): only a hint",
@@ -389,6 +394,11 @@ class BatchFlow:
             and await self.ctx.cpu.run(verify_hash_signatures, jobs[:1], cb.cert_der or b"", issuers, False)
         ):
             return self._reenrolment_required(batch.id)
+        if not good and await self._confirmed_status(batch) not in _SIGNED_OR_ENDED:
+            # a "success" with no signature that verifies proves nothing (anyone can encrypt to our KEK):
+            # recording it would decline every pending document; only iAM Smart's own status may
+            log.warning("batch %s: a success page without a valid signature, unconfirmed: a hint", batch.id)
+            return "hint"
         now = self.ctx.clock()
         with self.session() as session:
             accepted = 0
@@ -734,6 +744,10 @@ def _stored(value: str | None, item_id: str) -> str:
     if value is None:
         raise ValueError(f"batch item {item_id} reached this step without its stored JSON")
     return value
+
+
+_SIGNED_OR_ENDED = (BulkStatus.COMPLETED, BulkStatus.CANCELLED, BulkStatus.FAILED)
+"""enquireStatus answers under which a page without signatures may count (the signer answered)."""
 
 
 def _other_certificate(job: tuple[str, str | None, bytes], cert_der: bytes | None) -> bool:

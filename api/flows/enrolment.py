@@ -59,15 +59,18 @@ class EnrolmentFlow:
     def statement(self) -> str:
         return f"I enrol my iAM Smart-Cert with {self.settings.service_name} for signing"
 
-    def signer_key(self, spec: SignerSpec) -> str:
-        """The keyed HMAC an enrolment is stored under (422 for an invalid HKID)."""
-        return resolve_signer(self.secret, spec).signer_key
+    def signer_key(
+        self, spec: SignerSpec, session: Session | None = None, organisation_id: str | None = None
+    ) -> str:
+        """The keyed HMAC an enrolment is stored under (422 for an invalid HKID or an unknown signer
+        session; a ``session_id`` needs the database ``session`` to be looked up)."""
+        return resolve_signer(self.secret, spec, session, self.flow.clock(), organisation_id).signer_key
 
     # ------------------------------------------------------------------ start
 
     async def start(self, session: Session, org: Organisation, spec: SignerSpec) -> SignerEnrolment:
         """Ask the signer for the enrolment signature; a signer enrolled before is enrolled again."""
-        signer_key = self.signer_key(spec)
+        signer_key = self.signer_key(spec, session, org.id)
         text = self.statement()
         now = utcnow()
         pdf = statement_pdf(

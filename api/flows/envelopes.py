@@ -105,7 +105,7 @@ class EnvelopeFlow:
 
     def _checked_signer(self, session: Session, org: Organisation, signer: EnvelopeSigner) -> tuple[str, str]:
         """(kind, signer_key) of a signer, or 422 / 404 saying what is wrong with it."""
-        who = resolve_signer(self.secret, signer.spec)
+        who = resolve_signer(self.secret, signer.spec, session, self.flow.clock(), org.id)
         if signer.signer_id is None:
             return ("hkid" if who.flow == "anonymous" else "account"), who.signer_key
         row = session.get(SignerEnrolment, signer.signer_id)

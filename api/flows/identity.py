@@ -70,9 +70,14 @@ class ResolvedSigner:
 
 
 def resolve_signer(
-    secret: bytes, spec: SignerSpec, session: Session | None = None, now: dt.datetime | None = None
+    secret: bytes,
+    spec: SignerSpec,
+    session: Session | None = None,
+    now: dt.datetime | None = None,
+    organisation_id: str | None = None,
 ) -> ResolvedSigner:
-    """Check and resolve a signer, or answer 422 saying how to name one (a session needs ``session``)."""
+    """Check and resolve a signer, or answer 422 saying how to name one (a session needs ``session``;
+    with ``organisation_id`` a signer session serves only the organisation that used it first)."""
     if spec.hkid and spec.session_id:
         raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"session_id": ...}, not both')
     if spec.hkid:
@@ -80,7 +85,7 @@ def resolve_signer(
         return ResolvedSigner("anonymous", hk.signer_key, hk.hkic_hash, None)
     if spec.session_id and session is not None:
         token, signer_key = token_for_session(
-            session, secret, spec.session_id, now or dt.datetime.now(dt.UTC)
+            session, secret, spec.session_id, now or dt.datetime.now(dt.UTC), organisation_id
         )
         return ResolvedSigner("account", signer_key, None, token)
     raise ApiError(422, "invalid_signer", 'give "signer": {"hkid": ...} or {"session_id": ...}')

@@ -19,6 +19,7 @@ import secrets
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import update
 from sqlmodel import Session, col, delete
 
 from api.errors import ApiError
@@ -120,10 +121,39 @@ def open_signer_session(
     return session_id, row
 
 
+def _open(secret: bytes, row: SignerSession, bound_to: str | None) -> bytes | None:
+    """The sealed token in clear if it was sealed for ``bound_to`` (None: not yet bound), else None."""
+    aad = row.id if bound_to is None else f"{row.id}|{bound_to}"
+    try:
+        sealed = base64.b64decode(row.token_sealed)
+        return AESGCM(_key(secret, "signer-session")).decrypt(sealed[:12], sealed[12:], aad.encode())
+    except (InvalidTag, ValueError):
+        return None
+
+
+def _bind(session: Session, secret: bytes, row: SignerSession, plain: bytes, organisation_id: str) -> bool:
+    """Seal the token again for ``organisation_id`` alone (compare-and-set: one organisation wins)."""
+    nonce = secrets.token_bytes(12)
+    aad = f"{row.id}|{organisation_id}".encode()
+    sealed = base64.b64encode(nonce + AESGCM(_key(secret, "signer-session")).encrypt(nonce, plain, aad))
+    done = session.exec(
+        update(SignerSession)
+        .where(col(SignerSession.id) == row.id, col(SignerSession.token_sealed) == row.token_sealed)
+        .values(token_sealed=sealed.decode())
+    )
+    session.commit()
+    return done.rowcount == 1
+
+
 def token_for_session(
-    session: Session, secret: bytes, session_id: str, now: dt.datetime
+    session: Session, secret: bytes, session_id: str, now: dt.datetime, organisation_id: str | None = None
 ) -> tuple[Token, str]:
-    """The iAM Smart token and signer key behind ``session_id``; 422 when unknown or expired."""
+    """The iAM Smart token and signer key behind ``session_id``; 422 when unknown or expired.
+
+    With ``organisation_id`` the session belongs to the first organisation that uses it: its token is
+    sealed again with that organisation in the associated data, and another organisation holding the id
+    gets the same 422 as for an unknown session.
+    """
     row = session.get(SignerSession, _row_id(session_id)) if session_id.startswith("ss_") else None
     if row is None:
         raise ApiError(422, "unknown_signer_session", "no such signer session: log the signer in again")
@@ -132,11 +162,19 @@ def token_for_session(
         raise ApiError(
             422, "signer_session_expired", "the signer's iAM Smart login has expired: log in again"
         )
+    plain = _open(secret, row, organisation_id) if organisation_id else None
+    if plain is None:
+        plain = _open(secret, row, None)
+        if plain is not None and organisation_id and not _bind(session, secret, row, plain, organisation_id):
+            session.refresh(row)  # bound a moment ago, perhaps by this very organisation
+            plain = _open(secret, row, organisation_id)
+    if plain is None:
+        raise ApiError(
+            422, "unknown_signer_session", "the signer session cannot be opened: log the signer in again"
+        )
     try:
-        sealed = base64.b64decode(row.token_sealed)
-        plain = AESGCM(_key(secret, "signer-session")).decrypt(sealed[:12], sealed[12:], row.id.encode())
         data = json.loads(plain)
-    except (InvalidTag, ValueError):
+    except ValueError:
         raise ApiError(
             422, "unknown_signer_session", "the signer session cannot be opened: log the signer in again"
         ) from None

@@ -199,14 +199,16 @@ class SigningFlow:
             )
         ).first()
 
-    def _known_certificate(self, session: Session, signer_key: str) -> bytes | None:
-        """The certificate this signer's last completed hash-mode signature carried (for PAdES baseline).
+    def _known_certificate(self, session: Session, organisation_id: str, signer_key: str) -> bytes | None:
+        """The certificate this signer's last completed hash-mode signature for this organisation carried
+        (for PAdES baseline); another organisation's requests are its own business, never used here.
 
         Forgotten once a later request of theirs came back signed by another one (a renewed certificate).
         """
         rows = session.exec(
             select(SigningRequest)
             .where(
+                SigningRequest.organisation_id == organisation_id,
                 SigningRequest.signer_key == signer_key,
                 SigningRequest.mode == "hash",
                 (SigningRequest.status == "completed") | (SigningRequest.error_code == CERTIFICATE_CHANGED),
@@ -248,11 +250,11 @@ class SigningFlow:
         if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.secret, signer, session, self.clock())
+        who = resolve_signer(self.secret, signer, session, self.clock(), org.id)
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
         known_cert = None
         if mode == "hash":
-            known_cert = signer_certificate_der or self._known_certificate(session, signer_key)
+            known_cert = signer_certificate_der or self._known_certificate(session, org.id, signer_key)
         options = SignOptions(
             mode=RemoteMode(mode),
             level=PadesLevel(level),
@@ -552,8 +554,10 @@ class SigningFlow:
             except (SigningError, _Refused, ValueError, KeyError, TypeError) as exc:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
-                self._note(session, req, actor, "result_refused", str(getattr(exc, "message", exc)))
-                if req.flow == "account":
+                noted = self._note(session, req, actor, "result_refused", str(getattr(exc, "message", exc)))
+                if (
+                    noted and req.flow == "account"
+                ):  # as bounded as the notes: forged answers cost us no flood
                     self.spawn(self._ack(req.business_id, SigningResult.REJECTED, req.flow))
                 return "refused"
             if not self._claim(

@@ -208,7 +208,7 @@ async def choose_mode(
     """
     usable = None
     if mode != "pdf":
-        usable = await enrolment.usable_certificate(session, org, enrolment.signer_key(spec))
+        usable = await enrolment.usable_certificate(session, org, enrolment.signer_key(spec, session, org.id))
     chosen = mode or ("hash" if usable else "pdf")
     profile = "pades-baseline" if chosen == "hash" and usable else "pkcs7-detached"
     if require_profile and profile != require_profile:

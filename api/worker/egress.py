@@ -3,7 +3,7 @@
 A webhook URL is chosen by an API client, so without a guard the service would POST into its own network
 (``http://169.254.169.254/`` cloud metadata, ``127.0.0.1``, ``10.x``). Every address that is not globally
 routable is refused (loopback, link-local, private, shared, reserved, multicast, unspecified, and the
-same in IPv4-mapped IPv6), unless an operator's allow-list (``IAMSIGN_WEBHOOK_ALLOWED_NETWORKS``) holds it.
+same in IPv4-mapped and 6to4 IPv6), unless an operator's allow-list (``IAMSIGN_WEBHOOK_ALLOWED_NETWORKS``) holds it.
 The check runs when the URL is given and again at each delivery, after DNS resolution, and the delivery
 connects to the very address that was checked (a name re-resolving elsewhere cannot slip through).
 """
@@ -46,8 +46,12 @@ def refusal(address: IPAddress, allowed: tuple[Network, ...] = ()) -> str | None
     if any(address.version == net.version and address in net for net in allowed):
         return None
     checked = address
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        checked = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.sixtofour is not None and (why := refusal(address.sixtofour, allowed)):
+            # 6to4 (2002::/16, RFC 3056) carries an IPv4 address that a 6to4 relay or tunnel reaches
+            return f"{address} is a 6to4 address of {why}"
+        if address.ipv4_mapped is not None:
+            checked = address.ipv4_mapped
     for what, hit in (
         ("a loopback address", checked.is_loopback),
         ("a link-local address (cloud metadata lives there)", checked.is_link_local),
