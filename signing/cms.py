@@ -233,4 +233,6 @@ async def add_signature_timestamp(cms_der: bytes, timestamper: TimeStamper) -> b
         raise TimestampError(f"the time-stamping authority did not answer: {exc}") from exc
     unsigned = list(si["unsigned_attrs"]) if si["unsigned_attrs"].native else []
     si["unsigned_attrs"] = cms.CMSAttributes([*unsigned, attr])
-    return ci.dump(force=True)
+    # only the changed path (signer info and its parents) is encoded again; force=True re-encoded every
+    # certificate of the CMS and cost more than the TSA round trip
+    return ci.dump()
