@@ -4,11 +4,12 @@
 Topology (as in production): the sandbox (iAM Smart) as its own process, one ``iamsign serve`` replica with
 its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``).
 
-Each flow: upload -> signing request (HKID, PDF mode, B-B) -> approve on the sandbox phone -> completed ->
+Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approve on the sandbox phone -> completed ->
 download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency per step.
 Then 10,000 pending requests are created and the service's RSS is read at 0, 1,000 and 10,000.
 
-    python -m benchmarks.load.run [--backends sqlite,postgresql] [--flows 160] [--pending 10000]
+    python -m benchmarks.load.run [--backends sqlite,postgresql] [--level B-B,B-LTA] [--clients 1,8,32]
+        [--flows 160] [--pending 10000]
 """
 
 from __future__ import annotations
@@ -55,14 +56,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def one_flow(c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, times: dict[str, list[float]]):
+async def one_flow(
+    c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, times: dict[str, list[float]], level: str
+):
     t = time.perf_counter()
     doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
     t, times["upload"] = time.perf_counter(), times["upload"] + [time.perf_counter() - t]
     req = (
         await c.post(
             "/v1/signing-requests",
-            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": level},
         )
     ).json()
     t, times["request"] = time.perf_counter(), times["request"] + [time.perf_counter() - t]
@@ -86,7 +89,9 @@ async def one_flow(c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, t
     times["download"].append(time.perf_counter() - t)
 
 
-async def flows(top, pdf: bytes, clients: int, total: int) -> tuple[float, dict[str, list[float]]]:
+async def flows(
+    top, pdf: bytes, clients: int, total: int, level: str
+) -> tuple[float, dict[str, list[float]]]:
     times: dict[str, list[float]] = {s: [] for s in STEPS}
     sem = asyncio.Semaphore(clients)
     limits = httpx.Limits(max_connections=clients + 4)
@@ -102,7 +107,7 @@ async def flows(top, pdf: bytes, clients: int, total: int) -> tuple[float, dict[
 
         async def run():
             async with sem:
-                await one_flow(c, phone, pdf, times)
+                await one_flow(c, phone, pdf, times, level)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(run() for _ in range(total)))
@@ -146,11 +151,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--level", default="B-B,B-LTA", help="levels, comma-separated (default B-B,B-LTA)")
+    parser.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated")
     parser.add_argument(
         "--flows", type=int, default=160, help="flows per concurrency level (at least 4x clients)"
     )
-    parser.add_argument("--pending", type=int, default=10_000)
+    parser.add_argument("--pending", type=int, default=10_000, help="0 skips the memory part")
     args = parser.parse_args()
+    levels = [v.strip() for v in args.level.split(",") if v.strip()]
+    concurrency = [int(v) for v in args.clients.split(",") if v.strip()]
+    rates: dict[tuple[str, str, int], float] = {}
 
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-") as tmp, ExitStack() as stack:
@@ -174,20 +184,40 @@ def main() -> None:
             stack.callback(_report_errors, tmp)
             top.proxy_state["default"] = top.replicas[0].url
             pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
-            print(f"\n### {backend}: end-to-end flows (B-B, PDF mode, HKID signer)\n")
-            print("| clients | flows | flows/s | " + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS) + " |")
-            print("|---|---|---|" + "---|" * len(STEPS))
-            for clients in (1, 8, 32):
-                total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
-                wall, times = asyncio.run(flows(top, pdf, clients, total))
-                cells = " | ".join(f"{pct(times[s], 50):.0f} / {pct(times[s], 99):.0f}" for s in STEPS)
-                print(f"| {clients} | {total} | {total / wall:.1f} | {cells} |", flush=True)
-            samples = asyncio.run(pending_hold(top, pdf, args.pending))
-            print(f"\n### {backend}: service RSS while requests wait for approval\n")
-            print("| pending requests | RSS of the service (MB) |")
-            print("|---|---|")
-            for n, mb in samples:
-                print(f"| {n:,} | {mb:.0f} |")
+            for level in levels:
+                print(f"\n### {backend}: end-to-end flows ({level}, PDF mode, HKID signer)\n")
+                print(
+                    "| clients | flows | flows/s | " + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS) + " |"
+                )
+                print("|---|---|---|" + "---|" * len(STEPS))
+                for clients in concurrency:
+                    total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
+                    wall, times = asyncio.run(flows(top, pdf, clients, total, level))
+                    rates[backend, level, clients] = total / wall
+                    cells = " | ".join(f"{pct(times[s], 50):.0f} / {pct(times[s], 99):.0f}" for s in STEPS)
+                    print(f"| {clients} | {total} | {total / wall:.1f} | {cells} |", flush=True)
+            if args.pending:
+                samples = asyncio.run(pending_hold(top, pdf, args.pending))
+                print(f"\n### {backend}: service RSS while requests wait for approval\n")
+                print("| pending requests | RSS of the service (MB) |")
+                print("|---|---|")
+                for n, mb in samples:
+                    print(f"| {n:,} | {mb:.0f} |")
+    print_ratios(rates)
+
+
+def print_ratios(rates: dict[tuple[str, str, int], float]) -> None:
+    """The ratios issue 14 sets targets for, from the flows/s measured above (same run)."""
+    print("\n### ratios (same run)\n")
+    print("| ratio | clients | value | target |")
+    print("|---|---|---|---|")
+    for (backend, level, clients), rate in sorted(rates.items()):
+        if level == "B-LTA" and (backend, "B-B", clients) in rates:
+            value = rate / rates[backend, "B-B", clients]
+            print(f"| {backend} B-LTA / B-B flows/s | {clients} | {value:.2f} | >= 0.6 at 8 clients |")
+        if backend == "postgresql" and ("sqlite", level, clients) in rates:
+            value = rate / rates["sqlite", level, clients]
+            print(f"| PostgreSQL / SQLite flows/s at {level} | {clients} | {value:.2f} | >= 1.0 |")
 
 
 if __name__ == "__main__":
