@@ -128,6 +128,9 @@ class ValidationDataCache:
         until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.window_s)
         until = min([until, *_next_updates(ocsps, crls)])
         data = ValidationData(tuple(certs.values()), ocsps, crls, until)
+        now = dt.datetime.now(dt.UTC)
+        for stale in [k for k, v in self._entries.items() if v.reusable_until <= now]:
+            del self._entries[stale]  # one entry per signer and window: never more than are in use
         self._entries[key] = data
         return data
 
