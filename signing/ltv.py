@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,10 +103,15 @@ class ValidationDataCache:
         if task is None or task.get_loop() is not asyncio.get_running_loop():
             task = asyncio.ensure_future(self._gather(key, embedded, services))
             self._in_flight[key] = task
-            task.add_done_callback(
-                lambda t, k=key: self._in_flight.pop(k, None) if self._in_flight.get(k) is t else None
-            )
+            task.add_done_callback(self._forget(key))
         return await asyncio.shield(task)
+
+    def _forget(self, key: tuple[bytes, ...]) -> Callable[[asyncio.Task], None]:
+        def done(task: asyncio.Task) -> None:
+            if self._in_flight.get(key) is task:
+                del self._in_flight[key]
+
+        return done
 
     async def _gather(
         self, key: tuple[bytes, ...], embedded: Any, services: SigningServices
@@ -166,7 +172,8 @@ async def add_ltv(
 ) -> None:
     """Add the DSS for the signature ``cms_der`` (embedded in a /Contents of ``contents_size`` bytes) and,
     if asked, the document timestamp: one revision, appended to ``f`` in place."""
-    if document_timestamp and services.timestamper is None:
+    timestamper = services.timestamper
+    if document_timestamp and timestamper is None:
         raise TimestampError("B-LTA needs a time-stamping authority, and none is configured")
     data = await (cache or DEFAULT_CACHE).get(_Embedded.of(cms_der), services)
     f.seek(0)
@@ -180,12 +187,12 @@ async def add_ltv(
         ocsps=data.ocsps,
         crls=data.crls,
     )
-    if not document_timestamp:
+    if not document_timestamp or timestamper is None:
         writer.write_in_place()
         f.flush()
         return
     try:
-        await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
+        await PdfTimeStamper(timestamper).async_timestamp_pdf(
             writer, _MD, bytes_reserved=_DOC_TIMESTAMP_RESERVED, in_place=True
         )
     except SigningError:

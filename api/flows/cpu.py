@@ -134,9 +134,10 @@ def finish_pdfs(jobs: list[tuple[str, str, str, Any]], spec: dict) -> list[dict[
     async def run() -> list[dict[str, Any]]:
         gate = asyncio.Semaphore(FINISH_CONCURRENCY)
 
-        async def one(job) -> dict[str, Any]:
+        async def one(job: tuple[str, str, str, Any]) -> dict[str, Any]:
+            record_json, prepared, output, answer = job
             async with gate:
-                return await _finish_one(*job, services)
+                return await _finish_one(record_json, prepared, output, answer, services)
 
         return list(await asyncio.gather(*(one(job) for job in jobs)))
 
