@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -156,15 +157,25 @@ def main() -> None:
     parser.add_argument(
         "--flows", type=int, default=160, help="flows per concurrency level (at least 4x clients)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every (backend, level, clients) this many times, interleaved, and report the median "
+        "flows/s: on a shared machine the ratios then compare like with like",
+    )
     parser.add_argument("--pending", type=int, default=10_000, help="0 skips the memory part")
     args = parser.parse_args()
+    backends = [v.strip() for v in args.backends.split(",") if v.strip()]
     levels = [v.strip() for v in args.level.split(",") if v.strip()]
     concurrency = [int(v) for v in args.clients.split(",") if v.strip()]
-    rates: dict[tuple[str, str, int], float] = {}
+    rates: dict[tuple[str, str, int], list[float]] = {}
+    samples: dict[tuple[str, str, int], dict[str, list[float]]] = {}
 
-    for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-") as tmp, ExitStack() as stack:
-            tmp = Path(tmp)
+    with ExitStack() as stack:
+        tops, pdf = {}, b""
+        for backend in backends:  # every backend up at once, so that the rounds can interleave
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-")))
             url = (
                 stack.enter_context(database_url(backend, tmp))
                 if backend != "sqlite"
@@ -184,26 +195,43 @@ def main() -> None:
             stack.callback(_report_errors, tmp)
             top.proxy_state["default"] = top.replicas[0].url
             pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
+            tops[backend] = top
+        for _ in range(args.rounds):
+            for clients in concurrency:
+                total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
+                for level in levels:
+                    for backend in backends:
+                        wall, times = asyncio.run(flows(tops[backend], pdf, clients, total, level))
+                        rates.setdefault((backend, level, clients), []).append(total / wall)
+                        pooled = samples.setdefault((backend, level, clients), {s: [] for s in STEPS})
+                        for step in STEPS:
+                            pooled[step] += times[step]
+        for backend in backends:
             for level in levels:
                 print(f"\n### {backend}: end-to-end flows ({level}, PDF mode, HKID signer)\n")
                 print(
-                    "| clients | flows | flows/s | " + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS) + " |"
+                    "| clients | flows | flows/s (median of rounds) | "
+                    + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS)
+                    + " |"
                 )
                 print("|---|---|---|" + "---|" * len(STEPS))
                 for clients in concurrency:
-                    total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
-                    wall, times = asyncio.run(flows(top, pdf, clients, total, level))
-                    rates[backend, level, clients] = total / wall
+                    times = samples[backend, level, clients]
                     cells = " | ".join(f"{pct(times[s], 50):.0f} / {pct(times[s], 99):.0f}" for s in STEPS)
-                    print(f"| {clients} | {total} | {total / wall:.1f} | {cells} |", flush=True)
-            if args.pending:
-                samples = asyncio.run(pending_hold(top, pdf, args.pending))
+                    runs = ", ".join(f"{r:.1f}" for r in rates[backend, level, clients])
+                    print(
+                        f"| {clients} | {len(times['upload'])} | "
+                        f"{statistics.median(rates[backend, level, clients]):.1f} ({runs}) | {cells} |"
+                    )
+        if args.pending:
+            for backend in backends:
+                held = asyncio.run(pending_hold(tops[backend], pdf, args.pending))
                 print(f"\n### {backend}: service RSS while requests wait for approval\n")
                 print("| pending requests | RSS of the service (MB) |")
                 print("|---|---|")
-                for n, mb in samples:
+                for n, mb in held:
                     print(f"| {n:,} | {mb:.0f} |")
-    print_ratios(rates)
+    print_ratios({k: statistics.median(v) for k, v in rates.items()})
 
 
 def print_ratios(rates: dict[tuple[str, str, int], float]) -> None:
