@@ -2,14 +2,19 @@
 10,000 requests wait for approval.
 
 Topology (as in production): the sandbox (iAM Smart) as its own process, one ``iamsign serve`` replica with
-its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``).
+its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``); backend
+``postgresql+redis``: two replicas without workers and a separate ``iamsign worker`` over PostgreSQL and
+the Redis queue (flows alternate between the replicas).
 
-Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approve on the sandbox phone -> completed ->
-download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency per step.
-Then 10,000 pending requests are created and the service's RSS is read at 0, 1,000 and 10,000.
+Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approve on the sandbox phone ->
+completed -> download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency
+per step, then the ratios issue 14 sets targets for (B-LTA / B-B, PostgreSQL / SQLite). ``--rounds N``
+measures everything N times, interleaved, and reports medians (on a shared machine the comparison is then
+between neighbours in time). Then 10,000 pending requests are created and the service's RSS is read at 0,
+1,000 and 10,000.
 
-    python -m benchmarks.load.run [--backends sqlite,postgresql] [--level B-B,B-LTA] [--clients 1,8,32]
-        [--flows 160] [--pending 10000]
+    python -m benchmarks.load.run [--backends sqlite,postgresql,postgresql+redis] [--level B-B,B-LTA]
+        [--clients 1,8,32] [--flows 160] [--rounds 1] [--pending 10000]
 """
 
 from __future__ import annotations
@@ -93,26 +98,29 @@ async def one_flow(
 async def flows(
     top, pdf: bytes, clients: int, total: int, level: str
 ) -> tuple[float, dict[str, list[float]]]:
+    """``total`` flows, ``clients`` at a time, spread over the replicas in turn."""
     times: dict[str, list[float]] = {s: [] for s in STEPS}
     sem = asyncio.Semaphore(clients)
     limits = httpx.Limits(max_connections=clients + 4)
-    async with (
-        httpx.AsyncClient(
-            base_url=top.replicas[0].url,
-            headers={"Authorization": f"Bearer {top.key}"},
-            timeout=120,
-            limits=limits,
-        ) as c,
-        httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone,
-    ):
+    async with httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone:
+        services = [
+            httpx.AsyncClient(
+                base_url=r.url, headers={"Authorization": f"Bearer {top.key}"}, timeout=120, limits=limits
+            )
+            for r in top.replicas
+        ]
 
-        async def run():
+        async def run(i: int):
             async with sem:
-                await one_flow(c, phone, pdf, times, level)
+                await one_flow(services[i % len(services)], phone, pdf, times, level)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(run() for _ in range(total)))
-        return time.perf_counter() - t0, times
+        try:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(run(i) for i in range(total)))
+            return time.perf_counter() - t0, times
+        finally:
+            for c in services:
+                await c.aclose()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -147,6 +155,39 @@ async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[t
     return samples
 
 
+def _topology(stack: ExitStack, backend: str, tmp: Path):
+    """``sqlite`` and ``postgresql``: one replica with its embedded workers. ``postgresql+redis``: two
+    replicas without workers and one separate ``iamsign worker`` process, on PostgreSQL and the Redis queue
+    (127.0.0.1:6379, a queue name of its own)."""
+    from tests.processes import ServiceProcess
+
+    env = {"IAMSIGN_SWEEP_INTERVAL_S": "1", "IAMSIGN_STALE_AFTER_S": "120", "IAMSIGN_WORKERS": "4"}
+    if backend == "sqlite":
+        top = start_topology(tmp, f"sqlite:///{tmp / 'iamsign.db'}", replicas=1, extra_env=env)
+        stack.callback(top.stop)
+        return top
+    url = stack.enter_context(database_url("postgresql", tmp))
+    if backend == "postgresql":
+        top = start_topology(tmp, url, replicas=1, extra_env=env)
+        stack.callback(top.stop)
+        return top
+    if backend != "postgresql+redis":
+        raise SystemExit(f"unknown backend {backend!r}: sqlite, postgresql or postgresql+redis")
+    top = start_topology(
+        tmp,
+        url,
+        replicas=2,
+        queue_url="redis://127.0.0.1:6379/0",
+        extra_env={**env, "IAMSIGN_EMBEDDED_WORKER": "false"},
+    )
+    stack.callback(top.stop)
+    worker = ServiceProcess(
+        "worker-a", ["worker", "--data-dir", str(top.data), "--workers", "4"], top.env, tmp
+    ).start(wait=False)
+    stack.callback(worker.stop)
+    return top
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,22 +217,7 @@ def main() -> None:
         tops, pdf = {}, b""
         for backend in backends:  # every backend up at once, so that the rounds can interleave
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-")))
-            url = (
-                stack.enter_context(database_url(backend, tmp))
-                if backend != "sqlite"
-                else f"sqlite:///{tmp / 'iamsign.db'}"
-            )
-            top = start_topology(
-                tmp,
-                url,
-                replicas=1,
-                extra_env={
-                    "IAMSIGN_SWEEP_INTERVAL_S": "1",
-                    "IAMSIGN_STALE_AFTER_S": "120",
-                    "IAMSIGN_WORKERS": "4",
-                },
-            )
-            stack.callback(top.stop)
+            top = _topology(stack, backend, tmp)
             stack.callback(_report_errors, tmp)
             top.proxy_state["default"] = top.replicas[0].url
             pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
