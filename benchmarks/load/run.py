@@ -43,10 +43,11 @@ STEPS = ("upload", "request", "approve", "completed", "download")
 
 def _report_errors(tmp: Path) -> None:
     """Print what the service and the sandbox logged as errors (the logs vanish with the folder)."""
-    for name in ("replica-a.log", "sandbox.log"):
+    for name in ("replica-a.log", "replica-b.log", "worker-a.log", "sandbox.log"):
         path = tmp / name
         if path.exists():
             text = path.read_text(errors="replace")
+            print(f"--- {name}, last lines ---\n" + "\n".join(text.splitlines()[-5:]))
             start = text.find("Traceback")
             if start >= 0:
                 print(f"--- {name} ---\n{text[start : start + 6000]}")
