@@ -27,7 +27,10 @@ class ServiceContext:
         settings.require_runnable()  # ITE/production: every credential given, nothing of the sandbox
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = make_engine(
-            settings.effective_database_url, settings.db_pool_size, settings.db_max_overflow
+            settings.effective_database_url,
+            settings.db_pool_size,
+            settings.db_max_overflow,
+            settings.db_synchronous_commit,
         )
         if run_migrations:
             migrate(self.engine)

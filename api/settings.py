@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest accepted upload, in bytes.")
     db_pool_size: int = Field(10, ge=1, le=200, description="Database connections kept open per process.")
     db_max_overflow: int = Field(30, ge=0, le=500, description="Extra connections allowed under load.")
+    db_synchronous_commit: Literal["on", "off"] = Field(
+        "off",
+        description="PostgreSQL synchronous_commit for the service's sessions. off: a commit returns before its "
+        "WAL reaches the disk (a crash of the database server may lose the last few hundred milliseconds of "
+        "commits, never consistency), the guarantee SQLite's WAL with synchronous=NORMAL gives; on: every "
+        "commit waits for its fsync (some 3 ms each on a busy disk).",
+    )
     server_secret: SecretStr | None = Field(
         None,
         description="Key for the keyed hashes of signer IDs and webhook signatures (32+ bytes, Base64 or "

@@ -8,12 +8,15 @@ swallowed: measuring never breaks signing).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator.fetchers import CRLFetcher, FetcherBackend, Fetchers, OCSPFetcher
 
@@ -82,8 +85,31 @@ def observed_call(service: str, operation: str) -> Iterator[_Outcome]:
     report(Call(service, operation, outcome.value or "ok", time.perf_counter() - start))
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA bundle costs some 60 ms, more than a loopback TSA call."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class ObservedTimeStamper(HTTPTimeStamper):
-    """pyHanko's HTTP TSA client, reporting each request as ``tsa`` / ``timestamp``."""
+    """pyHanko's HTTP TSA client, reporting each request as ``tsa`` / ``timestamp``.
+
+    Each request gets a session of its own (callers run on many event loops), sharing one TLS context.
+    """
+
+    @contextlib.asynccontextmanager
+    async def _acquire_session(self) -> AsyncIterator[aiohttp.ClientSession]:
+        if self._session is not None:
+            async with super()._acquire_session() as session:
+                yield session
+            return
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_ssl_context()))
+        try:
+            yield session
+        finally:
+            await session.close()
 
     async def async_request_tsa_response(self, req: Any) -> Any:
         with observed_call("tsa", "timestamp"):

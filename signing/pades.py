@@ -27,14 +27,11 @@ from pathlib import Path
 from asn1crypto import cms, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError, PdfReadError
-from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
-from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
-from pyhanko.sign.validation import async_add_validation_info
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from . import cms as cms_checks
@@ -46,12 +43,12 @@ from .errors import (
     FinishInProgressError,
     MalformedCmsError,
     PreparedStateError,
-    RevocationInfoError,
     SignatureTooLargeError,
     SigningError,
     TimestampError,
 )
 from .inspect import check_pdf_envelope
+from .ltv import add_ltv
 from .model import (
     PadesLevel,
     PreparedSignature,
@@ -70,8 +67,6 @@ _SUBFILTER = {
     SignatureProfile.PADES_BASELINE: SigSeedSubFilter.PADES,
     SignatureProfile.PKCS7_DETACHED: SigSeedSubFilter.ADOBE_PKCS7_DETACHED,
 }
-# Space for the document timestamp's own token (TSA certificate, issuing CA, signature): hex digits.
-_DOC_TIMESTAMP_RESERVED = 16384
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -400,14 +395,14 @@ async def _embed(
         digest.fill_with_cms(f, cms_der)
         f.flush()
         stage("embedded")
-        if level.needs_dss:
-            await _add_dss(f, record.field_name, services)
+        if level.needs_dss:  # the DSS and, at B-LTA, the document timestamp: one revision (signing.ltv)
+            capacity = (record.reserved_region_end - record.reserved_region_start - 2) // 2
+            await add_ltv(f, cms_der, capacity, services, document_timestamp=level.needs_document_timestamp)
             has_dss = True
             stage("dss")
-        if level.needs_document_timestamp:
-            await _add_document_timestamp(f, services)
-            has_doc_ts = True
-            stage("document_timestamp")
+            if level.needs_document_timestamp:
+                has_doc_ts = True
+                stage("document_timestamp")
     _publish(prepared_path, output_path)
     stage("published")
     has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
@@ -430,66 +425,3 @@ async def _embed(
         size=output_path.stat().st_size,
         notes=tuple(note_list),
     )
-
-
-async def _add_dss(f, field_name: str, services: SigningServices) -> None:
-    reader = PdfFileReader(f, strict=True)
-    embedded = next((s for s in reader.embedded_signatures if s.field_name == field_name), None)
-    if embedded is None:  # pragma: no cover - we just wrote it
-        raise PreparedStateError(f"signature field {field_name!r} vanished")
-    vc = services.validation_context()
-    try:
-        await async_add_validation_info(embedded, vc, in_place=True)
-    except Exception as exc:  # path building, fetch and parse errors
-        raise RevocationInfoError(
-            f"could not gather revocation information for B-LT (chain or OCSP/CRL unavailable): {exc}"
-        ) from exc
-    finally:
-        await vc.aclose()
-    f.flush()
-    await _add_dss_for_earlier_signatures(f, field_name, services)
-
-
-async def _add_dss_for_earlier_signatures(f, field_name: str, services: SigningServices) -> None:
-    """The same LTV data for the signatures already in the file (the earlier signers of an envelope).
-
-    Best effort: an earlier signature whose chain or revocation data cannot be gathered (another
-    service's, an untrusted one) keeps what it had; this signature's own DSS is already written.
-    """
-    f.seek(0)
-    others = [
-        s.field_name
-        for s in PdfFileReader(f, strict=True).embedded_signatures
-        if s.field_name != field_name and s.sig_object_type != "/DocTimeStamp"
-    ]
-    for name in others:
-        f.seek(0)
-        embedded = next(s for s in PdfFileReader(f, strict=True).embedded_signatures if s.field_name == name)
-        vc = services.validation_context()
-        try:
-            # no /VRI entry: an earlier signature's own VRI, if it has one, must stay as it was
-            await async_add_validation_info(embedded, vc, in_place=True, add_vri_entry=False)
-        except Exception:  # noqa: BLE001, S110 - not this signature's promise; see the docstring
-            pass
-        finally:
-            await vc.aclose()
-        f.flush()
-
-
-async def _add_document_timestamp(f, services: SigningServices) -> None:
-    if services.timestamper is None:
-        raise TimestampError("B-LTA needs a time-stamping authority, and none is configured")
-    vc = services.validation_context()
-    try:
-        f.seek(0)
-        writer = IncrementalPdfFileWriter(f, strict=True)
-        await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
-            writer, _MD, validation_context=vc, bytes_reserved=_DOC_TIMESTAMP_RESERVED, in_place=True
-        )
-    except SigningError:
-        raise
-    except Exception as exc:
-        raise TimestampError(f"the document timestamp for B-LTA could not be added: {exc}") from exc
-    finally:
-        await vc.aclose()
-    f.flush()

@@ -22,7 +22,7 @@ CRASH_POINTS = {
     "result_received": "completed",  # the answer is stored; the embedding was never queued
     "embedding": "completed",  # claimed, then died before touching the PDF
     "finish:embedded": "completed",  # /Contents filled, not yet augmented
-    "finish:dss": "completed",  # during augmentation: DSS written, no document timestamp yet
+    "finish:dss": "completed",  # augmented (DSS and document timestamp: one revision), not yet published
     "finish:published": "completed",  # signed file complete, not yet stored
     "before_completion_commit": "completed",  # stored, the database not yet told
 }

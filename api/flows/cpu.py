@@ -127,9 +127,27 @@ def verify_hash_signatures(
     return good
 
 
+# Documents of one chunk finished at the same time: their TSA round trips overlap (pyHanko's own work
+# between them is CPU and stays serial); validation data is shared through signing.ltv's cache.
+FINISH_CONCURRENCY = 8
+
+
 def finish_pdfs(jobs: list[tuple[str, str, str, Any]], spec: dict) -> list[dict[str, Any]]:
-    """:func:`finish_pdf` for ``(record_json, prepared, output, cms_der)`` jobs, in one event loop."""
-    return [finish_pdf(*job, spec) for job in jobs]
+    """:func:`finish_pdf` for ``(record_json, prepared, output, cms_der)`` jobs, in one event loop, up to
+    :data:`FINISH_CONCURRENCY` at a time, with one set of signing services for all."""
+    services = _services(spec)
+
+    async def run() -> list[dict[str, Any]]:
+        gate = asyncio.Semaphore(FINISH_CONCURRENCY)
+
+        async def one(job: tuple[str, str, str, Any]) -> dict[str, Any]:
+            record_json, prepared, output, answer = job
+            async with gate:
+                return await _finish_one(record_json, prepared, output, answer, services)
+
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+    return asyncio.run(run())
 
 
 def chunks(seq: list, parts: int, at_most: int = 50) -> list[list]:
@@ -142,6 +160,13 @@ def chunks(seq: list, parts: int, at_most: int = 50) -> list[list]:
 
 def finish_pdf(
     record_json: str, prepared: str, output: str, answer: bytes | tuple[bytes, bytes], spec: dict
+) -> dict[str, Any]:
+    """Phase 2 for one document, plus what storage needs of the result (see :func:`_finish_one`)."""
+    return asyncio.run(_finish_one(record_json, prepared, output, answer, _services(spec)))
+
+
+async def _finish_one(
+    record_json: str, prepared: str, output: str, answer: bytes | tuple[bytes, bytes], services
 ) -> dict[str, Any]:
     """Phase 2 for one document, plus what storage needs of the result.
 
@@ -163,12 +188,11 @@ def finish_pdf(
         if not out.exists():
             if isinstance(answer, tuple):
                 signature, cert_der = answer
-                finishing = pades.finish_with_raw_signature(
-                    record, Path(prepared), out, signature, cert_der, _services(spec)
+                await pades.finish_with_raw_signature(
+                    record, Path(prepared), out, signature, cert_der, services
                 )
             else:
-                finishing = pades.finish_with_cms(record, Path(prepared), out, answer, _services(spec))
-            asyncio.run(finishing)
+                await pades.finish_with_cms(record, Path(prepared), out, answer, services)
     except PreparedStateError as exc:
         if not out.exists():  # finished by another worker at the same moment: that one records it
             code = (
@@ -181,7 +205,7 @@ def finish_pdf(
         return {"error": f"{exc.code}:{exc.message}"}
     h = hashlib.sha256()
     try:
-        with open(out, "rb") as f:
+        with open(out, "rb") as f:  # noqa: ASYNC230 - a worker process, not the service loop
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         achieved = read_signature_summary(out, record.field_name)

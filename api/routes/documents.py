@@ -67,7 +67,7 @@ async def upload_document(
         signature_count=info.signature_count,
     )
     session.add(doc)
-    session.commit()
+    await asyncio.to_thread(session.commit)  # a database round trip: never on the event loop
     return DocumentPublic.of(doc)
 
 

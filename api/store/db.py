@@ -15,8 +15,11 @@ __all__ = ["alembic_config", "make_engine", "migrate"]
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str, pool_size: int = 10, max_overflow: int = 30) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+def make_engine(
+    url: str, pool_size: int = 10, max_overflow: int = 30, synchronous_commit: str = "on"
+) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys; PostgreSQL sessions
+    get ``synchronous_commit`` (``off`` matches SQLite's WAL + synchronous=NORMAL: no fsync per commit)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -34,7 +37,16 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 30) -> Engine
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+    if synchronous_commit not in ("on", "off"):
+        raise ValueError(f"synchronous_commit must be on or off, not {synchronous_commit!r}")
+    connect_args = {"options": f"-c synchronous_commit={synchronous_commit}"} if "postgresql" in url else {}
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args=connect_args,
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -58,10 +58,15 @@ def key_state(row: ApiKey, now: dt.datetime | None = None) -> str:
 
 def organisation_for_key(session: Session, secret: str) -> Organisation | None:
     """The organisation owning an active key (not revoked, not expired), or ``None``."""
-    row = session.exec(select(ApiKey).where(ApiKey.key_sha256 == _digest(secret))).first()
-    if row is None or key_state(row) != "active":
+    # one round trip (every authorised request pays it): the key and its organisation joined
+    found = session.exec(
+        select(ApiKey, Organisation)
+        .join(Organisation, col(Organisation.id) == col(ApiKey.organisation_id))
+        .where(ApiKey.key_sha256 == _digest(secret))
+    ).first()
+    if found is None or key_state(found[0]) != "active":
         return None
-    return session.get(Organisation, row.organisation_id)
+    return found[1]
 
 
 def list_api_keys(session: Session, organisation: str | None = None) -> list[tuple[ApiKey, Organisation]]:

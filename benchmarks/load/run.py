@@ -2,19 +2,26 @@
 10,000 requests wait for approval.
 
 Topology (as in production): the sandbox (iAM Smart) as its own process, one ``iamsign serve`` replica with
-its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``).
+its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``); backend
+``postgresql+redis``: two replicas without workers and a separate ``iamsign worker`` over PostgreSQL and
+the Redis queue (flows alternate between the replicas).
 
-Each flow: upload -> signing request (HKID, PDF mode, B-B) -> approve on the sandbox phone -> completed ->
-download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency per step.
-Then 10,000 pending requests are created and the service's RSS is read at 0, 1,000 and 10,000.
+Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approve on the sandbox phone ->
+completed -> download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency
+per step, then the ratios issue 14 sets targets for (B-LTA / B-B, PostgreSQL / SQLite). ``--rounds N``
+measures everything N times, interleaved, and reports medians (on a shared machine the comparison is then
+between neighbours in time). Then 10,000 pending requests are created and the service's RSS is read at 0,
+1,000 and 10,000.
 
-    python -m benchmarks.load.run [--backends sqlite,postgresql] [--flows 160] [--pending 10000]
+    python -m benchmarks.load.run [--backends sqlite,postgresql,postgresql+redis] [--level B-B,B-LTA]
+        [--clients 1,8,32] [--flows 160] [--rounds 1] [--pending 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -36,10 +43,11 @@ STEPS = ("upload", "request", "approve", "completed", "download")
 
 def _report_errors(tmp: Path) -> None:
     """Print what the service and the sandbox logged as errors (the logs vanish with the folder)."""
-    for name in ("replica-a.log", "sandbox.log"):
+    for name in ("replica-a.log", "replica-b.log", "worker-a.log", "sandbox.log"):
         path = tmp / name
         if path.exists():
             text = path.read_text(errors="replace")
+            print(f"--- {name}, last lines ---\n" + "\n".join(text.splitlines()[-5:]))
             start = text.find("Traceback")
             if start >= 0:
                 print(f"--- {name} ---\n{text[start : start + 6000]}")
@@ -55,14 +63,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def one_flow(c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, times: dict[str, list[float]]):
+async def one_flow(
+    c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, times: dict[str, list[float]], level: str
+):
     t = time.perf_counter()
     doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
     t, times["upload"] = time.perf_counter(), times["upload"] + [time.perf_counter() - t]
     req = (
         await c.post(
             "/v1/signing-requests",
-            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": level},
         )
     ).json()
     t, times["request"] = time.perf_counter(), times["request"] + [time.perf_counter() - t]
@@ -86,27 +96,32 @@ async def one_flow(c: httpx.AsyncClient, phone: httpx.AsyncClient, pdf: bytes, t
     times["download"].append(time.perf_counter() - t)
 
 
-async def flows(top, pdf: bytes, clients: int, total: int) -> tuple[float, dict[str, list[float]]]:
+async def flows(
+    top, pdf: bytes, clients: int, total: int, level: str
+) -> tuple[float, dict[str, list[float]]]:
+    """``total`` flows, ``clients`` at a time, spread over the replicas in turn."""
     times: dict[str, list[float]] = {s: [] for s in STEPS}
     sem = asyncio.Semaphore(clients)
     limits = httpx.Limits(max_connections=clients + 4)
-    async with (
-        httpx.AsyncClient(
-            base_url=top.replicas[0].url,
-            headers={"Authorization": f"Bearer {top.key}"},
-            timeout=120,
-            limits=limits,
-        ) as c,
-        httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone,
-    ):
+    async with httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone:
+        services = [
+            httpx.AsyncClient(
+                base_url=r.url, headers={"Authorization": f"Bearer {top.key}"}, timeout=120, limits=limits
+            )
+            for r in top.replicas
+        ]
 
-        async def run():
+        async def run(i: int):
             async with sem:
-                await one_flow(c, phone, pdf, times)
+                await one_flow(services[i % len(services)], phone, pdf, times, level)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(run() for _ in range(total)))
-        return time.perf_counter() - t0, times
+        try:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(run(i) for i in range(total)))
+            return time.perf_counter() - t0, times
+        finally:
+            for c in services:
+                await c.aclose()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -141,53 +156,123 @@ async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[t
     return samples
 
 
+def _topology(stack: ExitStack, backend: str, tmp: Path):
+    """``sqlite`` and ``postgresql``: one replica with its embedded workers. ``postgresql+redis``: two
+    replicas without workers and one separate ``iamsign worker`` process, on PostgreSQL and the Redis queue
+    (127.0.0.1:6379, a queue name of its own)."""
+    from tests.processes import ServiceProcess
+
+    env = {"IAMSIGN_SWEEP_INTERVAL_S": "1", "IAMSIGN_STALE_AFTER_S": "120", "IAMSIGN_WORKERS": "4"}
+    if backend == "sqlite":
+        top = start_topology(tmp, f"sqlite:///{tmp / 'iamsign.db'}", replicas=1, extra_env=env)
+        stack.callback(top.stop)
+        return top
+    url = stack.enter_context(database_url("postgresql", tmp))
+    if backend == "postgresql":
+        top = start_topology(tmp, url, replicas=1, extra_env=env)
+        stack.callback(top.stop)
+        return top
+    if backend != "postgresql+redis":
+        raise SystemExit(f"unknown backend {backend!r}: sqlite, postgresql or postgresql+redis")
+    top = start_topology(
+        tmp,
+        url,
+        replicas=2,
+        queue_url="redis://127.0.0.1:6379/0",
+        extra_env={**env, "IAMSIGN_EMBEDDED_WORKER": "false"},
+    )
+    stack.callback(top.stop)
+    worker = ServiceProcess(
+        "worker-a", ["worker", "--data-dir", str(top.data), "--workers", "4"], top.env, tmp
+    ).start(wait=False)
+    stack.callback(worker.stop)
+    return top
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--level", default="B-B,B-LTA", help="levels, comma-separated (default B-B,B-LTA)")
+    parser.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated")
     parser.add_argument(
         "--flows", type=int, default=160, help="flows per concurrency level (at least 4x clients)"
     )
-    parser.add_argument("--pending", type=int, default=10_000)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every (backend, level, clients) this many times, interleaved, and report the median "
+        "flows/s: on a shared machine the ratios then compare like with like",
+    )
+    parser.add_argument("--pending", type=int, default=10_000, help="0 skips the memory part")
     args = parser.parse_args()
+    backends = [v.strip() for v in args.backends.split(",") if v.strip()]
+    levels = [v.strip() for v in args.level.split(",") if v.strip()]
+    concurrency = [int(v) for v in args.clients.split(",") if v.strip()]
+    rates: dict[tuple[str, str, int], list[float]] = {}
+    samples: dict[tuple[str, str, int], dict[str, list[float]]] = {}
 
-    for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-") as tmp, ExitStack() as stack:
-            tmp = Path(tmp)
-            url = (
-                stack.enter_context(database_url(backend, tmp))
-                if backend != "sqlite"
-                else f"sqlite:///{tmp / 'iamsign.db'}"
-            )
-            top = start_topology(
-                tmp,
-                url,
-                replicas=1,
-                extra_env={
-                    "IAMSIGN_SWEEP_INTERVAL_S": "1",
-                    "IAMSIGN_STALE_AFTER_S": "120",
-                    "IAMSIGN_WORKERS": "4",
-                },
-            )
-            stack.callback(top.stop)
+    with ExitStack() as stack:
+        tops, pdf = {}, b""
+        for backend in backends:  # every backend up at once, so that the rounds can interleave
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-")))
+            top = _topology(stack, backend, tmp)
             stack.callback(_report_errors, tmp)
             top.proxy_state["default"] = top.replicas[0].url
             pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
-            print(f"\n### {backend}: end-to-end flows (B-B, PDF mode, HKID signer)\n")
-            print("| clients | flows | flows/s | " + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS) + " |")
-            print("|---|---|---|" + "---|" * len(STEPS))
-            for clients in (1, 8, 32):
+            tops[backend] = top
+        for _ in range(args.rounds):
+            for clients in concurrency:
                 total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
-                wall, times = asyncio.run(flows(top, pdf, clients, total))
-                cells = " | ".join(f"{pct(times[s], 50):.0f} / {pct(times[s], 99):.0f}" for s in STEPS)
-                print(f"| {clients} | {total} | {total / wall:.1f} | {cells} |", flush=True)
-            samples = asyncio.run(pending_hold(top, pdf, args.pending))
-            print(f"\n### {backend}: service RSS while requests wait for approval\n")
-            print("| pending requests | RSS of the service (MB) |")
-            print("|---|---|")
-            for n, mb in samples:
-                print(f"| {n:,} | {mb:.0f} |")
+                for level in levels:
+                    for backend in backends:
+                        wall, times = asyncio.run(flows(tops[backend], pdf, clients, total, level))
+                        rates.setdefault((backend, level, clients), []).append(total / wall)
+                        pooled = samples.setdefault((backend, level, clients), {s: [] for s in STEPS})
+                        for step in STEPS:
+                            pooled[step] += times[step]
+        for backend in backends:
+            for level in levels:
+                print(f"\n### {backend}: end-to-end flows ({level}, PDF mode, HKID signer)\n")
+                print(
+                    "| clients | flows | flows/s (median of rounds) | "
+                    + " | ".join(f"{s} p50 / p99 (ms)" for s in STEPS)
+                    + " |"
+                )
+                print("|---|---|---|" + "---|" * len(STEPS))
+                for clients in concurrency:
+                    times = samples[backend, level, clients]
+                    cells = " | ".join(f"{pct(times[s], 50):.0f} / {pct(times[s], 99):.0f}" for s in STEPS)
+                    runs = ", ".join(f"{r:.1f}" for r in rates[backend, level, clients])
+                    print(
+                        f"| {clients} | {len(times['upload'])} | "
+                        f"{statistics.median(rates[backend, level, clients]):.1f} ({runs}) | {cells} |"
+                    )
+        if args.pending:
+            for backend in backends:
+                held = asyncio.run(pending_hold(tops[backend], pdf, args.pending))
+                print(f"\n### {backend}: service RSS while requests wait for approval\n")
+                print("| pending requests | RSS of the service (MB) |")
+                print("|---|---|")
+                for n, mb in held:
+                    print(f"| {n:,} | {mb:.0f} |")
+    print_ratios({k: statistics.median(v) for k, v in rates.items()})
+
+
+def print_ratios(rates: dict[tuple[str, str, int], float]) -> None:
+    """The ratios issue 14 sets targets for, from the flows/s measured above (same run)."""
+    print("\n### ratios (same run)\n")
+    print("| ratio | clients | value | target |")
+    print("|---|---|---|---|")
+    for (backend, level, clients), rate in sorted(rates.items()):
+        if level == "B-LTA" and (backend, "B-B", clients) in rates:
+            value = rate / rates[backend, "B-B", clients]
+            print(f"| {backend} B-LTA / B-B flows/s | {clients} | {value:.2f} | >= 0.6 at 8 clients |")
+        if backend == "postgresql" and ("sqlite", level, clients) in rates:
+            value = rate / rates["sqlite", level, clients]
+            print(f"| PostgreSQL / SQLite flows/s at {level} | {clients} | {value:.2f} | >= 1.0 |")
 
 
 if __name__ == "__main__":

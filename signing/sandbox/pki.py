@@ -15,13 +15,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from asn1crypto import cms as asn1_cms
 from asn1crypto import core, tsp
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
@@ -383,7 +385,8 @@ class SandboxPki:
 
     def timestamper(self) -> DummyTimeStamper:
         """A pyHanko time stamper that acts as this PKI's TSA, at the PKI clock's time."""
-        return DummyTimeStamper(
+        return _LoadedKeyTimeStamper(
+            self.keys["tsa"],
             tsa_cert=asn1_x509.Certificate.load(self.tsa_cert.public_bytes(serialization.Encoding.DER)),
             tsa_key=asn1_keys.PrivateKeyInfo.load(
                 self.keys["tsa"].private_bytes(
@@ -498,3 +501,33 @@ def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     h = hashes.Hash(type(algorithm)())
     h.update(spki["public_key"].contents[1:])  # BIT STRING contents without the unused-bits byte
     return h.finalize()
+
+
+class _LoadedKeyTimeStamper(DummyTimeStamper):
+    """pyHanko's dummy TSA signing with a key loaded once: its own loads (and checks) the RSA key from DER
+    on every token, some 40 ms, most of a sandbox timestamp's cost."""
+
+    def __init__(self, signing_key: rsa.RSAPrivateKey, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._signing_key = signing_key
+
+    def _sign_tst_info(
+        self, tst_info_data: bytes, md_algorithm: str, dt: Any
+    ) -> tuple[bytes, asn1_cms.CMSAttributes]:  # dt: pyHanko's parameter name
+        from pyhanko.sign.general import as_signing_certificate, simple_cms_attribute
+        from pyhanko_certvalidator.util import get_pyca_cryptography_hash
+
+        md = hashes.Hash(get_pyca_cryptography_hash(md_algorithm))
+        md.update(tst_info_data)
+        signed_attrs = asn1_cms.CMSAttributes(
+            [
+                simple_cms_attribute("content_type", "tst_info"),
+                simple_cms_attribute("signing_time", asn1_cms.Time({"utc_time": core.UTCTime(dt)})),
+                simple_cms_attribute("signing_certificate", as_signing_certificate(self.tsa_cert)),
+                simple_cms_attribute("message_digest", md.finalize()),
+            ]
+        )
+        signature = self._signing_key.sign(
+            signed_attrs.dump(), padding.PKCS1v15(), get_pyca_cryptography_hash(md_algorithm.upper())
+        )
+        return signature, signed_attrs
