@@ -268,3 +268,26 @@ def test_a_signer_session_serves_only_the_organisation_that_used_it_first(servic
             else:
                 assert r.status_code == 201, r.text
                 a.post(f"/v1/signing-requests/{r.json()['id']}/cancel")
+
+
+def test_a_forged_bulk_token_does_not_replace_the_one_iam_smart_sent(service, tmp_path):
+    """The BSQC token callback can be forged (our KEK is public): only the first token is kept, so a forged
+    one cannot cut the batch off from enquireStatus and cancel."""
+    from api.store.models import Batch
+
+    with service.client() as c:
+        batch, business_id = _batch(service, c, tmp_path)
+        flow = service.app.state.batch_flow
+        deadline = time.monotonic() + 30
+        while True:  # the sandbox sends the real token just after the bulk request
+            with flow.session() as s:
+                real = s.get(Batch, batch["id"]).bsqc_token
+            if real or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert real, "the sandbox sent no BSQC token"
+        assert flow.take_token(business_id, "forged-token") == "ignored"
+        with flow.session() as s:
+            assert s.get(Batch, batch["id"]).bsqc_token == real
+        r = c.post(f"/v1/batches/{batch['id']}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text

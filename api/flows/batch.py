@@ -301,11 +301,20 @@ class BatchFlow:
         return session.exec(select(Batch).where(Batch.business_id == business_id)).first()
 
     def take_token(self, business_id: str | None, token: str | None) -> str:
+        """iAM Smart's BSQC token for an open batch. Anyone can encrypt to our KEK, so the first token is
+        kept and a later one (or one for an ended batch) changes nothing: a forged token cannot cut the
+        batch off from enquireStatus and cancel."""
         with self.session() as session:
             batch = self.find(session, business_id)
             if batch is None or not token:
                 return "unknown"
-            session.exec(update(Batch).where(col(Batch.id) == batch.id).values(bsqc_token=token[:64]))
+            if batch.status in BATCH_TERMINAL or batch.bsqc_token:
+                return "duplicate" if batch.bsqc_token == token[:64] else "ignored"
+            session.exec(
+                update(Batch)
+                .where(col(Batch.id) == batch.id, col(Batch.bsqc_token).is_(None))
+                .values(bsqc_token=token[:64])
+            )
             session.commit()
         return "accepted"
 
