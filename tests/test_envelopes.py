@@ -106,9 +106,16 @@ def test_three_signers_in_order_all_total_passed(svc, tmp_path):
             _phone(svc, hkid, "none")
 
 
-def test_a_rejection_ends_the_envelope_at_that_step(svc, tmp_path):
+def test_a_rejection_holds_the_envelope_at_that_step_until_it_ends(svc, tmp_path):
+    """A rejection on the phone comes by the browser's redirect, which anyone could forge: it is only a
+    hint (issue 12, hole 1), so the step stays pending and nothing after it starts; the envelope then ends
+    at that step, naming it, when the request expires."""
+    import datetime as dt
+
     _phone(svc, CHAN, "approve")
     _phone(svc, HO, "reject")
+    ctx = svc.app.state.context
+    real = ctx.clock
     try:
         with svc.client() as c:
             doc = _upload(c, tmp_path)
@@ -122,18 +129,40 @@ def test_a_rejection_ends_the_envelope_at_that_step(svc, tmp_path):
                 },
             )
             assert r.status_code == 201, r.text
-            env = _wait(c, r.json()["id"])
-            assert env["status"] == "rejected" and env["ended_step"] == 2, env
-            assert "step 2 of 3" in env["error"]["message"]
-            assert [s["status"] for s in env["steps"]] == ["completed", "rejected", "skipped"]
-            assert env["steps"][2]["signing_request_id"] is None
+            env_id = r.json()["id"]
+            deadline = time.monotonic() + 60
+            while (got := c.get(f"/v1/envelopes/{env_id}").json())["steps"][1]["status"] != "pending":
+                assert time.monotonic() < deadline, got
+                time.sleep(0.1)
+            step2 = got["steps"][1]["signing_request_id"]
+            deadline = time.monotonic() + 30
+            while not [
+                e
+                for e in c.get(f"/v1/signing-requests/{step2}/audit").json()["entries"]
+                if e["event"] == "hint"
+            ]:
+                assert time.monotonic() < deadline, "the rejection was not recorded"
+                time.sleep(0.1)
+            held = c.get(f"/v1/envelopes/{env_id}").json()
+            assert held["status"] == "pending" and [s["status"] for s in held["steps"]] == [
+                "completed",
+                "pending",
+                "waiting",
+            ], held
+            ctx.clock = lambda: real() + dt.timedelta(minutes=19)
+            env = _wait(c, env_id, timeout=30)
+        assert env["status"] == "expired" and env["ended_step"] == 2, env
+        assert "step 2 of 3" in env["error"]["message"]
+        assert [s["status"] for s in env["steps"]] == ["completed", "expired", "skipped"]
+        assert env["steps"][2]["signing_request_id"] is None
         with Session(svc.app.state.engine) as s:
             events = [
                 d.event
                 for d in s.exec(select(WebhookDelivery).where(WebhookDelivery.request_id == env["id"]))
             ]
-        assert sorted(events) == ["envelope.rejected", "envelope.step.completed", "envelope.step.rejected"]
+        assert sorted(events) == ["envelope.expired", "envelope.step.completed", "envelope.step.expired"]
     finally:
+        ctx.clock = real
         _phone(svc, CHAN, "none")
         _phone(svc, HO, "none")
 
