@@ -224,7 +224,8 @@ def add_comment(src: Path, out: Path, rect: tuple[int, int, int, int], text: str
 
 
 def prune_vri(src: Path, out: Path) -> Path:
-    """An incremental update maintaining the DSS: the first VRI entry pruned, the last one updated (/TU)."""
+    """An incremental update maintaining the DSS: the first VRI entry pruned (when there are several), the
+    last one updated (/TU)."""
     shutil.copyfile(src, out)
     with open(out, "r+b") as f:
         w = IncrementalPdfFileWriter(f)
@@ -232,7 +233,8 @@ def prune_vri(src: Path, out: Path) -> Path:
         vri_raw = dss.raw_get("/VRI")
         vri = vri_raw.get_object()
         keys = list(vri)
-        del vri[keys[0]]
+        if len(keys) > 1:  # a B-LTA signed in one DSS-and-timestamp update has one VRI entry
+            del vri[keys[0]]
         entry_raw = vri.raw_get(keys[-1])
         entry = entry_raw.get_object()
         entry[pdf_name("/TU")] = generic.pdf_date(datetime.datetime.now(datetime.UTC))
