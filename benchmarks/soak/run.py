@@ -174,6 +174,7 @@ class Soak:
         self.documents_tmpfs = False
         self.t0 = time.monotonic()
         self._recovering: dict[str, tuple] = {}
+        self.drive_deadline = float("inf")
 
     def say(self, message: str) -> None:
         """One line of progress, with the seconds since the start."""
@@ -294,7 +295,8 @@ class Soak:
 
     def _fill_disk(self) -> None:
         ballast = self.documents / "soak-ballast"
-        with open(ballast, "wb") as f, contextlib.suppress(OSError):
+        # unbuffered, and the suppression outermost: ENOSPC may come from a write or from closing the file
+        with contextlib.suppress(OSError), open(ballast, "wb", buffering=0) as f:
             while True:
                 f.write(b"\0" * (1 << 20))
 
@@ -387,6 +389,8 @@ class Soak:
         """One call, retried on 502/503/507 and lost connections (what a careful integrator does)."""
         last: httpx.Response | Exception | None = None
         for attempt in range(tries):
+            if time.monotonic() > self.drive_deadline:
+                break  # the run is over: give up rather than keep the soak waiting
             try:
                 r = await c.request(method, url, **kw)
             except httpx.TransportError as exc:
@@ -453,9 +457,10 @@ class Soak:
         pdfs = [simple_pdf(folder / f"l{i}.pdf", pages=1 + i % 3).read_bytes() for i in range(8)]
         pdfs = [p.replace(b"%%EOF", b"%%EOF\n%" + str(i).encode()) for i, p in enumerate(pdfs)]
         end = time.monotonic() + self.config.duration_s
+        self.drive_deadline = end + 30
         limits = httpx.Limits(max_connections=self.config.concurrency * 2 + 4)
         async with (
-            httpx.AsyncClient(base_url=self.front.url, headers=self._auth(), timeout=60, limits=limits) as c,
+            httpx.AsyncClient(base_url=self.front.url, headers=self._auth(), timeout=20, limits=limits) as c,
             httpx.AsyncClient(base_url=self.sandbox.url, timeout=30) as phone,
         ):
 
@@ -613,7 +618,7 @@ def run_soak(config: SoakConfig, folder: Path | None = None) -> SoakResult:
         driver = threading.Thread(target=lambda: asyncio.run(soak.drive()), daemon=True)
         driver.start()
         soak.fault_schedule()
-        driver.join()
+        driver.join(timeout=120)  # bounded: a lane stuck on a dead connection does not hold the soak
         soak.faults.delay_s.clear()
         soak.faults.down.clear()
         soak.faults.dcode, soak.faults.hang_iamsmart_s = None, 0.0
