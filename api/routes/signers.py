@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import EnrolmentDep, OrgDep, SessionDep
+from api.deps import EnrolmentDep, FlowDep, OrgDep, SessionDep
 from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.identity import SignerSpec
+from api.flows.signing import SigningFlow
 from api.routes.signing_requests import ErrorOut, SignerIn
 from api.store.models import SignerEnrolment, SigningRequest
 
@@ -46,7 +47,7 @@ class SignerPublic(BaseModel):
     updated_at: dt.datetime
 
 
-def _public(request: Request, session, row: SignerEnrolment) -> SignerPublic:
+def _public(flow: SigningFlow, session, row: SignerEnrolment) -> SignerPublic:
     req = session.get(SigningRequest, row.request_id) if row.request_id else None
     cert = None
     if row.cert_sha256 and row.not_before and row.not_after:
@@ -67,7 +68,7 @@ def _public(request: Request, session, row: SignerEnrolment) -> SignerPublic:
         statement=row.statement,
         enrolment_request_id=row.request_id,
         sign_code=req.sign_code if req is not None and pending else None,
-        signer_url=request.app.state.flow.signer_url(req) if req is not None and pending else None,
+        signer_url=flow.signer_url(req) if req is not None and pending else None,
         certificate=cert,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -83,20 +84,20 @@ async def _owned(session, org, enrolment: EnrolmentDep, signer_id: str) -> Signe
 
 @router.post("", status_code=201, response_model=SignerPublic)
 async def enrol_signer(
-    body: SignerCreate, request: Request, org: OrgDep, session: SessionDep, enrolment: EnrolmentDep
+    body: SignerCreate, flow: FlowDep, org: OrgDep, session: SessionDep, enrolment: EnrolmentDep
 ) -> SignerPublic:
     """Ask the signer for one short enrolment signature over the statement; their certificate is kept."""
     spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
     row = await enrolment.start(session, org, spec)
-    return _public(request, session, row)
+    return _public(flow, session, row)
 
 
 @router.get("/{signer_id}", response_model=SignerPublic)
 async def get_signer(
-    signer_id: str, request: Request, org: OrgDep, session: SessionDep, enrolment: EnrolmentDep
+    signer_id: str, flow: FlowDep, org: OrgDep, session: SessionDep, enrolment: EnrolmentDep
 ) -> SignerPublic:
     """The enrolment and, once enrolled, the certificate's subject, issuer, validity and fingerprint."""
-    return _public(request, session, await _owned(session, org, enrolment, signer_id))
+    return _public(flow, session, await _owned(session, org, enrolment, signer_id))
 
 
 @router.delete("/{signer_id}", status_code=204)

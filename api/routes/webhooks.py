@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import OrgDep, SessionDep
+from api.deps import OrgDep, ServerSecretDep, SessionDep
 from api.store.models import Organisation
 from api.worker.webhooks import organisation_webhook_secrets
 from api.worker.webhooks import rotate_webhook_secret as rotate
@@ -19,8 +19,8 @@ _SCHEME = (
 )
 
 
-def _webhook_secrets(request: Request, org: Organisation) -> dict:
-    secrets = organisation_webhook_secrets(request.app.state.server_secret, org)
+def _webhook_secrets(server_secret: bytes, org: Organisation) -> dict:
+    secrets = organisation_webhook_secrets(server_secret, org)
     until = org.webhook_previous_valid_until if len(secrets) > 1 else None
     return {
         "webhook_secret": secrets[0].decode(),
@@ -32,10 +32,10 @@ def _webhook_secrets(request: Request, org: Organisation) -> dict:
 
 
 @router.get("/webhook-secret")
-def get_webhook_secret(request: Request, org: OrgDep) -> dict:
+def get_webhook_secret(server_secret: ServerSecretDep, org: OrgDep) -> dict:
     """Your organisation's key for checking ``X-Iamsign-Signature`` on webhooks (and the previous one while
     a rotation's overlap lasts)."""
-    return _webhook_secrets(request, org)
+    return _webhook_secrets(server_secret, org)
 
 
 class WebhookSecretRotate(BaseModel):
@@ -51,10 +51,10 @@ class WebhookSecretRotate(BaseModel):
 
 @router.post("/webhook-secret/rotate")
 def rotate_webhook_secret(
-    request: Request, org: OrgDep, session: SessionDep, body: WebhookSecretRotate | None = None
+    server_secret: ServerSecretDep, org: OrgDep, session: SessionDep, body: WebhookSecretRotate | None = None
 ) -> dict:
     """Start signing webhooks with a new secret; during the overlap each webhook carries both signatures,
     so receivers can switch to the new secret at any moment of it."""
     row = session.get(Organisation, org.id) or org
     rotate(session, row, dt.timedelta(seconds=(body or WebhookSecretRotate()).overlap_seconds))
-    return _webhook_secrets(request, row)
+    return _webhook_secrets(server_secret, row)
