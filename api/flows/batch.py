@@ -328,10 +328,21 @@ class BatchFlow:
             log.info("batch %s: enquireStatus failed (%s)", batch.id, exc)
             return None
 
+    async def _with_token(self, batch: Batch, wait_s: float = 5.0) -> Batch:
+        """The batch once its BSQC token is stored: iAM Smart sends the token and the result by separate
+        callbacks, which may arrive in either order; enquireStatus needs the token."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while not batch.bsqc_token and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            with self.session() as session:
+                batch = session.get(Batch, batch.id) or batch
+        return batch
+
     async def _take_failure(self, batch: Batch, code: str) -> str:
         """A failure code by callback, which anyone can encrypt to our KEK: it ends the batch only once
         iAM Smart's answer to our own enquireStatus confirms it (SS004/SS005); otherwise it is a hint
         and the batch stays open until a result or expiry."""
+        batch = await self._with_token(batch)
         confirmed = await self._confirmed_status(batch)
         if confirmed not in (BulkStatus.CANCELLED, BulkStatus.FAILED):
             log.warning(
