@@ -81,9 +81,12 @@ def test_full_disk_answers_507_and_leaves_no_partial_file(tmp_path):
         assert r.status_code != 507, r.text
 
 
-def test_queue_away_leaves_recorded_work_for_the_sweep_instead_of_failing_the_callback(tmp_path, caplog):
+def test_queue_away_keeps_recorded_work_and_sends_it_when_the_queue_is_back(tmp_path, caplog):
     """A result already stored must not turn into a 500 because Redis is restarting: the enqueue says so
-    in one line and returns False; the sweep re-enqueues received-but-not-embedded work later."""
+    in one line and returns False, and what the queue refused is sent as soon as it answers again (not
+    only when the sweep finds the work stale, minutes later)."""
+    import uuid
+
     from api.settings import Settings
     from api.worker.tasks import TaskQueue
 
@@ -91,14 +94,27 @@ def test_queue_away_leaves_recorded_work_for_the_sweep_instead_of_failing_the_ca
 
     link = CuttableLink(("127.0.0.1", 6379))
     link.cut()
+    settings = Settings(
+        data_dir=tmp_path,
+        queue_url=f"redis://127.0.0.1:{link.port}/0",
+        queue_name=f"faults-{uuid.uuid4().hex[:8]}",
+    )
+    queue = TaskQueue(settings, context_factory=lambda: None)
     try:
-        settings = Settings(data_dir=tmp_path, queue_url=f"redis://127.0.0.1:{link.port}/0")
-        queue = TaskQueue(settings, context_factory=lambda: None)
         assert queue.enqueue_embed("sr_x") is False
         assert queue.enqueue_embed_batch("bt_x") is False
         assert "queue unavailable" in caplog.text
         assert queue.huey.dequeue() is None  # the consumer's read waits and retries instead of raising
+        assert queue.send_unsent() == 2  # still away: kept
+
+        link.restore()
+        assert queue.send_unsent() == 0
+        sent = sorted(task.args[0] for task in (queue.huey.dequeue(), queue.huey.dequeue()) if task)
+        assert sent == ["bt_x", "sr_x"]
+        assert queue.huey.dequeue() is None  # each sent once
     finally:
+        link.restore()
+        queue.huey.flush()
         link.close()
 
 

@@ -92,6 +92,8 @@ class TaskQueue:
         self._webhooks: WebhookDispatcher | None = None
         self._consumer: EmbeddedConsumer | None = None
         self._stop = threading.Event()
+        self._unsent: dict[str, Callable[[str], Any]] = {}  # refused by a queue that was away
+        self._unsent_lock = threading.Lock()
 
     # ------------------------------------------------------------------ enqueueing
 
@@ -103,16 +105,33 @@ class TaskQueue:
         """Embed the signatures received for a batch in the background (worker processes)."""
         return self._enqueue(self._embed_batch, batch_id)
 
-    @staticmethod
-    def _enqueue(task: Callable[[str], Any], key: str) -> bool:
-        """Enqueue, or say the queue is away: the work is already recorded in the database, and the sweep
-        hands every received-but-not-embedded result to the queue again once it is back."""
+    def _enqueue(self, task: Callable[[str], Any], key: str) -> bool:
+        """Enqueue, or say the queue is away: the work is already recorded in the database. What could not
+        be sent is sent again at the next enqueue or sweep tick once the queue is back (and the sweep hands
+        on anything still left after ``IAMSIGN_STALE_AFTER_S``, for work whose process died)."""
         try:
             task(key)
         except Exception as exc:  # noqa: BLE001 - any queue backend's connection error
-            log.warning("queue unavailable, %s left for the sweep: %s", key, exc.__class__.__name__)
+            log.warning("queue unavailable, %s left for a retry: %s", key, exc.__class__.__name__)
+            with self._unsent_lock:
+                self._unsent[key] = task
             return False
+        self.send_unsent()
         return True
+
+    def send_unsent(self) -> int:
+        """Enqueue again what the queue refused earlier; returns how many are still unsent."""
+        with self._unsent_lock:
+            waiting = list(self._unsent.items())
+        for key, task in waiting:
+            try:
+                task(key)
+            except Exception:  # noqa: BLE001 - still away: keep it for the next try
+                break
+            with self._unsent_lock:
+                self._unsent.pop(key, None)
+        with self._unsent_lock:
+            return len(self._unsent)
 
     # ------------------------------------------------------------------ jobs
 
@@ -185,6 +204,7 @@ class TaskQueue:
         """Enqueue a sweep at each interval; replicas ticking together are harmless (claims, leases)."""
         pending, waited = None, 0
         while not self._stop.wait(self.settings.sweep_interval_s):
+            self.send_unsent()
             try:
                 done = pending is None or pending.get(preserve=True) is not None
             except TaskException:  # the last sweep failed (logged by huey): sweep again
