@@ -46,9 +46,22 @@ def _upload(c, tmp_path, name="contract.pdf") -> str:
 def _wait(c, env_id: str, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while (body := c.get(f"/v1/envelopes/{env_id}").json())["status"] == "pending":
-        assert time.monotonic() < deadline, body
+        assert time.monotonic() < deadline, _where_it_stands(c, body)
         time.sleep(0.2)
     return body
+
+
+def _where_it_stands(c, body: dict) -> str:
+    """Each step's status and, where it has one, its request's status and last audit events."""
+    lines = [f"envelope {body['id']} {body['status']}"]
+    for step in body["steps"]:
+        line = f"step: {step['status']}"
+        if rid := step.get("signing_request_id"):
+            req = c.get(f"/v1/signing-requests/{rid}").json()
+            events = [e["event"] for e in c.get(f"/v1/signing-requests/{rid}/audit").json()["entries"]]
+            line += f" -> {rid} {req.get('status')} {events[-6:]}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def test_three_signers_in_order_all_total_passed(svc, tmp_path):
@@ -295,6 +308,25 @@ def test_the_sweep_starts_the_next_step_when_the_hook_was_missed(svc, tmp_path, 
         _phone(svc, HO, "none")
     assert done["status"] == "completed", done
     assert [s["status"] for s in done["steps"]] == ["completed", "completed"]
+
+
+def test_the_sweep_records_a_cancelled_step_when_the_hook_was_missed(svc, tmp_path):
+    """Cancelled while the hook that records the step's end was lost: the step does not stay pending."""
+    svc.app.state.flow.on_ended = None
+    try:
+        with svc.client() as c:
+            doc = _upload(c, tmp_path)
+            env = c.post(
+                "/v1/envelopes", json={"document_id": doc, "signers": [{"hkid": CHAN}, {"hkid": HO}]}
+            ).json()
+            assert c.post(f"/v1/envelopes/{env['id']}/cancel").status_code == 200
+            deadline = time.monotonic() + 30
+            while (got := c.get(f"/v1/envelopes/{env['id']}").json())["steps"][0]["status"] == "pending":
+                assert time.monotonic() < deadline, got
+                time.sleep(0.2)
+    finally:
+        svc.app.state.flow.on_ended = svc.app.state.envelopes.step_ended
+    assert [s["status"] for s in got["steps"]] == ["cancelled", "skipped"], got
 
 
 def _enrol(c, hkid: str) -> str:

@@ -453,11 +453,26 @@ class EnvelopeFlow:
                         session, env, step, "failed", "interrupted", "the service stopped while starting"
                     )
                     session.commit()
+            ended_meanwhile = session.exec(  # cancelled while its step's request was ending: record the step
+                select(EnvelopeStep.request_id, EnvelopeStep.position)
+                .join(Envelope, col(EnvelopeStep.envelope_id) == col(Envelope.id))
+                .join(SigningRequest, col(SigningRequest.id) == col(EnvelopeStep.request_id))
+                .where(
+                    Envelope.status != "pending",
+                    EnvelopeStep.status == "pending",
+                    col(SigningRequest.status).in_(TERMINAL_STATUSES),
+                )
+                .limit(200)
+            ).all()
+            work += [("ended", request_id, position) for request_id, position in ended_meanwhile]
         for kind, key, position in work:
-            if kind == "ended" and key:
-                await self.step_ended(key)
-            elif key:
-                await self.start_step(key, position)
+            try:
+                if kind == "ended" and key:
+                    await self.step_ended(key)
+                elif key:
+                    await self.start_step(key, position)
+            except Exception:  # one envelope that cannot advance must not hold up the others
+                log.exception("the sweep could not advance envelope work %s (step %d)", key, position + 1)
 
     # ------------------------------------------------------------------ webhooks and audit
 

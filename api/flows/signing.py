@@ -183,6 +183,7 @@ class SigningFlow:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def drain(self) -> None:
         """Wait for background work started by this process (tests and shutdown)."""
@@ -983,6 +984,12 @@ class SigningFlow:
                 if not ok:
                     continue
             self.schedule_embed(req.id)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """Background work that raised says so (the sweep redoes what it left undone)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background work failed: %r", exc, exc_info=exc)
 
 
 def _same_secret(given: object, expected: str | None) -> bool:
