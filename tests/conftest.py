@@ -42,8 +42,13 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """The seed again at the end, where it is seen even under ``-q``."""
+    """The seed again at the end, where it is seen even under ``-q``, and the fuzz cases that ran."""
+    from .fuzzing import CASES_RUN
+
     terminalreporter.write_line(pytest_report_header(config))
+    if CASES_RUN:
+        per_test = ", ".join(f"{name} {n}" for name, n in sorted(CASES_RUN.items()))
+        terminalreporter.write_line(f"fuzz cases run: {sum(CASES_RUN.values())} ({per_test})")
 
 
 def asn1(cert) -> asn1_x509.Certificate:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,12 @@ from hypothesis.control import current_build_context
 
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
 TARGETS = ("upload", "verification")
+CASES_RUN: Counter[str] = Counter()  # cases each fuzz test ran in this session, reported at its end
+
+
+def count_case(test: str) -> None:
+    """One fuzz case run by ``test``: the count a long run reports is what ran, not what was asked for."""
+    CASES_RUN[test] += 1
 
 
 def fuzz_examples(default: int) -> int:

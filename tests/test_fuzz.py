@@ -23,7 +23,7 @@ from fixtures.generate import simple_pdf
 from signing.model import PadesLevel, RemoteMode, SignOptions
 
 from . import fuzzing
-from .fuzzing import REGRESSIONS, fuzz_settings, kept_if_failing
+from .fuzzing import REGRESSIONS, count_case, fuzz_settings, kept_if_failing
 from .pades_helpers import sign_with_phone
 from .service_fixtures import running_service
 
@@ -118,6 +118,7 @@ def check_verification(client: httpx.Client, data: bytes) -> None:
 @_SETTINGS
 @given(seed=st.integers(0, 1), ops=mutations)
 def test_mutated_pdfs_at_upload(fuzz_service, seeds, seed, ops):
+    count_case("upload")
     data = _mutate(seeds[seed], ops)
     with fuzz_service.client() as c, kept_if_failing("upload", data):
         check_upload(c, data)
@@ -126,6 +127,7 @@ def test_mutated_pdfs_at_upload(fuzz_service, seeds, seed, ops):
 @_SETTINGS
 @given(seed=st.integers(0, 1), ops=mutations)
 def test_mutated_pdfs_at_verification(fuzz_service, seeds, seed, ops):
+    count_case("verification")
     data = _mutate(seeds[seed], ops)
     with httpx.Client(base_url=fuzz_service.url, timeout=30) as c, kept_if_failing("verification", data):
         check_verification(c, data)
@@ -148,6 +150,7 @@ header_values = st.text(min_size=0, max_size=120)
 def test_mutated_multipart_bodies(
     fuzz_service, seeds, boundary, field, filename, ctype, cut, body_junk, path
 ):
+    count_case("multipart")
     pdf = seeds[0]
     b = boundary.encode()
     body = (
@@ -182,6 +185,7 @@ printable_header = st.text(alphabet=st.characters(min_codepoint=32, max_codepoin
 @_SETTINGS
 @given(ctype=printable_header, body=st.binary(max_size=2000))
 def test_arbitrary_content_types_and_bodies(fuzz_service, ctype, body):
+    count_case("content-types")
     with fuzz_service.client() as c:
         try:
             _post(c, "/v1/documents", content=body, headers={"content-type": ctype})

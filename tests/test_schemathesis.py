@@ -8,7 +8,7 @@ from hypothesis import given
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from .fuzzing import fuzz_settings
+from .fuzzing import count_case, fuzz_settings
 from .service_fixtures import running_service
 
 EXAMPLES = 50  # per operation in CI; IAMSIGN_FUZZ_EXAMPLES overrides it
@@ -33,6 +33,7 @@ def test_every_operation_against_the_schema(api):
         @given(case=op.as_strategy())
         @fuzz_settings(EXAMPLES)
         def check(case):
+            count_case("schema")
             case.call_and_validate(
                 base_url=api.url,
                 headers=headers,
