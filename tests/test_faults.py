@@ -118,6 +118,47 @@ def test_queue_away_keeps_recorded_work_and_sends_it_when_the_queue_is_back(tmp_
         link.close()
 
 
+def test_the_sweep_ticker_outlives_a_queue_outage(tmp_path):
+    """Asking after the last sweep fails while Redis restarts; the ticker goes on sweeping afterwards
+    (it used to die there, and the process never expired or resumed anything again)."""
+    import threading
+
+    from api.settings import Settings
+    from api.worker.tasks import TaskQueue
+
+    outage = threading.Event()
+    outage.set()
+
+    class LostInTheRestart:
+        def get(self, preserve=False):
+            if outage.is_set():
+                raise ConnectionError("redis restarting")
+            # Redis came back without the result: None, as huey answers
+
+    class Finished:
+        def get(self, preserve=False):
+            return True
+
+    queue = TaskQueue(Settings(data_dir=tmp_path, sweep_interval_s=0.01), context_factory=lambda: None)
+    sweeps: list[int] = []
+
+    def sweep():
+        sweeps.append(1)
+        return LostInTheRestart() if len(sweeps) == 1 else Finished()
+
+    queue._sweep = sweep
+    ticker = threading.Thread(target=queue._tick, daemon=True)
+    ticker.start()
+    time.sleep(0.2)
+    outage.clear()
+    deadline = time.monotonic() + 10
+    while len(sweeps) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    queue._stop.set()
+    ticker.join(timeout=5)
+    assert len(sweeps) >= 6, f"the ticker stopped after {len(sweeps)} sweeps"
+
+
 def _signing_request(c, level: str = "B-T") -> dict:
     from fixtures.generate import simple_pdf
 

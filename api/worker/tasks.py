@@ -201,7 +201,11 @@ class TaskQueue:
         self._webhooks.start()
 
     def _tick(self) -> None:
-        """Enqueue a sweep at each interval; replicas ticking together are harmless (claims, leases)."""
+        """Enqueue a sweep at each interval; replicas ticking together are harmless (claims, leases).
+
+        Nothing the queue raises ends the ticker: while Redis restarts, asking after the last sweep fails
+        like enqueueing does, and a ticker that died then left the process without expiry or resumption.
+        """
         pending, waited = None, 0
         while not self._stop.wait(self.settings.sweep_interval_s):
             self.send_unsent()
@@ -209,6 +213,9 @@ class TaskQueue:
                 done = pending is None or pending.get(preserve=True) is not None
             except TaskException:  # the last sweep failed (logged by huey): sweep again
                 done = True
+            except Exception as exc:  # noqa: BLE001 - the queue is unreachable: ask again next tick
+                log.warning("queue unreachable (%s); the sweep waits for it", exc.__class__.__name__)
+                continue
             waited = 0 if done else waited + 1
             if done or waited > 20:  # a sweep lost with a dead worker is replaced after 20 ticks
                 try:
