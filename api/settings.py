@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from signing.model import PadesLevel
+
 __all__ = ["Environment", "Level", "Settings", "SettingsProblems", "reveal"]
 
 Environment = Literal["sandbox", "ite", "production"]
@@ -200,6 +202,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def level_or_default(self, requested: str | None) -> str:
+        """The PAdES level a request, batch or envelope signs at: the one it names, else the default."""
+        return PadesLevel(requested or self.default_level).value
 
     @property
     def effective_database_url(self) -> str:

@@ -27,7 +27,6 @@ from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.batch import MAX_BATCH_DOCUMENTS, BatchFlow
 from api.flows.idempotency import request_hash
-from api.flows.identity import SignerSpec
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.routes.signing_requests import ErrorOut, SignatureOut, SignerIn, choose_mode
@@ -172,7 +171,7 @@ async def create_batch(
     if len(set(body.document_ids)) != len(body.document_ids):
         raise ApiError(422, "duplicate_documents", "each document may appear only once in a batch")
     docs = [owned_document(session, org, d) for d in body.document_ids]
-    spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
+    spec = body.signer.spec()
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
     batch = await batch_flow.create(
         session,
@@ -181,7 +180,7 @@ async def create_batch(
         spec,
         mode=mode,
         signer_certificate_der=cert,
-        level=body.level or settings.default_level,
+        level=settings.level_or_default(body.level),
         reason=body.reason,
         location=body.location,
         webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),

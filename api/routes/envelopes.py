@@ -13,24 +13,16 @@ from api.edge.json_body import RequestModel
 from api.errors import ApiError
 from api.flows.audit import audit_entries, check_trail
 from api.flows.envelopes import MAX_SIGNERS, EnvelopeFlow, EnvelopeSigner
-from api.flows.identity import SignerSpec
 from api.openapi import errors
 from api.routes.documents import owned_document
-from api.routes.signing_requests import AppearanceIn, ErrorOut
+from api.routes.signing_requests import AppearanceIn, ErrorOut, SignerIn
 from api.store.models import Envelope, SigningRequest
 from api.worker.egress import checked_webhook_url
-from signing.model import PadesLevel
 
 router = APIRouter(prefix="/v1/envelopes", tags=["envelopes"])
 
 
-class EnvelopeSignerIn(RequestModel):
-    hkid: str | None = Field(None, description="HKID with check digit, e.g. A123456(3): anonymous signing")
-    session_id: str | None = Field(
-        None,
-        max_length=100,
-        description="the signer session from /v1/auth/iamsmart/callback (iAM Smart login): account signing",
-    )
+class EnvelopeSignerIn(SignerIn):
     signer_id: str | None = Field(
         None, max_length=40, description="an enrolled signer (POST /v1/signers): hash mode, PAdES baseline"
     )
@@ -153,7 +145,7 @@ async def create_envelope(
     doc = owned_document(session, org, body.document_id)
     signers = [
         EnvelopeSigner(
-            spec=SignerSpec(hkid=s.hkid, session_id=s.session_id),
+            spec=s.spec(),
             signer_id=s.signer_id,
             appearance=s.appearance.model_dump() if s.appearance else None,
         )
@@ -164,7 +156,7 @@ async def create_envelope(
         org,
         doc,
         signers,
-        level=PadesLevel(body.level or settings.default_level).value,
+        level=settings.level_or_default(body.level),
         reason=body.reason,
         location=body.location,
         webhook_url=await checked_webhook_url(body.webhook_url, settings.webhook_allowed_networks),

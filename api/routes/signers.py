@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import EnrolmentDep, FlowDep, OrgDep, SessionDep
 from api.edge.json_body import RequestModel
 from api.errors import ApiError
-from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
 from api.routes.signing_requests import ErrorOut, SignerIn
 from api.store.models import SignerEnrolment, SigningRequest
@@ -87,7 +86,7 @@ async def enrol_signer(
     body: SignerCreate, flow: FlowDep, org: OrgDep, session: SessionDep, enrolment: EnrolmentDep
 ) -> SignerPublic:
     """Ask the signer for one short enrolment signature over the statement; their certificate is kept."""
-    spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
+    spec = body.signer.spec()
     row = await enrolment.start(session, org, spec)
     return _public(flow, session, row)
 

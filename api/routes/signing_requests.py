@@ -32,7 +32,7 @@ from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.store.models import SigningRequest
 from api.worker.egress import checked_webhook_url
-from signing.model import PadesLevel, PreparedSignature
+from signing.model import PreparedSignature
 from signing.summary import expected_for_record
 
 router = APIRouter(prefix="/v1/signing-requests", tags=["signing requests"])
@@ -45,6 +45,10 @@ class SignerIn(RequestModel):
         max_length=100,
         description="the signer session from /v1/auth/iamsmart/callback (iAM Smart login): account signing",
     )
+
+    def spec(self) -> SignerSpec:
+        """Who signs, as the flows take it (which of the two is named is checked there)."""
+        return SignerSpec(hkid=self.hkid, session_id=self.session_id)
 
 
 class AppearanceIn(RequestModel):
@@ -176,8 +180,8 @@ async def create_signing_request(
     in PDF mode, where iAM Smart builds the CMS itself and the result is PKCS#7 (``/adbe.pkcs7.detached``).
     """
     doc = owned_document(session, org, body.document_id)
-    level = PadesLevel(body.level or settings.default_level).value
-    spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
+    level = settings.level_or_default(body.level)
+    spec = body.signer.spec()
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
     req = await flow.create(
         session,
