@@ -6,8 +6,8 @@ objects themselves are built once by ``api.app.create_app`` and its lifespan.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,6 +42,16 @@ __all__ = [
 ]
 
 
+def _app_state(name: str) -> Callable[[Request], Any]:
+    """A dependency answering one of the objects ``create_app`` keeps on ``app.state``."""
+
+    def from_app_state(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    from_app_state.__name__ = f"app_state_{name}"
+    return from_app_state
+
+
 def _session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
@@ -50,18 +60,10 @@ def _session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session)]
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+SettingsDep = Annotated[Settings, Depends(_app_state("settings"))]
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-
-
-def _store(request: Request) -> DocumentStore:
-    return request.app.state.store
-
-
-StoreDep = Annotated[DocumentStore, Depends(_store)]
+StoreDep = Annotated[DocumentStore, Depends(_app_state("store"))]
 
 
 # Declares the "Authorization: Bearer <api key>" scheme in OpenAPI (Swagger's "Authorize"); no error of its own.
@@ -95,11 +97,7 @@ CurrentOrg = Annotated[Organisation, Depends(_organisation)]
 OrgDep = CurrentOrg  # the earlier name, still used by routes
 
 
-def _enrolment(request: Request) -> EnrolmentFlow:
-    return request.app.state.enrolment
-
-
-EnrolmentDep = Annotated[EnrolmentFlow, Depends(_enrolment)]
+EnrolmentDep = Annotated[EnrolmentFlow, Depends(_app_state("enrolment"))]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -111,42 +109,22 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _flow(request: Request) -> SigningFlow:
-    return request.app.state.flow
-
-
-FlowDep = Annotated[SigningFlow, Depends(_flow)]
+FlowDep = Annotated[SigningFlow, Depends(_app_state("flow"))]
 """The service's signing-request flow (one per event loop, made by the app's lifespan)."""
 
 
-def _batch_flow(request: Request) -> BatchFlow:
-    return request.app.state.batch_flow
+BatchFlowDep = Annotated[BatchFlow, Depends(_app_state("batch_flow"))]
 
 
-BatchFlowDep = Annotated[BatchFlow, Depends(_batch_flow)]
-
-
-def _envelope_flow(request: Request) -> EnvelopeFlow:
-    return request.app.state.envelopes
-
-
-EnvelopeFlowDep = Annotated[EnvelopeFlow, Depends(_envelope_flow)]
+EnvelopeFlowDep = Annotated[EnvelopeFlow, Depends(_app_state("envelopes"))]
 """The envelope flow: several signers of one document, in order."""
 
 
-def _server_secret(request: Request) -> bytes:
-    return request.app.state.server_secret
-
-
-ServerSecretDep = Annotated[bytes, Depends(_server_secret)]
+ServerSecretDep = Annotated[bytes, Depends(_app_state("server_secret"))]
 """The server secret that webhook keys are derived from."""
 
 
-def _limits(request: Request) -> Limits:
-    return request.app.state.limits
-
-
-LimitsDep = Annotated[Limits, Depends(_limits)]
+LimitsDep = Annotated[Limits, Depends(_app_state("limits"))]
 """The service's rate limits (verification uploads, failed API keys): Redis or memory."""
 
 
