@@ -680,6 +680,7 @@ def run_fuzz(cases: int, seed: int) -> bool:
             "-p",
             "no:cacheprovider",
             f"--hypothesis-seed={seed}",
+            "--timeout=0",  # the suite's per-test limit would cut a long run short (it did, at 93,014 cases)
             "tests/test_fuzz.py",
             "tests/test_schemathesis.py",
         ],
