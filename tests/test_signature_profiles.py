@@ -271,6 +271,34 @@ def test_renewal_seen_only_in_the_answer_fails_that_request_at_once(renew_svc, t
         }
 
 
+def test_a_revoked_certificate_is_not_enrolled(renew_svc, tmp_path):
+    """Enrolment keeps a certificate only after checking it: once the signer's certificate is revoked, a
+    new enrolment ends failed with the reason and shows no certificate, and the signer is not enrolled."""
+    svc = renew_svc
+    with svc.client() as c:
+        forget_all(c, svc)
+        first = enrol(c)  # the sandbox issues the certificate for this service at the first signature
+        r = c.post("/sandbox/v1/users/revoke-certificate", json={"hkid": SIGNER})
+        assert r.status_code == 200, r.text
+        assert int(first["certificate"]["serial"], 16) in {int(n) for n in r.json()["serials"]}
+        try:
+            r = c.post("/v1/signers", json={"signer": {"hkid": SIGNER}})
+            assert r.status_code == 201, r.text
+            approve(c, r.json()["sign_code"])
+            done = wait(c, f"/v1/signers/{r.json()['id']}")
+            assert done["status"] == "failed", done
+            assert done["error"]["code"] == "certificate_revoked", done
+            assert done.get("certificate") is None, done
+            doc = upload(c, tmp_path)
+            r = c.post("/v1/signing-requests", json={"document_id": doc, "signer": {"hkid": SIGNER}})
+            assert r.status_code == 201, r.text
+            assert r.json()["mode"] == "pdf"  # not enrolled now: never hash mode on the revoked certificate
+            assert c.post(f"/v1/signing-requests/{r.json()['id']}/cancel").status_code == 200
+        finally:
+            r = c.post("/sandbox/v1/users/renew-certificate", json={"hkid": SIGNER})
+            assert r.status_code == 200, r.text
+
+
 def test_enrolled_signer_hash_mode_batch_of_20_is_pades_b_lta(svc, tmp_path):
     with svc.client() as c:
         forget_all(c, svc)

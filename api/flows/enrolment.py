@@ -115,6 +115,8 @@ class EnrolmentFlow:
                 organisation_id=org.id, signer_key=signer_key, flow=req.flow, statement=text
             )
         row.status = "failed" if req.status in ("failed", "rejected", "cancelled", "expired") else "pending"
+        if row.status == "failed":
+            _forget_certificate(row)
         row.flow, row.statement, row.request_id = req.flow, text, req.id
         row.error_code, row.error_message = req.error_code, req.error_message
         row.updated_at = utcnow()
@@ -167,6 +169,8 @@ class EnrolmentFlow:
         session: Session, row: SignerEnrolment, status: str, code: str | None, message: str | None
     ) -> SignerEnrolment:
         row = session.merge(row)
+        if status == "failed":
+            _forget_certificate(row)
         row.status, row.error_code = status, code
         row.error_message = (message or "")[:2000] or None
         row.updated_at = utcnow()
@@ -223,3 +227,9 @@ def _reenrol(why: str) -> ApiError:
         REENROLMENT_CODE,
         f"the signer must enrol again (POST /v1/signers): {why}",
     )
+
+
+def _forget_certificate(row: SignerEnrolment) -> None:
+    """A failed enrolment shows no certificate: not the one it refused, nor one an earlier enrolment kept."""
+    row.cert_der_b64 = row.cert_sha256 = row.subject = row.issuer = row.serial = None
+    row.not_before = row.not_after = None
