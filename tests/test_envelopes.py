@@ -3,6 +3,7 @@ file; a rejection ends the envelope with its step named; cancel stops the remain
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -81,6 +82,7 @@ def test_three_signers_in_order_all_total_passed(svc, tmp_path):
                     ],
                     "level": "B-LTA",
                     "reason": "Three-party agreement",
+                    "webhook_url": "http://127.0.0.1:9/hooks",
                 },
             )
             assert r.status_code == 201, r.text
@@ -112,7 +114,11 @@ def test_three_signers_in_order_all_total_passed(svc, tmp_path):
             assert "envelope_completed" in [e["event"] for e in audit["steps"][2]["entries"]]
         with Session(svc.app.state.engine) as s:
             rows = s.exec(select(EnvelopeStep).where(EnvelopeStep.envelope_id == env["id"])).all()
+            deliveries = s.exec(select(WebhookDelivery).where(WebhookDelivery.request_id == env["id"])).all()
         assert len(rows) == 3 and all(r.signer_sealed is None for r in rows)  # dropped once started
+        assert sorted(d.event for d in deliveries) == ["envelope.completed"] + ["envelope.step.completed"] * 3
+        [completed] = [json.loads(d.body) for d in deliveries if d.event == "envelope.completed"]
+        assert completed["signed_document_id"] == env["signed_document_id"], completed
         assert not any(h.split("(")[0] in repr(r.model_dump()) for r in rows for h in (CHAN, HO, WONG))
     finally:
         for hkid in (CHAN, HO, WONG):
