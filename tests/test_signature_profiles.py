@@ -79,6 +79,12 @@ def forget_all(c, svc) -> None:
 
 
 def verify_cli(svc, path) -> dict:
+    """The report's first signature (``iamsign verify --json``)."""
+    report = verify_cli_report(svc, path)
+    return next(s for s in report["signatures"] if s["field"] == report["signatures"][0]["field"])
+
+
+def verify_cli_report(svc, path) -> dict:
     root = svc.app.state.sandbox_pki.root.public_bytes(Encoding.PEM)
     root_file = path.with_suffix(".root.pem")
     root_file.write_bytes(root)
@@ -86,8 +92,20 @@ def verify_cli(svc, path) -> dict:
         cli_app,
         ["verify", str(path), "--json", "--trust", str(root_file), "--data-dir", str(svc.settings.data_dir)],
     )
-    report = json.loads(result.stdout)
-    return next(s for s in report["signatures"] if s["field"] == report["signatures"][0]["field"])
+    return json.loads(result.stdout)
+
+
+def augmentations_in(report: dict, path) -> list[str]:
+    """What the verifier and the file itself show was added to the signature, in the API's words."""
+    from pypdf import PdfReader
+
+    sig = report["signatures"][0]
+    found = ["signature-timestamp"] if sig["timestamp_time"] else []
+    if "/DSS" in PdfReader(path).trailer["/Root"]:
+        found.append("dss")
+    if any(t["valid"] for t in report["document_timestamps"]):
+        found.append("document-timestamp")
+    return found
 
 
 def from_report(sig: dict) -> tuple[str, str | None]:
@@ -134,9 +152,13 @@ def assert_agree(c, svc, tmp_path, done: dict, pdf: bytes) -> dict:
     assert label in completed["detail"]
     path = tmp_path / f"{done['id']}.pdf"
     path.write_bytes(pdf)
-    report = verify_cli(svc, path)
+    whole = verify_cli_report(svc, path)
+    report = whole["signatures"][0]
     assert from_report(report) == (sig["profile"], sig["level"]), report
     assert report["indication"] == "TOTAL-PASSED", report
+    subfilter = {"pades-baseline": "/ETSI.CAdES.detached", "pkcs7-detached": "/adbe.pkcs7.detached"}
+    assert report["subfilter"] == subfilter[sig["profile"]], report
+    assert augmentations_in(whole, path) == sig["augmentations"], whole
     return sig
 
 
