@@ -14,6 +14,7 @@ never be embedded.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -178,7 +179,7 @@ class EnrolmentFlow:
     # ------------------------------------------------------------------ use
 
     async def current(self, session: Session, org: Organisation, signer_key: str) -> SignerEnrolment | None:
-        row = enrolment_for(session, org.id, signer_key)
+        row = await asyncio.to_thread(enrolment_for, session, org.id, signer_key)  # off the event loop
         return await self.refresh(session, row) if row is not None else None
 
     async def usable_certificate(

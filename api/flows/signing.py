@@ -33,7 +33,7 @@ from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.idempotency import check_same_request, wait_until_sent
-from api.flows.identity import SignerSpec, resolve_signer
+from api.flows.identity import ResolvedSigner, SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
 from api.flows.signer_sessions import forget_expired_sessions
 from api.settings import Settings
@@ -248,14 +248,23 @@ class SigningFlow:
         once it has been sent (422 if ``request_hash``, the body's, differs from the earlier one's).
         ``signer_certificate_der`` (hash mode): the signer's enrolled certificate, for PAdES baseline.
         """
-        if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
+
+        def look_up() -> tuple[SigningRequest | None, ResolvedSigner | None, bytes | None]:
+            if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
+                return earlier, None, None
+            who = resolve_signer(self.secret, signer, session, self.clock(), org.id)
+            known = None
+            if mode == "hash":
+                known = signer_certificate_der or self._known_certificate(session, org.id, who.signer_key)
+            session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
+            return None, who, known
+
+        earlier, who, known_cert = await asyncio.to_thread(look_up)  # database round trips: off the loop
+        if earlier is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.secret, signer, session, self.clock(), org.id)
+        assert who is not None
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
-        known_cert = None
-        if mode == "hash":
-            known_cert = signer_certificate_der or self._known_certificate(session, org.id, signer_key)
         options = SignOptions(
             mode=RemoteMode(mode),
             level=PadesLevel(level),
@@ -264,7 +273,6 @@ class SigningFlow:
             appearance=Appearance.from_json(appearance) if appearance else None,
             signer_certificate_der=known_cert,
         )
-        session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
         req_id = f"sr_{uuid.uuid4().hex}"
         bind_signing_request(req_id)  # every later line of this call is about it
         prepared_name = f"{req_id}.pdf"
@@ -299,25 +307,32 @@ class SigningFlow:
             created_at=now,
             updated_at=now,
         )
-        try:
-            session.add(req)
-            session.flush()
-            append_audit(
-                session,
-                req.id,
-                actor=f"org:{org.id}",
-                event="created",
-                status="pending",
-                sha_before=document.sha256,
-                detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}",
-            )
-            session.commit()
-        except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
-            session.rollback()
-            (self.prepared_dir / prepared_name).unlink(missing_ok=True)
-            earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
+
+        def insert() -> SigningRequest | None:
+            """Store the request and its first audit entry; the earlier request if the key lost a race."""
+            try:
+                session.add(req)
+                session.flush()
+                append_audit(
+                    session,
+                    req.id,
+                    actor=f"org:{org.id}",
+                    event="created",
+                    status="pending",
+                    sha_before=document.sha256,
+                    detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}",
+                )
+                session.commit()
+            except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
+                session.rollback()
+                (self.prepared_dir / prepared_name).unlink(missing_ok=True)
+                earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
+                if earlier is None:
+                    raise
+                return earlier
+            return None
+
+        if (earlier := await asyncio.to_thread(insert)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
         crashpoint("prepared")
@@ -325,35 +340,39 @@ class SigningFlow:
             initiated = await self._initiate(req, record, hkic, token, document.filename)
         except IamSmartError as exc:
             code = _code_text(getattr(exc, "code", "D20000"))
-            self._finish_unsuccessfully(
-                session,
-                req,
-                "failed",
-                code,
-                f"iAM Smart refused the request: {exc}",
-                actor="iamsmart",
-                ack=False,
-            )
+            message = f"iAM Smart refused the request: {exc}"
+
+            def refused() -> bool:
+                ended = self._end(session, req, "failed", code, message, actor="iamsmart")
+                session.refresh(req)
+                return ended
+
+            if await asyncio.to_thread(refused):
+                self._after_end(req, ack=False)
             return req
-        if self._claim(
-            session,
-            req.id,
-            "prepared",
-            phase="sent",
-            sign_code=initiated.sign_code,
-            ticket_id=initiated.ticket_id,
-        ):
-            append_audit(
+
+        def sent() -> None:
+            if self._claim(
                 session,
                 req.id,
-                actor="iamsmart",
-                event="sent",
-                status="pending",
-                iamsmart_code=ReturnCode.SUCCESS.value,
-                detail=f"businessID {req.business_id}",
-            )
-            session.commit()
-        session.refresh(req)
+                "prepared",
+                phase="sent",
+                sign_code=initiated.sign_code,
+                ticket_id=initiated.ticket_id,
+            ):
+                append_audit(
+                    session,
+                    req.id,
+                    actor="iamsmart",
+                    event="sent",
+                    status="pending",
+                    iamsmart_code=ReturnCode.SUCCESS.value,
+                    detail=f"businessID {req.business_id}",
+                )
+                session.commit()
+            session.refresh(req)
+
+        await asyncio.to_thread(sent)
         return req
 
     async def _initiate(
@@ -857,6 +876,23 @@ class SigningFlow:
         ack_result: SigningResult = SigningResult.NOT_RECEIVED,
         expect_phase: str | tuple[str, ...] = ("prepared", "sent"),
     ) -> bool:
+        if not self._end(session, req, status, code, message, actor=actor, expect_phase=expect_phase):
+            return False
+        self._after_end(req, ack=ack, ack_result=ack_result)
+        return True
+
+    def _end(
+        self,
+        session: Session,
+        req: SigningRequest,
+        status: str,
+        code: str,
+        message: str,
+        *,
+        actor: str,
+        expect_phase: str | tuple[str, ...] = ("prepared", "sent"),
+    ) -> bool:
+        """The database half of ending a request unsuccessfully (any thread): claim, audit, webhook, commit."""
         if not self._claim(
             session,
             req.id,
@@ -880,11 +916,16 @@ class SigningFlow:
         )
         self._enqueue_terminal_webhook(session, req, status, error={"code": code, "message": message})
         session.commit()
+        return True
+
+    def _after_end(
+        self, req: SigningRequest, *, ack: bool, ack_result: SigningResult = SigningResult.NOT_RECEIVED
+    ) -> None:
+        """The event loop's half of an unsuccessful end, once committed: the prepared file, who is told."""
         self._prepared_path(req).unlink(missing_ok=True)
         self._ended(req.id)
         if ack:
             self.spawn(self._ack(req.business_id, ack_result, req.flow))
-        return True
 
     def _enqueue_terminal_webhook(self, session: Session, req: SigningRequest, status: str, **extra) -> None:
         if req.webhook_url:

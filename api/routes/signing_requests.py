@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Literal
@@ -175,7 +176,7 @@ async def create_signing_request(
     An enrolled signer (``POST /v1/signers``) signs in hash mode by default, PAdES baseline; anyone else
     in PDF mode, where iAM Smart builds the CMS itself and the result is PKCS#7 (``/adbe.pkcs7.detached``).
     """
-    doc = owned_document(session, org, body.document_id)
+    doc = await asyncio.to_thread(owned_document, session, org, body.document_id)  # off the event loop
     level = PadesLevel(body.level or settings.default_level).value
     spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
@@ -194,8 +195,7 @@ async def create_signing_request(
         signer_certificate_der=cert,
         request_hash=request_hash(server_secret, body) if idempotency_key else None,
     )
-    session.refresh(req)
-    return public(flow, req)
+    return public(flow, req)  # create answers the request as stored
 
 
 async def choose_mode(
