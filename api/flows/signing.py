@@ -499,20 +499,46 @@ class SigningFlow:
         A success is checked (signature, certificate, digest) before it counts. A failure code ends the
         request only when ``authenticated`` (iAM Smart answered our own signed call); arriving by callback
         or browser, which anyone can send, it is recorded as a ``hint`` and the request stays pending.
+        The checks and the database work run in a worker thread; what follows a commit, on the event loop.
         """
-        code = _code_text(code)
+        outcome, req_id, then = await asyncio.to_thread(
+            self._record_result, business_id, _code_text(code), content, actor, authenticated
+        )
+        if req_id is not None:
+            bind_signing_request(req_id)
+        for step in then:
+            step()
+        if outcome == "accepted" and req_id is not None:
+            crashpoint("result_received")
+            self.schedule_embed(req_id)
+        return outcome
+
+    def _record_result(
+        self, business_id: str | None, code: str, content: dict[str, Any], actor: str, authenticated: bool
+    ) -> tuple[str, str | None, list[Callable[[], None]]]:
+        """:meth:`take_result`'s checks and transaction (any thread): the outcome, the request's id and
+        what the event loop does next (tell who waits for an end, acknowledge)."""
+        then: list[Callable[[], None]] = []
+
+        def end(
+            req: SigningRequest, status: str, code: str, message: str, by: str, ack_result: SigningResult
+        ) -> None:
+            if self._end(session, req, status, code, message, actor=by):
+                then.append(lambda: self._after_end(req, ack=req.flow == "account", ack_result=ack_result))
+
         with self.session() as session:
             req = self.find_by_business_id(session, business_id)
             if req is None:
                 log.warning("answer for an unknown businessID refused")
-                return "unknown"
+                return "unknown", None, then
             bind_signing_request(req.id)
             if req.status != "pending":
-                return "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
+                late = "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
+                return late, req.id, then
             echoed = content.get("state")
             if echoed is not None and not _same_secret(echoed, req.state):
                 self._note(session, req, actor, "result_refused", "the state echoed is not this request's")
-                return "refused"
+                return "refused", req.id, then
             if code != ReturnCode.SUCCESS.value:
                 if not authenticated:
                     self._note(
@@ -524,23 +550,14 @@ class SigningFlow:
                         "pending until iAM Smart's signed answer or expiry",
                         iamsmart_code=code if code.startswith("D") else None,
                     )
-                    return "hint"
+                    return "hint", req.id, then
                 status = _STATUS_FOR_CODE.get(code, "failed")
-                self._finish_unsuccessfully(
-                    session,
-                    req,
-                    status,
-                    code,
-                    message_for(code),
-                    actor=actor,
-                    ack=req.flow == "account",
-                    ack_result=SigningResult.NOT_RECEIVED,
-                )
-                return status
+                end(req, status, code, message_for(code), actor, SigningResult.NOT_RECEIVED)
+                return status, req.id, then
             result = _result_fields(req.mode, content)
             if result is None:
                 self._note(session, req, actor, "result_refused", "the answer has no signature")
-                return "refused"
+                return "refused", req.id, then
             try:
                 self._verify_result(req, result)
             except _CertificateChanged as exc:
@@ -560,17 +577,8 @@ class SigningFlow:
                     if enrolled
                     else (CERTIFICATE_CHANGED, exc.message)
                 )
-                self._finish_unsuccessfully(
-                    session,
-                    req,
-                    "failed",
-                    code,
-                    message,
-                    actor="service",
-                    ack=req.flow == "account",
-                    ack_result=SigningResult.REJECTED,
-                )
-                return "failed"
+                end(req, "failed", code, message, "service", SigningResult.REJECTED)
+                return "failed", req.id, then
             except (SigningError, _Refused, ValueError, KeyError, TypeError) as exc:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
@@ -578,8 +586,13 @@ class SigningFlow:
                 if (
                     noted and req.flow == "account"
                 ):  # as bounded as the notes: forged answers cost us no flood
-                    self.spawn(self._ack(req.business_id, SigningResult.REJECTED, req.flow))
-                return "refused"
+                    refused = req
+                    then.append(
+                        lambda: self.spawn(
+                            self._ack(refused.business_id, SigningResult.REJECTED, refused.flow)
+                        )
+                    )
+                return "refused", req.id, then
             if not self._claim(
                 session,
                 req.id,
@@ -588,14 +601,12 @@ class SigningFlow:
                 result_json=json.dumps(result),
                 iamsmart_code=code,
             ):
-                return "duplicate"
+                return "duplicate", req.id, then
             append_audit(
                 session, req.id, actor=actor, event="result_received", status="pending", iamsmart_code=code
             )
             session.commit()
-        crashpoint("result_received")
-        self.schedule_embed(req.id)
-        return "accepted"
+        return "accepted", req.id, then
 
     def schedule_embed(self, req_id: str) -> None:
         if self.queue is not None:
@@ -612,17 +623,13 @@ class SigningFlow:
         ``error_code`` is only a hint; a ``code`` is exchanged (getToken) and the result fetched
         (getResult), whose answer, coming from iAM Smart, can end the request.
         """
-        with self.session() as session:
-            if business_id:
-                req = self.find_by_business_id(session, business_id)
-            else:  # the doc has iAM Smart add businessID; the state alone names the request as well
-                req = self.find_by_state(session, state)
-            if req is None or req.flow != "anonymous":
-                return "unknown", None
-            if not _same_secret(state, req.state):
-                log.warning("redirect for %s refused: state missing or wrong", req.id)
-                return "refused", None
-            req_id, mode, business_id = req.id, req.mode, req.business_id
+        req = await asyncio.to_thread(self._redirected_request, business_id, state)  # off the event loop
+        if req is None or req.flow != "anonymous":
+            return "unknown", None
+        if not _same_secret(state, req.state):
+            log.warning("redirect for %s refused: state missing or wrong", req.id)
+            return "refused", None
+        req_id, mode, business_id = req.id, req.mode, req.business_id
         actor = "browser:redirect"
         if error_code:
             return await self.take_result(business_id, error_code, {}, actor=actor), req_id
@@ -659,6 +666,13 @@ class SigningFlow:
             code_text = _code_text(getattr(exc, "code", "D20000"))
             return await self.take_result(business_id, code_text, {}, actor=actor), req_id
         return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor=actor), req_id
+
+    def _redirected_request(self, business_id: str | None, state: str | None) -> SigningRequest | None:
+        with self.session() as session:
+            if business_id:
+                return self.find_by_business_id(session, business_id)
+            # the doc has iAM Smart add businessID; the state alone names the request as well
+            return self.find_by_state(session, state)
 
     # ------------------------------------------------------------------ embedding
 
