@@ -369,8 +369,8 @@ class SigningFlow:
                     iamsmart_code=ReturnCode.SUCCESS.value,
                     detail=f"businessID {req.business_id}",
                 )
-                session.commit()
-            session.refresh(req)
+            session.refresh(req)  # in the same transaction: the row as committed, without a new one
+            session.commit()
 
         await asyncio.to_thread(sent)
         return req
