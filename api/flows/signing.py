@@ -37,6 +37,7 @@ from api.flows.identity import ResolvedSigner, SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
 from api.flows.signer_sessions import forget_expired_sessions
 from api.settings import Settings
+from api.store.db import autocommit
 from api.store.files import DocumentStore
 from api.store.models import AuditEntry, Document, Organisation, SigningRequest, utcnow
 from api.telemetry.logs import bind_signing_request
@@ -668,7 +669,7 @@ class SigningFlow:
         return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor=actor), req_id
 
     def _redirected_request(self, business_id: str | None, state: str | None) -> SigningRequest | None:
-        with self.session() as session:
+        with Session(autocommit(self.engine), expire_on_commit=False) as session:  # one read
             if business_id:
                 return self.find_by_business_id(session, business_id)
             # the doc has iAM Smart add businessID; the state alone names the request as well

@@ -17,6 +17,8 @@ from api.deps import (
     FlowDep,
     IdempotencyKey,
     OrgDep,
+    ReadOrgDep,
+    ReadSessionDep,
     ServerSecretDep,
     SessionDep,
     SettingsDep,
@@ -252,7 +254,7 @@ def list_signing_requests(
 
 @router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
 def get_signing_request(
-    request_id: str, flow: FlowDep, org: OrgDep, session: SessionDep
+    request_id: str, flow: FlowDep, org: ReadOrgDep, session: ReadSessionDep
 ) -> SigningRequestPublic:
     return public(flow, owned_request(session, org, request_id))
 
@@ -270,7 +272,9 @@ async def cancel_signing_request(
 
 
 @router.get("/{request_id}/signed-document", response_class=FileResponse, responses=errors(404, 409, 410))
-def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
+def get_signed_document(
+    request_id: str, org: ReadOrgDep, session: ReadSessionDep, store: StoreDep
+) -> FileResponse:
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
         raise ApiError(409, "not_completed", f"the request is {req.status}; there is no signed document")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
@@ -12,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import create_engine
 
-__all__ = ["alembic_config", "make_engine", "migrate"]
+__all__ = ["alembic_config", "autocommit", "make_engine", "migrate"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -74,6 +75,18 @@ def _ping_when_idle(engine: Engine) -> None:
             if dialect.is_disconnect(err, dbapi_conn, None):
                 raise DisconnectionError() from err  # the pool replaces the connection and tries again
             raise
+
+
+_AUTOCOMMIT: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def autocommit(engine: Engine) -> Engine:
+    """``engine`` (the same pool) without transactions, for sessions that only read: no BEGIN and no
+    ROLLBACK around their statements, two PostgreSQL round trips fewer; each statement sees the latest
+    commits (as every statement does in a READ COMMITTED transaction). Not for reads that must agree."""
+    if (reader := _AUTOCOMMIT.get(engine)) is None:
+        reader = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return reader
 
 
 def alembic_config(url: str) -> Config:
