@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,6 +78,8 @@ _SIGNING_OUTCOMES = frozenset(
     )
 )
 """Codes that end a signing request when iAM Smart itself answers them to our own (signed) call."""
+_SENT_WAIT_S = 5.0
+"""How long an answer that arrives before its request was recorded as sent waits for that record."""
 _MAX_NOTES = 20
 """Hints and refusals recorded in one request's audit; more are only logged (anyone may send them)."""
 
@@ -502,9 +505,20 @@ class SigningFlow:
         or browser, which anyone can send, it is recorded as a ``hint`` and the request stays pending.
         The checks and the database work run in a worker thread; what follows a commit, on the event loop.
         """
-        outcome, req_id, then = await asyncio.to_thread(
-            self._record_result, business_id, _code_text(code), content, actor, authenticated
-        )
+        deadline = time.monotonic() + _SENT_WAIT_S
+        while True:
+            outcome, req_id, then = await asyncio.to_thread(
+                self._record_result,
+                business_id,
+                _code_text(code),
+                content,
+                actor,
+                authenticated,
+                time.monotonic() < deadline,
+            )
+            if outcome != "early":
+                break
+            await asyncio.sleep(0.02)
         if req_id is not None:
             bind_signing_request(req_id)
         for step in then:
@@ -515,10 +529,20 @@ class SigningFlow:
         return outcome
 
     def _record_result(
-        self, business_id: str | None, code: str, content: dict[str, Any], actor: str, authenticated: bool
+        self,
+        business_id: str | None,
+        code: str,
+        content: dict[str, Any],
+        actor: str,
+        authenticated: bool,
+        wait_for_sent: bool = False,
     ) -> tuple[str, str | None, list[Callable[[], None]]]:
         """:meth:`take_result`'s checks and transaction (any thread): the outcome, the request's id and
-        what the event loop does next (tell who waits for an end, acknowledge)."""
+        what the event loop does next (tell who waits for an end, acknowledge).
+
+        ``early`` (nothing done) while ``wait_for_sent`` and the request is still ``prepared``: iAM Smart
+        answered before create recorded that it was sent, which create does in a thread (or on another
+        replica); the answer is taken once it has, so the trail reads created, sent, then the result."""
         then: list[Callable[[], None]] = []
 
         def end(
@@ -536,6 +560,8 @@ class SigningFlow:
             if req.status != "pending":
                 late = "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
                 return late, req.id, then
+            if wait_for_sent and req.phase == "prepared":
+                return "early", req.id, then
             echoed = content.get("state")
             if echoed is not None and not _same_secret(echoed, req.state):
                 self._note(session, req, actor, "result_refused", "the state echoed is not this request's")
