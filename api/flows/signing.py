@@ -38,7 +38,7 @@ from api.flows.identity import ResolvedSigner, SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
 from api.flows.signer_sessions import forget_expired_sessions
 from api.settings import Settings
-from api.store.db import autocommit
+from api.store.db import autocommit, in_thread
 from api.store.files import DocumentStore
 from api.store.models import AuditEntry, Document, Organisation, SigningRequest, utcnow
 from api.telemetry.logs import bind_signing_request
@@ -263,7 +263,7 @@ class SigningFlow:
             session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
             return None, who, known
 
-        earlier, who, known_cert = await asyncio.to_thread(look_up)  # database round trips: off the loop
+        earlier, who, known_cert = await in_thread(look_up)  # database round trips: off the loop
         if earlier is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
@@ -336,7 +336,7 @@ class SigningFlow:
                 return earlier
             return None
 
-        if (earlier := await asyncio.to_thread(insert)) is not None:
+        if (earlier := await in_thread(insert)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
         crashpoint("prepared")
@@ -351,7 +351,7 @@ class SigningFlow:
                 session.refresh(req)
                 return ended
 
-            if await asyncio.to_thread(refused):
+            if await in_thread(refused):
                 self._after_end(req, ack=False)
             return req
 
@@ -376,7 +376,7 @@ class SigningFlow:
             session.refresh(req)  # in the same transaction: the row as committed, without a new one
             session.commit()
 
-        await asyncio.to_thread(sent)
+        await in_thread(sent)
         return req
 
     async def _initiate(
@@ -507,7 +507,7 @@ class SigningFlow:
         """
         deadline = time.monotonic() + _SENT_WAIT_S
         while True:
-            outcome, req_id, then = await asyncio.to_thread(
+            outcome, req_id, then = await in_thread(
                 self._record_result,
                 business_id,
                 _code_text(code),
@@ -650,7 +650,7 @@ class SigningFlow:
         ``error_code`` is only a hint; a ``code`` is exchanged (getToken) and the result fetched
         (getResult), whose answer, coming from iAM Smart, can end the request.
         """
-        req = await asyncio.to_thread(self._redirected_request, business_id, state)  # off the event loop
+        req = await in_thread(self._redirected_request, business_id, state)  # off the event loop
         if req is None or req.flow != "anonymous":
             return "unknown", None
         if not _same_secret(state, req.state):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from typing import Literal
@@ -33,6 +32,7 @@ from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
+from api.store.db import in_thread
 from api.store.models import SigningRequest
 from api.worker.egress import checked_webhook_url
 from signing.model import PadesLevel, PreparedSignature
@@ -178,7 +178,7 @@ async def create_signing_request(
     An enrolled signer (``POST /v1/signers``) signs in hash mode by default, PAdES baseline; anyone else
     in PDF mode, where iAM Smart builds the CMS itself and the result is PKCS#7 (``/adbe.pkcs7.detached``).
     """
-    doc = await asyncio.to_thread(owned_document, session, org, body.document_id)  # off the event loop
+    doc = await in_thread(owned_document, session, org, body.document_id)  # off the event loop
     level = PadesLevel(body.level or settings.default_level).value
     spec = SignerSpec(hkid=body.signer.hkid, session_id=body.signer.session_id)
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)

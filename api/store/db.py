@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from weakref import WeakKeyDictionary
 
+import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -13,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import create_engine
 
-__all__ = ["alembic_config", "autocommit", "make_engine", "migrate"]
+__all__ = ["alembic_config", "autocommit", "in_thread", "make_engine", "migrate"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -75,6 +78,15 @@ def _ping_when_idle(engine: Engine) -> None:
             if dialect.is_disconnect(err, dbapi_conn, None):
                 raise DisconnectionError() from err  # the pool replaces the connection and tries again
             raise
+
+
+T = TypeVar("T")
+
+
+async def in_thread(work: Callable[..., T], *args: object) -> T:
+    """Run blocking database work in a thread of anyio's pool (the one FastAPI runs plain routes in), off
+    the event loop; not in asyncio's default executor, where it would queue behind PDF preparation."""
+    return await anyio.to_thread.run_sync(work, *args)
 
 
 _AUTOCOMMIT: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
