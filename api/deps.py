@@ -20,6 +20,7 @@ from api.flows.enrolment import EnrolmentFlow
 from api.flows.envelopes import EnvelopeFlow
 from api.flows.signing import SigningFlow
 from api.settings import Settings
+from api.store.db import autocommit
 from api.store.files import DocumentStore
 from api.store.keys import organisation_for_key
 from api.store.models import Organisation
@@ -34,6 +35,8 @@ __all__ = [
     "IdempotencyKey",
     "LimitsDep",
     "OrgDep",
+    "ReadOrgDep",
+    "ReadSessionDep",
     "ServerSecretDep",
     "SessionDep",
     "SettingsDep",
@@ -58,6 +61,15 @@ def _session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _read_session(request: Request) -> Iterator[Session]:
+    with Session(autocommit(request.app.state.engine), expire_on_commit=False) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(_read_session)]
+"""A session for routes that only read one thing at a time (a status poll): autocommit, no transaction."""
 
 
 SettingsDep = Annotated[Settings, Depends(_app_state("settings"))]
@@ -94,6 +106,18 @@ def _organisation(
 
 CurrentOrg = Annotated[Organisation, Depends(_organisation)]
 """The organisation whose API key authorised the request (401 without one)."""
+
+
+def _organisation_reading(
+    request: Request,
+    session: ReadSessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Organisation:
+    return _organisation(request, session, credentials)
+
+
+ReadOrgDep = Annotated[Organisation, Depends(_organisation_reading)]
+""":data:`CurrentOrg` looked up through the route's :data:`ReadSessionDep`."""
 OrgDep = CurrentOrg  # the earlier name, still used by routes
 
 

@@ -28,6 +28,7 @@ from api.errors import ApiError
 from api.flows.enrolment_state import REENROLMENT_CODE, enrolment_for, mark_reenrolment_required
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.identity import SignerSpec, resolve_signer
+from api.store.db import in_thread
 from api.store.files import DocumentStore
 from api.store.models import Document, Organisation, SignerEnrolment, SigningRequest, utcnow
 from signing.certcheck import check_signer_certificate, signer_certificate_in
@@ -182,7 +183,7 @@ class EnrolmentFlow:
     # ------------------------------------------------------------------ use
 
     async def current(self, session: Session, org: Organisation, signer_key: str) -> SignerEnrolment | None:
-        row = enrolment_for(session, org.id, signer_key)
+        row = await in_thread(enrolment_for, session, org.id, signer_key)  # off the event loop
         return await self.refresh(session, row) if row is not None else None
 
     async def usable_certificate(

@@ -34,6 +34,7 @@ from api.flows.audit import append_audit
 from api.flows.enrolment import EnrolmentFlow
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.signing import TERMINAL_STATUSES, SigningFlow
+from api.store.db import autocommit
 from api.store.models import (
     Document,
     Envelope,
@@ -268,6 +269,12 @@ class EnvelopeFlow:
 
     async def step_ended(self, request_id: str) -> None:
         """A step's request reached a terminal status: record it, start the next step or end the envelope."""
+        with Session(autocommit(self.flow.engine)) as probe:  # most requests are no envelope's: one read
+            pending = select(EnvelopeStep.id).where(
+                EnvelopeStep.request_id == request_id, EnvelopeStep.status == "pending"
+            )
+            if probe.exec(pending).first() is None:
+                return
         with self.session() as session:
             step = session.exec(select(EnvelopeStep).where(EnvelopeStep.request_id == request_id)).first()
             if step is None or step.status != "pending":

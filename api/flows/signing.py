@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,10 +34,11 @@ from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
 from api.flows.iamsmart_gateway import IamSmartSetup, issued_by_trusted_issuer
 from api.flows.idempotency import check_same_request, wait_until_sent
-from api.flows.identity import SignerSpec, resolve_signer
+from api.flows.identity import ResolvedSigner, SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
 from api.flows.signer_sessions import forget_expired_sessions
 from api.settings import Settings
+from api.store.db import autocommit, in_thread
 from api.store.files import DocumentStore
 from api.store.models import AuditEntry, Document, Organisation, SigningRequest, utcnow
 from api.telemetry.logs import bind_signing_request
@@ -76,6 +78,8 @@ _SIGNING_OUTCOMES = frozenset(
     )
 )
 """Codes that end a signing request when iAM Smart itself answers them to our own (signed) call."""
+_SENT_WAIT_S = 5.0
+"""How long an answer that arrives before its request was recorded as sent waits for that record."""
 _MAX_NOTES = 20
 """Hints and refusals recorded in one request's audit; more are only logged (anyone may send them)."""
 
@@ -248,14 +252,23 @@ class SigningFlow:
         once it has been sent (422 if ``request_hash``, the body's, differs from the earlier one's).
         ``signer_certificate_der`` (hash mode): the signer's enrolled certificate, for PAdES baseline.
         """
-        if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
+
+        def look_up() -> tuple[SigningRequest | None, ResolvedSigner | None, bytes | None]:
+            if idempotency_key and (earlier := self._by_key(session, org.id, idempotency_key)) is not None:
+                return earlier, None, None
+            who = resolve_signer(self.secret, signer, session, self.clock(), org.id)
+            known = None
+            if mode == "hash":
+                known = signer_certificate_der or self._known_certificate(session, org.id, who.signer_key)
+            session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
+            return None, who, known
+
+        earlier, who, known_cert = await in_thread(look_up)  # database round trips: off the loop
+        if earlier is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
-        who = resolve_signer(self.secret, signer, session, self.clock(), org.id)
+        assert who is not None
         flow, signer_key, hkic, token = who.flow, who.signer_key, who.hkic_hash, who.token
-        known_cert = None
-        if mode == "hash":
-            known_cert = signer_certificate_der or self._known_certificate(session, org.id, signer_key)
         options = SignOptions(
             mode=RemoteMode(mode),
             level=PadesLevel(level),
@@ -264,7 +277,6 @@ class SigningFlow:
             appearance=Appearance.from_json(appearance) if appearance else None,
             signer_certificate_der=known_cert,
         )
-        session.commit()  # end the read transaction: no pooled connection is held while the PDF is prepared
         req_id = f"sr_{uuid.uuid4().hex}"
         bind_signing_request(req_id)  # every later line of this call is about it
         prepared_name = f"{req_id}.pdf"
@@ -299,25 +311,32 @@ class SigningFlow:
             created_at=now,
             updated_at=now,
         )
-        try:
-            session.add(req)
-            session.flush()
-            append_audit(
-                session,
-                req.id,
-                actor=f"org:{org.id}",
-                event="created",
-                status="pending",
-                sha_before=document.sha256,
-                detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}",
-            )
-            session.commit()
-        except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
-            session.rollback()
-            (self.prepared_dir / prepared_name).unlink(missing_ok=True)
-            earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
-            if earlier is None:
-                raise
+
+        def insert() -> SigningRequest | None:
+            """Store the request and its first audit entry; the earlier request if the key lost a race."""
+            try:
+                session.add(req)
+                session.flush()
+                append_audit(
+                    session,
+                    req.id,
+                    actor=f"org:{org.id}",
+                    event="created",
+                    status="pending",
+                    sha_before=document.sha256,
+                    detail=f"{flow} {mode} signing at {level}; signature profile {record.profile.value}",
+                )
+                session.commit()
+            except IntegrityError:  # the same Idempotency-Key won a moment ago in another request
+                session.rollback()
+                (self.prepared_dir / prepared_name).unlink(missing_ok=True)
+                earlier = self._by_key(session, org.id, idempotency_key) if idempotency_key else None
+                if earlier is None:
+                    raise
+                return earlier
+            return None
+
+        if (earlier := await in_thread(insert)) is not None:
             check_same_request(earlier, request_hash)
             return await wait_until_sent(session, earlier)
         crashpoint("prepared")
@@ -325,35 +344,39 @@ class SigningFlow:
             initiated = await self._initiate(req, record, hkic, token, document.filename)
         except IamSmartError as exc:
             code = _code_text(getattr(exc, "code", "D20000"))
-            self._finish_unsuccessfully(
-                session,
-                req,
-                "failed",
-                code,
-                f"iAM Smart refused the request: {exc}",
-                actor="iamsmart",
-                ack=False,
-            )
+            message = f"iAM Smart refused the request: {exc}"
+
+            def refused() -> bool:
+                ended = self._end(session, req, "failed", code, message, actor="iamsmart")
+                session.refresh(req)
+                return ended
+
+            if await in_thread(refused):
+                self._after_end(req, ack=False)
             return req
-        if self._claim(
-            session,
-            req.id,
-            "prepared",
-            phase="sent",
-            sign_code=initiated.sign_code,
-            ticket_id=initiated.ticket_id,
-        ):
-            append_audit(
+
+        def sent() -> None:
+            if self._claim(
                 session,
                 req.id,
-                actor="iamsmart",
-                event="sent",
-                status="pending",
-                iamsmart_code=ReturnCode.SUCCESS.value,
-                detail=f"businessID {req.business_id}",
-            )
+                "prepared",
+                phase="sent",
+                sign_code=initiated.sign_code,
+                ticket_id=initiated.ticket_id,
+            ):
+                append_audit(
+                    session,
+                    req.id,
+                    actor="iamsmart",
+                    event="sent",
+                    status="pending",
+                    iamsmart_code=ReturnCode.SUCCESS.value,
+                    detail=f"businessID {req.business_id}",
+                )
+            session.refresh(req)  # in the same transaction: the row as committed, without a new one
             session.commit()
-        session.refresh(req)
+
+        await in_thread(sent)
         return req
 
     async def _initiate(
@@ -480,20 +503,69 @@ class SigningFlow:
         A success is checked (signature, certificate, digest) before it counts. A failure code ends the
         request only when ``authenticated`` (iAM Smart answered our own signed call); arriving by callback
         or browser, which anyone can send, it is recorded as a ``hint`` and the request stays pending.
+        The checks and the database work run in a worker thread; what follows a commit, on the event loop.
         """
-        code = _code_text(code)
+        deadline = time.monotonic() + _SENT_WAIT_S
+        while True:
+            outcome, req_id, then = await in_thread(
+                self._record_result,
+                business_id,
+                _code_text(code),
+                content,
+                actor,
+                authenticated,
+                time.monotonic() < deadline,
+            )
+            if outcome != "early":
+                break
+            await asyncio.sleep(0.02)
+        if req_id is not None:
+            bind_signing_request(req_id)
+        for step in then:
+            step()
+        if outcome == "accepted" and req_id is not None:
+            crashpoint("result_received")
+            self.schedule_embed(req_id)
+        return outcome
+
+    def _record_result(
+        self,
+        business_id: str | None,
+        code: str,
+        content: dict[str, Any],
+        actor: str,
+        authenticated: bool,
+        wait_for_sent: bool = False,
+    ) -> tuple[str, str | None, list[Callable[[], None]]]:
+        """:meth:`take_result`'s checks and transaction (any thread): the outcome, the request's id and
+        what the event loop does next (tell who waits for an end, acknowledge).
+
+        ``early`` (nothing done) while ``wait_for_sent`` and the request is still ``prepared``: iAM Smart
+        answered before create recorded that it was sent, which create does in a thread (or on another
+        replica); the answer is taken once it has, so the trail reads created, sent, then the result."""
+        then: list[Callable[[], None]] = []
+
+        def end(
+            req: SigningRequest, status: str, code: str, message: str, by: str, ack_result: SigningResult
+        ) -> None:
+            if self._end(session, req, status, code, message, actor=by):
+                then.append(lambda: self._after_end(req, ack=req.flow == "account", ack_result=ack_result))
+
         with self.session() as session:
             req = self.find_by_business_id(session, business_id)
             if req is None:
                 log.warning("answer for an unknown businessID refused")
-                return "unknown"
+                return "unknown", None, then
             bind_signing_request(req.id)
             if req.status != "pending":
-                return "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
+                late = "duplicate" if req.phase in ("result_received", "embedding", "done") else "late"
+                return late, req.id, then
+            if wait_for_sent and req.phase == "prepared":
+                return "early", req.id, then
             echoed = content.get("state")
             if echoed is not None and not _same_secret(echoed, req.state):
                 self._note(session, req, actor, "result_refused", "the state echoed is not this request's")
-                return "refused"
+                return "refused", req.id, then
             if code != ReturnCode.SUCCESS.value:
                 if not authenticated:
                     self._note(
@@ -505,23 +577,14 @@ class SigningFlow:
                         "pending until iAM Smart's signed answer or expiry",
                         iamsmart_code=code if code.startswith("D") else None,
                     )
-                    return "hint"
+                    return "hint", req.id, then
                 status = _STATUS_FOR_CODE.get(code, "failed")
-                self._finish_unsuccessfully(
-                    session,
-                    req,
-                    status,
-                    code,
-                    message_for(code),
-                    actor=actor,
-                    ack=req.flow == "account",
-                    ack_result=SigningResult.NOT_RECEIVED,
-                )
-                return status
+                end(req, status, code, message_for(code), actor, SigningResult.NOT_RECEIVED)
+                return status, req.id, then
             result = _result_fields(req.mode, content)
             if result is None:
                 self._note(session, req, actor, "result_refused", "the answer has no signature")
-                return "refused"
+                return "refused", req.id, then
             try:
                 self._verify_result(req, result)
             except _CertificateChanged as exc:
@@ -541,17 +604,8 @@ class SigningFlow:
                     if enrolled
                     else (CERTIFICATE_CHANGED, exc.message)
                 )
-                self._finish_unsuccessfully(
-                    session,
-                    req,
-                    "failed",
-                    code,
-                    message,
-                    actor="service",
-                    ack=req.flow == "account",
-                    ack_result=SigningResult.REJECTED,
-                )
-                return "failed"
+                end(req, "failed", code, message, "service", SigningResult.REJECTED)
+                return "failed", req.id, then
             except (SigningError, _Refused, ValueError, KeyError, TypeError) as exc:
                 # Anyone can encrypt to our public KEK: an answer that does not verify changes nothing.
                 log.warning("result for %s refused: %s", req.id, getattr(exc, "message", exc))
@@ -559,8 +613,13 @@ class SigningFlow:
                 if (
                     noted and req.flow == "account"
                 ):  # as bounded as the notes: forged answers cost us no flood
-                    self.spawn(self._ack(req.business_id, SigningResult.REJECTED, req.flow))
-                return "refused"
+                    refused = req
+                    then.append(
+                        lambda: self.spawn(
+                            self._ack(refused.business_id, SigningResult.REJECTED, refused.flow)
+                        )
+                    )
+                return "refused", req.id, then
             if not self._claim(
                 session,
                 req.id,
@@ -569,14 +628,12 @@ class SigningFlow:
                 result_json=json.dumps(result),
                 iamsmart_code=code,
             ):
-                return "duplicate"
+                return "duplicate", req.id, then
             append_audit(
                 session, req.id, actor=actor, event="result_received", status="pending", iamsmart_code=code
             )
             session.commit()
-        crashpoint("result_received")
-        self.schedule_embed(req.id)
-        return "accepted"
+        return "accepted", req.id, then
 
     def schedule_embed(self, req_id: str) -> None:
         if self.queue is not None:
@@ -593,17 +650,13 @@ class SigningFlow:
         ``error_code`` is only a hint; a ``code`` is exchanged (getToken) and the result fetched
         (getResult), whose answer, coming from iAM Smart, can end the request.
         """
-        with self.session() as session:
-            if business_id:
-                req = self.find_by_business_id(session, business_id)
-            else:  # the doc has iAM Smart add businessID; the state alone names the request as well
-                req = self.find_by_state(session, state)
-            if req is None or req.flow != "anonymous":
-                return "unknown", None
-            if not _same_secret(state, req.state):
-                log.warning("redirect for %s refused: state missing or wrong", req.id)
-                return "refused", None
-            req_id, mode, business_id = req.id, req.mode, req.business_id
+        req = await in_thread(self._redirected_request, business_id, state)  # off the event loop
+        if req is None or req.flow != "anonymous":
+            return "unknown", None
+        if not _same_secret(state, req.state):
+            log.warning("redirect for %s refused: state missing or wrong", req.id)
+            return "refused", None
+        req_id, mode, business_id = req.id, req.mode, req.business_id
         actor = "browser:redirect"
         if error_code:
             return await self.take_result(business_id, error_code, {}, actor=actor), req_id
@@ -640,6 +693,13 @@ class SigningFlow:
             code_text = _code_text(getattr(exc, "code", "D20000"))
             return await self.take_result(business_id, code_text, {}, actor=actor), req_id
         return await self.take_result(business_id, ReturnCode.SUCCESS, content, actor=actor), req_id
+
+    def _redirected_request(self, business_id: str | None, state: str | None) -> SigningRequest | None:
+        with Session(autocommit(self.engine), expire_on_commit=False) as session:  # one read
+            if business_id:
+                return self.find_by_business_id(session, business_id)
+            # the doc has iAM Smart add businessID; the state alone names the request as well
+            return self.find_by_state(session, state)
 
     # ------------------------------------------------------------------ embedding
 
@@ -857,6 +917,23 @@ class SigningFlow:
         ack_result: SigningResult = SigningResult.NOT_RECEIVED,
         expect_phase: str | tuple[str, ...] = ("prepared", "sent"),
     ) -> bool:
+        if not self._end(session, req, status, code, message, actor=actor, expect_phase=expect_phase):
+            return False
+        self._after_end(req, ack=ack, ack_result=ack_result)
+        return True
+
+    def _end(
+        self,
+        session: Session,
+        req: SigningRequest,
+        status: str,
+        code: str,
+        message: str,
+        *,
+        actor: str,
+        expect_phase: str | tuple[str, ...] = ("prepared", "sent"),
+    ) -> bool:
+        """The database half of ending a request unsuccessfully (any thread): claim, audit, webhook, commit."""
         if not self._claim(
             session,
             req.id,
@@ -880,11 +957,16 @@ class SigningFlow:
         )
         self._enqueue_terminal_webhook(session, req, status, error={"code": code, "message": message})
         session.commit()
+        return True
+
+    def _after_end(
+        self, req: SigningRequest, *, ack: bool, ack_result: SigningResult = SigningResult.NOT_RECEIVED
+    ) -> None:
+        """The event loop's half of an unsuccessful end, once committed: the prepared file, who is told."""
         self._prepared_path(req).unlink(missing_ok=True)
         self._ended(req.id)
         if ack:
             self.spawn(self._ack(req.business_id, ack_result, req.flow))
-        return True
 
     def _enqueue_terminal_webhook(self, session: Session, req: SigningRequest, status: str, **extra) -> None:
         if req.webhook_url:

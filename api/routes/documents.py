@@ -12,6 +12,7 @@ from api.deps import OrgDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.flows.lifecycle import DocumentInUse, delete_document
 from api.openapi import PDF_UPLOAD, errors
+from api.store.db import in_thread
 from api.store.models import Document
 from api.store.uploads import receive_pdf_upload
 from signing.errors import InputPdfError
@@ -67,7 +68,7 @@ async def upload_document(
         signature_count=info.signature_count,
     )
     session.add(doc)
-    await asyncio.to_thread(session.commit)  # a database round trip: never on the event loop
+    await in_thread(session.commit)  # a database round trip: never on the event loop
     return DocumentPublic.of(doc)
 
 

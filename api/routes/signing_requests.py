@@ -16,6 +16,8 @@ from api.deps import (
     FlowDep,
     IdempotencyKey,
     OrgDep,
+    ReadOrgDep,
+    ReadSessionDep,
     ServerSecretDep,
     SessionDep,
     SettingsDep,
@@ -30,6 +32,7 @@ from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
+from api.store.db import in_thread
 from api.store.models import SigningRequest
 from api.worker.egress import checked_webhook_url
 from signing.model import PreparedSignature
@@ -179,7 +182,7 @@ async def create_signing_request(
     An enrolled signer (``POST /v1/signers``) signs in hash mode by default, PAdES baseline; anyone else
     in PDF mode, where iAM Smart builds the CMS itself and the result is PKCS#7 (``/adbe.pkcs7.detached``).
     """
-    doc = owned_document(session, org, body.document_id)
+    doc = await in_thread(owned_document, session, org, body.document_id)  # off the event loop
     level = settings.level_or_default(body.level)
     spec = body.signer.spec()
     mode, cert = await choose_mode(session, org, enrolment, spec, body.mode, body.require_profile)
@@ -198,8 +201,7 @@ async def create_signing_request(
         signer_certificate_der=cert,
         request_hash=request_hash(server_secret, body) if idempotency_key else None,
     )
-    session.refresh(req)
-    return public(flow, req)
+    return public(flow, req)  # create answers the request as stored
 
 
 async def choose_mode(
@@ -256,7 +258,7 @@ def list_signing_requests(
 
 @router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
 def get_signing_request(
-    request_id: str, flow: FlowDep, org: OrgDep, session: SessionDep
+    request_id: str, flow: FlowDep, org: ReadOrgDep, session: ReadSessionDep
 ) -> SigningRequestPublic:
     return public(flow, owned_request(session, org, request_id))
 
@@ -274,7 +276,9 @@ async def cancel_signing_request(
 
 
 @router.get("/{request_id}/signed-document", response_class=FileResponse, responses=errors(404, 409, 410))
-def get_signed_document(request_id: str, org: OrgDep, session: SessionDep, store: StoreDep) -> FileResponse:
+def get_signed_document(
+    request_id: str, org: ReadOrgDep, session: ReadSessionDep, store: StoreDep
+) -> FileResponse:
     req = owned_request(session, org, request_id)
     if req.status != "completed" or not req.signed_document_id:
         raise ApiError(409, "not_completed", f"the request is {req.status}; there is no signed document")
