@@ -245,24 +245,30 @@ def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: Remote
         raise PreparedStateError(
             f"this signature was prepared for {record.mode.value} mode, not {mode.value}"
         )
-    try:
+    try:  # another finisher may publish (and remove) it at any moment: gone is "already finished"
         size = prepared_path.stat().st_size
+        # An earlier attempt that failed after embedding may have appended to the file; never less.
+        if size < record.prepared_size or record.reserved_region_end > record.prepared_size:
+            raise PreparedStateError(
+                "the prepared file does not match the record (it is shorter than prepared)"
+            )
+        with open(prepared_path, "rb") as f:
+            f.seek(record.reserved_region_start)
+            opening = f.read(1)
+            f.seek(record.reserved_region_end - 1)
+            closing = f.read(1)
     except FileNotFoundError as exc:
-        raise PreparedStateError(
-            f"the prepared file {prepared_path} does not exist (already finished, or never prepared)"
-        ) from exc
-    # An earlier attempt that failed after embedding may have appended to the file; never less.
-    if size < record.prepared_size or record.reserved_region_end > record.prepared_size:
-        raise PreparedStateError("the prepared file does not match the record (it is shorter than prepared)")
-    with open(prepared_path, "rb") as f:
-        f.seek(record.reserved_region_start)
-        opening = f.read(1)
-        f.seek(record.reserved_region_end - 1)
-        closing = f.read(1)
+        raise _already_finished(prepared_path) from exc
     if (opening, closing) != (b"<", b">"):
         raise PreparedStateError(
             "the prepared file does not match the record (no /Contents placeholder there)"
         )
+
+
+def _already_finished(prepared_path: Path) -> PreparedStateError:
+    return PreparedStateError(
+        f"the prepared file {prepared_path} does not exist (already finished, or never prepared)"
+    )
 
 
 def _check_fits(record: PreparedSignature, cms_der: bytes) -> None:
@@ -381,13 +387,17 @@ async def _embed(
         record.document_digest, record.reserved_region_start, record.reserved_region_end
     )
     # a sync file for pyHanko and flock; run off the service's event loop, as prepare_for_signing is
-    with open(prepared_path, "r+b") as f:  # noqa: ASYNC230
+    try:
+        prepared = open(prepared_path, "r+b")  # noqa: ASYNC230, SIM115 - closed by the with below
+    except FileNotFoundError as exc:  # published by another finisher since the checks
+        raise _already_finished(prepared_path) from exc
+    with prepared as f:
         try:  # one finisher at a time per prepared file, even across processes
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise FinishInProgressError("another process is finishing this signature right now") from exc
         if not prepared_path.exists():  # it finished while we waited to open: nothing to do here
-            raise PreparedStateError(f"the prepared file {prepared_path} was already finished")
+            raise _already_finished(prepared_path)
         f.truncate(record.prepared_size)
         digest.fill_reserved_region(
             f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2)

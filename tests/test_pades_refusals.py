@@ -435,6 +435,25 @@ async def test_prepared_state_mismatches(test_pki, prepared_pdf, tmp_path, lette
         await pades.finish_with_cms(record, prepared, tmp_path / "again.pdf", cms_der, test_pki.services())
 
 
+async def test_a_finisher_that_loses_the_race_is_told_it_was_finished(
+    test_pki, letter, tmp_path, monkeypatch
+):
+    """Another finisher published (and so removed) the prepared file between this one's checks and its
+    open: the answer is "already finished", never a bare FileNotFoundError (seen under load in CI)."""
+    prepared = tmp_path / "prepared.pdf"
+    record = await pades.prepare_for_signing(letter, prepared, SignOptions(mode=RemoteMode.PDF))
+    cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
+    checks = pades._check_prepared
+
+    def checked_then_gone(*args, **kwargs):
+        checks(*args, **kwargs)
+        prepared.unlink()
+
+    monkeypatch.setattr(pades, "_check_prepared", checked_then_gone)
+    with pytest.raises(errors.PreparedStateError, match="already finished"):
+        await pades.finish_with_cms(record, prepared, tmp_path / "out.pdf", cms_der, test_pki.services())
+
+
 async def test_a_finish_that_failed_after_embedding_can_be_retried(test_pki, letter, tmp_path):
     """B-LT fails after /Contents is filled (no usable chain): the retry cuts back and succeeds."""
     from signing.sandbox.pki import SandboxPki
