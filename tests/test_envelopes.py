@@ -316,7 +316,7 @@ def test_the_sweep_starts_the_next_step_when_the_hook_was_missed(svc, tmp_path, 
     assert [s["status"] for s in done["steps"]] == ["completed", "completed"]
 
 
-def test_the_sweep_records_a_cancelled_step_when_the_hook_was_missed(svc, tmp_path):
+def test_a_cancelled_step_is_recorded_when_the_hook_was_missed(svc, tmp_path):
     """Cancelled while the hook that records the step's end was lost: the step does not stay pending."""
     svc.app.state.flow.on_ended = None
     try:

@@ -426,6 +426,7 @@ class EnvelopeFlow:
             req = session.get_one(SigningRequest, current.request_id)
             if req.status == "pending":
                 await self.flow.cancel(session, req, actor)
+            await self.step_ended(req.id)  # the step's end recorded here, not only by the flow's hook
             self._audit(req.id, event="envelope_cancelled", status=req.status, detail=f"envelope {env.id}")
         session.refresh(env)
         return True
@@ -460,18 +461,6 @@ class EnvelopeFlow:
                         session, env, step, "failed", "interrupted", "the service stopped while starting"
                     )
                     session.commit()
-            ended_meanwhile = session.exec(  # cancelled while its step's request was ending: record the step
-                select(EnvelopeStep.request_id, EnvelopeStep.position)
-                .join(Envelope, col(EnvelopeStep.envelope_id) == col(Envelope.id))
-                .join(SigningRequest, col(SigningRequest.id) == col(EnvelopeStep.request_id))
-                .where(
-                    Envelope.status != "pending",
-                    EnvelopeStep.status == "pending",
-                    col(SigningRequest.status).in_(TERMINAL_STATUSES),
-                )
-                .limit(200)
-            ).all()
-            work += [("ended", request_id, position) for request_id, position in ended_meanwhile]
         for kind, key, position in work:
             try:
                 if kind == "ended" and key:
