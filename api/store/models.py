@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -90,7 +90,12 @@ class SigningRequest(SQLModel, table=True):
     """
 
     __tablename__ = "signing_requests"
-    __table_args__ = (UniqueConstraint("organisation_id", "idempotency_key", name="uq_sr_idempotency"),)
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "idempotency_key", name="uq_sr_idempotency"),
+        # the sweep's scans (overdue, stale): their cost follows what they find, not how many wait
+        Index("ix_sr_sweep_expiry", "status", "phase", "expires_at"),
+        Index("ix_sr_sweep_stale", "status", "phase", "updated_at"),
+    )
     id: str = Field(default_factory=lambda: new_id("sr"), primary_key=True, max_length=40)
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     document_id: str = Field(foreign_key="documents.id", max_length=40)
@@ -98,6 +103,7 @@ class SigningRequest(SQLModel, table=True):
     state: str | None = Field(
         default=None,
         unique=True,
+        index=True,  # as migration 0006 built it: a unique index
         max_length=36,
         description="random per-request secret sent to iAM Smart as state; never shown on a public page",
     )
@@ -183,7 +189,11 @@ class Batch(SQLModel, table=True):
     """Many documents, one signer, one approval (iAM Smart bulk signing)."""
 
     __tablename__ = "batches"
-    __table_args__ = (UniqueConstraint("organisation_id", "idempotency_key", name="uq_batch_idempotency"),)
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "idempotency_key", name="uq_batch_idempotency"),
+        Index("ix_batch_sweep_expiry", "status", "phase", "expires_at"),
+        Index("ix_batch_sweep_stale", "status", "phase", "updated_at"),
+    )
     id: str = Field(default_factory=lambda: new_id("bt"), primary_key=True, max_length=40)
     organisation_id: str = Field(foreign_key="organisations.id", index=True, max_length=40)
     business_id: str = Field(unique=True, max_length=36)
