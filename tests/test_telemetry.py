@@ -84,7 +84,9 @@ def test_metrics_after_one_signing_flow(service, tmp_path, json_log):
         while True:  # the sweeper tries the webhook shortly after completion
             r = c.get("/metrics")
             got = samples(r.text)
-            if value(got, "iamsign_webhook_deliveries_total", outcome="retry") or time.monotonic() > deadline:
+            swept = value(got, "iamsign_sweep_duration_seconds_count", part="retention")
+            retried = value(got, "iamsign_webhook_deliveries_total", outcome="retry")
+            if (swept and retried) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -126,6 +128,9 @@ def test_metrics_after_one_signing_flow(service, tmp_path, json_log):
     # the TSA and OCSP calls made while finishing B-LTA
     assert value(got, "iamsign_outbound_call_duration_seconds_count", service="tsa", outcome="ok") >= 2
     assert value(got, "iamsign_outbound_call_duration_seconds_count", service="ocsp", outcome="ok") >= 1
+    # the sweep's passes, timed by part
+    for part in ("signing_requests", "batches", "envelopes", "retention"):
+        assert value(got, "iamsign_sweep_duration_seconds_count", part=part) >= 1, part
     # webhook deliveries by outcome
     assert value(got, "iamsign_webhook_deliveries_total", outcome="retry") >= 1
     assert value(got, "iamsign_webhook_deliveries_total", outcome="delivered") is not None

@@ -23,6 +23,7 @@ from signing import observe
 __all__ = [
     "HTTP_DURATION",
     "HTTP_REQUESTS",
+    "SWEEP_DURATION",
     "WEBHOOK_DELIVERIES",
     "StateCollector",
     "build_registry",
@@ -56,6 +57,13 @@ OUTBOUND_DURATION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=None,
 )
+SWEEP_DURATION = Histogram(
+    "iamsign_sweep_duration_seconds",
+    "Time of one sweep pass by part: signing requests, batches, envelopes, retention",
+    ["part"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=None,
+)
 WEBHOOK_DELIVERIES = Counter(
     "iamsign_webhook_deliveries",
     "Webhook delivery attempts by outcome: delivered, retry (will be tried again), gave_up",
@@ -71,6 +79,7 @@ _PROCESS_METRICS = (
     IAMSMART_CALLS,
     IAMSMART_DURATION,
     OUTBOUND_DURATION,
+    SWEEP_DURATION,
     WEBHOOK_DELIVERIES,
 )
 

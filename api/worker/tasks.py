@@ -24,6 +24,7 @@ from huey.consumer import Consumer
 from huey.exceptions import TaskException
 
 from api.settings import Settings
+from api.telemetry.metrics import SWEEP_DURATION
 from api.worker.webhooks import WebhookDispatcher
 
 __all__ = ["EmbeddedConsumer", "TaskQueue"]
@@ -162,10 +163,15 @@ class TaskQueue:
 
     def _run_sweep(self) -> bool:
         async def job(flow) -> None:
-            await flow.sweep()
-            await self.context().new_batch_flow(flow.client).sweep()
-            await self.context().new_envelope_flow(flow).sweep()
-            await asyncio.to_thread(self.context().apply_retention)
+            ctx = self.context()
+            with SWEEP_DURATION.labels("signing_requests").time():
+                await flow.sweep()
+            with SWEEP_DURATION.labels("batches").time():
+                await ctx.new_batch_flow(flow.client).sweep()
+            with SWEEP_DURATION.labels("envelopes").time():
+                await ctx.new_envelope_flow(flow).sweep()
+            with SWEEP_DURATION.labels("retention").time():
+                await asyncio.to_thread(ctx.apply_retention)
 
         self._run(job)
         return True  # a stored result tells the ticker this sweep is done
