@@ -1,5 +1,5 @@
-"""Load: concurrent end-to-end signing flows against a running service on loopback, and memory while
-10,000 requests wait for approval.
+"""Load: concurrent end-to-end signing flows against a running service on loopback, and the service's
+memory and sweep time while 100,000 requests wait for approval.
 
 Topology (as in production): the sandbox (iAM Smart) as its own process, one ``iamsign serve`` replica with
 its embedded workers, on SQLite or on PostgreSQL (127.0.0.1:5432, trust auth, database ``test``); backend
@@ -10,11 +10,12 @@ Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approv
 completed -> download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency
 per step, then the ratios issue 14 sets targets for (B-LTA / B-B, PostgreSQL / SQLite). ``--rounds N``
 measures everything N times, interleaved, and reports medians (on a shared machine the comparison is then
-between neighbours in time). Then 10,000 pending requests are created and the service's RSS is read at 0,
-1,000 and 10,000.
+between neighbours in time). Then ``--pending`` requests (100,000) are created and left waiting; at 0, 10,000
+and 100,000 the service's RSS is read and its next sweep passes are timed (the service's own
+``iamsign_sweep_duration_seconds`` histogram). ``--rounds 0`` runs only that part.
 
     python -m benchmarks.load.run [--backends sqlite,postgresql,postgresql+redis] [--level B-B,B-LTA]
-        [--clients 1,8,32] [--flows 160] [--rounds 1] [--pending 10000]
+        [--clients 1,8,32] [--flows 160] [--rounds 1] [--pending 100000]
 """
 
 from __future__ import annotations
@@ -129,30 +130,63 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
 
 
-async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[tuple[int, float]]:
+SWEEP_PARTS = ("signing_requests", "batches", "envelopes", "retention")
+
+
+def _sweep_totals(metrics: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, number of passes) of each sweep part, from a /metrics page."""
+    totals: dict[str, list[float]] = {part: [0.0, 0.0] for part in SWEEP_PARTS}
+    for line in metrics.splitlines():
+        for part in SWEEP_PARTS:
+            for suffix, i in (("_sum", 0), ("_count", 1)):
+                if line.startswith(f'iamsign_sweep_duration_seconds{suffix}{{part="{part}"}} '):
+                    totals[part][i] = float(line.rsplit(" ", 1)[1])
+    return {part: (t[0], t[1]) for part, t in totals.items()}
+
+
+async def sweep_pass_ms(c: httpx.AsyncClient, passes: int = 3, limit_s: float = 60) -> dict[str, float]:
+    """Mean time of the next ``passes`` sweep passes, per part, from the service's own histogram."""
+    before = _sweep_totals((await c.get("/metrics")).text)
+    deadline = time.monotonic() + limit_s
+    while True:
+        await asyncio.sleep(0.5)
+        after = _sweep_totals((await c.get("/metrics")).text)
+        done = after["signing_requests"][1] - before["signing_requests"][1]
+        if done >= passes or time.monotonic() > deadline:
+            break
+    return {
+        part: (after[part][0] - before[part][0]) / max(1.0, after[part][1] - before[part][1]) * 1000
+        for part in SWEEP_PARTS
+    }
+
+
+async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[tuple[int, float, dict]]:
+    """Create ``total`` requests that wait for approval; at 0, 10,000 and ``total`` read the service's RSS
+    and the time of its sweep passes (creation pauses while the passes are timed)."""
     pid = top.replicas[0].proc.pid
-    samples = [(0, rss_mb(pid))]
-    marks = {1000, total}
+    marks = sorted({n for n in (10_000, total) if n <= total})
     sem = asyncio.Semaphore(clients)
     async with httpx.AsyncClient(
         base_url=top.replicas[0].url, headers={"Authorization": f"Bearer {top.key}"}, timeout=120
     ) as c:
+        samples = [(0, rss_mb(pid), await sweep_pass_ms(c))]
         doc = (await c.post("/v1/documents", files={"file": ("letter.pdf", pdf, "application/pdf")})).json()
-        done = 0
 
         async def one():
-            nonlocal done
             async with sem:
                 r = await c.post(
                     "/v1/signing-requests",
                     json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
                 )
                 r.raise_for_status()
-                done += 1
-                if done in marks:
-                    samples.append((done, rss_mb(pid)))
 
-        await asyncio.gather(*(one() for _ in range(total)))
+        created, started = 0, time.monotonic()
+        for mark in marks:
+            await asyncio.gather(*(one() for _ in range(mark - created)))
+            created = mark
+            rate = created / (time.monotonic() - started)
+            print(f"  {created:,} pending ({rate:.0f} created/s)", file=sys.stderr, flush=True)
+            samples.append((created, rss_mb(pid), await sweep_pass_ms(c)))
     return samples
 
 
@@ -162,7 +196,13 @@ def _topology(stack: ExitStack, backend: str, tmp: Path):
     (127.0.0.1:6379, a queue name of its own)."""
     from tests.processes import ServiceProcess
 
-    env = {"IAMSIGN_SWEEP_INTERVAL_S": "1", "IAMSIGN_STALE_AFTER_S": "120", "IAMSIGN_WORKERS": "4"}
+    env = {
+        "IAMSIGN_SWEEP_INTERVAL_S": "1",
+        "IAMSIGN_STALE_AFTER_S": "120",
+        "IAMSIGN_WORKERS": "4",
+        # the pending part takes longer than iAM Smart's 18 minutes to build up: none may expire meanwhile
+        "IAMSIGN_REQUEST_TTL_S": "14400",
+    }
     if backend == "sqlite":
         top = start_topology(tmp, f"sqlite:///{tmp / 'iamsign.db'}", replicas=1, extra_env=env)
         stack.callback(top.stop)
@@ -206,7 +246,9 @@ def main() -> None:
         help="measure every (backend, level, clients) this many times, interleaved, and report the median "
         "flows/s: on a shared machine the ratios then compare like with like",
     )
-    parser.add_argument("--pending", type=int, default=10_000, help="0 skips the memory part")
+    parser.add_argument(
+        "--pending", type=int, default=100_000, help="requests left waiting at the end (0 skips that part)"
+    )
     args = parser.parse_args()
     backends = [v.strip() for v in args.backends.split(",") if v.strip()]
     levels = [v.strip() for v in args.level.split(",") if v.strip()]
@@ -233,7 +275,7 @@ def main() -> None:
                         pooled = samples.setdefault((backend, level, clients), {s: [] for s in STEPS})
                         for step in STEPS:
                             pooled[step] += times[step]
-        for backend in backends:
+        for backend in backends if rates else ():
             for level in levels:
                 print(f"\n### {backend}: end-to-end flows ({level}, PDF mode, HKID signer)\n")
                 print(
@@ -253,11 +295,16 @@ def main() -> None:
         if args.pending:
             for backend in backends:
                 held = asyncio.run(pending_hold(tops[backend], pdf, args.pending))
-                print(f"\n### {backend}: service RSS while requests wait for approval\n")
-                print("| pending requests | RSS of the service (MB) |")
-                print("|---|---|")
-                for n, mb in held:
-                    print(f"| {n:,} | {mb:.0f} |")
+                print(f"\n### {backend}: the service while requests wait for approval\n")
+                print(
+                    "| pending requests | RSS of the service (MB) | sweep pass: signing requests (ms) "
+                    "| sweep pass: all parts (ms) |"
+                )
+                print("|---|---|---|---|")
+                for n, mb, sweep in held:
+                    print(
+                        f"| {n:,} | {mb:.0f} | {sweep['signing_requests']:.1f} | {sum(sweep.values()):.1f} |"
+                    )
     print_ratios({k: statistics.median(v) for k, v in rates.items()})
 
 
