@@ -340,3 +340,36 @@ def test_audit_tampering_is_detected(service, tmp_path):
             s.commit()
         audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
         assert audit["chain_intact"] is False and audit["first_broken_seq"] == 2
+
+
+def test_a_genuine_answer_is_taken_when_the_sending_was_never_recorded(service, tmp_path, monkeypatch):
+    """iAM Smart answers, but create never recorded that it sent the request (its database write was slow,
+    or its process died after iAM Smart took it): after the short wait the verified answer still counts,
+    instead of being called a duplicate and the signature lost."""
+    from sqlalchemy import update
+
+    from api.flows import signing
+    from api.store.models import SigningRequest
+
+    monkeypatch.setattr(signing, "_SENT_WAIT_S", 0.2)
+    with service.client() as c:
+        token = _login(c)
+        req = _create(c, tmp_path, token)
+        with service.app.state.flow.session() as s:  # as if create had stopped before recording "sent"
+            s.exec(update(SigningRequest).where(SigningRequest.id == req["id"]).values(phase="prepared"))
+            s.commit()
+        row = _request_row(service, req["id"])
+        body = _callback_body(
+            service,
+            row.business_id,
+            {
+                "pdfSignature": _valid_pdf_signature(service, req["id"], _sandbox_signer(service)),
+                "docDigest": _echo(service, req["id"]),
+            },
+        )
+        r = c.post("/v1/iamsmart/callback", content=body)
+        assert (r.status_code, r.json()["outcome"]) == (200, "accepted"), r.text
+        assert _wait_status(c, req["id"])["status"] == "completed"
+        events = [e["event"] for e in c.get(f"/v1/signing-requests/{req['id']}/audit").json()["entries"]]
+        last_sent = max(i for i, event in enumerate(events) if event == "sent")
+        assert last_sent == events.index("result_received") - 1, events  # the answer recorded the sending

@@ -542,7 +542,8 @@ class SigningFlow:
 
         ``early`` (nothing done) while ``wait_for_sent`` and the request is still ``prepared``: iAM Smart
         answered before create recorded that it was sent, which create does in a thread (or on another
-        replica); the answer is taken once it has, so the trail reads created, sent, then the result."""
+        replica); the answer is taken once it has, so the trail reads created, sent, then the result. After
+        the wait a verified answer is taken from ``prepared`` too, and records the sending itself."""
         then: list[Callable[[], None]] = []
 
         def end(
@@ -620,15 +621,28 @@ class SigningFlow:
                         )
                     )
                 return "refused", req.id, then
+            # Still ``prepared`` after the wait: create has not recorded the sending (a slow database, or
+            # its process died after iAM Smart took the request). The answer verified, so iAM Smart had it:
+            # it is taken now, and the trail records the sending first.
+            unsent = req.phase == "prepared"
             if not self._claim(
                 session,
                 req.id,
-                "sent",
+                ("prepared", "sent") if unsent else "sent",
                 phase="result_received",
                 result_json=json.dumps(result),
                 iamsmart_code=code,
             ):
                 return "duplicate", req.id, then
+            if unsent:
+                append_audit(
+                    session,
+                    req.id,
+                    actor="iamsmart",
+                    event="sent",
+                    status="pending",
+                    detail=f"businessID {req.business_id} (recorded when iAM Smart's answer came first)",
+                )
             append_audit(
                 session, req.id, actor=actor, event="result_received", status="pending", iamsmart_code=code
             )
