@@ -10,7 +10,9 @@ Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approv
 completed -> download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency
 per step, then the ratios issue 14 sets targets for (B-LTA / B-B, PostgreSQL / SQLite). ``--rounds N``
 measures everything N times, interleaved, and reports medians (on a shared machine the comparison is then
-between neighbours in time). Then ``--pending`` requests (100,000) are created and left waiting; at 0, 10,000
+between neighbours in time). Then ``--pending`` requests (100,000) are left waiting: the first
+``--pending-api`` (10,000) created through the API, the rest copies of one of them written into the
+database (the API makes about 40 a second here: 100,000 would take 40 minutes per backend); at 0, 10,000
 and 100,000 the service's RSS is read and its next sweep passes are timed (the service's own
 ``iamsign_sweep_duration_seconds`` histogram). ``--rounds 0`` runs only that part.
 
@@ -145,24 +147,58 @@ def _sweep_totals(metrics: str) -> dict[str, tuple[float, float]]:
 
 
 async def sweep_pass_ms(c: httpx.AsyncClient, passes: int = 3, limit_s: float = 60) -> dict[str, float]:
-    """Mean time of the next ``passes`` sweep passes, per part, from the service's own histogram."""
+    """Mean time of the next ``passes`` sweep passes, per part, from the service's own histogram. The page is
+    read rarely: each read counts every request by status, which would weigh on the passes it times."""
     before = _sweep_totals((await c.get("/metrics")).text)
     deadline = time.monotonic() + limit_s
+    await asyncio.sleep(passes + 1)  # the load topology sweeps every second
     while True:
-        await asyncio.sleep(0.5)
         after = _sweep_totals((await c.get("/metrics")).text)
         done = after["signing_requests"][1] - before["signing_requests"][1]
         if done >= passes or time.monotonic() > deadline:
             break
+        await asyncio.sleep(2)
     return {
         part: (after[part][0] - before[part][0]) / max(1.0, after[part][1] - before[part][1]) * 1000
         for part in SWEEP_PARTS
     }
 
 
-async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[tuple[int, float, dict]]:
-    """Create ``total`` requests that wait for approval; at 0, 10,000 and ``total`` read the service's RSS
-    and the time of its sweep passes (creation pauses while the passes are timed)."""
+def _copy_pending(database_url: str, count: int) -> None:
+    """Write ``count`` copies of one pending request straight into the database (new ids, same content):
+    what the sweep scans and what the service would hold, without the hours the API needs to create them."""
+    import uuid
+
+    from sqlalchemy import create_engine, insert, select, text
+
+    from api.store.models import SigningRequest
+
+    engine = create_engine(database_url)
+    table = SigningRequest.__table__
+    with engine.begin() as conn:
+        row = dict(conn.execute(select(table).where(table.c.status == "pending").limit(1)).mappings().one())
+        for start in range(0, count, 5000):
+            rows = []
+            for _ in range(min(5000, count - start)):
+                key = uuid.uuid4()
+                rows.append(
+                    {**row, "id": f"sr_{key.hex}", "business_id": str(key), "state": str(uuid.uuid4())}
+                )
+            conn.execute(insert(table), rows)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # what autovacuum does within a minute of a bulk change: without fresh statistics the planner
+            # takes the table for empty and may walk the wrong sweep index
+            conn.execute(text("ANALYZE signing_requests"))
+    engine.dispose()
+
+
+async def pending_hold(
+    top, pdf: bytes, total: int, through_api: int, clients: int = 16
+) -> list[tuple[int, float, dict]]:
+    """Leave ``total`` requests waiting for approval, the first ``through_api`` created through the API and
+    the rest copied in the database; at 0, 10,000 and ``total`` read the service's RSS and time its next
+    sweep passes (creation pauses while they are timed)."""
     pid = top.replicas[0].proc.pid
     marks = sorted({n for n in (10_000, total) if n <= total})
     sem = asyncio.Semaphore(clients)
@@ -182,15 +218,22 @@ async def pending_hold(top, pdf: bytes, total: int, clients: int = 16) -> list[t
 
         created, started = 0, time.monotonic()
         for mark in marks:
-            await asyncio.gather(*(one() for _ in range(mark - created)))
+            by_api = max(0, min(mark, through_api) - created)
+            await asyncio.gather(*(one() for _ in range(by_api)))
+            rate = (created + by_api) / (time.monotonic() - started)
+            if mark > created + by_api:
+                await asyncio.to_thread(
+                    _copy_pending, top.env["IAMSIGN_DATABASE_URL"], mark - created - by_api
+                )
             created = mark
-            rate = created / (time.monotonic() - started)
-            print(f"  {created:,} pending ({rate:.0f} created/s)", file=sys.stderr, flush=True)
+            print(
+                f"  {created:,} pending ({rate:.0f} created/s through the API)", file=sys.stderr, flush=True
+            )
             samples.append((created, rss_mb(pid), await sweep_pass_ms(c)))
     return samples
 
 
-def _topology(stack: ExitStack, backend: str, tmp: Path):
+def _topology(stack: ExitStack, backend: str, tmp: Path, synchronous_commit: str = "on"):
     """``sqlite`` and ``postgresql``: one replica with its embedded workers. ``postgresql+redis``: two
     replicas without workers and one separate ``iamsign worker`` process, on PostgreSQL and the Redis queue
     (127.0.0.1:6379, a queue name of its own)."""
@@ -202,6 +245,7 @@ def _topology(stack: ExitStack, backend: str, tmp: Path):
         "IAMSIGN_WORKERS": "4",
         # the pending part takes longer than iAM Smart's 18 minutes to build up: none may expire meanwhile
         "IAMSIGN_REQUEST_TTL_S": "14400",
+        "IAMSIGN_DB_SYNCHRONOUS_COMMIT": synchronous_commit,  # PostgreSQL only
     }
     if backend == "sqlite":
         top = start_topology(tmp, f"sqlite:///{tmp / 'iamsign.db'}", replicas=1, extra_env=env)
@@ -247,6 +291,19 @@ def main() -> None:
         "flows/s: on a shared machine the ratios then compare like with like",
     )
     parser.add_argument(
+        "--pending-api",
+        type=int,
+        default=10_000,
+        help="how many of them to create through the API (about 40/s here); the rest are copied in the database",
+    )
+    parser.add_argument(
+        "--pg-synchronous-commit",
+        choices=("on", "off"),
+        default="on",
+        help="the service's IAMSIGN_DB_SYNCHRONOUS_COMMIT on PostgreSQL: on (the default, every commit waits "
+        "for the disk) or off (the durability of SQLite's WAL + synchronous=NORMAL, which the SQLite runs use)",
+    )
+    parser.add_argument(
         "--pending", type=int, default=100_000, help="requests left waiting at the end (0 skips that part)"
     )
     args = parser.parse_args()
@@ -260,7 +317,7 @@ def main() -> None:
         tops, pdf = {}, b""
         for backend in backends:  # every backend up at once, so that the rounds can interleave
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"iamsign-load-{backend}-")))
-            top = _topology(stack, backend, tmp)
+            top = _topology(stack, backend, tmp, args.pg_synchronous_commit)
             stack.callback(_report_errors, tmp)
             top.proxy_state["default"] = top.replicas[0].url
             pdf = simple_pdf(tmp / "letter.pdf").read_bytes()
@@ -294,7 +351,7 @@ def main() -> None:
                     )
         if args.pending:
             for backend in backends:
-                held = asyncio.run(pending_hold(tops[backend], pdf, args.pending))
+                held = asyncio.run(pending_hold(tops[backend], pdf, args.pending, args.pending_api))
                 print(f"\n### {backend}: the service while requests wait for approval\n")
                 print(
                     "| pending requests | RSS of the service (MB) | sweep pass: signing requests (ms) "
