@@ -373,3 +373,87 @@ def test_a_genuine_answer_is_taken_when_the_sending_was_never_recorded(service, 
         events = [e["event"] for e in c.get(f"/v1/signing-requests/{req['id']}/audit").json()["entries"]]
         last_sent = max(i for i, event in enumerate(events) if event == "sent")
         assert last_sent == events.index("result_received") - 1, events  # the answer recorded the sending
+
+
+class _HeldCreate:
+    """A create held between iAM Smart taking the request and create recording that it did (``release``)."""
+
+    def __init__(self, service, monkeypatch) -> None:
+        import threading
+
+        self.flow = service.app.state.flow
+        self.sent_to_iamsmart, self.release = threading.Event(), threading.Event()
+        self.req_id: str | None = None
+        self.sign_code: str | None = None
+        real_initiate = self.flow._initiate
+
+        async def held(req, *args, **kwargs):
+            initiated = await real_initiate(req, *args, **kwargs)
+            self.req_id, self.sign_code = req.id, initiated.sign_code
+            self.sent_to_iamsmart.set()
+            await asyncio.to_thread(self.release.wait, 30)
+            return initiated
+
+        monkeypatch.setattr(self.flow, "_initiate", held)
+
+    def phase(self) -> str:
+        return _request_row_by_flow(self.flow, self.req_id).phase
+
+    def wait_for_phase(self, phase: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.phase() != phase:
+            assert time.monotonic() < deadline, f"{self.req_id} never reached {phase}"
+            time.sleep(0.02)
+
+
+def _request_row_by_flow(flow, req_id):
+    from api.store.models import SigningRequest
+
+    with flow.session() as s:
+        return s.get(SigningRequest, req_id)
+
+
+def _genuine_callback(service, req_id: str) -> bytes:
+    return _callback_body(
+        service,
+        _request_row(service, req_id).business_id,
+        {
+            "pdfSignature": _valid_pdf_signature(service, req_id, _sandbox_signer(service)),
+            "docDigest": _echo(service, req_id),
+        },
+    )
+
+
+def test_an_answer_that_finds_the_sending_recorded_meanwhile_does_not_record_it_again(
+    service, tmp_path, monkeypatch
+):
+    """The answer read the request while ``prepared``; create recorded the sending while the answer was
+    being checked. The trail has that sending once (create's), not a second one claiming the answer came
+    first."""
+    from api.flows import signing
+
+    monkeypatch.setattr(signing, "_SENT_WAIT_S", 0.2)
+    held = _HeldCreate(service, monkeypatch)
+    real_verify = held.flow._verify_result
+
+    def verify_while_create_records_the_sending(req, result):
+        checked = real_verify(req, result)
+        held.release.set()
+        held.wait_for_phase("sent")
+        return checked
+
+    monkeypatch.setattr(held.flow, "_verify_result", verify_while_create_records_the_sending)
+    with service.client() as c, ThreadPoolExecutor(1) as pool:
+        token = _login(c)
+        creating = pool.submit(_create, c, tmp_path, token, mode="pdf")
+        assert held.sent_to_iamsmart.wait(30)
+        r = c.post("/v1/iamsmart/callback", content=_genuine_callback(service, held.req_id))
+        assert (r.status_code, r.json()["outcome"]) == (200, "accepted"), r.text
+        req = creating.result(30)
+        assert _wait_status(c, req["id"])["status"] == "completed"
+        audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+    events = [e["event"] for e in audit["entries"]]
+    assert events.count("sent") == 1, events
+    sent = next(e for e in audit["entries"] if e["event"] == "sent")
+    assert "answer came first" not in (sent["detail"] or ""), sent  # create recorded it, not the answer
+    assert audit["chain_intact"] is True

@@ -621,18 +621,8 @@ class SigningFlow:
                         )
                     )
                 return "refused", req.id, then
-            # Still ``prepared`` after the wait: create has not recorded the sending (a slow database, or
-            # its process died after iAM Smart took the request). The answer verified, so iAM Smart had it:
-            # it is taken now, and the trail records the sending first.
-            unsent = req.phase == "prepared"
-            if not self._claim(
-                session,
-                req.id,
-                ("prepared", "sent") if unsent else "sent",
-                phase="result_received",
-                result_json=json.dumps(result),
-                iamsmart_code=code,
-            ):
+            unsent = self._take_answer(session, req, result, code)
+            if unsent is None:
                 return "duplicate", req.id, then
             if unsent:
                 append_audit(
@@ -648,6 +638,23 @@ class SigningFlow:
             )
             session.commit()
         return "accepted", req.id, then
+
+    def _take_answer(self, session: Session, req: SigningRequest, result: dict, code: str) -> bool | None:
+        """Claim a verified answer: True if it took the request from ``prepared`` (the sending is not
+        recorded yet, so the caller records it), False from ``sent``, None if someone else moved it first.
+
+        Still ``prepared`` after the wait: create has not recorded the sending (a slow database, or its
+        process died after iAM Smart took the request). The answer verified, so iAM Smart had it. Which
+        phase it left is the claim's to say, not ``req``'s (read before the checks, when create may have
+        recorded the sending since)."""
+        values: dict[str, Any] = {
+            "phase": "result_received",
+            "result_json": json.dumps(result),
+            "iamsmart_code": code,
+        }
+        if req.phase == "prepared" and self._claim(session, req.id, "prepared", **values):
+            return True
+        return False if self._claim(session, req.id, "sent", **values) else None
 
     def schedule_embed(self, req_id: str) -> None:
         if self.queue is not None:
