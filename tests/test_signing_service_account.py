@@ -457,3 +457,27 @@ def test_an_answer_that_finds_the_sending_recorded_meanwhile_does_not_record_it_
     sent = next(e for e in audit["entries"] if e["event"] == "sent")
     assert "answer came first" not in (sent["detail"] or ""), sent  # create recorded it, not the answer
     assert audit["chain_intact"] is True
+
+
+def test_create_keeps_the_sign_code_when_the_answer_came_first(service, tmp_path, monkeypatch):
+    """iAM Smart's answer took the request from ``prepared`` before create recorded the sending: create
+    still stores and answers the sign code iAM Smart gave it, and the trail has one sending."""
+    from api.flows import signing
+
+    monkeypatch.setattr(signing, "_SENT_WAIT_S", 0.2)
+    held = _HeldCreate(service, monkeypatch)
+    with service.client() as c, ThreadPoolExecutor(1) as pool:
+        token = _login(c)
+        creating = pool.submit(_create, c, tmp_path, token, mode="pdf")
+        assert held.sent_to_iamsmart.wait(30)
+        r = c.post("/v1/iamsmart/callback", content=_genuine_callback(service, held.req_id))
+        assert (r.status_code, r.json()["outcome"]) == (200, "accepted"), r.text
+        held.release.set()
+        req = creating.result(30)
+        assert held.sign_code and req["sign_code"] == held.sign_code, req
+        assert _request_row(service, req["id"]).sign_code == held.sign_code
+        assert _wait_status(c, req["id"])["status"] == "completed"
+        audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
+    events = [e["event"] for e in audit["entries"]]
+    assert events.count("sent") == 1 and events.index("sent") == events.index("result_received") - 1, events
+    assert audit["chain_intact"] is True

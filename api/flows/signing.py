@@ -373,11 +373,26 @@ class SigningFlow:
                     iamsmart_code=ReturnCode.SUCCESS.value,
                     detail=f"businessID {req.business_id}",
                 )
+            else:  # moved on meanwhile (iAM Smart's answer may have recorded the sending): keep its codes
+                self._keep_sending_codes(session, req.id, initiated.sign_code, initiated.ticket_id)
             session.refresh(req)  # in the same transaction: the row as committed, without a new one
             session.commit()
 
         await in_thread(sent)
         return req
+
+    @staticmethod
+    def _keep_sending_codes(
+        session: Session, req_id: str, sign_code: str | None, ticket_id: str | None
+    ) -> None:
+        """Store the sign code and ticket iAM Smart gave create on a request that left ``prepared`` before
+        create could record the sending: they are the sending's, whoever recorded it. Only create sets them,
+        so a request without them has none yet; its phase, status and ``updated_at`` stay as they are."""
+        session.exec(
+            update(SigningRequest)
+            .where(col(SigningRequest.id) == req_id, col(SigningRequest.sign_code).is_(None))
+            .values(sign_code=sign_code, ticket_id=ticket_id)
+        )
 
     async def _initiate(
         self,
