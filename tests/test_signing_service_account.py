@@ -481,3 +481,17 @@ def test_create_keeps_the_sign_code_when_the_answer_came_first(service, tmp_path
     events = [e["event"] for e in audit["entries"]]
     assert events.count("sent") == 1 and events.index("sent") == events.index("result_received") - 1, events
     assert audit["chain_intact"] is True
+
+
+def test_an_answer_naming_its_request_by_anything_but_plain_text_is_unknown(service):
+    """Anyone can encrypt a callback to our KEK or open the redirect: a businessID or state that is not
+    text we could have issued (a list, an object, a NUL byte PostgreSQL cannot compare) names no request,
+    a 404 like any unknown one, never a 500."""
+    with service.client() as c:
+        for named in ([1], {"a": 1}, "a\x00b", 12345):
+            for path in ("/v1/iamsmart/callback", "/v1/iamsmart/bulk/token"):
+                r = c.post(path, content=_callback_body(service, named, {}))  # type: ignore[arg-type]
+                assert r.status_code == 404, (path, named, r.text)
+        for query in ("businessID=a%00b", "state=a%00b&code=x"):
+            r = c.get(f"/v1/iamsmart/redirect?{query}")
+            assert r.status_code == 404, (query, r.text)

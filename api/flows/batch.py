@@ -34,7 +34,7 @@ from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_require
 from api.flows.idempotency import check_same_request, wait_until_sent
 from api.flows.identity import SignerSpec, resolve_signer
 from api.flows.retry import retry_transient_jobs
-from api.flows.signing import signed_name
+from api.flows.signing import names_something, signed_name
 from api.store.models import Batch, BatchCallbackPage, BatchItem, Document, Organisation, new_id, utcnow
 from api.telemetry.logs import bind_batch
 from api.worker.leases import heartbeat
@@ -296,7 +296,7 @@ class BatchFlow:
     # ------------------------------------------------------------------ iAM Smart's answers
 
     def find(self, session: Session, business_id: str | None) -> Batch | None:
-        if not business_id:
+        if not names_something(business_id):
             return None
         return session.exec(select(Batch).where(Batch.business_id == business_id)).first()
 

@@ -54,7 +54,7 @@ from signing.inspect import inspect_pdf
 from signing.model import Appearance, PadesLevel, PreparedSignature, RemoteMode, SignOptions
 from signing.summary import read_signature_summary
 
-__all__ = ["CERTIFICATE_CHANGED", "TERMINAL_STATUSES", "SigningFlow"]
+__all__ = ["CERTIFICATE_CHANGED", "TERMINAL_STATUSES", "SigningFlow", "names_something"]
 
 log = logging.getLogger("iamsign.flow")
 
@@ -445,12 +445,12 @@ class SigningFlow:
     # ------------------------------------------------------------------ answers from iAM Smart
 
     def find_by_business_id(self, session: Session, business_id: str | None) -> SigningRequest | None:
-        if not business_id:
+        if not names_something(business_id):
             return None
         return session.exec(select(SigningRequest).where(SigningRequest.business_id == business_id)).first()
 
     def find_by_state(self, session: Session, state: str | None) -> SigningRequest | None:
-        if not state:
+        if not names_something(state):
             return None
         return session.exec(select(SigningRequest).where(SigningRequest.state == state)).first()
 
@@ -1108,6 +1108,14 @@ def _log_failure(task: asyncio.Task) -> None:
     """Background work that raised says so (the sweep redoes what it left undone)."""
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("background work failed: %r", exc, exc_info=exc)
+
+
+def names_something(key: object) -> bool:
+    """``key`` (a businessID or state an answer names) could be one we issued: non-empty text without NUL.
+
+    Anyone can encrypt a callback to our KEK or open the redirect, so it may be any JSON value; a list or
+    an object cannot be compared with a text column, nor can PostgreSQL compare text holding a NUL."""
+    return isinstance(key, str) and bool(key) and "\x00" not in key
 
 
 def _same_secret(given: object, expected: str | None) -> bool:
