@@ -291,3 +291,45 @@ def test_a_forged_bulk_token_does_not_replace_the_one_iam_smart_sent(service, tm
             assert s.get(Batch, batch["id"]).bsqc_token == real
         r = c.post(f"/v1/batches/{batch['id']}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+
+
+def test_text_holding_a_nul_byte_is_a_clear_error_wherever_a_client_puts_it(service, tmp_path):
+    """PostgreSQL text cannot hold NUL (the query fails): an id, a query parameter or a JSON string holding
+    one is refused as the client's error (400 invalid_text) on both databases, never a 500; an upload's
+    file name is kept without it."""
+    with service.client() as c:
+        doc = _upload(c, tmp_path, "nul.pdf")
+        for path in (
+            "/v1/documents/doc_a%00b",
+            "/v1/signing-requests/sr_a%00b",
+            "/v1/batches/bt_a%00b",
+            "/v1/envelopes/ev_a%00b",
+            "/v1/signers/se_a%00b",
+            "/sign/sr_a%00b",
+            "/sign/sr_a%00b/status",
+            f"/v1/signing-requests?document_id={doc['id']}%00",
+        ):
+            r = c.get(path)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_text"), (path, r.text)
+        for path, body in (
+            ("/v1/signing-requests", {"document_id": doc["id"] + "\x00", "signer": {"hkid": SIGNER}}),
+            (
+                "/v1/signing-requests",
+                {"document_id": doc["id"], "signer": {"hkid": SIGNER}, "reason": "a\x00"},
+            ),
+            ("/v1/batches", {"document_ids": [doc["id"], "doc_\x00"], "signer": {"hkid": SIGNER}}),
+            ("/v1/signers", {"signer": {"hkid": SIGNER}, "a\x00": 1}),
+        ):
+            r = c.post(path, json=body)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_text"), (path, r.text)
+        pdf = (tmp_path / "nul.pdf").read_bytes()
+        body = (  # by hand: httpx would percent-encode the control characters of the file name
+            b'--nul\r\nContent-Disposition: form-data; name="file"; filename="a\x00b\x07.pdf"\r\n'
+            b"Content-Type: application/pdf\r\n\r\n" + pdf + b"\r\n--nul--\r\n"
+        )
+        r = c.post(
+            "/v1/documents", content=body, headers={"Content-Type": "multipart/form-data; boundary=nul"}
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["filename"] == "ab.pdf"
+        assert c.get(f"/v1/documents/{doc['id']}").status_code == 200  # nothing was lost

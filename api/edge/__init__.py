@@ -1,4 +1,5 @@
-"""What every request passes on its way in and out: strict JSON bodies, security headers, rate limits."""
+"""What every request passes on its way in and out: strict JSON bodies, no NUL in text, security headers,
+rate limits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from api.edge.headers import SecurityHeaders
 from api.edge.json_body import JsonBodyGuard
 from api.edge.limits import Limits
 from api.edge.logs import one_line_logs
+from api.edge.text import NulGuard
 from api.settings import Settings
 
 __all__ = ["install_edge"]
@@ -23,4 +25,5 @@ def install_edge(app: FastAPI, settings: Settings) -> None:
         max_bytes=settings.max_json_bytes,
         large=(("/v1/iamsmart/", callbacks), ("/sandbox/api/", callbacks)),
     )
+    app.add_middleware(NulGuard)
     app.add_middleware(SecurityHeaders)

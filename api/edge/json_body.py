@@ -3,7 +3,8 @@
 ``RequestModel`` is the base of every request body model (an unknown field is a 422, never ignored: a
 misspelt ``"levle"`` must not sign at the default level). ``JsonBodyGuard`` looks at every JSON body
 before the routes do: over the size limit is 413, a key given twice in one object (which value would win
-is up to the parser) or nesting deeper than ``MAX_DEPTH`` is 422, all in the error envelope.
+is up to the parser) or nesting deeper than ``MAX_DEPTH`` is 422, a string holding NUL is 400, all in the
+error envelope.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.edge.text import NUL_ERROR, holds_nul
 from api.errors import error_body
 
 __all__ = ["MAX_DEPTH", "JsonBodyError", "JsonBodyGuard", "RequestModel", "check_json"]
@@ -54,8 +56,8 @@ def _depth(value: Any) -> int:
 
 
 def check_json(body: bytes, max_depth: int = MAX_DEPTH) -> None:
-    """Raise :class:`JsonBodyError` for duplicate keys or too deep nesting; malformed JSON is left to the
-    route (it answers 422 saying where)."""
+    """Raise :class:`JsonBodyError` for duplicate keys, too deep nesting or text holding NUL; malformed
+    JSON is left to the route (it answers 422 saying where)."""
     try:
         value = json.loads(body, object_pairs_hook=_no_duplicates)
     except RecursionError:
@@ -66,6 +68,8 @@ def check_json(body: bytes, max_depth: int = MAX_DEPTH) -> None:
         return
     if _depth(value) > max_depth:
         raise JsonBodyError(422, "too_deep", f"JSON nested deeper than {max_depth} levels")
+    if holds_nul(value):
+        raise JsonBodyError(400, *NUL_ERROR)
 
 
 def _is_json(scope: Scope) -> bool:

@@ -1068,13 +1068,13 @@ class SigningFlow:
                 )
                 .limit(100)
             ).all()
-            for req in orphans:  # prepared, but the process died before iAM Smart was asked
+            for req in orphans:  # prepared, and create never recorded the sending (its process died)
                 self._finish_unsuccessfully(
                     session,
                     req,
                     "failed",
                     "interrupted",
-                    "the service stopped before the request reached iAM Smart; create a new signing request",
+                    "the service stopped while sending the request to iAM Smart; create a new signing request",
                     actor="sweeper",
                     ack=False,
                     expect_phase="prepared",

@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = ["StagedUpload", "receive_pdf_upload"]
 
+
+def _display_name(raw: str) -> str:
+    """The client's file name as we keep and show it: its last path part, without control characters
+    (NUL cannot be stored in PostgreSQL text; the others only confuse a listing), at most 255 characters."""
+    name = os.path.basename(raw.replace("\\", "/"))
+    return "".join(ch for ch in name if ch >= " " and ch != "\x7f")[:255] or "upload.pdf"
+
+
 # Malformed bodies are answered with a clear 400; the parser's own complaints would only flood the log.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
@@ -71,7 +79,7 @@ class _FilePart:
         if name == self.field and not self.found:
             self.found = self._in_target = True
             raw = params.get(b"filename", b"upload.pdf").decode("utf-8", "replace")
-            self.filename = os.path.basename(raw.replace("\\", "/"))[:255] or "upload.pdf"
+            self.filename = _display_name(raw)
             self.out = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
