@@ -8,7 +8,8 @@ the Redis queue (flows alternate between the replicas).
 
 Each flow: upload -> signing request (HKID, PDF mode, at each --level) -> approve on the sandbox phone ->
 completed -> download. Reported per concurrency (1, 8, 32 clients): flows per second and p50 / p99 latency
-per step, then the ratios issue 14 sets targets for (B-LTA / B-B, PostgreSQL / SQLite). ``--rounds N``
+per step, the CPU each flow cost each process (service, sandbox, client, PostgreSQL server) and how many
+cores were busy meanwhile, then the ratios issue 14 sets targets for (B-LTA / B-B, PostgreSQL / SQLite). ``--rounds N``
 measures everything N times, interleaved, and reports medians (on a shared machine the comparison is then
 between neighbours in time). Then ``--pending`` requests (100,000) are left waiting: the first
 ``--pending-api`` (10,000) created through the API, the rest copies of one of them written into the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -57,6 +59,48 @@ def _report_errors(tmp: Path) -> None:
             for line in text.splitlines():
                 if "sandbox /" in line and "->" in line:
                     print(line)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CPU_GROUPS = ("service", "sandbox", "client", "database")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid``, of its live descendants and of the children it reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS  # utime, stime, cutime, cstime
+        children = [
+            int(c)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()
+        ]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return own + sum(_cpu_s(c) for c in children)
+
+
+def _postmaster_pid(database_url: str) -> int:
+    """The PostgreSQL server's main process (the parent of our backend): its tree is the server's CPU."""
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def cpu_now(top) -> dict[str, float]:
+    """CPU seconds used so far by each part of a topology (``CPU_GROUPS``); the database server only
+    for PostgreSQL (SQLite works inside the service). The PostgreSQL server is the machine's: what
+    other clients make it do while a round runs counts too, so measure on a quiet machine."""
+    service = [r.proc.pid for r in top.replicas] + [w.proc.pid for w in top.extra.get("workers", ())]
+    times = os.times()
+    return {
+        "service": sum(_cpu_s(pid) for pid in service),
+        "sandbox": _cpu_s(top.sandbox.proc.pid),
+        "client": times.user + times.system,
+        "database": _cpu_s(top.extra["postmaster"]) if "postmaster" in top.extra else 0.0,
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -255,6 +299,7 @@ def _topology(stack: ExitStack, backend: str, tmp: Path, synchronous_commit: str
     if backend == "postgresql":
         top = start_topology(tmp, url, replicas=1, extra_env=env)
         stack.callback(top.stop)
+        top.extra["postmaster"] = _postmaster_pid(url)
         return top
     if backend != "postgresql+redis":
         raise SystemExit(f"unknown backend {backend!r}: sqlite, postgresql or postgresql+redis")
@@ -270,6 +315,8 @@ def _topology(stack: ExitStack, backend: str, tmp: Path, synchronous_commit: str
         "worker-a", ["worker", "--data-dir", str(top.data), "--workers", "4"], top.env, tmp
     ).start(wait=False)
     stack.callback(worker.stop)
+    top.extra["workers"] = [worker]
+    top.extra["postmaster"] = _postmaster_pid(url)
     return top
 
 
@@ -312,6 +359,8 @@ def main() -> None:
     concurrency = [int(v) for v in args.clients.split(",") if v.strip()]
     rates: dict[tuple[str, str, int], list[float]] = {}
     samples: dict[tuple[str, str, int], dict[str, list[float]]] = {}
+    cpu: dict[tuple[str, str, int], dict[str, float]] = {}  # CPU seconds per group, summed over rounds
+    busy: dict[tuple[str, str, int], list[float]] = {}  # wall seconds and flows, summed over rounds
 
     with ExitStack() as stack:
         tops, pdf = {}, b""
@@ -327,8 +376,16 @@ def main() -> None:
                 total = max(args.flows if clients > 1 else args.flows // 8, clients * 4)
                 for level in levels:
                     for backend in backends:
+                        before = cpu_now(tops[backend])
                         wall, times = asyncio.run(flows(tops[backend], pdf, clients, total, level))
-                        rates.setdefault((backend, level, clients), []).append(total / wall)
+                        after = cpu_now(tops[backend])
+                        key = (backend, level, clients)
+                        rates.setdefault(key, []).append(total / wall)
+                        used = cpu.setdefault(key, dict.fromkeys(CPU_GROUPS, 0.0))
+                        for group in CPU_GROUPS:
+                            used[group] += after[group] - before[group]
+                        spent = busy.setdefault(key, [0.0, 0.0])
+                        spent[0], spent[1] = spent[0] + wall, spent[1] + total
                         pooled = samples.setdefault((backend, level, clients), {s: [] for s in STEPS})
                         for step in STEPS:
                             pooled[step] += times[step]
@@ -349,6 +406,8 @@ def main() -> None:
                         f"| {clients} | {len(times['upload'])} | "
                         f"{statistics.median(rates[backend, level, clients]):.1f} ({runs}) | {cells} |"
                     )
+        if cpu:
+            print_cpu(cpu, busy)
         if args.pending:
             for backend in backends:
                 held = asyncio.run(pending_hold(tops[backend], pdf, args.pending, args.pending_api))
@@ -363,6 +422,27 @@ def main() -> None:
                         f"| {n:,} | {mb:.0f} | {sweep['signing_requests']:.1f} | {sum(sweep.values()):.1f} |"
                     )
     print_ratios({k: statistics.median(v) for k, v in rates.items()})
+
+
+def print_cpu(
+    cpu: dict[tuple[str, str, int], dict[str, float]], busy: dict[tuple[str, str, int], list[float]]
+):
+    """Where each flow's CPU went, per process, and how busy the machine's cores were meanwhile: on a
+    machine whose cores are all busy, flows/s follow the total CPU per flow."""
+    cores = os.cpu_count() or 1
+    print("\n### CPU per flow (ms, all rounds)\n")
+    print(
+        "| database | level | clients | " + " | ".join(CPU_GROUPS) + f" | total | cores busy (of {cores}) |"
+    )
+    print("|---|---|---|" + "---|" * (len(CPU_GROUPS) + 2))
+    for (backend, level, clients), used in cpu.items():
+        wall, total = busy[backend, level, clients]
+        cells = " | ".join(f"{used[g] / total * 1000:.0f}" for g in CPU_GROUPS)
+        everything = sum(used.values())
+        print(
+            f"| {backend} | {level} | {clients} | {cells} | {everything / total * 1000:.0f} | "
+            f"{everything / wall:.2f} |"
+        )
 
 
 def print_ratios(rates: dict[tuple[str, str, int], float]) -> None:
