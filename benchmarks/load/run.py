@@ -149,7 +149,9 @@ async def flows(
     """``total`` flows, ``clients`` at a time, spread over the replicas in turn."""
     times: dict[str, list[float]] = {s: [] for s in STEPS}
     sem = asyncio.Semaphore(clients)
-    limits = httpx.Limits(max_connections=clients + 4)
+    # idle connections are dropped before the servers' own 5 s keep-alive ends: else a request can go out on a
+    # connection the server is closing at that moment (httpx.ReadError, seen at 32 clients)
+    limits = httpx.Limits(max_connections=clients + 4, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=top.sandbox.url, timeout=120, limits=limits) as phone:
         services = [
             httpx.AsyncClient(
