@@ -492,6 +492,9 @@ def test_an_answer_naming_its_request_by_anything_but_plain_text_is_unknown(serv
             for path in ("/v1/iamsmart/callback", "/v1/iamsmart/bulk/token"):
                 r = c.post(path, content=_callback_body(service, named, {}))  # type: ignore[arg-type]
                 assert r.status_code == 404, (path, named, r.text)
-        for query in ("businessID=a%00b", "state=a%00b&code=x"):
+        for query in ("businessID=a%00b", "state=a%00b&code=x"):  # a NUL in a URL: the edge's rule
+            r = c.get(f"/v1/iamsmart/redirect?{query}")
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_text"), (query, r.text)
+        for query in ("businessID=%5B1%5D", "state=12345&code=x"):  # text, but none we issued
             r = c.get(f"/v1/iamsmart/redirect?{query}")
             assert r.status_code == 404, (query, r.text)
