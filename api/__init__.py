@@ -1,3 +1,3 @@
 """iamsign service: FastAPI app, sandbox server and the ``iamsign`` command line."""
 
-import signing  # noqa: F401, E402 - first: its warning filter and pyHanko reader apply before anything imports pyHanko
+import signing  # noqa: F401 - first: its warning filter and pyHanko reader apply before anything imports pyHanko

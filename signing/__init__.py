@@ -12,6 +12,6 @@ from cryptography.utils import CryptographyDeprecationWarning
 # anything here imports pyHanko
 warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module=r"pyhanko(\.|$)")
 
-from .hexstrings import install as _install_hex_strings  # noqa: E402 - after the filter
+from .hexstrings import install as _install_hex_strings
 
 _install_hex_strings()  # every pyHanko read of a signed file parses /Contents in blocks, not byte by byte
