@@ -21,6 +21,7 @@ __all__ = ["install", "read_hex_string"]
 
 _PYHANKO_READ_HEX = generic.read_hex_string_from_stream
 _BLOCK = 64 * 1024
+_FIRST_BLOCK = 256  # then doubled up to _BLOCK: a tiny string (``<>``, an /ID) does not copy 64 KB past its end
 _HEX_AND_SPACE = re.compile(rb"[0-9A-Fa-f \n\r\t\f\x00]*")
 _SPACE = b" \n\r\t\f\x00"
 
@@ -30,8 +31,10 @@ def read_hex_string(stream: Any) -> Any:
     start = stream.tell()
     stream.read(1)
     parts: list[bytes] = []
+    size = min(_FIRST_BLOCK, _BLOCK)
     while True:
-        block = stream.read(_BLOCK)
+        block = stream.read(size)
+        size = min(2 * size, _BLOCK)
         end = block.find(b">")
         body = block if end < 0 else block[:end]
         if _HEX_AND_SPACE.fullmatch(body) is None or not block:  # a comment, a stray byte, the end
