@@ -21,7 +21,9 @@ __all__ = ["install", "read_hex_string"]
 
 _PYHANKO_READ_HEX = generic.read_hex_string_from_stream
 _BLOCK = 64 * 1024
-_FIRST_BLOCK = 256  # then doubled up to _BLOCK: a tiny string (``<>``, an /ID) does not copy 64 KB past its end
+_FIRST_BLOCK = (
+    256  # then doubled up to _BLOCK: a tiny string (``<>``, an /ID) does not copy 64 KB past its end
+)
 _HEX_AND_SPACE = re.compile(rb"[0-9A-Fa-f \n\r\t\f\x00]*")
 _SPACE = b" \n\r\t\f\x00"
 
