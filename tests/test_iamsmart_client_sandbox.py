@@ -312,6 +312,28 @@ async def test_reject_cancel_and_mismatch_callbacks(sandbox: Sandbox) -> None:
         assert (await callback_of(sandbox, c, b)).ok
 
 
+async def test_a_sign_code_two_waiting_requests_share_approves_neither(sandbox: Sandbox) -> None:
+    """Sign codes are 4 digits, so two requests of one signer can show the same one: the scripted phone
+    must not guess which the caller meant (it approved the older one, completing a request nobody
+    approved); it names the ambiguity, and each request can still be approved by its businessID."""
+    async with sandbox.client() as c:
+        tok = await sandbox.login(c)
+        first, init = await hash_request(sandbox, c, tok, b"the same bytes")
+        second, again = await hash_request(sandbox, c, tok, b"the same bytes")
+        assert init.sign_code == again.sign_code
+        for verb in ("approve", "reject"):
+            r = await sandbox.hook(
+                "POST", f"/phone/{verb}", json={"hkid": HKID_SIGNER, "sign_code": init.sign_code}
+            )
+            assert r.status_code == 409 and r.json()["error"]["code"] == "ambiguous_sign_code", r.text
+        pending = (await sandbox.hook("POST", "/phone/pending", json={"hkid": HKID_SIGNER})).json()
+        assert {first, second} <= {p["business_id"] for p in pending}
+        assert (await sandbox.hook("POST", f"/requests/{second}/approve")).status_code == 200
+        assert (await callback_of(sandbox, c, second)).ok
+        await approve(sandbox, HKID_SIGNER, init.sign_code)  # one left with that code: no ambiguity
+        assert (await callback_of(sandbox, c, first)).ok
+
+
 async def test_account_ticket_on_the_qr_page_and_failure_hook(sandbox: Sandbox) -> None:
     async with sandbox.client() as c, httpx.AsyncClient() as http:
         tok = await sandbox.login(c)

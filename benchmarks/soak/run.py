@@ -447,7 +447,8 @@ class Soak:
         for _ in range(10):
             with contextlib.suppress(httpx.HTTPError):
                 p = await phone.post(f"/sandbox/v1/phone/{verb}", json={"hkid": SIGNER, "sign_code": code})
-                if p.status_code < 500:
+                # 409: another waiting request of this signer shows the same code; wait for it to go
+                if p.status_code < 500 and p.status_code != 409:
                     break
             await asyncio.sleep(1)
 

@@ -753,11 +753,20 @@ class SandboxEngine:
         return single + list(self.bulk.pending_for(user, now))
 
     def _pending_by_code(self, hkid: str, sign_code: str) -> tuple[SigningRequest | BulkRequest, SandboxUser]:
+        """The one request waiting for this user with this code. Codes are 4 digits, so two can share one;
+        a real signer tells them apart on the phone, a script cannot, so the sandbox refuses to guess."""
         user = self.user_by_hkid(hkid)
-        for req in sorted(self.pending_for(hkid), key=lambda r: r.created_ms):
-            if req.sign_code == sign_code:
-                return req, user
-        raise HookError(404, "no_pending_request", "nothing with this sign code waits for this user")
+        matches = [req for req in self.pending_for(hkid) if req.sign_code == sign_code]
+        if not matches:
+            raise HookError(404, "no_pending_request", "nothing with this sign code waits for this user")
+        if len(matches) > 1:
+            raise HookError(
+                409,
+                "ambiguous_sign_code",
+                f"{len(matches)} requests waiting for this user show sign code {sign_code}; "
+                "approve or reject one by its businessID (POST /sandbox/v1/requests/{businessID}/approve)",
+            )
+        return matches[0], user
 
     async def phone_approve(self, hkid: str, sign_code: str) -> SigningRequest | BulkRequest:
         req, user = self._pending_by_code(hkid, sign_code)
