@@ -8,9 +8,7 @@ swallowed: measuring never breaks signing).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +17,8 @@ from typing import Any
 import aiohttp
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator.fetchers import CRLFetcher, FetcherBackend, Fetchers, OCSPFetcher
+
+from signing.tls import shared_tls_context
 
 __all__ = [
     "Call",
@@ -85,14 +85,6 @@ def observed_call(service: str, operation: str) -> Iterator[_Outcome]:
     report(Call(service, operation, outcome.value or "ok", time.perf_counter() - start))
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context per process: loading the CA bundle costs some 60 ms, more than a loopback TSA call."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 class ObservedTimeStamper(HTTPTimeStamper):
     """pyHanko's HTTP TSA client, reporting each request as ``tsa`` / ``timestamp``.
 
@@ -105,7 +97,7 @@ class ObservedTimeStamper(HTTPTimeStamper):
             async with super()._acquire_session() as session:
                 yield session
             return
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_ssl_context()))
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=shared_tls_context()))
         try:
             yield session
         finally:

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from signing.tls import shared_tls_context
+
 __all__ = ["RevocationCheck", "RevocationStatus", "check_revocation"]
 
 _SKEW = dt.timedelta(minutes=5)
@@ -220,7 +222,9 @@ async def check_revocation(
     now = now or dt.datetime.now(dt.UTC)
     ocsp_urls, crl_urls = _uris(cert)
     tried: list[str] = []
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as http:
+    async with httpx.AsyncClient(
+        timeout=timeout_s, follow_redirects=False, verify=shared_tls_context()
+    ) as http:
         for url in ocsp_urls:
             try:
                 found = await _ask_ocsp(http, url, cert, issuer, now)

@@ -32,6 +32,7 @@ from sqlmodel import Session, col, select
 from api.store.models import Organisation, WebhookDelivery, utcnow
 from api.telemetry.metrics import WEBHOOK_DELIVERIES
 from api.worker.egress import EgressRefused, networks, pin
+from signing.tls import shared_tls_context
 
 __all__ = [
     "BACKOFF_SECONDS",
@@ -276,7 +277,7 @@ class WebhookDispatcher:
 
     async def run_once(self) -> int:
         """One claim round, waiting for what it started (tests, scripts)."""
-        async with httpx.AsyncClient(follow_redirects=False) as client:
+        async with httpx.AsyncClient(follow_redirects=False, verify=shared_tls_context()) as client:
             started = await self.dispatch_due(client)
             await self.drain()
         return started
@@ -284,7 +285,7 @@ class WebhookDispatcher:
     # ------------------------------------------------------------------ in a thread of its own
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(follow_redirects=False) as client:
+        async with httpx.AsyncClient(follow_redirects=False, verify=shared_tls_context()) as client:
             while not self._stop.is_set():
                 try:
                     await self.dispatch_due(client)

@@ -20,6 +20,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from signing.observe import observed_call
+from signing.tls import shared_tls_context
 
 from . import fields as F
 from .bulk import (
@@ -203,7 +204,7 @@ class IamSmartClient:
         nonce_factory: Callable[[], str] | None = None,
     ) -> None:
         self.config = config
-        self._http = http or httpx.AsyncClient(timeout=config.timeout_s)
+        self._http = http or httpx.AsyncClient(timeout=config.timeout_s, verify=shared_tls_context())
         self._own_http = http is None
         self._clock_ms = clock_ms
         self._nonce_factory = nonce_factory
