@@ -11,6 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from api.deps import (
@@ -108,8 +109,19 @@ _HAS_SIGNED = frozenset({"completed", "partially_completed"})
 
 
 def _public(batch_flow: BatchFlow, session, batch: Batch) -> BatchPublic:
-    items = session.exec(
-        select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(col(BatchItem.position))
+    # only the columns shown: an item row also holds its prepared record and, until embedded, the
+    # signature iAM Smart returned (kilobytes each), and clients poll this for batches of a thousand
+    items = session.execute(
+        sa_select(
+            col(BatchItem.document_id),
+            col(BatchItem.status),
+            col(BatchItem.signed_document_id),
+            col(BatchItem.error_code),
+            col(BatchItem.error_message),
+            col(BatchItem.signature_json),
+        )
+        .where(col(BatchItem.batch_id) == batch.id)
+        .order_by(col(BatchItem.position))
     ).all()
     docs = [
         BatchDocumentOut(
@@ -121,7 +133,12 @@ def _public(batch_flow: BatchFlow, session, batch: Batch) -> BatchPublic:
         )
         for it in items
     ]
-    record = next((it.record_json for it in items if it.record_json), None)
+    record = session.exec(
+        select(col(BatchItem.record_json))
+        .where(BatchItem.batch_id == batch.id, col(BatchItem.record_json).is_not(None))
+        .order_by(col(BatchItem.position))
+        .limit(1)
+    ).first()
     expected = expected_for_record(PreparedSignature.loads(record)) if record else None
     done = sum(d.status == "completed" for d in docs)
     open_ = sum(d.status in ("pending", "signing") for d in docs)
