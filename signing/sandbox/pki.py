@@ -127,6 +127,7 @@ class SandboxPki:
             key = serialization.load_pem_private_key((self.directory / f"{role}.key.pem").read_bytes(), None)
             assert isinstance(key, rsa.RSAPrivateKey)
             self.keys[role] = key
+        self._timestamper: _SandboxTimeStamper | None = None
 
     # ------------------------------------------------------------------ creation
 
@@ -384,22 +385,17 @@ class SandboxPki:
         return builder.sign(self.keys["ocsp"], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def timestamper(self) -> DummyTimeStamper:
-        """A pyHanko time stamper that acts as this PKI's TSA, at the PKI clock's time."""
-        return _LoadedKeyTimeStamper(
-            self.keys["tsa"],
-            tsa_cert=asn1_x509.Certificate.load(self.tsa_cert.public_bytes(serialization.Encoding.DER)),
-            tsa_key=asn1_keys.PrivateKeyInfo.load(
-                self.keys["tsa"].private_bytes(
-                    serialization.Encoding.DER,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            ),
-            certs_to_embed=SimpleCertificateStore.from_certs(
-                [asn1_x509.Certificate.load(self.issuing_ca.public_bytes(serialization.Encoding.DER))]
-            ),
-            fixed_dt=self.clock(),
-        )
+        """A pyHanko time stamper that acts as this PKI's TSA, at the PKI clock's time (one per PKI)."""
+        if self._timestamper is None:
+            self._timestamper = _SandboxTimeStamper(
+                self.keys["tsa"],
+                lambda: self.clock(),
+                tsa_cert=asn1_x509.Certificate.load(self.tsa_cert.public_bytes(serialization.Encoding.DER)),
+                issuing_ca=asn1_x509.Certificate.load(
+                    self.issuing_ca.public_bytes(serialization.Encoding.DER)
+                ),
+            )
+        return self._timestamper
 
     def timestamp_response(self, request_der: bytes) -> bytes:
         """Answer an RFC 3161 TimeStampReq (DER) with a TimeStampResp (DER)."""
@@ -503,31 +499,114 @@ def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     return h.finalize()
 
 
-class _LoadedKeyTimeStamper(DummyTimeStamper):
-    """pyHanko's dummy TSA signing with a key loaded once: its own loads (and checks) the RSA key from DER
-    on every token, some 40 ms, most of a sandbox timestamp's cost."""
+class _SandboxTimeStamper(DummyTimeStamper):
+    """pyHanko's dummy TSA with what does not change between tokens made once: the RSA key loaded (its
+    own loads and checks it from DER on every token, some 40 ms), and the certificate set, the signer's
+    id and the signing-certificate attribute encoded (rebuilt per token they copied every certificate,
+    some 10 ms). The time is the PKI clock's at each request."""
 
-    def __init__(self, signing_key: rsa.RSAPrivateKey, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._signing_key = signing_key
-
-    def _sign_tst_info(
-        self, tst_info_data: bytes, md_algorithm: str, dt: Any
-    ) -> tuple[bytes, asn1_cms.CMSAttributes]:  # dt: pyHanko's parameter name
+    def __init__(
+        self,
+        signing_key: rsa.RSAPrivateKey,
+        clock: Callable[[], dt.datetime],
+        *,
+        tsa_cert: asn1_x509.Certificate,
+        issuing_ca: asn1_x509.Certificate,
+    ) -> None:
         from pyhanko.sign.general import as_signing_certificate, simple_cms_attribute
+
+        key_info = asn1_keys.PrivateKeyInfo.load(
+            signing_key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        super().__init__(
+            tsa_cert=tsa_cert,
+            tsa_key=key_info,
+            certs_to_embed=SimpleCertificateStore.from_certs([issuing_ca]),
+        )
+        self._signing_key = signing_key
+        self._clock = clock
+        # kept as DER and loaded again per token: asn1crypto copies or re-encodes a parsed value it is
+        # handed (a whole certificate, for the certificate set), a freshly loaded one it takes as it is
+        self._certificates = asn1_cms.CertificateSet([tsa_cert, issuing_ca]).dump()
+        self._tsa_name = tsa_cert.subject.dump()
+        self._signer_id = asn1_cms.IssuerAndSerialNumber(
+            {"issuer": tsa_cert.issuer, "serial_number": tsa_cert.serial_number}
+        ).dump()
+        self._signing_certificate = simple_cms_attribute(
+            "signing_certificate", as_signing_certificate(tsa_cert)
+        ).dump()
+
+    def _build_tst_info(
+        self, message_imprint: tsp.MessageImprint, dt: Any, req: tsp.TimeStampReq
+    ) -> tsp.TSTInfo:
+        from pyhanko.sign.timestamps.common_utils import get_nonce
+
+        info = {
+            "version": "v1",
+            "policy": "1.3.6.1.4.1.4146.2.2",  # pyHanko's dummy TSA's policy
+            "message_imprint": message_imprint,
+            "serial_number": get_nonce(),
+            "gen_time": dt,
+            "tsa": asn1_x509.GeneralName(name="directory_name", value=asn1_x509.Name.load(self._tsa_name)),
+        }
+        if req["nonce"].native is not None:
+            info["nonce"] = req["nonce"]
+        return tsp.TSTInfo(info)
+
+    def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
+        imprint = req["message_imprint"]
+        md_algorithm = imprint["hash_algorithm"]["algorithm"].native
+        at = self._clock()
+        tst_info_data = self._build_tst_info(imprint, at, req).dump()
         md = hashes.Hash(get_pyca_cryptography_hash(md_algorithm))
         md.update(tst_info_data)
         signed_attrs = asn1_cms.CMSAttributes(
             [
-                simple_cms_attribute("content_type", "tst_info"),
-                simple_cms_attribute("signing_time", asn1_cms.Time({"utc_time": core.UTCTime(dt)})),
-                simple_cms_attribute("signing_certificate", as_signing_certificate(self.tsa_cert)),
-                simple_cms_attribute("message_digest", md.finalize()),
+                asn1_cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+                asn1_cms.CMSAttribute(
+                    {"type": "signing_time", "values": [asn1_cms.Time({"utc_time": core.UTCTime(at)})]}
+                ),
+                asn1_cms.CMSAttribute.load(self._signing_certificate),
+                asn1_cms.CMSAttribute({"type": "message_digest", "values": [md.finalize()]}),
             ]
         )
         signature = self._signing_key.sign(
             signed_attrs.dump(), padding.PKCS1v15(), get_pyca_cryptography_hash(md_algorithm.upper())
         )
-        return signature, signed_attrs
+        digest_algorithm = asn1_cms.DigestAlgorithm({"algorithm": md_algorithm})
+        signer_info = asn1_cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": asn1_cms.SignerIdentifier(
+                    name="issuer_and_serial_number",
+                    value=asn1_cms.IssuerAndSerialNumber.load(self._signer_id),
+                ),
+                "digest_algorithm": digest_algorithm,
+                "signature_algorithm": asn1_cms.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"}),
+                "signed_attrs": signed_attrs,
+                "signature": signature,
+            }
+        )
+        signed_data = asn1_cms.SignedData(
+            {
+                "version": "v3",
+                "digest_algorithms": asn1_cms.DigestAlgorithms((digest_algorithm,)),
+                "encap_content_info": asn1_cms.EncapsulatedContentInfo(
+                    {"content_type": "tst_info", "content": asn1_cms.ParsableOctetString(tst_info_data)}
+                ),
+                "certificates": asn1_cms.CertificateSet.load(self._certificates),
+                "signer_infos": [signer_info],
+            }
+        )
+        return tsp.TimeStampResp(
+            {
+                "status": tsp.PKIStatusInfo({"status": "granted"}),
+                "time_stamp_token": asn1_cms.ContentInfo(
+                    {"content_type": "signed_data", "content": signed_data}
+                ),
+            }
+        )
