@@ -8,6 +8,7 @@ swallowed: measuring never breaks signing).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +30,7 @@ __all__ = [
     "observed_call",
     "remove_observer",
     "report",
+    "shared_tsa_session",
 ]
 
 log = logging.getLogger("signing.observe")
@@ -85,10 +87,30 @@ def observed_call(service: str, operation: str) -> Iterator[_Outcome]:
     report(Call(service, operation, outcome.value or "ok", time.perf_counter() - start))
 
 
+_TSA_SESSION: contextvars.ContextVar[aiohttp.ClientSession | None] = contextvars.ContextVar(
+    "tsa_session", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def shared_tsa_session() -> AsyncIterator[None]:
+    """TSA requests made inside (by this task and the tasks it starts) share one HTTP session and so
+    their connections, instead of a session and a TCP connection each: for work that stamps many
+    documents in one event loop, such as a batch's chunk."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=shared_tls_context()))
+    token = _TSA_SESSION.set(session)
+    try:
+        yield
+    finally:
+        _TSA_SESSION.reset(token)
+        await session.close()
+
+
 class ObservedTimeStamper(HTTPTimeStamper):
     """pyHanko's HTTP TSA client, reporting each request as ``tsa`` / ``timestamp``.
 
-    Each request gets a session of its own (callers run on many event loops), sharing one TLS context.
+    Each request gets a session of its own (callers run on many event loops), sharing one TLS context,
+    unless it runs inside :func:`shared_tsa_session`.
     """
 
     @contextlib.asynccontextmanager
@@ -96,6 +118,10 @@ class ObservedTimeStamper(HTTPTimeStamper):
         if self._session is not None:
             async with super()._acquire_session() as session:
                 yield session
+            return
+        shared = _TSA_SESSION.get()
+        if shared is not None:
+            yield shared
             return
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=shared_tls_context()))
         try:

@@ -117,3 +117,42 @@ def test_each_token_reads_the_clock_and_tokens_stay_independent(tmp_path) -> Non
         hashlib.sha256(b"two").digest(),
     ]
     assert infos[0]["serial_number"].native != infos[1]["serial_number"].native
+
+
+def test_stamps_inside_a_shared_session_reuse_one_connection_and_others_do_not(tmp_path) -> None:
+    """A batch chunk's TSA calls share a session (signing.observe.shared_tsa_session); a lone call
+    still gets a session of its own, closed after it."""
+    from fastapi import FastAPI, Request
+
+    from api.sandbox.pki import pki_router
+    from signing.observe import ObservedTimeStamper, shared_tsa_session
+
+    from .support import LoopbackServer
+
+    pki = SandboxPki.open_or_create(tmp_path / "pki", "http://127.0.0.1:9/sandbox/pki")
+    clients: list[tuple[str, int]] = []
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def note_client(request: Request, call_next):
+        clients.append((request.client.host, request.client.port) if request.client else ("", 0))
+        return await call_next(request)
+
+    app.include_router(pki_router(lambda: pki), prefix="/pki")
+    with LoopbackServer() as server:
+        server.start(app)
+        stamper = ObservedTimeStamper(f"{server.url}/pki/tsa", timeout=10)
+
+        async def stamp(n: int) -> None:
+            for i in range(n):
+                await stamper.async_timestamp(hashlib.sha256(b"%d" % i).digest(), "sha256")
+
+        async def shared() -> None:
+            async with shared_tsa_session():
+                await stamp(4)
+
+        asyncio.run(shared())
+        assert len(clients) == 4 and len(set(clients)) == 1
+        clients.clear()
+        asyncio.run(stamp(3))
+        assert len(clients) == 3 and len(set(clients)) == 3

@@ -135,6 +135,8 @@ FINISH_CONCURRENCY = 8
 def finish_pdfs(jobs: list[tuple[str, str, str, Any]], spec: dict) -> list[dict[str, Any]]:
     """:func:`finish_pdf` for ``(record_json, prepared, output, cms_der)`` jobs, in one event loop, up to
     :data:`FINISH_CONCURRENCY` at a time, with one set of signing services for all."""
+    from signing.observe import shared_tsa_session
+
     services = _services(spec)
 
     async def run() -> list[dict[str, Any]]:
@@ -145,7 +147,8 @@ def finish_pdfs(jobs: list[tuple[str, str, str, Any]], spec: dict) -> list[dict[
             async with gate:
                 return await _finish_one(record_json, prepared, output, answer, services)
 
-        return list(await asyncio.gather(*(one(job) for job in jobs)))
+        async with shared_tsa_session():  # the chunk's TSA round trips reuse their connections
+            return list(await asyncio.gather(*(one(job) for job in jobs)))
 
     return asyncio.run(run())
 
