@@ -500,10 +500,20 @@ class BatchFlow:
         spec = self.ctx.iamsmart.services_spec()
         with self.session() as session:
             batch = session.get_one(Batch, batch_id)
-            received = session.exec(
-                select(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.status == "received")
+            # one compare-and-set for every received item: what another worker claimed first is not returned
+            claimed = session.exec(
+                update(BatchItem)
+                .where(col(BatchItem.batch_id) == batch_id, col(BatchItem.status) == "received")
+                .values(status="embedding", updated_at=self.ctx.clock())
+                .returning(col(BatchItem.id))
             ).all()
-            mine = [it for it in received if self._claim_item(session, it.id, "received", status="embedding")]
+            mine = list(
+                session.exec(
+                    select(BatchItem)
+                    .where(col(BatchItem.id).in_([row[0] for row in claimed]))
+                    .order_by(col(BatchItem.position))
+                ).all()
+            )
             session.commit()
         mine = await self._refuse_unfit_certificates(mine)
         folder = self._folder(batch_id)
