@@ -424,6 +424,17 @@ def _genuine_callback(service, req_id: str) -> bytes:
     )
 
 
+def _answer_while_create_is_held(service, c, tmp_path, held, pool):
+    """Log in, start a create (``held`` stops it before it records the sending), wait until iAM Smart
+    has the request and deliver its genuine answer, which is accepted; returns the pending create."""
+    token = _login(c)
+    creating = pool.submit(_create, c, tmp_path, token, mode="pdf")
+    assert held.sent_to_iamsmart.wait(30)
+    r = c.post("/v1/iamsmart/callback", content=_genuine_callback(service, held.req_id))
+    assert (r.status_code, r.json()["outcome"]) == (200, "accepted"), r.text
+    return creating
+
+
 def test_an_answer_that_finds_the_sending_recorded_meanwhile_does_not_record_it_again(
     service, tmp_path, monkeypatch
 ):
@@ -444,11 +455,7 @@ def test_an_answer_that_finds_the_sending_recorded_meanwhile_does_not_record_it_
 
     monkeypatch.setattr(held.flow, "_verify_result", verify_while_create_records_the_sending)
     with service.client() as c, ThreadPoolExecutor(1) as pool:
-        token = _login(c)
-        creating = pool.submit(_create, c, tmp_path, token, mode="pdf")
-        assert held.sent_to_iamsmart.wait(30)
-        r = c.post("/v1/iamsmart/callback", content=_genuine_callback(service, held.req_id))
-        assert (r.status_code, r.json()["outcome"]) == (200, "accepted"), r.text
+        creating = _answer_while_create_is_held(service, c, tmp_path, held, pool)
         req = creating.result(30)
         assert _wait_status(c, req["id"])["status"] == "completed"
         audit = c.get(f"/v1/signing-requests/{req['id']}/audit").json()
@@ -467,11 +474,7 @@ def test_create_keeps_the_sign_code_when_the_answer_came_first(service, tmp_path
     monkeypatch.setattr(signing, "_SENT_WAIT_S", 0.2)
     held = _HeldCreate(service, monkeypatch)
     with service.client() as c, ThreadPoolExecutor(1) as pool:
-        token = _login(c)
-        creating = pool.submit(_create, c, tmp_path, token, mode="pdf")
-        assert held.sent_to_iamsmart.wait(30)
-        r = c.post("/v1/iamsmart/callback", content=_genuine_callback(service, held.req_id))
-        assert (r.status_code, r.json()["outcome"]) == (200, "accepted"), r.text
+        creating = _answer_while_create_is_held(service, c, tmp_path, held, pool)
         held.release.set()
         req = creating.result(30)
         assert held.sign_code and req["sign_code"] == held.sign_code, req
