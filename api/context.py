@@ -52,6 +52,13 @@ class ServiceContext:
         return build_iamsmart_setup(self.settings, sandbox_pki=self.sandbox_pki)
 
     @cached_property
+    def status_changes(self):
+        """Wakes this process's waiting status reads when one of its flows ends a request."""
+        from api.flows.status_changes import StatusChanges
+
+        return StatusChanges()
+
+    @cached_property
     def queue(self):
         from api.worker.tasks import TaskQueue
 
@@ -92,6 +99,7 @@ class ServiceContext:
             self.secret,
             clock=lambda: self.clock(),
             queue=self.queue,
+            changes=self.status_changes,
         )
         flow.on_ended = self.new_envelope_flow(flow).step_ended  # an envelope's next signer starts
         return flow

@@ -215,6 +215,39 @@ def test_signing_request_end_to_end_sync(svc, letter, tmp_path):
         _auto_approve(svc, False)
 
 
+class _CountingTransport(httpx.HTTPTransport):
+    """Counts the status reads a client sends (``GET /v1/signing-requests/{id}``)."""
+
+    reads = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if (
+            request.method == "GET"
+            and request.url.path.count("/") == 3
+            and "signing-requests" in request.url.path
+        ):
+            self.reads += 1
+        return super().handle_request(request)
+
+
+def test_waiting_is_a_long_poll_not_a_poll_every_interval(svc, letter):
+    # approval comes 1.5 s later; polling every 0.1 s would read some 15 times, a held read once or twice
+    r = httpx.post(
+        f"{svc.url}/sandbox/v1/users/update",
+        json={"hkid": SIGNER, "auto_action": "approve", "auto_delay_ms": 1500},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    transport = _CountingTransport()
+    try:
+        with IamsignClient(svc.url, svc.key, poll_interval=0.1, transport=transport) as c:
+            req = c.create_signing_request(c.upload_document(letter).id, hkid=SIGNER, level="B-B")
+            assert c.wait_signing_request(req.id, timeout=60).status == "completed"
+        assert 1 <= transport.reads <= 3, transport.reads
+    finally:
+        _auto_approve(svc, False)
+
+
 def test_async_client_same_flow_and_wait_timeout(svc, letter, tmp_path):
     async def run():
         async with AsyncIamsignClient(svc.url, svc.key, poll_interval=0.1) as c:

@@ -61,6 +61,8 @@ BATCH_TERMINAL = frozenset({"completed", "partially_completed", "rejected", "can
 ENVELOPE_TERMINAL = REQUEST_TERMINAL
 """Statuses after which an envelope no longer changes."""
 RETRY_STATUSES = frozenset({502, 503, 504})
+LONG_POLL_S = 20.0
+"""The longest a wait asks the server to hold one status read (``GET ...?wait=``; the server allows 60)."""
 _CHUNK = 1 << 20
 
 
@@ -302,6 +304,12 @@ class _Base:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
 
+    def _server_wait(self, deadline: float) -> float:
+        """How long the next status read may ask the server to hold its answer: within the caller's
+        deadline and well within the read timeout, at most :data:`LONG_POLL_S`."""
+        read_timeout = self._timeout.read if self._timeout.read is not None else LONG_POLL_S + 10
+        return round(max(0.0, min(deadline - time.monotonic(), LONG_POLL_S, read_timeout - 5)), 1)
+
     def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
         if response is not None:
             after = response.headers.get("retry-after", "")
@@ -535,8 +543,13 @@ class IamsignClient(_Base):
             )
         )
 
-    def get_signing_request(self, request_id: str) -> SigningRequest:
-        return SigningRequest(**self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True))
+    def get_signing_request(self, request_id: str, wait: float = 0) -> SigningRequest:
+        """The request as it stands; with ``wait`` (seconds, up to 60) the server holds the answer
+        until the request is no longer pending or the time is up."""
+        params = {"wait": wait} if wait else None
+        return SigningRequest(
+            **self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True, params=params)
+        )
 
     def cancel_signing_request(self, request_id: str) -> SigningRequest:
         return SigningRequest(
@@ -544,17 +557,20 @@ class IamsignClient(_Base):
         )
 
     def wait_signing_request(self, request_id: str, timeout: float = 1200.0) -> SigningRequest:
-        """Poll until the request is terminal; :class:`IamsignTimeout` after ``timeout`` seconds."""
+        """Until the request is terminal (long polls: each read waits on the server, answered as soon as
+        the request ends); :class:`IamsignTimeout` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            req = self.get_signing_request(request_id)
+            asked = time.monotonic()
+            req = self.get_signing_request(request_id, wait=self._server_wait(deadline))
             if req.done:
                 return req
             if time.monotonic() >= deadline:
                 raise IamsignTimeout(
                     f"signing request {request_id} still {req.status} after {timeout:g} s", req
                 )
-            time.sleep(self.poll_interval)
+            # a server that does not hold reads (an older release) answers at once: poll, as before
+            time.sleep(max(0.0, self.poll_interval - (time.monotonic() - asked)))
 
     def download_signed_document(self, request_id: str, dest: str | os.PathLike[str]) -> Downloaded:
         """The signed PDF of a completed request (409 ``not_completed`` before)."""
@@ -834,9 +850,11 @@ class AsyncIamsignClient(_Base):
             )
         )
 
-    async def get_signing_request(self, request_id: str) -> SigningRequest:
+    async def get_signing_request(self, request_id: str, wait: float = 0) -> SigningRequest:
+        """As :meth:`IamsignClient.get_signing_request`."""
+        params = {"wait": wait} if wait else None
         return SigningRequest(
-            **await self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True)
+            **await self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True, params=params)
         )
 
     async def cancel_signing_request(self, request_id: str) -> SigningRequest:
@@ -845,17 +863,18 @@ class AsyncIamsignClient(_Base):
         )
 
     async def wait_signing_request(self, request_id: str, timeout: float = 1200.0) -> SigningRequest:
-        """Poll until the request is terminal; :class:`IamsignTimeout` after ``timeout`` seconds."""
+        """As :meth:`IamsignClient.wait_signing_request`."""
         deadline = time.monotonic() + timeout
         while True:
-            req = await self.get_signing_request(request_id)
+            asked = time.monotonic()
+            req = await self.get_signing_request(request_id, wait=self._server_wait(deadline))
             if req.done:
                 return req
             if time.monotonic() >= deadline:
                 raise IamsignTimeout(
                     f"signing request {request_id} still {req.status} after {timeout:g} s", req
                 )
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - asked)))
 
     async def download_signed_document(self, request_id: str, dest: str | os.PathLike[str]) -> Downloaded:
         """The signed PDF of a completed request (409 ``not_completed`` before)."""

@@ -37,6 +37,7 @@ from api.flows.idempotency import check_same_request, wait_until_sent
 from api.flows.identity import ResolvedSigner, SignerSpec, resolve_signer
 from api.flows.retry import retry_transient
 from api.flows.signer_sessions import forget_expired_sessions
+from api.flows.status_changes import StatusChanges
 from api.settings import Settings
 from api.store.db import autocommit, in_thread
 from api.store.files import DocumentStore
@@ -118,6 +119,7 @@ class SigningFlow:
         secret: bytes,
         clock=utcnow,
         queue=None,
+        changes: StatusChanges | None = None,
     ) -> None:
         self.settings, self.engine, self.store, self.setup = settings, engine, store, setup
         self.client, self.secret, self.clock = client, secret, clock
@@ -126,6 +128,8 @@ class SigningFlow:
         self.prepared_dir = store.root / "prepared"
         self.prepared_dir.mkdir(parents=True, exist_ok=True)
         self._tasks: set[asyncio.Task] = set()
+        self.changes = changes or StatusChanges()
+        """Told of each request that reached a terminal status (it wakes ``GET ...?wait=``)."""
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
         """Told the id of each request that reached a terminal status (envelopes start their next step)."""
 
@@ -180,6 +184,7 @@ class SigningFlow:
         return result.rowcount == 1
 
     def _ended(self, req_id: str) -> None:
+        self.changes.notify(req_id)
         if self.on_ended is not None:
             self.spawn(self.on_ended(req_id))
 

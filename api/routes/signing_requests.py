@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Literal
 
 from fastapi import APIRouter, Query
@@ -30,6 +31,7 @@ from api.flows.enrolment import EnrolmentFlow
 from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
+from api.flows.status_changes import RECHECK_S, changed_or_timeout
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.store.db import in_thread
@@ -256,11 +258,38 @@ def list_signing_requests(
     return SigningRequestList(items=[public(flow, r) for r in rows])
 
 
+MAX_WAIT_S = 60.0
+"""The longest ``?wait=`` a status read may hold its answer."""
+
+
 @router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
-def get_signing_request(
-    request_id: str, flow: FlowDep, org: ReadOrgDep, session: ReadSessionDep
+async def get_signing_request(
+    request_id: str,
+    flow: FlowDep,
+    org: ReadOrgDep,
+    session: ReadSessionDep,
+    wait: float = Query(
+        0,
+        ge=0,
+        le=MAX_WAIT_S,
+        description="seconds to hold the answer while the request is still pending: it comes as soon as "
+        "the request ends (a long poll instead of polling); 0 answers at once",
+    ),
 ) -> SigningRequestPublic:
-    return public(flow, owned_request(session, org, request_id))
+    def read() -> SigningRequest:
+        req = owned_request(session, org, request_id)
+        session.close()  # the connection goes back to the pool while the read waits; req keeps its values
+        return req
+
+    if not wait:
+        return public(flow, await in_thread(read))
+    deadline = time.monotonic() + wait
+    with flow.changes.watch(request_id) as changed:  # before reading: an end committed meanwhile wakes it
+        req = await in_thread(read)
+        while req.status == "pending" and (left := deadline - time.monotonic()) > 0:
+            await changed_or_timeout(changed, min(left, RECHECK_S))
+            req = await in_thread(read)
+    return public(flow, req)
 
 
 @router.post("/{request_id}/cancel", response_model=SigningRequestPublic, responses=errors(404, 409))

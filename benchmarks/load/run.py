@@ -144,11 +144,10 @@ async def one_flow(
     await approve_on_phone(phone, req.get("sign_code"), req)
     t, times["approve"] = time.perf_counter(), times["approve"] + [time.perf_counter() - t]
     deadline = time.monotonic() + 120
-    while True:
-        body = (await c.get(f"/v1/signing-requests/{req['id']}")).json()
+    while True:  # as the project's client waits: each read held by the server until the request ends
+        body = (await c.get(f"/v1/signing-requests/{req['id']}", params={"wait": 20})).json()
         if body["status"] != "pending" or time.monotonic() > deadline:
             break
-        await asyncio.sleep(0.02)
     if body["status"] != "completed":
         raise RuntimeError(f"flow ended {body['status']}: {body.get('error')}")
     t, times["completed"] = time.perf_counter(), times["completed"] + [time.perf_counter() - t]
