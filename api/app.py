@@ -59,6 +59,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        ctx.status_changes.close()
         with contextlib.suppress(Exception):
             await warm
         if ctx.settings.embedded_worker:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from functools import cached_property
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from api.flows.iamsmart_gateway import IamSmartSetup, build_iamsmart_setup
 from api.settings import Settings, reveal
-from api.store.db import make_engine, migrate
+from api.store.db import autocommit, make_engine, migrate
 from api.store.files import DocumentStore
-from api.store.models import utcnow
+from api.store.models import SigningRequest, utcnow
 from api.store.secrets import load_or_create_secret
 from signing.iamsmart.client import IamSmartClient
 from signing.sandbox.pki import SandboxPki
@@ -53,10 +54,21 @@ class ServiceContext:
 
     @cached_property
     def status_changes(self):
-        """Wakes this process's waiting status reads when one of its flows ends a request."""
+        """Wakes this process's waiting status reads when a request ends (here, or found in the database)."""
         from api.flows.status_changes import StatusChanges
 
-        return StatusChanges()
+        return StatusChanges(self._ended_among)
+
+    def _ended_among(self, request_ids: list[str]) -> list[str]:
+        """Which of ``request_ids`` are no longer pending (one indexed read)."""
+        with Session(autocommit(self.engine)) as session:
+            return list(
+                session.exec(
+                    select(SigningRequest.id).where(
+                        col(SigningRequest.id).in_(request_ids), col(SigningRequest.status) != "pending"
+                    )
+                )
+            )
 
     @cached_property
     def queue(self):
@@ -74,8 +86,6 @@ class ServiceContext:
         """Delete the documents older than ``retention_days`` (the sweep runs this); the ids deleted."""
         if not self.settings.retention_days:
             return []
-        from sqlmodel import Session
-
         from api.flows.lifecycle import apply_retention
 
         with Session(self.engine) as session:

@@ -28,6 +28,7 @@ from signing.trust import TrustList
 
 __all__ = [
     "BatchFlowDep",
+    "BearerDep",
     "CurrentOrg",
     "EnrolmentDep",
     "EnvelopeFlowDep",
@@ -84,10 +85,14 @@ _bearer = HTTPBearer(
 )
 
 
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The request's ``Authorization: Bearer`` credentials, if any (the organisation dependencies check them)."""
+
+
 def _organisation(
     request: Request,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: BearerDep,
 ) -> Organisation:
     """The organisation of the request's API key; a client that keeps guessing keys gets 429."""
     limits: Limits = request.app.state.limits
@@ -108,11 +113,7 @@ CurrentOrg = Annotated[Organisation, Depends(_organisation)]
 """The organisation whose API key authorised the request (401 without one)."""
 
 
-def _organisation_reading(
-    request: Request,
-    session: ReadSessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Organisation:
+def _organisation_reading(request: Request, session: ReadSessionDep, credentials: BearerDep) -> Organisation:
     return _organisation(request, session, credentials)
 
 

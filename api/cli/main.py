@@ -67,6 +67,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.edge.waking_server import WakingServer
     from api.telemetry import configure_logging
 
     settings = _settings("serve", host=host, port=port, data_dir=data_dir)
@@ -75,7 +76,7 @@ def serve(
     for line in serve_banner(settings, data_dir):
         typer.echo(line)
     # Logging stays as configured above; the access lines (with request ids) come from api.telemetry.
-    uvicorn.run(
+    config = uvicorn.Config(
         application,
         host=host,
         port=port,
@@ -84,6 +85,7 @@ def serve(
         access_log=False,
         proxy_headers=False,
     )
+    WakingServer(config, on_exit=application.state.context.status_changes.close).run()
 
 
 def serve_banner(settings, data_dir: Path) -> list[str]:

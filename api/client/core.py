@@ -304,11 +304,23 @@ class _Base:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
 
-    def _server_wait(self, deadline: float) -> float:
+    @staticmethod
+    def _server_wait(deadline: float) -> float:
         """How long the next status read may ask the server to hold its answer: within the caller's
-        deadline and well within the read timeout, at most :data:`LONG_POLL_S`."""
-        read_timeout = self._timeout.read if self._timeout.read is not None else LONG_POLL_S + 10
-        return round(max(0.0, min(deadline - time.monotonic(), LONG_POLL_S, read_timeout - 5)), 1)
+        deadline, at most :data:`LONG_POLL_S`."""
+        return round(max(0.0, min(deadline - time.monotonic(), LONG_POLL_S)), 1)
+
+    def _held_read(self, wait: float) -> dict[str, Any]:
+        """The request options of a status read held up to ``wait`` seconds: the read timeout outlasts it."""
+        if not wait:
+            return {}
+        read = self._timeout.read
+        timeout = self._timeout if read is None or read > wait + 10 else self._timeout_with_read(wait + 10)
+        return {"params": {"wait": wait}, "timeout": timeout}
+
+    def _timeout_with_read(self, read: float) -> httpx.Timeout:
+        t = self._timeout
+        return httpx.Timeout(connect=t.connect, read=read, write=t.write, pool=t.pool)
 
     def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
         if response is not None:
@@ -546,9 +558,10 @@ class IamsignClient(_Base):
     def get_signing_request(self, request_id: str, wait: float = 0) -> SigningRequest:
         """The request as it stands; with ``wait`` (seconds, up to 60) the server holds the answer
         until the request is no longer pending or the time is up."""
-        params = {"wait": wait} if wait else None
         return SigningRequest(
-            **self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True, params=params)
+            **self._json(
+                "GET", f"/v1/signing-requests/{request_id}", idempotent=True, **self._held_read(wait)
+            )
         )
 
     def cancel_signing_request(self, request_id: str) -> SigningRequest:
@@ -852,9 +865,10 @@ class AsyncIamsignClient(_Base):
 
     async def get_signing_request(self, request_id: str, wait: float = 0) -> SigningRequest:
         """As :meth:`IamsignClient.get_signing_request`."""
-        params = {"wait": wait} if wait else None
         return SigningRequest(
-            **await self._json("GET", f"/v1/signing-requests/{request_id}", idempotent=True, params=params)
+            **await self._json(
+                "GET", f"/v1/signing-requests/{request_id}", idempotent=True, **self._held_read(wait)
+            )
         )
 
     async def cancel_signing_request(self, request_id: str) -> SigningRequest:

@@ -7,12 +7,13 @@ import json
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlmodel import col, select
 
 from api.deps import (
+    BearerDep,
     EnrolmentDep,
     FlowDep,
     IdempotencyKey,
@@ -31,10 +32,11 @@ from api.flows.enrolment import EnrolmentFlow
 from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
 from api.flows.signing import SigningFlow
-from api.flows.status_changes import RECHECK_S, changed_or_timeout
+from api.flows.status_changes import changed_or_timeout
 from api.openapi import errors
 from api.routes.documents import live_document, owned_document
 from api.store.db import in_thread
+from api.store.keys import organisation_for_key
 from api.store.models import SigningRequest
 from api.worker.egress import checked_webhook_url
 from signing.model import PreparedSignature
@@ -261,13 +263,18 @@ def list_signing_requests(
 MAX_WAIT_S = 60.0
 """The longest ``?wait=`` a status read may hold its answer."""
 
+DISCONNECT_CHECK_S = 1.0
+"""How often a waiting read looks whether its client is still there."""
 
-@router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(404))
+
+@router.get("/{request_id}", response_model=SigningRequestPublic, responses=errors(401, 404))
 async def get_signing_request(
     request_id: str,
+    request: Request,
     flow: FlowDep,
     org: ReadOrgDep,
     session: ReadSessionDep,
+    credentials: BearerDep,
     wait: float = Query(
         0,
         ge=0,
@@ -281,14 +288,27 @@ async def get_signing_request(
         session.close()  # the connection goes back to the pool while the read waits; req keeps its values
         return req
 
-    if not wait:
+    def key_still_valid() -> bool:
+        token = credentials.credentials.strip() if credentials else ""
+        valid = organisation_for_key(session, token) is not None
+        session.close()
+        return valid
+
+    changes = flow.changes
+    if not wait or changes.full:
         return public(flow, await in_thread(read))
     deadline = time.monotonic() + wait
-    with flow.changes.watch(request_id) as changed:  # before reading: an end committed meanwhile wakes it
+    with changes.watch(request_id) as changed:  # before reading: an end committed meanwhile wakes it
         req = await in_thread(read)
-        while req.status == "pending" and (left := deadline - time.monotonic()) > 0:
-            await changed_or_timeout(changed, min(left, RECHECK_S))
-            req = await in_thread(read)
+        waited = False
+        while req.status == "pending" and not changes.closing and (left := deadline - time.monotonic()) > 0:
+            waited = True
+            if await changed_or_timeout(changed, min(left, DISCONNECT_CHECK_S)):
+                req = await in_thread(read)
+            elif await request.is_disconnected():
+                break  # nobody to answer
+    if waited and not await in_thread(key_still_valid):  # revoked while the read waited
+        raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
     return public(flow, req)
 
 
