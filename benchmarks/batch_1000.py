@@ -129,20 +129,26 @@ def core_time(files: list[Path], work: Path, level: str, pki_dir: Path, pki_url:
 
 
 def run_batch(c: httpx.Client, ids: list[str], level: str) -> dict[str, float]:
-    """One batch at ``level``; the sandbox user approves at once. Times in seconds from the POST."""
-    t0 = time.perf_counter()
+    """One batch at ``level``; the sandbox user approves at once. Times in seconds from the POST.
+
+    Its end is the batch's own ``updated_at`` (when the service closed it after the last document), so
+    after the approval this polls at the client's pace (0.5 s) instead of loading the service, which hosts
+    the sandbox TSA here, with 50 reads a second of a 200-item batch.
+    """
+    t0 = time.time()
     r = c.post("/v1/batches", json={"document_ids": ids, "signer": {"hkid": SIGNER}, "level": level})
     r.raise_for_status()
     batch = r.json()
-    created = time.perf_counter() - t0
+    created = time.time() - t0
     approved = None
     while batch["status"] in ("pending", "signing"):
-        time.sleep(0.02)
+        time.sleep(0.02 if approved is None else 0.5)
         batch = c.get(f"/v1/batches/{batch['id']}").json()
         if approved is None and batch["status"] != "pending":
-            approved = time.perf_counter() - t0
-    done = time.perf_counter() - t0
+            approved = time.time() - t0
     assert batch["status"] == "completed", batch["status"]
+    closed = dt.datetime.fromisoformat(batch["updated_at"])
+    done = (closed if closed.tzinfo else closed.replace(tzinfo=dt.UTC)).timestamp() - t0
     t1 = time.perf_counter()
     z = c.get(f"/v1/batches/{batch['id']}/signed.zip")
     return {

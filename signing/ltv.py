@@ -29,6 +29,7 @@ from pyhanko.sign.validation import DocumentSecurityStore
 from pyhanko.sign.validation.dss import collect_validation_info
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 
+from .cms import find_signer_certificate
 from .errors import RevocationInfoError, SigningError, TimestampError
 from .services import SigningServices
 
@@ -53,12 +54,19 @@ def _fingerprint(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.dump()).digest()
 
 
+def signer_certificate(signed_data: cms.SignedData) -> x509.Certificate:
+    """The certificate of the SignedData's first signer (pyHanko's ``extract_certificate_info`` compares
+    every certificate's issuer Name the slow way; this tries the DER first, see ``signing.cms``)."""
+    found = find_signer_certificate(signed_data, signed_data["signer_infos"][0]["sid"])
+    return found if found is not None else extract_certificate_info(signed_data).signer_cert  # raises
+
+
 def chain_key(embedded: Any, services: SigningServices) -> tuple[bytes, ...]:
     """The signer's certificate, the signature timestamp's TSA certificate(s) and the trust anchors."""
     certs = [embedded.signer_cert]
     for signed in (False, True):
         for tst in extract_tst_data_iter(embedded.signer_info, signed=signed):
-            certs.append(extract_certificate_info(tst).signer_cert)
+            certs.append(signer_certificate(tst))
     return (
         *(_fingerprint(c) for c in certs),
         b"|",
@@ -156,9 +164,7 @@ class _Embedded:
     @classmethod
     def of(cls, cms_der: bytes) -> _Embedded:
         signed_data = cms.ContentInfo.load(cms_der)["content"]
-        return cls(
-            signed_data, signed_data["signer_infos"][0], extract_certificate_info(signed_data).signer_cert
-        )
+        return cls(signed_data, signed_data["signer_infos"][0], signer_certificate(signed_data))
 
 
 async def _earlier_signatures_data(

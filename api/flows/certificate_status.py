@@ -13,6 +13,7 @@ from asn1crypto import cms as asn1_cms
 from cryptography import x509
 
 from api.flows.iamsmart_gateway import issued_by_trusted_issuer
+from signing.cms import find_signer_certificate
 from signing.revocation import RevocationStatus, check_revocation
 
 __all__ = ["CertificateStanding", "certificate_standing", "cms_signer_certificate"]
@@ -56,21 +57,7 @@ def cms_signer_certificate(cms_der: bytes) -> bytes | None:
     """The DER certificate a CMS SignedData names as its (first) signer's, if it carries it."""
     try:
         sd = asn1_cms.ContentInfo.load(cms_der)["content"]
-        sid = sd["signer_infos"][0]["sid"]
-        for choice in sd["certificates"] or ():
-            if choice.name != "certificate":
-                continue
-            cert = choice.chosen
-            if sid.name == "issuer_and_serial_number":
-                ias = sid.chosen
-                # the serial first and the issuer's DER before asn1crypto's normalised Name comparison,
-                # about a millisecond a call, in the event loop, for every document of a batch
-                if cert.serial_number == ias["serial_number"].native and (
-                    cert.issuer.dump() == ias["issuer"].dump() or cert.issuer == ias["issuer"]
-                ):
-                    return cert.dump()
-            elif sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native:
-                return cert.dump()
+        cert = find_signer_certificate(sd, sd["signer_infos"][0]["sid"])
+        return None if cert is None else cert.dump()
     except (ValueError, TypeError, KeyError, IndexError):
         return None
-    return None
