@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from pathlib import Path
 
@@ -33,7 +34,10 @@ __all__ = ["verify_pdf", "verify_pdf_sync"]
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
 def _verifier() -> str:
+    """Who verified: read once a process (the package metadata is parsed from disk, some 3 ms a call,
+    and the code that runs is the code loaded at start, whatever is installed later)."""
     from importlib.metadata import PackageNotFoundError, version
 
     parts = []
