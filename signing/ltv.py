@@ -23,7 +23,7 @@ from typing import Any
 
 from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign.general import extract_certificate_info
+from pyhanko.sign.general import CMSExtractionError
 from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
 from pyhanko.sign.validation import DocumentSecurityStore
 from pyhanko.sign.validation.dss import collect_validation_info
@@ -55,10 +55,12 @@ def _fingerprint(cert: x509.Certificate) -> bytes:
 
 
 def signer_certificate(signed_data: cms.SignedData) -> x509.Certificate:
-    """The certificate of the SignedData's first signer (pyHanko's ``extract_certificate_info`` compares
-    every certificate's issuer Name the slow way; this tries the DER first, see ``signing.cms``)."""
+    """The certificate of the SignedData's first signer (instead of pyHanko's ``extract_certificate_info``,
+    which compares every certificate's issuer Name the slow way); raises as that does when it is absent."""
     found = find_signer_certificate(signed_data, signed_data["signer_infos"][0]["sid"])
-    return found if found is not None else extract_certificate_info(signed_data).signer_cert  # raises
+    if found is None:
+        raise CMSExtractionError("signer certificate not included in signature")
+    return found
 
 
 def chain_key(embedded: Any, services: SigningServices) -> tuple[bytes, ...]:

@@ -334,3 +334,13 @@ def test_idempotency_key_makes_create_safe_to_repeat(svc, tmp_path):
         x = client.create_batch([doc.id], hkid="A123456(3)", level="B-B", idempotency_key="k-2")
         y = client.create_batch([doc.id], hkid="A123456(3)", level="B-B", idempotency_key="k-2")
         assert x.id == y.id
+
+
+def test_a_held_read_outlasts_a_short_read_timeout(svc, letter):
+    # the client's read timeout is 1 s; a read held 2 s by the server must not time out and be retried
+    with IamsignClient(svc.url, svc.key, timeout=1.0, retries=0) as c:
+        req = c.create_signing_request(c.upload_document(letter).id, hkid=SIGNER, level="B-B")
+        try:
+            assert c.get_signing_request(req.id, wait=2).status == "pending"
+        finally:
+            c.cancel_signing_request(req.id)

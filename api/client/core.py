@@ -314,13 +314,10 @@ class _Base:
         """The request options of a status read held up to ``wait`` seconds: the read timeout outlasts it."""
         if not wait:
             return {}
-        read = self._timeout.read
-        timeout = self._timeout if read is None or read > wait + 10 else self._timeout_with_read(wait + 10)
-        return {"params": {"wait": wait}, "timeout": timeout}
-
-    def _timeout_with_read(self, read: float) -> httpx.Timeout:
         t = self._timeout
-        return httpx.Timeout(connect=t.connect, read=read, write=t.write, pool=t.pool)
+        if t.read is not None and t.read <= wait + 10:
+            t = httpx.Timeout(connect=t.connect, read=wait + 10, write=t.write, pool=t.pool)
+        return {"params": {"wait": wait}, "timeout": t}
 
     def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
         if response is not None:
