@@ -79,7 +79,13 @@ def _temp_beside(path: Path) -> Path:
 def _publish(tmp: Path, final: Path) -> None:
     """fsync ``tmp`` and rename it over ``final``, so that ``final`` is complete or absent."""
     with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
+        _publish_open(f, tmp, final)
+
+
+def _publish_open(f, tmp: Path, final: Path) -> None:
+    """:func:`_publish` for a file the caller holds open (and locked): fsync it, rename, fsync the folder."""
+    f.flush()
+    os.fsync(f.fileno())
     os.replace(tmp, final)
     dir_fd = os.open(final.parent, os.O_RDONLY)
     try:
@@ -265,6 +271,16 @@ def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: Remote
         )
 
 
+def _still_at(f, path: Path) -> bool:
+    """Whether the open file ``f`` is still the file at ``path`` (not renamed away or replaced)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(f.fileno())
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def _already_finished(prepared_path: Path) -> PreparedStateError:
     return PreparedStateError(
         f"the prepared file {prepared_path} does not exist (already finished, or never prepared)"
@@ -396,7 +412,7 @@ async def _embed(
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise FinishInProgressError("another process is finishing this signature right now") from exc
-        if not prepared_path.exists():  # it finished while we waited to open: nothing to do here
+        if not _still_at(f, prepared_path):  # published (renamed away) since we opened it
             raise _already_finished(prepared_path)
         f.truncate(record.prepared_size)
         digest.fill_reserved_region(
@@ -413,7 +429,9 @@ async def _embed(
             if level.needs_document_timestamp:
                 has_doc_ts = True
                 stage("document_timestamp")
-    _publish(prepared_path, output_path)
+        # still under the lock: a finisher that opened the file meanwhile must find it gone, not
+        # lock it once we let go and rewrite what we just published (the same inode)
+        _publish_open(f, prepared_path, output_path)
     stage("published")
     has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
     achieved = level if record.profile is SignatureProfile.PADES_BASELINE else None

@@ -511,3 +511,50 @@ async def test_two_finishers_at_once_sign_once(test_pki, letter, tmp_path):
     (signed,) = [p for p in tmp_path.glob("out-*.pdf")]
     v = await validate(test_pki, signed)
     assert len(v.statuses) == 1 and v.statuses[0].bottom_line
+
+
+async def test_second_finisher_waiting_while_the_first_publishes_does_not_touch_its_file(
+    test_pki, letter, tmp_path, monkeypatch
+):
+    """A finisher that gets the file between the first one's writing and its rename is refused.
+
+    The first finisher used to let go of its lock before renaming the prepared file into place, so
+    a second one could lock the same file (the same inode as the published one), cut it back and
+    write into it, then fail on the rename: the first caller's signed file rewritten under it.
+    """
+    import asyncio as aio
+    import threading
+
+    from .pades_helpers import validate
+
+    prepared = tmp_path / "prepared.pdf"
+    record = await pades.prepare_for_signing(
+        letter, prepared, SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_LT)
+    )
+    cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
+    first_out, second_out = tmp_path / "first.pdf", tmp_path / "second.pdf"
+    second: list[str] = []
+    real_replace = pades.os.replace
+
+    def second_finisher() -> None:
+        try:
+            aio.run(pades.finish_with_cms(record, prepared, second_out, cms_der, test_pki.services()))
+            second.append("signed")
+        except errors.PreparedStateError as exc:
+            second.append(exc.code)
+        except Exception as exc:  # noqa: BLE001 - any other end is a failure: say which in the assert
+            second.append(f"{type(exc).__name__}: {exc}")
+
+    def replace_after_the_second_finisher_tried(src, dst):
+        if Path(dst) == first_out and not second:  # the first finisher is about to publish
+            t = threading.Thread(target=second_finisher)
+            t.start()
+            t.join(timeout=120)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(pades.os, "replace", replace_after_the_second_finisher_tried)
+    await pades.finish_with_cms(record, prepared, first_out, cms_der, test_pki.services())
+    assert second in (["finish_in_progress"], ["prepared_state_error"]), second
+    assert not second_out.exists()
+    v = await validate(test_pki, first_out)
+    assert len(v.statuses) == 1 and v.statuses[0].bottom_line
