@@ -23,6 +23,7 @@ from typing import Any
 
 from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.general import CMSExtractionError
 from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
 from pyhanko.sign.validation import DocumentSecurityStore
@@ -181,6 +182,8 @@ async def _earlier_signatures_data(
     found: list[ValidationData] = []
     mine = this.signer_info.dump()
     try:
+        if sum(1 for _ in enumerate_sig_fields(reader, filled_status=True)) <= 1:
+            return found  # only this signature: nothing earlier to parse (its CMS is in ``this``)
         earlier = [e for e in reader.embedded_regular_signatures if e.signer_info.dump() != mine]
     except Exception:  # noqa: BLE001 - a damaged earlier signature: not this signature's promise
         return found

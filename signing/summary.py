@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
+from pyhanko.pdf_utils.generic import DecodePurpose, IndirectObject
+from pyhanko.pdf_utils.misc import get_and_apply
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import DocumentSecurityStore
+from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from .model import PadesLevel, PreparedSignature, SignatureProfile
 from .verify.levels import PADES_SUBFILTER, LevelEvidence, pades_level, signed_attribute_names
@@ -81,32 +86,66 @@ def expected_for_record(record: PreparedSignature) -> SignatureSummary:
 
 
 def _has_revinfo(reader: PdfFileReader) -> bool:
+    """Whether the DSS holds OCSP responses or CRLs that load (the verifier's ``dss_has_revinfo``).
+
+    Without the rest of pyHanko's ``DocumentSecurityStore.read_dss`` (every certificate's issuer and
+    serial, the VRI), which validation needs and this does not: a quarter of reading a B-LTA file.
+    """
     try:
-        dss = DocumentSecurityStore.read_dss(reader)
+        dss = reader.root["/DSS"]
+        found = 0
+        for key, spec, purpose in (
+            ("/OCSPs", asn1_ocsp.OCSPResponse, DecodePurpose.OCSP_RESPONSE),
+            ("/CRLs", asn1_crl.CertificateList, DecodePurpose.CRL),
+        ):
+            for ref in get_and_apply(dss, key, list, default=[]):
+                spec.load(ref.get_object().read_data(purpose))
+                found += 1
     except Exception:  # noqa: BLE001 - no DSS, or a damaged one: none usable
         return False
-    return bool(dss.ocsps or dss.crls)
+    return found > 0
+
+
+_RECOGNISED_SUBFILTERS = frozenset(f.value for f in SigSeedSubFilter)
+
+
+def _signed_revision(reader: PdfFileReader, sig_field) -> int:
+    """The revision that wrote the field's signature dictionary, as pyHanko's ``signed_revision``."""
+    ref = sig_field.get_object().raw_get("/V")
+    if isinstance(ref, IndirectObject):
+        return reader.xrefs.get_last_change(ref.reference)
+    return EmbeddedPdfSignature(reader, sig_field, "").signed_revision  # a direct /V: as pyHanko does
 
 
 def read_signature_summary(path: Path | str, field_name: str | None = None) -> SignatureSummary:
-    """The summary of the signature in ``field_name`` (default: the last approval signature) of ``path``."""
+    """The summary of the signature in ``field_name`` (default: the last approval signature) of ``path``.
+
+    The signatures pyHanko's ``embedded_signatures`` would list (filled fields with a recognised
+    /SubFilter), ordered by the revision that signed them; only the chosen one's CMS is parsed (a B-LTA
+    file's document timestamp needs only its revision).
+    """
     with open(path, "rb") as f:
         reader = PdfFileReader(f, strict=False)
-        embedded = list(reader.embedded_signatures)
-        approvals = [s for s in embedded if s.sig_object_type == "/Sig"]
-        chosen = [s for s in approvals if field_name is None or s.field_name == field_name]
+        signatures = []  # (signed revision, /Type, name, field)
+        for name, sig_obj, sig_field in enumerate_sig_fields(reader, filled_status=True):
+            sig = sig_obj.get_object()
+            if str(sig.get("/SubFilter", "")) not in _RECOGNISED_SUBFILTERS:
+                continue  # pyHanko's embedded_signatures skips these too
+            kind = str(sig.get("/Type", "/Sig"))
+            signatures.append((_signed_revision(reader, sig_field), kind, name, sig_field))
+        signatures.sort(key=lambda s: s[0])
+        chosen = [s for s in signatures if s[1] == "/Sig" and (field_name is None or s[2] == field_name)]
         if not chosen:
             raise ValueError(f"no signature {field_name or ''} in {path}".replace("  ", " "))
-        emb = chosen[-1]
+        revision, _kind, name, sig_field = chosen[-1]
+        emb = EmbeddedPdfSignature(reader, sig_field, name)
         subfilter = emb.sig_object.get("/SubFilter")
         subfilter = str(subfilter) if subfilter is not None else None
         attrs = signed_attribute_names(emb.signer_info)
         unsigned = emb.signer_info["unsigned_attrs"]
         has_tst = any(a["type"].native == "signature_time_stamp_token" for a in (unsigned or ()))
         has_dss = _has_revinfo(reader)
-        doc_ts_after = any(
-            s.sig_object_type == "/DocTimeStamp" and s.signed_revision > emb.signed_revision for s in embedded
-        )
+        doc_ts_after = any(kind == "/DocTimeStamp" and rev > revision for rev, kind, _n, _f in signatures)
     flags = (has_tst, has_dss, doc_ts_after)
     augmentations = tuple(name for name, on in zip(AUGMENTATIONS, flags, strict=True) if on)
     level, _ = pades_level(
