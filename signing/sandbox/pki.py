@@ -531,8 +531,18 @@ class _SandboxTimeStamper(DummyTimeStamper):
         # handed (a whole certificate, for the certificate set), a freshly loaded one it takes as it is
         self._certificates = asn1_cms.CertificateSet([tsa_cert, issuing_ca]).dump()
         self._tsa_name = tsa_cert.subject.dump()
-        self._signer_id = asn1_cms.IssuerAndSerialNumber(
-            {"issuer": tsa_cert.issuer, "serial_number": tsa_cert.serial_number}
+        self._tsa_general_name = asn1_x509.GeneralName(
+            name="directory_name", value=asn1_x509.Name.load(self._tsa_name)
+        ).dump()
+        self._signer_id = asn1_cms.SignerIdentifier(
+            name="issuer_and_serial_number",
+            value=asn1_cms.IssuerAndSerialNumber(
+                {"issuer": tsa_cert.issuer, "serial_number": tsa_cert.serial_number}
+            ),
+        ).dump()
+        self._signature_algorithm = asn1_cms.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"}).dump()
+        self._content_type_attribute = asn1_cms.CMSAttribute(
+            {"type": "content_type", "values": ["tst_info"]}
         ).dump()
         self._signing_certificate = simple_cms_attribute(
             "signing_certificate", as_signing_certificate(tsa_cert)
@@ -546,13 +556,13 @@ class _SandboxTimeStamper(DummyTimeStamper):
         info = {
             "version": "v1",
             "policy": "1.3.6.1.4.1.4146.2.2",  # pyHanko's dummy TSA's policy
-            "message_imprint": message_imprint,
+            "message_imprint": tsp.MessageImprint.load(message_imprint.dump()),
             "serial_number": get_nonce(),
             "gen_time": dt,
-            "tsa": asn1_x509.GeneralName(name="directory_name", value=asn1_x509.Name.load(self._tsa_name)),
+            "tsa": asn1_x509.GeneralName.load(self._tsa_general_name),
         }
         if req["nonce"].native is not None:
-            info["nonce"] = req["nonce"]
+            info["nonce"] = req["nonce"].native
         return tsp.TSTInfo(info)
 
     def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
@@ -566,7 +576,7 @@ class _SandboxTimeStamper(DummyTimeStamper):
         md.update(tst_info_data)
         signed_attrs = asn1_cms.CMSAttributes(
             [
-                asn1_cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+                asn1_cms.CMSAttribute.load(self._content_type_attribute),
                 asn1_cms.CMSAttribute(
                     {"type": "signing_time", "values": [asn1_cms.Time({"utc_time": core.UTCTime(at)})]}
                 ),
@@ -577,29 +587,28 @@ class _SandboxTimeStamper(DummyTimeStamper):
         signature = self._signing_key.sign(
             signed_attrs.dump(), padding.PKCS1v15(), get_pyca_cryptography_hash(md_algorithm.upper())
         )
-        digest_algorithm = asn1_cms.DigestAlgorithm({"algorithm": md_algorithm})
+        digest_algorithm = asn1_cms.DigestAlgorithm({"algorithm": md_algorithm}).dump()
         signer_info = asn1_cms.SignerInfo(
             {
                 "version": "v1",
-                "sid": asn1_cms.SignerIdentifier(
-                    name="issuer_and_serial_number",
-                    value=asn1_cms.IssuerAndSerialNumber.load(self._signer_id),
-                ),
-                "digest_algorithm": digest_algorithm,
-                "signature_algorithm": asn1_cms.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"}),
-                "signed_attrs": signed_attrs,
+                "sid": asn1_cms.SignerIdentifier.load(self._signer_id),
+                "digest_algorithm": asn1_cms.DigestAlgorithm.load(digest_algorithm),
+                "signature_algorithm": asn1_cms.SignedDigestAlgorithm.load(self._signature_algorithm),
+                "signed_attrs": asn1_cms.CMSAttributes.load(signed_attrs.dump()),
                 "signature": signature,
             }
         )
         signed_data = asn1_cms.SignedData(
             {
                 "version": "v3",
-                "digest_algorithms": asn1_cms.DigestAlgorithms((digest_algorithm,)),
+                "digest_algorithms": asn1_cms.DigestAlgorithms.load(
+                    asn1_cms.DigestAlgorithms((asn1_cms.DigestAlgorithm.load(digest_algorithm),)).dump()
+                ),
                 "encap_content_info": asn1_cms.EncapsulatedContentInfo(
                     {"content_type": "tst_info", "content": asn1_cms.ParsableOctetString(tst_info_data)}
                 ),
                 "certificates": asn1_cms.CertificateSet.load(self._certificates),
-                "signer_infos": [signer_info],
+                "signer_infos": asn1_cms.SignerInfos.load(asn1_cms.SignerInfos([signer_info]).dump()),
             }
         )
         return tsp.TimeStampResp(
