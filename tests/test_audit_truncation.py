@@ -55,3 +55,42 @@ def test_a_cancelled_request_keeps_an_intact_trail(service, tmp_path):
         audit = _audit(c, req["id"])
         seqs = [e["seq"] for e in audit["entries"]]
         assert audit["chain_intact"] is True and seqs == list(range(1, len(seqs) + 1))
+
+
+def test_an_entry_that_follows_a_stale_head_is_refused_not_forked(service, tmp_path):
+    """Entries after a claim follow the head the claim's UPDATE returned instead of reading the last
+    entry. A head that is out of date (another transaction appended since) must make the append fail on
+    the (request_id, seq) key, never chain a second entry onto an earlier one."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from api.flows.audit import NEW_TRAIL, AuditHead, append_audit
+
+    with service.client() as c:
+        doc = _upload(c, tmp_path)
+        req = c.post(
+            "/v1/signing-requests",
+            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
+        ).json()
+        before = _audit(c, req["id"])
+        assert before["chain_intact"] is True and len(before["entries"]) >= 2  # created, sent
+        first = before["entries"][0]
+        for stale in (NEW_TRAIL, AuditHead(first["seq"], first["entry_hash"])):
+            with service.app.state.flow.session() as s, pytest.raises(IntegrityError):
+                append_audit(s, req["id"], after=stale, actor="test", event="note", status="pending")
+                s.commit()
+        after = _audit(c, req["id"])
+        assert after["entries"] == before["entries"] and after["chain_intact"] is True
+        with service.app.state.flow.session() as s:  # the current head: appended and intact
+            row = s.get(SigningRequest, req["id"])
+            append_audit(
+                s,
+                req["id"],
+                after=AuditHead(row.audit_count, row.audit_head_hash),
+                actor="test",
+                event="note",
+                status="pending",
+            )
+            s.commit()
+        grown = _audit(c, req["id"])
+        assert len(grown["entries"]) == len(before["entries"]) + 1 and grown["chain_intact"] is True

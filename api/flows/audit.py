@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from api.store.models import AuditEntry, SigningRequest, utcnow
 
-__all__ = ["GENESIS", "append_audit", "audit_entries", "check_trail", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "NEW_TRAIL",
+    "AuditHead",
+    "append_audit",
+    "audit_entries",
+    "check_trail",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
 
@@ -45,6 +54,23 @@ def audit_entries(session: Session, request_id: str) -> list[AuditEntry]:
     )
 
 
+@dataclass(frozen=True)
+class AuditHead:
+    """Where a request's trail ends, as its row records it: how many entries, and the last one's hash."""
+
+    count: int
+    hash: str | None
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditHead:
+        """The head once ``entry`` is appended."""
+        return cls(entry.seq, entry.entry_hash)
+
+
+NEW_TRAIL = AuditHead(0, None)
+"""The head of a request inserted in this transaction: no entry yet."""
+
+
 def append_audit(
     session: Session,
     request_id: str,
@@ -56,17 +82,32 @@ def append_audit(
     sha_after: str | None = None,
     iamsmart_code: str | None = None,
     detail: str | None = None,
+    after: AuditHead | None = None,
+    new_request: SigningRequest | None = None,
 ) -> AuditEntry:
-    """Add the next entry (the caller commits, in the same transaction as the transition it records)."""
-    last = session.exec(
-        select(AuditEntry)
-        .where(AuditEntry.request_id == request_id)
-        .order_by(col(AuditEntry.seq).desc())
-        .limit(1)
-    ).first()
+    """Add the next entry (the caller commits, in the same transaction as the transition it records).
+
+    ``after`` is the trail's head as this transaction read it from the request's row while holding it (a
+    claim's ``UPDATE ... RETURNING``, or :data:`NEW_TRAIL` for a request inserted here): it spares the
+    read of the last entry. Without it the last entry is read; either way ``(request_id, seq)`` is unique,
+    so two transactions cannot both append the same step. ``new_request``: the first entry of a request
+    added to the session and not yet flushed; its row is inserted carrying the head (no UPDATE).
+    """
+    if new_request is not None:
+        after = NEW_TRAIL
+    if after is not None and (after.count == 0 or after.hash is not None):
+        seq, prev_hash = after.count + 1, after.hash or GENESIS
+    else:
+        last = session.exec(
+            select(AuditEntry)
+            .where(AuditEntry.request_id == request_id)
+            .order_by(col(AuditEntry.seq).desc())
+            .limit(1)
+        ).first()
+        seq, prev_hash = ((last.seq + 1), last.entry_hash) if last else (1, GENESIS)
     entry = AuditEntry(
         request_id=request_id,
-        seq=(last.seq + 1) if last else 1,
+        seq=seq,
         at=utcnow().replace(microsecond=(utcnow().microsecond // 1000) * 1000),
         actor=actor,
         event=event,
@@ -75,10 +116,15 @@ def append_audit(
         document_sha256_after=sha_after,
         iamsmart_code=iamsmart_code,
         detail=detail[:2000] if detail else None,
-        prev_hash=last.entry_hash if last else GENESIS,
+        prev_hash=prev_hash,
         entry_hash="",
     )
     entry.entry_hash = _entry_hash(entry)
+    if new_request is not None:  # its row first (the entry's foreign key), already carrying the head
+        new_request.audit_head_hash, new_request.audit_count = entry.entry_hash, entry.seq
+        session.flush()
+        session.add(entry)
+        return entry
     session.add(entry)
     session.exec(
         update(SigningRequest)

@@ -28,7 +28,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.flows.audit import append_audit
+from api.flows.audit import AuditHead, append_audit
 from api.flows.certificate_status import certificate_standing, cms_signer_certificate
 from api.flows.crashpoints import crashpoint
 from api.flows.enrolment_state import REENROLMENT_CODE, mark_reenrolment_required
@@ -169,8 +169,10 @@ class SigningFlow:
         *,
         expect_updated_at: dt.datetime | None = None,
         **values: Any,
-    ) -> bool:
-        """Move a pending request out of ``expect_phase``; True only for the one caller that did it."""
+    ) -> AuditHead | None:
+        """Move a pending request out of ``expect_phase``: for the one caller that did it, the request's
+        audit head as the claim left it (the row is held until the commit, so the caller's next entry
+        can follow it without reading the trail); ``None`` for everyone else."""
         phases = (expect_phase,) if isinstance(expect_phase, str) else expect_phase
         values["updated_at"] = self.clock()
         conditions = [
@@ -180,8 +182,13 @@ class SigningFlow:
         ]
         if expect_updated_at is not None:
             conditions.append(col(SigningRequest.updated_at) == expect_updated_at)
-        result = session.exec(update(SigningRequest).where(*conditions).values(**values))
-        return result.rowcount == 1
+        row = session.exec(
+            update(SigningRequest)
+            .where(*conditions)
+            .values(**values)
+            .returning(col(SigningRequest.audit_count), col(SigningRequest.audit_head_hash))
+        ).first()
+        return None if row is None else AuditHead(row[0], row[1])
 
     def _ended(self, req_id: str) -> None:
         self.changes.notify(req_id)
@@ -321,10 +328,10 @@ class SigningFlow:
             """Store the request and its first audit entry; the earlier request if the key lost a race."""
             try:
                 session.add(req)
-                session.flush()
-                append_audit(
+                append_audit(  # flushes the request, its row already carrying the head
                     session,
                     req.id,
+                    new_request=req,
                     actor=f"org:{org.id}",
                     event="created",
                     status="pending",
@@ -361,7 +368,7 @@ class SigningFlow:
             return req
 
         def sent() -> None:
-            if self._claim(
+            if head := self._claim(
                 session,
                 req.id,
                 "prepared",
@@ -372,6 +379,7 @@ class SigningFlow:
                 append_audit(
                     session,
                     req.id,
+                    after=head,
                     actor="iamsmart",
                     event="sent",
                     status="pending",
@@ -641,27 +649,40 @@ class SigningFlow:
                         )
                     )
                 return "refused", req.id, then
-            unsent = self._take_answer(session, req, result, code)
-            if unsent is None:
+            taken = self._take_answer(session, req, result, code)
+            if taken is None:
                 return "duplicate", req.id, then
+            unsent, head = taken
             if unsent:
-                append_audit(
-                    session,
-                    req.id,
-                    actor="iamsmart",
-                    event="sent",
-                    status="pending",
-                    detail=f"businessID {req.business_id} (recorded when iAM Smart's answer came first)",
+                head = AuditHead.of(
+                    append_audit(
+                        session,
+                        req.id,
+                        after=head,
+                        actor="iamsmart",
+                        event="sent",
+                        status="pending",
+                        detail=f"businessID {req.business_id} (recorded when iAM Smart's answer came first)",
+                    )
                 )
             append_audit(
-                session, req.id, actor=actor, event="result_received", status="pending", iamsmart_code=code
+                session,
+                req.id,
+                after=head,
+                actor=actor,
+                event="result_received",
+                status="pending",
+                iamsmart_code=code,
             )
             session.commit()
         return "accepted", req.id, then
 
-    def _take_answer(self, session: Session, req: SigningRequest, result: dict, code: str) -> bool | None:
-        """Claim a verified answer: True if it took the request from ``prepared`` (the sending is not
-        recorded yet, so the caller records it), False from ``sent``, None if someone else moved it first.
+    def _take_answer(
+        self, session: Session, req: SigningRequest, result: dict, code: str
+    ) -> tuple[bool, AuditHead] | None:
+        """Claim a verified answer: ``(True, head)`` if it took the request from ``prepared`` (the sending
+        is not recorded yet, so the caller records it), ``(False, head)`` from ``sent``, None if someone
+        else moved it first; ``head`` is the audit head the claim returned.
 
         Still ``prepared`` after the wait: create has not recorded the sending (a slow database, or its
         process died after iAM Smart took the request). The answer verified, so iAM Smart had it. Which
@@ -672,9 +693,10 @@ class SigningFlow:
             "result_json": json.dumps(result),
             "iamsmart_code": code,
         }
-        if req.phase == "prepared" and self._claim(session, req.id, "prepared", **values):
-            return True
-        return False if self._claim(session, req.id, "sent", **values) else None
+        if req.phase == "prepared" and (head := self._claim(session, req.id, "prepared", **values)):
+            return True, head
+        head = self._claim(session, req.id, "sent", **values)
+        return None if head is None else (False, head)
 
     def schedule_embed(self, req_id: str) -> None:
         if self.queue is not None:
@@ -811,7 +833,7 @@ class SigningFlow:
             )
             session.add(signed)
             session.flush()
-            if not self._claim(
+            head = self._claim(
                 session,
                 req.id,
                 "embedding",
@@ -819,13 +841,15 @@ class SigningFlow:
                 status="completed",
                 signed_document_id=signed.id,
                 signature_json=json.dumps(achieved.to_json()),
-            ):
+            )
+            if head is None:
                 session.rollback()  # someone else finished (or ended) it; our copy is not needed
                 signed_path.unlink(missing_ok=True)
                 return
             append_audit(
                 session,
                 req.id,
+                after=head,
                 actor="service",
                 event="completed",
                 status="completed",
@@ -975,7 +999,7 @@ class SigningFlow:
         expect_phase: str | tuple[str, ...] = ("prepared", "sent"),
     ) -> bool:
         """The database half of ending a request unsuccessfully (any thread): claim, audit, webhook, commit."""
-        if not self._claim(
+        head = self._claim(
             session,
             req.id,
             expect_phase,
@@ -984,12 +1008,14 @@ class SigningFlow:
             error_code=code,
             error_message=message[:2000],
             iamsmart_code=code if code.startswith("D") else None,
-        ):
+        )
+        if head is None:
             session.rollback()
             return False
         append_audit(
             session,
             req.id,
+            after=head,
             actor=actor,
             event=status,
             status=status,
