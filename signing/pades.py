@@ -252,22 +252,46 @@ def _check_prepared(record: PreparedSignature, prepared_path: Path, mode: Remote
             f"this signature was prepared for {record.mode.value} mode, not {mode.value}"
         )
     try:  # another finisher may publish (and remove) it at any moment: gone is "already finished"
-        size = prepared_path.stat().st_size
-        # An earlier attempt that failed after embedding may have appended to the file; never less.
-        if size < record.prepared_size or record.reserved_region_end > record.prepared_size:
-            raise PreparedStateError(
-                "the prepared file does not match the record (it is shorter than prepared)"
-            )
         with open(prepared_path, "rb") as f:
-            f.seek(record.reserved_region_start)
-            opening = f.read(1)
-            f.seek(record.reserved_region_end - 1)
-            closing = f.read(1)
+            _check_matches_record(f, record)
     except FileNotFoundError as exc:
         raise _already_finished(prepared_path) from exc
+
+
+def _check_matches_record(f, record: PreparedSignature) -> None:
+    """The open prepared file ``f`` is the record's: at least its prepared size (an earlier attempt that
+    failed after embedding may have appended to it; never less) and the /Contents placeholder in place."""
+    if (
+        os.fstat(f.fileno()).st_size < record.prepared_size
+        or record.reserved_region_end > record.prepared_size
+    ):
+        raise PreparedStateError("the prepared file does not match the record (it is shorter than prepared)")
+    f.seek(record.reserved_region_start)
+    opening = f.read(1)
+    f.seek(record.reserved_region_end - 1)
+    closing = f.read(1)
     if (opening, closing) != (b"<", b">"):
         raise PreparedStateError(
             "the prepared file does not match the record (no /Contents placeholder there)"
+        )
+
+
+def _publish_held(f, prepared_path: Path, output_path: Path) -> None:
+    """Publish the prepared file held open (and locked) as ``f``, only if it is the one at its path.
+
+    A rename goes by path, not by the open file: if the path now names another file (replaced from
+    outside) or none (removed by the service ending the request), that is refused, and a file that
+    turns out not to be ours after the rename is taken back out of ``output_path``."""
+    if not _still_at(f, prepared_path):
+        raise _already_finished(prepared_path)
+    try:
+        _publish_open(f, prepared_path, output_path)
+    except FileNotFoundError as exc:  # removed in the moment between the check and the rename
+        raise _already_finished(prepared_path) from exc
+    if not _still_at(f, output_path):
+        output_path.unlink(missing_ok=True)
+        raise PreparedStateError(
+            f"the prepared file {prepared_path} was replaced while it was being signed; nothing published"
         )
 
 
@@ -414,6 +438,7 @@ async def _embed(
             raise FinishInProgressError("another process is finishing this signature right now") from exc
         if not _still_at(f, prepared_path):  # published (renamed away) since we opened it
             raise _already_finished(prepared_path)
+        _check_matches_record(f, record)  # again, on the file we hold: the path may have changed since
         f.truncate(record.prepared_size)
         digest.fill_reserved_region(
             f, bytes((record.reserved_region_end - record.reserved_region_start - 2) // 2)
@@ -431,7 +456,7 @@ async def _embed(
                 stage("document_timestamp")
         # still under the lock: a finisher that opened the file meanwhile must find it gone, not
         # lock it once we let go and rewrite what we just published (the same inode)
-        _publish_open(f, prepared_path, output_path)
+        _publish_held(f, prepared_path, output_path)
     stage("published")
     has_tst = cms_checks.has_signature_timestamp(cms.ContentInfo.load(cms_der)["content"]["signer_infos"][0])
     achieved = level if record.profile is SignatureProfile.PADES_BASELINE else None
