@@ -31,7 +31,7 @@ from pyhanko.sign.validation.dss import collect_validation_info
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 
 from .cms import find_signer_certificate
-from .errors import RevocationInfoError, SigningError, TimestampError
+from .errors import DamagedPdfError, RevocationInfoError, SigningError, TimestampError
 from .services import SigningServices
 
 __all__ = ["DEFAULT_CACHE", "ValidationData", "ValidationDataCache", "add_ltv"]
@@ -218,13 +218,19 @@ async def add_ltv(
     writer = IncrementalPdfFileWriter(f, strict=True)
     # the VRI key is the SHA-1 of /Contents as stored: the CMS and its zero padding
     contents = cms_der + bytes(contents_size - len(cms_der))
-    DocumentSecurityStore.supply_dss_in_writer(
-        writer,
-        contents.hex().encode("ascii"),
-        certs=data.certs,
-        ocsps=data.ocsps,
-        crls=data.crls,
-    )
+    try:  # pyHanko reads the file's existing DSS (an uploaded one may be damaged) and adds to it
+        DocumentSecurityStore.supply_dss_in_writer(
+            writer,
+            contents.hex().encode("ascii"),
+            certs=data.certs,
+            ocsps=data.ocsps,
+            crls=data.crls,
+        )
+    except Exception as exc:  # asn1crypto and pyHanko raise many kinds on a damaged DSS
+        raise DamagedPdfError(
+            f"the PDF's existing document security store (DSS) is damaged, so validation data cannot be "
+            f"added to it: {type(exc).__name__}: {exc}"
+        ) from exc
     for earlier in await _earlier_signatures_data(writer.prev, this, services, cache):
         # no VRI entry: an earlier signature's own VRI, if it has one, stays as it was
         DocumentSecurityStore.supply_dss_in_writer(

@@ -558,3 +558,39 @@ async def test_second_finisher_waiting_while_the_first_publishes_does_not_touch_
     assert not second_out.exists()
     v = await validate(test_pki, first_out)
     assert len(v.statuses) == 1 and v.statuses[0].bottom_line
+
+
+async def test_a_damaged_dss_in_the_upload_is_refused_before_the_signer_is_asked(test_pki, letter, tmp_path):
+    """B-LT and up add to the file's DSS; one that pyHanko cannot read (here a certificate entry that is
+    not a certificate) used to pass preparation and fail after the signer's approval with a raw
+    ValueError. It is refused at preparation now; B-T, which adds no DSS, still signs."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.generic import pdf_name
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    damaged = tmp_path / "damaged-dss.pdf"
+    with open(letter, "rb") as f:
+        w = IncrementalPdfFileWriter(f)
+        bad = w.add_object(generic.StreamObject(stream_data=b"\x30\x03\x02\x01\x01"))
+        w.root[pdf_name("/DSS")] = w.add_object(
+            generic.DictionaryObject({pdf_name("/Certs"): generic.ArrayObject([bad])})
+        )
+        w.update_root()
+        with open(damaged, "wb") as out:
+            w.write(out)
+    for level in (PadesLevel.B_LT, PadesLevel.B_LTA):
+        with pytest.raises(errors.DamagedPdfError, match="document security store"):
+            await pades.prepare_for_signing(
+                damaged,
+                tmp_path / f"{level.value}.prepared.pdf",
+                SignOptions(mode=RemoteMode.PDF, level=level),
+            )
+        assert not (tmp_path / f"{level.value}.prepared.pdf").exists()
+    record = await pades.prepare_for_signing(
+        damaged, tmp_path / "bt.prepared.pdf", SignOptions(mode=RemoteMode.PDF, level=PadesLevel.B_T)
+    )
+    cms_der = await test_pki.phone.sign_pdf_digest(record.document_digest, NOW)
+    result = await pades.finish_with_cms(
+        record, tmp_path / "bt.prepared.pdf", tmp_path / "bt.pdf", cms_der, test_pki.services()
+    )
+    assert result.has_signature_timestamp and not result.has_dss
