@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import socket
 from pathlib import Path
 
@@ -569,15 +570,15 @@ async def test_a_damaged_dss_in_the_upload_is_refused_before_the_signer_is_asked
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
     damaged = tmp_path / "damaged-dss.pdf"
-    with open(letter, "rb") as f:
-        w = IncrementalPdfFileWriter(f)
-        bad = w.add_object(generic.StreamObject(stream_data=b"\x30\x03\x02\x01\x01"))
-        w.root[pdf_name("/DSS")] = w.add_object(
-            generic.DictionaryObject({pdf_name("/Certs"): generic.ArrayObject([bad])})
-        )
-        w.update_root()
-        with open(damaged, "wb") as out:
-            w.write(out)
+    w = IncrementalPdfFileWriter(io.BytesIO(letter.read_bytes()))
+    bad = w.add_object(generic.StreamObject(stream_data=b"\x30\x03\x02\x01\x01"))
+    w.root[pdf_name("/DSS")] = w.add_object(
+        generic.DictionaryObject({pdf_name("/Certs"): generic.ArrayObject([bad])})
+    )
+    w.update_root()
+    buf = io.BytesIO()
+    w.write(buf)
+    damaged.write_bytes(buf.getvalue())
     for level in (PadesLevel.B_LT, PadesLevel.B_LTA):
         with pytest.raises(errors.DamagedPdfError, match="document security store"):
             await pades.prepare_for_signing(
