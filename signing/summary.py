@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import crl as asn1_crl
-from asn1crypto import ocsp as asn1_ocsp
-from pyhanko.pdf_utils.generic import DecodePurpose, IndirectObject
-from pyhanko.pdf_utils.misc import get_and_apply
+from pyhanko.pdf_utils.generic import IndirectObject
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
+from pyhanko.sign.validation import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from .model import PadesLevel, PreparedSignature, SignatureProfile
 from .verify.levels import PADES_SUBFILTER, LevelEvidence, pades_level, signed_attribute_names
@@ -86,24 +85,24 @@ def expected_for_record(record: PreparedSignature) -> SignatureSummary:
 
 
 def _has_revinfo(reader: PdfFileReader) -> bool:
-    """Whether the DSS holds OCSP responses or CRLs that load (the verifier's ``dss_has_revinfo``).
-
-    Without the rest of pyHanko's ``DocumentSecurityStore.read_dss`` (every certificate's issuer and
-    serial, the VRI), which validation needs and this does not: a quarter of reading a B-LTA file.
-    """
+    """The verifier's rule: a DSS that pyHanko's ``read_dss`` reads, holding OCSP responses or CRLs."""
     try:
-        dss = reader.root["/DSS"]
-        found = 0
-        for key, spec, purpose in (
-            ("/OCSPs", asn1_ocsp.OCSPResponse, DecodePurpose.OCSP_RESPONSE),
-            ("/CRLs", asn1_crl.CertificateList, DecodePurpose.CRL),
-        ):
-            for ref in get_and_apply(dss, key, list, default=[]):
-                spec.load(ref.get_object().read_data(purpose))
-                found += 1
+        dss = DocumentSecurityStore.read_dss(reader)
     except Exception:  # noqa: BLE001 - no DSS, or a damaged one: none usable
         return False
-    return found > 0
+    return bool(dss.ocsps or dss.crls)
+
+
+def _covering_document_timestamp(reader: PdfFileReader, sig_field, name: str) -> bool:
+    """Whether a /DocTimeStamp field holds a readable token whose /ByteRange covers the whole revision
+    that wrote it (or the whole file), as a document timestamp must; a dictionary that a later
+    revision wrote again, or one with no usable token, does not time-stamp what came before it."""
+    try:
+        ts = EmbeddedPdfSignature(reader, sig_field, name)
+        coverage = ts.evaluate_signature_coverage()
+    except Exception:  # noqa: BLE001 - hostile dictionaries and tokens: not a document timestamp
+        return False
+    return coverage in (SignatureCoverageLevel.ENTIRE_REVISION, SignatureCoverageLevel.ENTIRE_FILE)
 
 
 _RECOGNISED_SUBFILTERS = frozenset(f.value for f in SigSeedSubFilter)
@@ -121,8 +120,10 @@ def read_signature_summary(path: Path | str, field_name: str | None = None) -> S
     """The summary of the signature in ``field_name`` (default: the last approval signature) of ``path``.
 
     The signatures pyHanko's ``embedded_signatures`` would list (filled fields with a recognised
-    /SubFilter), ordered by the revision that signed them; only the chosen one's CMS is parsed (a B-LTA
-    file's document timestamp needs only its revision).
+    /SubFilter), ordered by the revision that signed them; only the chosen one and the document
+    timestamps after it are parsed. A document timestamp counts only if its token reads and its
+    /ByteRange covers its revision; a field that cannot be read at all is left out (it can only take
+    away from what is claimed, never add).
     """
     with open(path, "rb") as f:
         reader = PdfFileReader(f, strict=False)
@@ -132,7 +133,11 @@ def read_signature_summary(path: Path | str, field_name: str | None = None) -> S
             if str(sig.get("/SubFilter", "")) not in _RECOGNISED_SUBFILTERS:
                 continue  # pyHanko's embedded_signatures skips these too
             kind = str(sig.get("/Type", "/Sig"))
-            signatures.append((_signed_revision(reader, sig_field), kind, name, sig_field))
+            try:
+                revision = _signed_revision(reader, sig_field)
+            except Exception:  # noqa: BLE001, S112 - unreadable (a direct /V without a usable CMS): not counted
+                continue
+            signatures.append((revision, kind, name, sig_field))
         signatures.sort(key=lambda s: s[0])
         chosen = [s for s in signatures if s[1] == "/Sig" and (field_name is None or s[2] == field_name)]
         if not chosen:
@@ -145,7 +150,10 @@ def read_signature_summary(path: Path | str, field_name: str | None = None) -> S
         unsigned = emb.signer_info["unsigned_attrs"]
         has_tst = any(a["type"].native == "signature_time_stamp_token" for a in (unsigned or ()))
         has_dss = _has_revinfo(reader)
-        doc_ts_after = any(kind == "/DocTimeStamp" and rev > revision for rev, kind, _n, _f in signatures)
+        doc_ts_after = any(
+            kind == "/DocTimeStamp" and rev > revision and _covering_document_timestamp(reader, fld, n)
+            for rev, kind, n, fld in signatures
+        )
     flags = (has_tst, has_dss, doc_ts_after)
     augmentations = tuple(name for name, on in zip(AUGMENTATIONS, flags, strict=True) if on)
     level, _ = pades_level(
