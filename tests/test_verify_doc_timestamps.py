@@ -51,6 +51,7 @@ def test_document_timestamp_whatever_its_type(files, test_pki, kind):
         "signature_value": True,
         "tsa_chain": True,
         "time": True,
+        "covers_its_revision": True,
     }
     assert ts.to_json()["counts_toward_level"] is True
     assert ts.time is not None and ts.unmodified

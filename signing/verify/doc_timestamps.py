@@ -63,8 +63,12 @@ def _type_note(emb: EmbeddedPdfSignature) -> str | None:
     return f"/SubFilter /ETSI.RFC3161 with /Type {text}: read as a document timestamp"
 
 
+_COVERING = ("ENTIRE_FILE", "ENTIRE_REVISION")
+
+
 async def _validate(emb: EmbeddedPdfSignature, vc) -> tuple[DocumentTimestampStatus, bool]:
-    """pyHanko's PDF timestamp validation, without its /Type check. Returns (status, unmodified)."""
+    """pyHanko's PDF timestamp validation, without its /Type check. Returns (status, unmodified);
+    ``emb.coverage`` says afterwards what its /ByteRange covers."""
     emb.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
     kwargs = await generic_cms.validate_tst_signed_data(emb.signed_data, vc, emb.compute_digest)
     status = DocumentTimestampStatus(**kwargs, coverage=emb.coverage, diff_result=emb.diff_result)
@@ -89,6 +93,12 @@ async def verify_doc_timestamp(
             notes.append("the timestamp token's signature does not verify")
         elif not trusted:
             notes.append("the TSA certificate does not chain to a trust-list root (or its chain is invalid)")
+        covers = getattr(emb.coverage, "name", None) in _COVERING
+        if not covers:
+            notes.append(
+                "its /ByteRange does not cover the revision that last wrote its dictionary (written again "
+                "later, or a byte range that ends elsewhere): it time-stamps nothing after the bytes it covers"
+            )
         signer = status.signing_cert
         return DocumentTimestampReport(
             field=str(emb.field_name),
@@ -100,6 +110,7 @@ async def verify_doc_timestamp(
             revision=emb.signed_revision,
             unmodified=unmodified,
             reasons=tuple(notes),
+            covers_revision=covers,
         )
     except Exception as exc:  # noqa: BLE001
         return DocumentTimestampReport(

@@ -259,11 +259,15 @@ class DocumentTimestampReport:
     revision: int | None = None
     unmodified: bool | None = None
     reasons: tuple[str, ...] = ()
+    covers_revision: bool = True
+    """Its /ByteRange covers the whole revision that last wrote its dictionary (or the whole file): a
+    dictionary written again by a later revision does not time-stamp that later revision."""
 
     @property
     def counts(self) -> bool:
-        """Whether it counts toward a signature's level: imprint, token signature and TSA chain all hold."""
-        return self.intact and self.valid and self.trusted and self.time is not None
+        """Whether it counts toward a signature's level: imprint, token signature and TSA chain all hold,
+        and it covers the revision it is dated by."""
+        return self.intact and self.valid and self.trusted and self.time is not None and self.covers_revision
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -273,6 +277,7 @@ class DocumentTimestampReport:
                 "signature_value": self.valid,
                 "tsa_chain": self.trusted,
                 "time": self.time is not None,
+                "covers_its_revision": self.covers_revision,
             },
             "counts_toward_level": self.counts,
             "time": iso(self.time),
