@@ -21,6 +21,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from .model import PadesLevel, PreparedSignature, SignatureProfile
+from .verify.coverage import StrictSignature
 from .verify.levels import PADES_SUBFILTER, LevelEvidence, pades_level, signed_attribute_names
 
 __all__ = [
@@ -98,7 +99,7 @@ def _covering_document_timestamp(reader: PdfFileReader, sig_field, name: str) ->
     that wrote it (or the whole file), as a document timestamp must; a dictionary that a later
     revision wrote again, or one with no usable token, does not time-stamp what came before it."""
     try:
-        ts = EmbeddedPdfSignature(reader, sig_field, name)
+        ts = StrictSignature(reader, sig_field, name)
         coverage = ts.evaluate_signature_coverage()
     except Exception:  # noqa: BLE001 - hostile dictionaries and tokens: not a document timestamp
         return False

@@ -19,6 +19,8 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
+from .coverage import StrictSignature
+
 __all__ = [
     "MAX_REPAIR_SIZE",
     "REPAIR_NOTE",
@@ -131,30 +133,25 @@ def open_repaired(path: Path) -> PdfFileReader | None:
     return reader
 
 
-class RepairedSignature(EmbeddedPdfSignature):
+class RepairedSignature(StrictSignature):
     """An embedded signature of a repaired file: coverage is judged against the original bytes."""
 
     def evaluate_signature_coverage(self) -> SignatureCoverageLevel:
         original = getattr(self.reader.stream, "original_size", None)
         if getattr(self.reader.stream, "repeated_objects", None):
             original = None  # ambiguous content: never "the whole file, as signed"
-        try:
-            start1, len1, start2, len2 = (int(v) for v in self.byte_range)
-        except (TypeError, ValueError):
-            return SignatureCoverageLevel.UNCLEAR
-        gap = len(self.pkcs7_content) * 2 + 2
-        if original is not None and start1 == 0 and start2 == len1 + gap and start2 + len2 == original:
+        if self._spans_file(original):
             return SignatureCoverageLevel.ENTIRE_FILE
         # An earlier revision: its boundaries are gone with the damaged table, so never "entire revision".
-        level = super().evaluate_signature_coverage()
+        level = EmbeddedPdfSignature.evaluate_signature_coverage(self)
         if level in (SignatureCoverageLevel.ENTIRE_FILE, SignatureCoverageLevel.ENTIRE_REVISION):
             return SignatureCoverageLevel.CONTIGUOUS_BLOCK_FROM_START
         return level
 
 
 def embedded_signature(reader: PdfFileReader, sig_field, name: str) -> EmbeddedPdfSignature:
-    """The right kind of embedded signature for ``reader`` (repaired or not)."""
-    cls = RepairedSignature if isinstance(reader.stream, _RepairedBytes) else EmbeddedPdfSignature
+    """The right kind of embedded signature for ``reader`` (repaired or not), with strict coverage."""
+    cls = RepairedSignature if isinstance(reader.stream, _RepairedBytes) else StrictSignature
     return cls(reader, sig_field, name)
 
 
