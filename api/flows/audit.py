@@ -21,8 +21,8 @@ __all__ = [
     "NEW_TRAIL",
     "AuditHead",
     "append_audit",
-    "audit_entries",
     "check_trail",
+    "read_trail",
     "verify_chain",
 ]
 
@@ -44,14 +44,6 @@ def _entry_hash(entry: AuditEntry) -> str:
         "prev_hash": entry.prev_hash,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def audit_entries(session: Session, request_id: str) -> list[AuditEntry]:
-    return list(
-        session.exec(
-            select(AuditEntry).where(AuditEntry.request_id == request_id).order_by(col(AuditEntry.seq))
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -144,14 +136,33 @@ def verify_chain(entries: list[AuditEntry]) -> int | None:
     return None
 
 
-def check_trail(req: SigningRequest, entries: list[AuditEntry]) -> int | None:
+def read_trail(session: Session, request_id: str) -> tuple[AuditHead, list[AuditEntry]] | None:
+    """The head the request's row records and its entries in order, read by ONE statement, so that both
+    come from the same moment: read one after the other, an entry committed in between looked like an
+    entry added past the recorded head (a broken trail where nothing was touched). ``None`` when there is
+    no such request."""
+    rows = session.exec(
+        select(SigningRequest.audit_count, SigningRequest.audit_head_hash, AuditEntry)
+        .select_from(SigningRequest)
+        .outerjoin(AuditEntry, col(AuditEntry.request_id) == col(SigningRequest.id))
+        .where(col(SigningRequest.id) == request_id)
+        .order_by(col(AuditEntry.seq))
+    ).all()
+    if not rows:
+        return None
+    head = AuditHead(rows[0][0], rows[0][1])
+    return head, [entry for _count, _hash, entry in rows if entry is not None]
+
+
+def check_trail(recorded: AuditHead, entries: list[AuditEntry]) -> int | None:
     """``None`` when ``entries`` are the request's whole intact trail, else the first ``seq`` that is wrong
-    or missing (the chain itself, or its length and head against what the request recorded)."""
+    or missing (the chain itself, or its length and head against what the request recorded). Read both
+    with :func:`read_trail`."""
     broken = verify_chain(entries)
     if broken is not None:
         return broken
-    if len(entries) != req.audit_count:  # entries removed from the end (or added past the recorded head)
-        return min(len(entries), req.audit_count) + 1
-    if (entries[-1].entry_hash if entries else None) != req.audit_head_hash:
+    if len(entries) != recorded.count:  # entries removed from the end (or added past the recorded head)
+        return min(len(entries), recorded.count) + 1
+    if (entries[-1].entry_hash if entries else None) != recorded.hash:
         return len(entries)
     return None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from api.deps import EnvelopeFlowDep, FlowDep, OrgDep, SessionDep, SettingsDep
 from api.edge.json_body import RequestModel
 from api.errors import ApiError
-from api.flows.audit import audit_entries, check_trail
+from api.flows.audit import check_trail, read_trail
 from api.flows.envelopes import MAX_SIGNERS, EnvelopeFlow, EnvelopeSigner
 from api.openapi import errors
 from api.routes.documents import owned_document
@@ -194,13 +194,13 @@ def get_envelope_audit(
     env = owned_envelope(session, org, envelope_id)
     trails = []
     for step in envelopes.steps(session, env.id):
-        req = session.get(SigningRequest, step.request_id) if step.request_id else None
-        entries = audit_entries(session, req.id) if req else []
+        trail = read_trail(session, step.request_id) if step.request_id else None
+        entries = trail[1] if trail is not None else []
         trails.append(
             {
                 "position": step.position + 1,
                 "signing_request_id": step.request_id,
-                "chain_intact": req is not None and check_trail(req, entries) is None,
+                "chain_intact": trail is not None and check_trail(trail[0], entries) is None,
                 "entries": [
                     {
                         "seq": e.seq,

@@ -27,7 +27,7 @@ from api.deps import (
 )
 from api.edge.json_body import RequestModel
 from api.errors import ApiError
-from api.flows.audit import audit_entries, check_trail
+from api.flows.audit import AuditHead, check_trail, read_trail
 from api.flows.enrolment import EnrolmentFlow
 from api.flows.idempotency import request_hash
 from api.flows.identity import SignerSpec
@@ -340,8 +340,9 @@ def get_audit(request_id: str, org: OrgDep, session: SessionDep) -> dict:
     """The hash-chained audit trail; ``chain_intact`` is recomputed on every read (entries, and the head
     hash and count the request recorded)."""
     req = owned_request(session, org, request_id)
-    entries = audit_entries(session, req.id)
-    broken = check_trail(req, entries)
+    trail = read_trail(session, req.id)
+    head, entries = trail if trail is not None else (AuditHead(0, None), [])
+    broken = check_trail(head, entries)
     return {
         "signing_request_id": req.id,
         "chain_intact": broken is None,
