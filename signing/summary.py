@@ -30,6 +30,7 @@ __all__ = [
     "expected_for_record",
     "expected_summary",
     "read_signature_summary",
+    "summary_from_evidence",
 ]
 
 AUGMENTATIONS = ("signature-timestamp", "dss", "document-timestamp")
@@ -109,12 +110,13 @@ def _covering_document_timestamp(reader: PdfFileReader, sig_field, name: str) ->
 _RECOGNISED_SUBFILTERS = frozenset(f.value for f in SigSeedSubFilter)
 
 
-def _signed_revision(reader: PdfFileReader, sig_field) -> int:
-    """The revision that wrote the field's signature dictionary, as pyHanko's ``signed_revision``."""
+def _signed_revision(reader: PdfFileReader, sig_field) -> int | None:
+    """The revision that wrote the field's signature dictionary, as pyHanko's ``signed_revision``; ``None``
+    for a /V written directly in the field (pyHanko cannot date, nor read, such a signature either)."""
     ref = sig_field.get_object().raw_get("/V")
-    if isinstance(ref, IndirectObject):
-        return reader.xrefs.get_last_change(ref.reference)
-    return EmbeddedPdfSignature(reader, sig_field, "").signed_revision  # a direct /V: as pyHanko does
+    if not isinstance(ref, IndirectObject):
+        return None
+    return reader.xrefs.get_last_change(ref.reference)
 
 
 def read_signature_summary(path: Path | str, field_name: str | None = None) -> SignatureSummary:
@@ -136,9 +138,10 @@ def read_signature_summary(path: Path | str, field_name: str | None = None) -> S
             kind = str(sig.get("/Type", "/Sig"))
             try:
                 revision = _signed_revision(reader, sig_field)
-            except Exception:  # noqa: BLE001, S112 - unreadable (a direct /V without a usable CMS): not counted
-                continue
-            signatures.append((revision, kind, name, sig_field))
+            except Exception:  # noqa: BLE001 - a /V the cross-reference tables do not know
+                revision = None
+            if revision is not None:  # an unreadable field is not counted
+                signatures.append((revision, kind, name, sig_field))
         signatures.sort(key=lambda s: s[0])
         chosen = [s for s in signatures if s[1] == "/Sig" and (field_name is None or s[2] == field_name)]
         if not chosen:
@@ -155,16 +158,27 @@ def read_signature_summary(path: Path | str, field_name: str | None = None) -> S
             kind == "/DocTimeStamp" and rev > revision and _covering_document_timestamp(reader, fld, n)
             for rev, kind, n, fld in signatures
         )
-    flags = (has_tst, has_dss, doc_ts_after)
+    return summary_from_evidence(subfilter, attrs, has_tst, has_dss, doc_ts_after)
+
+
+def summary_from_evidence(
+    subfilter: str | None,
+    signed_attributes: frozenset[str],
+    has_signature_timestamp: bool,
+    has_dss: bool,
+    document_timestamp_after: bool,
+) -> SignatureSummary:
+    """The summary these facts of a signature imply, by the verifier's level rules (``verify.levels``)."""
+    flags = (has_signature_timestamp, has_dss, document_timestamp_after)
     augmentations = tuple(name for name, on in zip(AUGMENTATIONS, flags, strict=True) if on)
     level, _ = pades_level(
         LevelEvidence(
             subfilter=subfilter,
-            signed_attributes=attrs,
+            signed_attributes=signed_attributes,
             intact=True,
-            timestamp_valid=has_tst,
+            timestamp_valid=has_signature_timestamp,
             dss_has_revinfo=has_dss,
-            document_timestamp_after=doc_ts_after,
+            document_timestamp_after=document_timestamp_after,
         )
     )
     if level is None:

@@ -1,8 +1,8 @@
 """The reference for the achieved-signature summary: pyHanko's full reading of a file.
 
 pyHanko's own enumeration (``embedded_signatures``) and DSS reader (``DocumentSecurityStore.read_dss``),
-put through the verifier's level rules, as ``signing.summary`` read a file before it read less. It
-uses only that module's public result type, never its way of reading.
+put through the same rule from facts to summary (``summary_from_evidence``), as ``signing.summary`` read
+a file before it read less. It shares that rule, never the module's way of reading.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import DocumentSecurityStore
 
-from signing.model import PadesLevel, SignatureProfile
-from signing.summary import AUGMENTATIONS, SignatureSummary
-from signing.verify.levels import PADES_SUBFILTER, LevelEvidence, pades_level, signed_attribute_names
+from signing.summary import SignatureSummary, summary_from_evidence
+from signing.verify.levels import signed_attribute_names
 
 __all__ = ["NO_SIGNATURE", "full_reading", "implied_summary", "reference_summary"]
 
@@ -57,25 +56,7 @@ def implied_summary(full: tuple) -> SignatureSummary | tuple:
     passed through)."""
     if full == NO_SIGNATURE:
         return full
-    subfilter, attrs, tst, dss, doc_ts = full
-    flags = (tst, dss, doc_ts)
-    augmentations = tuple(n for n, on in zip(AUGMENTATIONS, flags, strict=True) if on)
-    level, _ = pades_level(
-        LevelEvidence(
-            subfilter=subfilter,
-            signed_attributes=attrs,
-            intact=True,
-            timestamp_valid=tst,
-            dss_has_revinfo=dss,
-            document_timestamp_after=doc_ts,
-        )
-    )
-    if level is None:
-        return SignatureSummary(SignatureProfile.PKCS7_DETACHED, None, augmentations)
-    profile = (
-        SignatureProfile.PADES_BASELINE if subfilter == PADES_SUBFILTER else SignatureProfile.PKCS7_DETACHED
-    )
-    return SignatureSummary(profile, PadesLevel(level), augmentations)
+    return summary_from_evidence(*full)
 
 
 def reference_summary(path: Path | str, field_name: str | None = None) -> dict[str, Any] | str:
