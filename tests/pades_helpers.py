@@ -90,3 +90,19 @@ async def validate(pki: TestPki, path: Path, *, offline: bool = False) -> Valida
         finally:
             await vc.aclose()
     return Validation(statuses, doc_ts, dss is not None, subfilters)
+
+
+def finish_outcome(record: PreparedSignature, prepared: Path, out: Path, cms_der: bytes, services) -> str:
+    """Finish in PDF mode on a loop of its own (a thread or a child process racing others): ``signed``,
+    the code of the PreparedStateError that refused it, or any other end as ``Type: message``."""
+    import asyncio
+
+    from signing.errors import PreparedStateError
+
+    try:
+        asyncio.run(pades.finish_with_cms(record, Path(prepared), Path(out), cms_der, services))
+        return "signed"
+    except PreparedStateError as exc:
+        return exc.code
+    except BaseException as exc:  # noqa: BLE001 - any other end is a failure: the caller's assert says which
+        return f"{type(exc).__name__}: {exc}"

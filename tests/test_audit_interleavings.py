@@ -13,16 +13,7 @@ from sqlmodel import select
 from api.flows.audit import append_audit
 from api.store.models import SigningRequest
 
-from .test_audit_truncation import _audit
-from .test_signing_service import SIGNER, _upload
-
-
-def _new_request(c, tmp_path) -> str:
-    doc = _upload(c, tmp_path)
-    req = c.post(
-        "/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"}
-    ).json()
-    return req["id"]
+from .test_audit_truncation import _audit, _new_request
 
 
 def _envelope_style_append(flow, req_id: str, done: list) -> None:

@@ -11,6 +11,16 @@ from api.store.models import AuditEntry, SigningRequest
 from .test_signing_service import SIGNER, _upload, _wait_status
 
 
+def _new_request(c, tmp_path) -> str:
+    """A pending B-B request (created and sent) for the sandbox signer; its id."""
+    doc = _upload(c, tmp_path)
+    r = c.post(
+        "/v1/signing-requests", json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 def _audit(c, req_id: str) -> dict:
     r = c.get(f"/v1/signing-requests/{req_id}/audit")
     assert r.status_code == 200, r.text
@@ -67,11 +77,7 @@ def test_an_entry_that_follows_a_stale_head_is_refused_not_forked(service, tmp_p
     from api.flows.audit import NEW_TRAIL, AuditHead, append_audit
 
     with service.client() as c:
-        doc = _upload(c, tmp_path)
-        req = c.post(
-            "/v1/signing-requests",
-            json={"document_id": doc["id"], "signer": {"hkid": SIGNER}, "level": "B-B"},
-        ).json()
+        req = {"id": _new_request(c, tmp_path)}
         before = _audit(c, req["id"])
         assert before["chain_intact"] is True and len(before["entries"]) >= 2  # created, sent
         first = before["entries"][0]

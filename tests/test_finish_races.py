@@ -4,18 +4,16 @@ published (found by an outside review of the publish-under-the-lock change)."""
 
 from __future__ import annotations
 
-import asyncio as aio
 import datetime as dt
 import os
 import threading
-from pathlib import Path
 
 import pytest
 
 from signing import errors, pades
 from signing.model import PadesLevel, RemoteMode, SignOptions
 
-from .pades_helpers import validate
+from .pades_helpers import finish_outcome, validate
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -49,13 +47,7 @@ async def test_opened_before_publish_locked_after_is_refused(test_pki, letter, t
 
     def second():
         second_thread.append(threading.get_ident())
-        try:
-            aio.run(pades.finish_with_cms(record, prepared, out2, cms_der, test_pki.services()))
-            result.append("signed")
-        except errors.PreparedStateError as exc:
-            result.append(exc.code)
-        except Exception as exc:  # noqa: BLE001
-            result.append(f"{type(exc).__name__}: {exc}")
+        result.append(finish_outcome(record, prepared, out2, cms_der, test_pki.services()))
 
     t = threading.Thread(target=second)
     t.start()
@@ -128,13 +120,7 @@ def _child(record_json, prepared, out, cms_der, tsa_url, root_der, ca_der, barri
         tsa_url, trust_roots=[x509.Certificate.load(root_der)], other_certs=[x509.Certificate.load(ca_der)]
     )
     barrier.wait()
-    try:
-        aio.run(pades.finish_with_cms(record, Path(prepared), Path(out), cms_der, services))
-        q.put("signed")
-    except errors.PreparedStateError as exc:
-        q.put(exc.code)
-    except BaseException as exc:  # noqa: BLE001
-        q.put(f"{type(exc).__name__}: {exc}")
+    q.put(finish_outcome(record, prepared, out, cms_der, services))
 
 
 @pytest.mark.parametrize("level", [PadesLevel.B_B, PadesLevel.B_LT])

@@ -479,10 +479,9 @@ async def test_a_finish_that_failed_after_embedding_can_be_retried(test_pki, let
 
 async def test_two_finishers_at_once_sign_once(test_pki, letter, tmp_path):
     """Two processes finishing the same prepared file: one embeds, the other is told so; one good file."""
-    import asyncio as aio
     import threading
 
-    from .pades_helpers import validate
+    from .pades_helpers import finish_outcome, validate
 
     prepared = tmp_path / "prepared.pdf"
     record = await pades.prepare_for_signing(
@@ -494,13 +493,7 @@ async def test_two_finishers_at_once_sign_once(test_pki, letter, tmp_path):
 
     def finisher(out: Path) -> None:
         start.wait()
-        try:
-            aio.run(pades.finish_with_cms(record, prepared, out, cms_der, test_pki.services()))
-            outcomes.append("signed")
-        except errors.PreparedStateError as exc:
-            outcomes.append(exc.code)
-        except Exception as exc:  # noqa: BLE001 - any other end is a failure: say which in the assert
-            outcomes.append(f"{type(exc).__name__}: {exc}")
+        outcomes.append(finish_outcome(record, prepared, out, cms_der, test_pki.services()))
 
     threads = [threading.Thread(target=finisher, args=(tmp_path / f"out-{i}.pdf",)) for i in range(2)]
     for t in threads:
@@ -523,10 +516,9 @@ async def test_second_finisher_waiting_while_the_first_publishes_does_not_touch_
     a second one could lock the same file (the same inode as the published one), cut it back and
     write into it, then fail on the rename: the first caller's signed file rewritten under it.
     """
-    import asyncio as aio
     import threading
 
-    from .pades_helpers import validate
+    from .pades_helpers import finish_outcome, validate
 
     prepared = tmp_path / "prepared.pdf"
     record = await pades.prepare_for_signing(
@@ -538,13 +530,7 @@ async def test_second_finisher_waiting_while_the_first_publishes_does_not_touch_
     real_replace = pades.os.replace
 
     def second_finisher() -> None:
-        try:
-            aio.run(pades.finish_with_cms(record, prepared, second_out, cms_der, test_pki.services()))
-            second.append("signed")
-        except errors.PreparedStateError as exc:
-            second.append(exc.code)
-        except Exception as exc:  # noqa: BLE001 - any other end is a failure: say which in the assert
-            second.append(f"{type(exc).__name__}: {exc}")
+        second.append(finish_outcome(record, prepared, second_out, cms_der, test_pki.services()))
 
     def replace_after_the_second_finisher_tried(src, dst):
         if Path(dst) == first_out and not second:  # the first finisher is about to publish
