@@ -28,13 +28,14 @@ from pyhanko.sign.general import CMSExtractionError
 from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
 from pyhanko.sign.validation import DocumentSecurityStore
 from pyhanko.sign.validation.dss import collect_validation_info
+from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 
 from .cms import find_signer_certificate
 from .errors import DamagedPdfError, RevocationInfoError, SigningError, TimestampError
 from .services import SigningServices
 
-__all__ = ["DEFAULT_CACHE", "ValidationData", "ValidationDataCache", "add_ltv"]
+__all__ = ["DEFAULT_CACHE", "ValidationData", "ValidationDataCache", "add_ltv", "check_existing_dss"]
 
 _MD = "sha256"
 # Space for the document timestamp's own token (TSA certificate, issuing CA, signature): hex digits.
@@ -197,6 +198,24 @@ async def _earlier_signatures_data(
     return found
 
 
+def _damaged_dss(exc: Exception) -> DamagedPdfError:
+    return DamagedPdfError(
+        "the PDF's document security store (DSS) is damaged, so validation data cannot be added to it "
+        f"(B-LT and up): {type(exc).__name__}: {exc}"
+    )
+
+
+def check_existing_dss(reader) -> None:
+    """A DSS already in the file must read, or :func:`add_ltv` cannot add to it: checked when the
+    document is prepared, so that it is refused before the signer is asked, not after the approval."""
+    try:
+        DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return
+    except Exception as exc:  # asn1crypto and pyHanko raise many kinds on a damaged DSS
+        raise _damaged_dss(exc) from exc
+
+
 async def add_ltv(
     f,
     cms_der: bytes,
@@ -227,10 +246,7 @@ async def add_ltv(
             crls=data.crls,
         )
     except Exception as exc:  # asn1crypto and pyHanko raise many kinds on a damaged DSS
-        raise DamagedPdfError(
-            f"the PDF's existing document security store (DSS) is damaged, so validation data cannot be "
-            f"added to it: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _damaged_dss(exc) from exc
     for earlier in await _earlier_signatures_data(writer.prev, this, services, cache):
         # no VRI entry: an earlier signature's own VRI, if it has one, stays as it was
         DocumentSecurityStore.supply_dss_in_writer(

@@ -32,8 +32,6 @@ from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
-from pyhanko.sign.validation.dss import DocumentSecurityStore
-from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from . import cms as cms_checks
@@ -50,7 +48,7 @@ from .errors import (
     TimestampError,
 )
 from .inspect import check_pdf_envelope
-from .ltv import add_ltv
+from .ltv import add_ltv, check_existing_dss
 from .model import (
     PadesLevel,
     PreparedSignature,
@@ -94,20 +92,6 @@ def _publish_open(f, tmp: Path, final: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _check_existing_dss(reader) -> None:
-    """A DSS already in the file must read, or B-LT and up cannot add to it: refused before the signer is
-    asked, not after their approval."""
-    try:
-        DocumentSecurityStore.read_dss(reader)
-    except NoDSSFoundError:
-        return
-    except Exception as exc:  # asn1crypto and pyHanko raise many kinds on a damaged DSS
-        raise DamagedPdfError(
-            "the PDF's document security store (DSS) is damaged, so validation data cannot be added to it "
-            f"(B-LT and up): {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def open_pdf_writer(stream) -> IncrementalPdfFileWriter:
@@ -193,7 +177,7 @@ async def prepare_for_signing(source: Path, prepared_path: Path, options: SignOp
             f = HashedPrefixFile(raw, prefix_hash, prefix_size)
             writer = open_pdf_writer(f)
             if options.level.needs_dss:
-                _check_existing_dss(writer.prev)
+                check_existing_dss(writer.prev)
             field_name, exists = _choose_field(writer, options)
             profile, ext_signer = _phase1_signer(options)
             new_field_spec = None
